@@ -1,0 +1,51 @@
+# trustplane: every target sets up what it needs (apt packages when run as root, a virtualenv).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED ?= $(abspath ../shared)
+export TRUSTPLANE_SHARED := $(SHARED)
+ARGS ?=
+
+APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libsystemd-dev pkg-config gcc python3-dev python3-venv
+STAMP_APT := $(VENV)/.apt-done
+STAMP_PY := $(VENV)/.py-done
+
+.PHONY: setup demo test check lint types contracts bench clean
+
+setup: $(STAMP_PY)
+
+$(STAMP_APT):
+	@bash scripts/install-system-deps.sh $(APT_PACKAGES)
+	@mkdir -p $(VENV) && touch $@
+
+$(STAMP_PY): $(STAMP_APT) setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/trustplane demo $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+types: setup
+	$(VENV)/bin/mypy
+
+contracts: setup
+	$(VENV)/bin/lint-imports
+
+check: lint types contracts test
+
+bench: setup
+	$(PY) -m bench.eventlog --json
+	$(PY) -m bench.quote --json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""hub: the trustplane verification service."""

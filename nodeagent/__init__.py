@@ -1,0 +1,1 @@
+"""nodeagent: the trustplane host daemon (TPM, evidence, hub client)."""

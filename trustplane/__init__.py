@@ -1,0 +1,1 @@
+"""trustplane: the command-line front end over trustcore (event-log analysis)."""

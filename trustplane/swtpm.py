@@ -1,0 +1,202 @@
+"""Start and stop software TPMs (swtpm) for the demo, the benchmarks and the tests.
+
+A :class:`SwtpmFactory` manufactures one TPM state with ``swtpm_setup --create-ek-cert``
+(EK certificates signed by a private local CA in the factory's directory) and then starts any
+number of :class:`Swtpm` processes, each from a copy of that state, on free loopback ports, and
+waits until each answers. Nothing here is mocked: a missing ``swtpm`` binary is an error
+(:class:`SwtpmUnavailable`), never a skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+__all__ = ["Swtpm", "SwtpmFactory", "SwtpmUnavailable"]
+
+
+class SwtpmUnavailable(RuntimeError):
+    """swtpm or swtpm_setup is not installed, or the TPM did not come up."""
+
+
+def _require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise SwtpmUnavailable(
+            f"{tool} not found: install the Debian packages swtpm and swtpm-tools "
+            "(make setup does this)"
+        )
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Swtpm:
+    """One running swtpm process speaking the TCP protocol on 127.0.0.1."""
+
+    state_dir: Path
+    port: int
+    ctrl_port: int
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def tcti(self) -> str:
+        """The TCTI string for tpm2-pytss' ``TCTILdr.parse`` / tpm2-tools."""
+        return f"swtpm:host=127.0.0.1,port={self.port}"
+
+    def start(self, *, timeout: float = 10.0) -> None:
+        swtpm = _require("swtpm")
+        self.process = subprocess.Popen(
+            [
+                swtpm, "socket", "--tpm2",
+                "--tpmstate", f"dir={self.state_dir}",
+                "--server", f"type=tcp,port={self.port},bindaddr=127.0.0.1",
+                "--ctrl", f"type=tcp,port={self.ctrl_port},bindaddr=127.0.0.1",
+                "--flags", "not-need-init,startup-clear",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise SwtpmUnavailable(f"swtpm exited with {self.process.returncode}: {err.strip()}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                ("127.0.0.1", self.port), timeout=0.2
+            ):
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise SwtpmUnavailable(f"swtpm did not listen on port {self.port} in {timeout}s")
+            time.sleep(0.02)
+
+    def ioctl(self, *args: str) -> None:
+        """Run ``swtpm_ioctl`` against this TPM's control port (e.g. ``-l 4``, ``-h data``)."""
+        tool = _require("swtpm_ioctl")
+        subprocess.run(
+            [tool, "--tcp", f"127.0.0.1:{self.ctrl_port}", *args],
+            check=True, capture_output=True, timeout=10,
+        )
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class SwtpmFactory:
+    """Manufactures a TPM state once (with EK certificates) and starts TPMs from copies of it."""
+
+    def __init__(self, root: Path | None = None, *, pcr_banks: str = "sha1,sha256") -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if root is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="trustplane-swtpm-")
+            root = Path(self._tmp.name)
+        self.root = root
+        self.template = root / "template"
+        self.ca_dir = root / "ca"
+        self._count = 0
+        self._running: list[Swtpm] = []
+        self._manufacture(pcr_banks)
+
+    @property
+    def ca_certificates(self) -> list[Path]:
+        """The local CA's root and intermediate certificates that EK certificates chain to."""
+        return [self.ca_dir / "swtpm-localca-rootca-cert.pem", self.ca_dir / "issuercert.pem"]
+
+    def _manufacture(self, pcr_banks: str) -> None:
+        setup = _require("swtpm_setup")
+        _require("swtpm_localca")
+        self.template.mkdir(parents=True)
+        self.ca_dir.mkdir(parents=True)
+        localca_conf = self.root / "swtpm-localca.conf"
+        localca_conf.write_text(
+            f"statedir = {self.ca_dir}\n"
+            f"signingkey = {self.ca_dir}/signkey.pem\n"
+            f"issuercert = {self.ca_dir}/issuercert.pem\n"
+            f"certserial = {self.ca_dir}/certserial\n"
+        )
+        options = self.root / "swtpm-localca.options"
+        options.write_text(
+            "--platform-manufacturer trustplane\n--platform-version 2.1\n--platform-model swtpm\n"
+        )
+        setup_conf = self.root / "swtpm_setup.conf"
+        setup_conf.write_text(
+            f"create_certs_tool = {shutil.which('swtpm_localca')}\n"
+            f"create_certs_tool_config = {localca_conf}\n"
+            f"create_certs_tool_options = {options}\n"
+            f"active_pcr_banks = {pcr_banks}\n"
+        )
+        result = subprocess.run(
+            [
+                setup, "--tpm2", "--tpmstate", str(self.template),
+                "--create-ek-cert", "--config", str(setup_conf), "--pcr-banks", pcr_banks,
+            ],
+            capture_output=True, timeout=120,
+        )
+        if result.returncode != 0:
+            raise SwtpmUnavailable(
+                "swtpm_setup failed: " + result.stdout.decode(errors="replace")
+                + result.stderr.decode(errors="replace")
+            )
+
+    def start(self) -> Swtpm:
+        """Start a fresh TPM from a copy of the manufactured state."""
+        self._count += 1
+        state = self.root / f"tpm{self._count}"
+        shutil.copytree(self.template, state)
+        for _ in range(5):
+            tpm = Swtpm(state_dir=state, port=free_port(), ctrl_port=free_port())
+            try:
+                tpm.start()
+            except SwtpmUnavailable:
+                if tpm.port == tpm.ctrl_port:
+                    continue
+                raise
+            self._running.append(tpm)
+            return tpm
+        raise SwtpmUnavailable("could not find free ports for swtpm")
+
+    def close(self) -> None:
+        for tpm in self._running:
+            tpm.stop()
+        self._running.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
