@@ -25,7 +25,10 @@ def test_contract_catches_an_io_import(tmp_path: Path) -> None:
     try:
         lint_imports = Path(sys.executable).parent / "lint-imports"
         result = subprocess.run(
-            [str(lint_imports), "--no-cache"], cwd=REPO, capture_output=True, text=True,
+            [str(lint_imports), "--no-cache"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
             check=False,
         )
     finally:

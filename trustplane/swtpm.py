@@ -61,11 +61,17 @@ class Swtpm:
         swtpm = _require("swtpm")
         self.process = subprocess.Popen(
             [
-                swtpm, "socket", "--tpm2",
-                "--tpmstate", f"dir={self.state_dir}",
-                "--server", f"type=tcp,port={self.port},bindaddr=127.0.0.1",
-                "--ctrl", f"type=tcp,port={self.ctrl_port},bindaddr=127.0.0.1",
-                "--flags", "not-need-init,startup-clear",
+                swtpm,
+                "socket",
+                "--tpm2",
+                "--tpmstate",
+                f"dir={self.state_dir}",
+                "--server",
+                f"type=tcp,port={self.port},bindaddr=127.0.0.1",
+                "--ctrl",
+                f"type=tcp,port={self.ctrl_port},bindaddr=127.0.0.1",
+                "--flags",
+                "not-need-init,startup-clear",
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -74,10 +80,17 @@ class Swtpm:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                raise SwtpmUnavailable(f"swtpm exited with {self.process.returncode}: {err.strip()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
+                err = (
+                    self.process.stderr.read().decode(errors="replace")
+                    if self.process.stderr
+                    else ""
+                )
+                raise SwtpmUnavailable(
+                    f"swtpm exited with {self.process.returncode}: {err.strip()}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
             ):
                 return
             if time.monotonic() > deadline:
@@ -90,7 +103,9 @@ class Swtpm:
         tool = _require("swtpm_ioctl")
         subprocess.run(
             [tool, "--tcp", f"127.0.0.1:{self.ctrl_port}", *args],
-            check=True, capture_output=True, timeout=10,
+            check=True,
+            capture_output=True,
+            timeout=10,
         )
 
     def stop(self) -> None:
@@ -159,14 +174,24 @@ class SwtpmFactory:
         )
         result = subprocess.run(
             [
-                setup, "--tpm2", "--tpmstate", str(self.template),
-                "--create-ek-cert", "--config", str(setup_conf), "--pcr-banks", pcr_banks,
+                setup,
+                "--tpm2",
+                "--tpmstate",
+                str(self.template),
+                "--create-ek-cert",
+                "--config",
+                str(setup_conf),
+                "--pcr-banks",
+                pcr_banks,
             ],
-            capture_output=True, timeout=120,
+            capture_output=True,
+            check=False,
+            timeout=120,
         )
         if result.returncode != 0:
             raise SwtpmUnavailable(
-                "swtpm_setup failed: " + result.stdout.decode(errors="replace")
+                "swtpm_setup failed: "
+                + result.stdout.decode(errors="replace")
                 + result.stderr.decode(errors="replace")
             )
 
