@@ -1,0 +1,146 @@
+"""Who is calling: bearer tokens with roles for people and pipelines, client certificates for
+agents, and the middleware that enforces each route's access rule.
+
+Every handler declares its rule with one of the decorators (:func:`public`, :func:`enrollment`,
+:func:`agent`, :func:`role`); a handler without one is refused to everybody (closed by default).
+Tokens are looked up by their SHA-256 and the stored hash is compared in constant time. An
+agent's identity is its client certificate's subject CN (the host id), verified by TLS against
+the hub CA; the host must still be enrolled.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal, TypeVar
+
+from aiohttp import web
+
+from hub.errors import ApiError, Handler
+from hub.statedir import token_hash
+from hub.store import Store
+
+Access = Literal["public", "enrollment", "agent", "viewer", "pipeline", "admin"]
+ACCESS_ATTR: Final = "__trustplane_access__"
+
+# which token roles satisfy a route's rule
+_ROLE_GRANTS: Final[dict[str, frozenset[str]]] = {
+    "viewer": frozenset({"viewer", "admin"}),
+    "pipeline": frozenset({"pipeline", "admin"}),
+    "admin": frozenset({"admin"}),
+}
+
+H = TypeVar("H", bound=Handler)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller: a token holder (``role``) or an agent (``host_id``)."""
+
+    kind: Literal["anonymous", "token", "agent"]
+    name: str = ""
+    role: str = ""
+    host_id: str = ""
+
+
+ANONYMOUS: Final = Principal("anonymous")
+PRINCIPAL_KEY: Final = "trustplane.principal"
+
+
+def _access(rule: Access) -> Callable[[H], H]:
+    def mark(handler: H) -> H:
+        setattr(handler, ACCESS_ATTR, rule)
+        return handler
+
+    return mark
+
+
+def public(handler: H) -> H:
+    """Anyone (only ``/health``)."""
+    return _access("public")(handler)
+
+
+def enrollment(handler: H) -> H:
+    """A new agent without a certificate (the route bounds and rate-limits itself)."""
+    return _access("enrollment")(handler)
+
+
+def agent(handler: H) -> H:
+    """An enrolled agent with its client certificate."""
+    return _access("agent")(handler)
+
+
+def role(rule: Literal["viewer", "pipeline", "admin"]) -> Callable[[H], H]:
+    """A bearer token whose role grants ``rule`` (admin grants everything)."""
+    return _access(rule)
+
+
+def principal(request: web.Request) -> Principal:
+    value = request.get(PRINCIPAL_KEY, ANONYMOUS)
+    return value if isinstance(value, Principal) else ANONYMOUS
+
+
+def peer_host_id(request: web.Request) -> str | None:
+    """The CN of a TLS-verified client certificate, or ``None``."""
+    transport = request.transport
+    if transport is None:
+        return None
+    cert = transport.get_extra_info("peercert")
+    if not isinstance(cert, dict):
+        return None
+    names = [
+        value
+        for rdn in cert.get("subject", ())
+        for key, value in rdn
+        if key == "commonName" and isinstance(value, str)
+    ]
+    return names[0] if len(names) == 1 else None
+
+
+async def _token_principal(request: web.Request, store: Store) -> Principal | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    want = token_hash(token.strip())
+    found = await store.find_token(want)
+    if found is None or not hmac.compare_digest(found.hash, want):
+        raise ApiError(401, "auth.invalid_token", "unknown or revoked token")
+    return Principal("token", name=found.name, role=found.role)
+
+
+def auth_middleware(store_of: Callable[[web.Request], Store]) -> Callable[..., object]:
+    """The middleware; ``store_of`` finds the store for a request (the app's state)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        match_info = request.match_info
+        if match_info.http_exception is not None:
+            raise match_info.http_exception  # 404/405 before anything else
+        rule = getattr(match_info.handler, ACCESS_ATTR, None)
+        if rule == "public":
+            return await handler(request)
+        store = store_of(request)
+        host_id = peer_host_id(request)
+        if rule == "agent":
+            if host_id is None:
+                raise ApiError(401, "auth.client_certificate_required", "client certificate needed")
+            host = await store.get_host(host_id)
+            if host is None or host.state != "enrolled":
+                raise ApiError(403, "host.unknown", "this host is not enrolled")
+            request[PRINCIPAL_KEY] = Principal("agent", name=host_id, host_id=host_id)
+            return await handler(request)
+        if rule == "enrollment":
+            return await handler(request)
+        if rule in _ROLE_GRANTS:
+            who = await _token_principal(request, store)
+            if who is None:
+                raise ApiError(401, "auth.required", "a bearer token is required")
+            if who.role not in _ROLE_GRANTS[rule]:
+                raise ApiError(403, "auth.forbidden", f"role {who.role!r} may not do this")
+            request[PRINCIPAL_KEY] = who
+            return await handler(request)
+        raise ApiError(403, "auth.forbidden", "this route has no access rule")
+
+    return middleware

@@ -1,0 +1,67 @@
+"""How the hub says "no" over HTTP: :class:`ApiError` and the error middleware.
+
+Every failure answer is ``{"error": {"code": "<stable id>", "message": "..."}}``. Handlers raise
+:class:`ApiError`; aiohttp's own HTTP exceptions (404, 405, 413) are rewritten into the same
+shape; anything else is logged with its traceback here, at the request boundary, and answered
+with a bare ``internal`` error: no traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from aiohttp import web
+
+log = logging.getLogger("trustplane.hub")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_CODES: Final = {
+    400: "http.bad_request",
+    401: "auth.required",
+    403: "auth.forbidden",
+    404: "http.not_found",
+    405: "http.method_not_allowed",
+    408: "http.timeout",
+    411: "http.length_required",
+    413: "http.body_too_large",
+    415: "http.unsupported_media_type",
+    429: "http.rate_limited",
+}
+
+
+class ApiError(Exception):
+    """An answer with a 4xx/5xx status and a stable error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into the JSON error shape; the one catch-all of a request."""
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return error_response(e.status, e.code, e.message)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = _HTTP_CODES.get(e.status, f"http.{e.status}")
+        message = e.reason if e.status != 413 else "request body too large"
+        resp = error_response(e.status, code, message)
+        if e.status == 405 and "Allow" in e.headers:
+            resp.headers["Allow"] = e.headers["Allow"]
+        return resp
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error (see the hub's log)")

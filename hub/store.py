@@ -1,0 +1,837 @@
+"""The hub's persistent state: one SQLite database through sqlite-utils.
+
+This is the only module that imports ``sqlite3``/``sqlite_utils``. One worker thread owns the
+connection (WAL mode); every public method is ``async`` and runs on that thread, so writes are
+serialised and a check-and-set such as consuming a nonce is atomic. Schema changes are numbered
+migration functions recorded in ``schema_migrations``; a new database starts at version 1.
+
+The audit log is append-only and hash-chained: each row stores
+``sha256(prev_hash || canonical JSON of the row)``, and :meth:`Store.verify_audit_chain` finds
+the first row that no longer fits. Policy (what a verdict means, who may do what) lives in the
+callers; this module stores and fetches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, ParamSpec, TypeVar
+
+import sqlite_utils
+from sqlite_utils.db import Table
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+GENESIS_HASH: Final = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    id: str
+    state: str  # pending | approved | enrolled
+    hostname: str
+    node_name: str | None
+    dmi_uuid: str | None
+    tags: dict[str, str]
+    flavors: tuple[str, ...]
+    created: float
+    last_report: float | None
+    verdict: str
+    reasons: tuple[str, ...]
+    valid_until: float | None
+    rule_results: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HostKeys:
+    host_id: str
+    ek_public: bytes
+    ak_public: bytes
+    ek_certificate: bytes | None
+    binding_public: bytes | None
+    ek_verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEnrollment:
+    """An issued MakeCredential challenge and the keys it will bind once answered."""
+
+    host_id: str
+    secret_hash: bytes
+    expires: float
+    csr: str
+    keys: HostKeys
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    id: int
+    hash: str
+    role: str
+    name: str
+    created: float
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: int
+    host_id: str
+    at: float
+    kind: str
+    reasons: tuple[str, ...]
+    acked_at: float | None
+    acked_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    id: int
+    host_id: str
+    received: float
+    verdict: str
+    reasons: tuple[str, ...]
+    sequence: int
+    body_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditCheck:
+    """Result of :meth:`Store.verify_audit_chain`: ``first_bad`` is the first broken row id."""
+
+    ok: bool
+    rows: int
+    first_bad: int | None = None
+
+
+def _canonical(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def audit_row_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    """``sha256(prev_hash || canonical row)`` in hex; ``row`` excludes ``id`` and ``hash``."""
+    return hashlib.sha256(bytes.fromhex(prev_hash) + _canonical(row)).hexdigest()
+
+
+# --- migrations ------------------------------------------------------------------------------
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db.table("hosts").create(
+        {
+            "id": str,
+            "state": str,
+            "hostname": str,
+            "node_name": str,
+            "dmi_uuid": str,
+            "tags": str,
+            "flavors": str,
+            "created": float,
+            "last_report": float,
+            "verdict": str,
+            "reasons": str,
+            "valid_until": float,
+            "rule_results": str,
+        },
+        pk="id",
+        not_null={"state", "hostname", "created", "verdict"},
+    )
+    db.table("host_keys").create(
+        {
+            "host_id": str,
+            "ek_public": bytes,
+            "ek_certificate": bytes,
+            "ak_public": bytes,
+            "binding_public": bytes,
+            "ek_verified": int,
+        },
+        pk="host_id",
+        foreign_keys=[("host_id", "hosts", "id")],
+    )
+    db.table("enrollments").create(
+        {
+            "host_id": str,
+            "secret_hash": bytes,
+            "expires": float,
+            "csr": str,
+            "ek_public": bytes,
+            "ek_certificate": bytes,
+            "ak_public": bytes,
+            "binding_public": bytes,
+            "ek_verified": int,
+        },
+        pk="host_id",
+    )
+    db.table("nonces").create(
+        {"nonce": bytes, "host_id": str, "expires": float, "consumed": int}, pk="nonce"
+    )
+    db.table("nonces").create_index(["expires"])
+    db.table("reports").create(
+        {
+            "id": int,
+            "host_id": str,
+            "received": float,
+            "verdict": str,
+            "reasons": str,
+            "sequence": int,
+            "body_sha256": str,
+        },
+        pk="id",
+    )
+    db.table("reports").create_index(["host_id", "id"])
+    db.table("verdicts").create(
+        {"id": int, "host_id": str, "at": float, "verdict": str, "previous": str, "reasons": str},
+        pk="id",
+    )
+    db.table("verdicts").create_index(["host_id", "id"])
+    db.table("flavors").create({"name": str, "document": str, "created": float}, pk="name")
+    db.table("alerts").create(
+        {
+            "id": int,
+            "host_id": str,
+            "at": float,
+            "kind": str,
+            "reasons": str,
+            "acked_at": float,
+            "acked_by": str,
+        },
+        pk="id",
+    )
+    db.table("tokens").create(
+        {"id": int, "hash": str, "role": str, "name": str, "created": float, "revoked": int},
+        pk="id",
+    )
+    db.table("tokens").create_index(["hash"], unique=True)
+    db.table("eventlog_cache").create({"sha256": str, "data": bytes, "stored": float}, pk="sha256")
+    db.table("audit_log").create(
+        {
+            "id": int,
+            "at": float,
+            "actor": str,
+            "action": str,
+            "subject": str,
+            "details": str,
+            "prev_hash": str,
+            "hash": str,
+        },
+        pk="id",
+    )
+    # Append-only: the database itself refuses updates and deletes of audit rows.
+    db.execute(
+        "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+    )
+
+
+MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (_migration_1,)
+
+
+def _migrate(db: sqlite_utils.Database, migrations: tuple[Callable[..., None], ...]) -> int:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
+    )
+    done = {row[0] for row in db.execute("SELECT version FROM schema_migrations").fetchall()}
+    version = max(done, default=0)
+    for number, migration in enumerate(migrations, start=1):
+        if number in done:
+            continue
+        with db.atomic():
+            migration(db)
+            db.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                [number, migration.__name__],
+            )
+        version = number
+    return version
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+class Store:
+    """Async access to the hub database; create with :meth:`open`, end with :meth:`close`."""
+
+    def __init__(
+        self, path: Path | str, *, migrations: tuple[Callable[..., None], ...] = MIGRATIONS
+    ) -> None:
+        self._path = str(path)
+        self._migrations = migrations
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-store")
+        self._db: sqlite_utils.Database | None = None
+        self.schema_version = 0
+
+    @classmethod
+    async def open(cls, path: Path | str, **kwargs: Any) -> Store:  # noqa: ANN401
+        store = cls(path, **kwargs)
+        await store._run(store._open_sync)
+        return store
+
+    def _open_sync(self) -> None:
+        db = sqlite_utils.Database(self._path, execute_plugins=False)
+        if self._path != ":memory:":
+            db.enable_wal()
+        db.conn.execute("PRAGMA foreign_keys = ON")
+        db.conn.execute("PRAGMA busy_timeout = 5000")
+        self.schema_version = _migrate(db, self._migrations)
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def _t(self, name: str) -> Table:
+        return self.db.table(name)
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        if self._db is None:
+            raise RuntimeError("store is closed")
+        return self._db
+
+    # --- hosts ---------------------------------------------------------------------------
+
+    async def get_host(self, host_id: str) -> Host | None:
+        return await self._run(self._get_host_sync, host_id)
+
+    def _get_host_sync(self, host_id: str) -> Host | None:
+        rows = list(self._t("hosts").rows_where("id = ?", [host_id]))
+        return _host(rows[0]) if rows else None
+
+    async def list_hosts(self) -> list[Host]:
+        return await self._run(
+            lambda: [_host(r) for r in self._t("hosts").rows_where(order_by="id")]
+        )
+
+    async def count_hosts(self, state: str) -> int:
+        return await self._run(lambda: self._t("hosts").count_where("state = ?", [state]))
+
+    async def register_host(
+        self,
+        *,
+        host_id: str,
+        state: str,
+        hostname: str,
+        node_name: str | None,
+        dmi_uuid: str | None,
+        now: float,
+    ) -> Host:
+        """Create the host, or refresh what it says about itself.
+
+        ``state`` (``pending`` or ``approved``) only ever raises an existing host's state:
+        an approved or enrolled host is never set back to pending here.
+        """
+
+        def run() -> Host:
+            with self.db.atomic():
+                existing = self._get_host_sync(host_id)
+                facts = {"hostname": hostname, "node_name": node_name, "dmi_uuid": dmi_uuid}
+                if existing is None:
+                    self._t("hosts").insert(
+                        {
+                            "id": host_id,
+                            "state": state,
+                            **facts,
+                            "tags": "{}",
+                            "flavors": "[]",
+                            "created": now,
+                            "verdict": "pending",
+                            "reasons": "[]",
+                            "rule_results": "[]",
+                        }
+                    )
+                else:
+                    if existing.state == "pending":
+                        facts["state"] = state
+                    self._t("hosts").update(host_id, facts)
+                host = self._get_host_sync(host_id)
+            if host is None:  # pragma: no cover - written above in the same transaction
+                raise RuntimeError("host vanished")
+            return host
+
+        return await self._run(run)
+
+    async def set_host_state(self, host_id: str, state: str) -> bool:
+        def run() -> bool:
+            with self.db.atomic():
+                cur = self.db.execute("UPDATE hosts SET state = ? WHERE id = ?", [state, host_id])
+                return cur.rowcount == 1
+
+        return await self._run(run)
+
+    async def set_host_tags(self, host_id: str, tags: dict[str, str]) -> None:
+        await self._run(lambda: self._t("hosts").update(host_id, {"tags": json.dumps(tags)}))
+
+    async def set_host_flavors(self, host_id: str, flavors: list[str]) -> None:
+        await self._run(lambda: self._t("hosts").update(host_id, {"flavors": json.dumps(flavors)}))
+
+    async def get_host_keys(self, host_id: str) -> HostKeys | None:
+        def run() -> HostKeys | None:
+            rows = list(self._t("host_keys").rows_where("host_id = ?", [host_id]))
+            return _keys(rows[0]) if rows else None
+
+        return await self._run(run)
+
+    # --- enrollment challenges -----------------------------------------------------------
+
+    async def put_enrollment(self, pending: PendingEnrollment) -> None:
+        """Store (or replace) the host's one open challenge."""
+        k = pending.keys
+        row = {
+            "host_id": pending.host_id,
+            "secret_hash": pending.secret_hash,
+            "expires": pending.expires,
+            "csr": pending.csr,
+            "ek_public": k.ek_public,
+            "ek_certificate": k.ek_certificate,
+            "ak_public": k.ak_public,
+            "binding_public": k.binding_public,
+            "ek_verified": int(k.ek_verified),
+        }
+        await self._run(lambda: self._t("enrollments").upsert(row, pk="host_id"))
+
+    async def take_enrollment(self, host_id: str) -> PendingEnrollment | None:
+        """Remove and return the host's open challenge (single use), or ``None``."""
+
+        def run() -> PendingEnrollment | None:
+            with self.db.atomic():
+                rows = list(self._t("enrollments").rows_where("host_id = ?", [host_id]))
+                if not rows:
+                    return None
+                self.db.execute("DELETE FROM enrollments WHERE host_id = ?", [host_id])
+            r = rows[0]
+            return PendingEnrollment(
+                host_id=r["host_id"],
+                secret_hash=r["secret_hash"],
+                expires=r["expires"],
+                csr=r["csr"],
+                keys=_keys(r),
+            )
+
+        return await self._run(run)
+
+    async def complete_enrollment(self, keys: HostKeys) -> None:
+        """Bind the activated keys to the host and mark it ``enrolled``."""
+
+        def run() -> None:
+            with self.db.atomic():
+                self._t("host_keys").upsert(
+                    {
+                        "host_id": keys.host_id,
+                        "ek_public": keys.ek_public,
+                        "ek_certificate": keys.ek_certificate,
+                        "ak_public": keys.ak_public,
+                        "binding_public": keys.binding_public,
+                        "ek_verified": int(keys.ek_verified),
+                    },
+                    pk="host_id",
+                )
+                self._t("hosts").update(keys.host_id, {"state": "enrolled"})
+
+        await self._run(run)
+
+    async def count_open_enrollments(self, now: float) -> int:
+        def run() -> int:
+            with self.db.atomic():
+                self.db.execute("DELETE FROM enrollments WHERE expires < ?", [now])
+            return self._t("enrollments").count
+
+        return await self._run(run)
+
+    # --- nonces --------------------------------------------------------------------------
+
+    async def put_nonce(self, nonce: bytes, host_id: str, expires: float) -> None:
+        await self._run(
+            lambda: self._t("nonces").insert(
+                {"nonce": nonce, "host_id": host_id, "expires": expires, "consumed": 0}
+            )
+        )
+
+    async def consume_nonce(self, nonce: bytes, host_id: str, now: float) -> str:
+        """Use a nonce once. Returns ``ok``, ``unknown``, ``replayed`` or ``expired``.
+
+        A nonce issued to another host counts as ``unknown``. The check and the mark happen in
+        one statement on the writer thread, so two concurrent reports cannot both get ``ok``.
+        """
+
+        def run() -> str:
+            with self.db.atomic():
+                cur = self.db.execute(
+                    "UPDATE nonces SET consumed = 1 WHERE nonce = ? AND host_id = ? "
+                    "AND consumed = 0 AND expires >= ?",
+                    [nonce, host_id, now],
+                )
+                if cur.rowcount == 1:
+                    return "ok"
+                rows = list(
+                    self._t("nonces").rows_where("nonce = ? AND host_id = ?", [nonce, host_id])
+                )
+            if not rows:
+                return "unknown"
+            return "replayed" if rows[0]["consumed"] else "expired"
+
+        return await self._run(run)
+
+    async def prune_nonces(self, now: float, *, keep_for: float = 600.0) -> int:
+        """Delete nonces expired more than ``keep_for`` seconds ago; returns how many."""
+
+        def run() -> int:
+            with self.db.atomic():
+                return self.db.execute(
+                    "DELETE FROM nonces WHERE expires < ?", [now - keep_for]
+                ).rowcount
+
+        return await self._run(run)
+
+    # --- reports and verdicts ------------------------------------------------------------
+
+    async def record_report(
+        self,
+        *,
+        host_id: str,
+        received: float,
+        verdict: str,
+        reasons: tuple[str, ...],
+        sequence: int,
+        body_sha256: str,
+        valid_until: float,
+        rule_results: list[dict[str, Any]],
+        history: int,
+    ) -> str:
+        """Store a report's outcome, update the host, keep the last ``history`` reports.
+
+        Returns the host's previous verdict; a change is also written to ``verdicts``.
+        """
+
+        def run() -> str:
+            with self.db.atomic():
+                prev = self._get_host_sync(host_id)
+                self._t("reports").insert(
+                    {
+                        "host_id": host_id,
+                        "received": received,
+                        "verdict": verdict,
+                        "reasons": json.dumps(list(reasons)),
+                        "sequence": sequence,
+                        "body_sha256": body_sha256,
+                    }
+                )
+                self.db.execute(
+                    "DELETE FROM reports WHERE host_id = ? AND id NOT IN "
+                    "(SELECT id FROM reports WHERE host_id = ? ORDER BY id DESC LIMIT ?)",
+                    [host_id, host_id, history],
+                )
+                self._t("hosts").update(
+                    host_id,
+                    {
+                        "last_report": received,
+                        "verdict": verdict,
+                        "reasons": json.dumps(list(reasons)),
+                        "valid_until": valid_until,
+                        "rule_results": json.dumps(rule_results),
+                    },
+                )
+                previous = prev.verdict if prev else "pending"
+                if previous != verdict:
+                    self._insert_verdict(host_id, received, verdict, previous, reasons)
+            return previous
+
+        return await self._run(run)
+
+    def _insert_verdict(
+        self, host_id: str, at: float, verdict: str, previous: str, reasons: tuple[str, ...]
+    ) -> None:
+        self._t("verdicts").insert(
+            {
+                "host_id": host_id,
+                "at": at,
+                "verdict": verdict,
+                "previous": previous,
+                "reasons": json.dumps(list(reasons)),
+            }
+        )
+
+    async def list_reports(self, host_id: str) -> list[StoredReport]:
+        def run() -> list[StoredReport]:
+            return [
+                StoredReport(
+                    id=r["id"],
+                    host_id=r["host_id"],
+                    received=r["received"],
+                    verdict=r["verdict"],
+                    reasons=tuple(json.loads(r["reasons"])),
+                    sequence=r["sequence"],
+                    body_sha256=r["body_sha256"],
+                )
+                for r in self._t("reports").rows_where("host_id = ?", [host_id], order_by="id")
+            ]
+
+        return await self._run(run)
+
+    async def mark_stale(self, now: float) -> list[Host]:
+        """Set ``stale`` on every trusted/untrusted host whose report validity has passed.
+
+        Returns the hosts as they were before (their previous verdict), one per transition.
+        """
+
+        def run() -> list[Host]:
+            with self.db.atomic():
+                rows = [
+                    _host(r)
+                    for r in self._t("hosts").rows_where(
+                        "verdict IN ('trusted', 'untrusted') AND valid_until IS NOT NULL "
+                        "AND valid_until < ?",
+                        [now],
+                    )
+                ]
+                for h in rows:
+                    reasons = ("report.expired",)
+                    self._t("hosts").update(
+                        h.id, {"verdict": "stale", "reasons": json.dumps(list(reasons))}
+                    )
+                    self._insert_verdict(h.id, now, "stale", h.verdict, reasons)
+            return rows
+
+        return await self._run(run)
+
+    async def list_verdicts(self, host_id: str) -> list[dict[str, Any]]:
+        return await self._run(
+            lambda: list(self._t("verdicts").rows_where("host_id = ?", [host_id], order_by="id"))
+        )
+
+    # --- alerts --------------------------------------------------------------------------
+
+    async def add_alert(self, host_id: str, at: float, kind: str, reasons: tuple[str, ...]) -> int:
+        def run() -> int:
+            with self.db.atomic():
+                table = self._t("alerts").insert(
+                    {
+                        "host_id": host_id,
+                        "at": at,
+                        "kind": kind,
+                        "reasons": json.dumps(list(reasons)),
+                    }
+                )
+                return _last_id(table)
+
+        return await self._run(run)
+
+    async def list_alerts(self, *, open_only: bool = False) -> list[Alert]:
+        where = "acked_at IS NULL" if open_only else None
+        return await self._run(
+            lambda: [_alert(r) for r in self._t("alerts").rows_where(where, order_by="id DESC")]
+        )
+
+    async def ack_alert(self, alert_id: int, at: float, by: str) -> bool:
+        def run() -> bool:
+            with self.db.atomic():
+                cur = self.db.execute(
+                    "UPDATE alerts SET acked_at = ?, acked_by = ? "
+                    "WHERE id = ? AND acked_at IS NULL",
+                    [at, by, alert_id],
+                )
+                return cur.rowcount == 1
+
+        return await self._run(run)
+
+    # --- flavors -------------------------------------------------------------------------
+
+    async def put_flavor(self, name: str, document: dict[str, Any], now: float) -> None:
+        await self._run(
+            lambda: self._t("flavors").upsert(
+                {"name": name, "document": json.dumps(document), "created": now}, pk="name"
+            )
+        )
+
+    async def get_flavors(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        def run() -> dict[str, dict[str, Any]]:
+            out: dict[str, dict[str, Any]] = {}
+            for name in names:
+                rows = list(self._t("flavors").rows_where("name = ?", [name]))
+                if rows:
+                    out[name] = json.loads(rows[0]["document"])
+            return out
+
+        return await self._run(run)
+
+    # --- tokens --------------------------------------------------------------------------
+
+    async def add_token(self, token_hash: str, role: str, name: str, now: float) -> int:
+        def run() -> int:
+            with self.db.atomic():
+                table = self._t("tokens").insert(
+                    {"hash": token_hash, "role": role, "name": name, "created": now, "revoked": 0}
+                )
+                return _last_id(table)
+
+        return await self._run(run)
+
+    async def find_token(self, token_hash: str) -> Token | None:
+        """The live token with this hash (the lookup is by hash; callers hash in constant time)."""
+
+        def run() -> Token | None:
+            rows = list(self._t("tokens").rows_where("hash = ? AND revoked = 0", [token_hash]))
+            return _token(rows[0]) if rows else None
+
+        return await self._run(run)
+
+    async def list_tokens(self) -> list[Token]:
+        return await self._run(
+            lambda: [_token(r) for r in self._t("tokens").rows_where(order_by="id")]
+        )
+
+    async def revoke_token(self, token_id: int) -> bool:
+        def run() -> bool:
+            with self.db.atomic():
+                cur = self.db.execute(
+                    "UPDATE tokens SET revoked = 1 WHERE id = ? AND revoked = 0", [token_id]
+                )
+                return cur.rowcount == 1
+
+        return await self._run(run)
+
+    # --- event log cache -----------------------------------------------------------------
+
+    async def put_eventlog(self, sha256_hex: str, data: bytes, now: float) -> None:
+        await self._run(
+            lambda: self._t("eventlog_cache").upsert(
+                {"sha256": sha256_hex, "data": data, "stored": now}, pk="sha256"
+            )
+        )
+
+    async def get_eventlog(self, sha256_hex: str) -> bytes | None:
+        def run() -> bytes | None:
+            rows = list(self._t("eventlog_cache").rows_where("sha256 = ?", [sha256_hex]))
+            return bytes(rows[0]["data"]) if rows else None
+
+        return await self._run(run)
+
+    # --- audit log -----------------------------------------------------------------------
+
+    async def audit(
+        self, *, at: float, actor: str, action: str, subject: str, details: dict[str, Any]
+    ) -> int:
+        """Append one hash-chained audit row; returns its id."""
+
+        def run() -> int:
+            with self.db.atomic():
+                last = self.db.execute(
+                    "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1"
+                ).fetchone()
+                prev = last[0] if last else GENESIS_HASH
+                row = {
+                    "at": at,
+                    "actor": actor,
+                    "action": action,
+                    "subject": subject,
+                    "details": json.dumps(details, sort_keys=True),
+                    "prev_hash": prev,
+                }
+                table = self._t("audit_log").insert({**row, "hash": audit_row_hash(prev, row)})
+                return _last_id(table)
+
+        return await self._run(run)
+
+    async def list_audit(self) -> list[dict[str, Any]]:
+        return await self._run(lambda: list(self._t("audit_log").rows_where(order_by="id")))
+
+    async def verify_audit_chain(self) -> AuditCheck:
+        """Recompute every row's hash and link; report the first row that does not fit."""
+
+        def run() -> AuditCheck:
+            prev = GENESIS_HASH
+            count = 0
+            for r in self._t("audit_log").rows_where(order_by="id"):
+                count += 1
+                row = {k: r[k] for k in ("at", "actor", "action", "subject", "details")}
+                row["prev_hash"] = r["prev_hash"]
+                if r["prev_hash"] != prev or audit_row_hash(prev, row) != r["hash"]:
+                    return AuditCheck(ok=False, rows=count, first_bad=int(r["id"]))
+                prev = r["hash"]
+            return AuditCheck(ok=True, rows=count)
+
+        return await self._run(run)
+
+    async def execute_raw(self, sql: str, params: list[Any] | None = None) -> None:
+        """Run one SQL statement (for tests that need to tamper with the database)."""
+
+        def run() -> None:
+            with self.db.atomic():
+                self.db.execute(sql, params or [])
+
+        await self._run(run)
+
+
+def _host(r: dict[str, Any]) -> Host:
+    return Host(
+        id=r["id"],
+        state=r["state"],
+        hostname=r["hostname"],
+        node_name=r["node_name"],
+        dmi_uuid=r["dmi_uuid"],
+        tags=json.loads(r["tags"] or "{}"),
+        flavors=tuple(json.loads(r["flavors"] or "[]")),
+        created=r["created"],
+        last_report=r["last_report"],
+        verdict=r["verdict"],
+        reasons=tuple(json.loads(r["reasons"] or "[]")),
+        valid_until=r["valid_until"],
+        rule_results=tuple(json.loads(r["rule_results"] or "[]")),
+    )
+
+
+def _keys(r: dict[str, Any]) -> HostKeys:
+    return HostKeys(
+        host_id=r["host_id"],
+        ek_public=r["ek_public"],
+        ak_public=r["ak_public"],
+        ek_certificate=r["ek_certificate"],
+        binding_public=r["binding_public"],
+        ek_verified=bool(r["ek_verified"]),
+    )
+
+
+def _last_id(table: Table) -> int:
+    pk = table.last_pk
+    if not isinstance(pk, int):  # pragma: no cover - integer primary keys only
+        raise TypeError("expected an integer primary key")
+    return pk
+
+
+def _token(r: dict[str, Any]) -> Token:
+    return Token(
+        id=r["id"],
+        hash=r["hash"],
+        role=r["role"],
+        name=r["name"],
+        created=r["created"],
+        revoked=bool(r["revoked"]),
+    )
+
+
+def _alert(r: dict[str, Any]) -> Alert:
+    return Alert(
+        id=r["id"],
+        host_id=r["host_id"],
+        at=r["at"],
+        kind=r["kind"],
+        reasons=tuple(json.loads(r["reasons"] or "[]")),
+        acked_at=r["acked_at"],
+        acked_by=r["acked_by"],
+    )
