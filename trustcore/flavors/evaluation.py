@@ -1,0 +1,364 @@
+"""Evaluating flavors against evidence: one result per rule, per flavor, per part, one verdict.
+
+A failing rule is a *verdict*, never an exception: it carries a stable reason id
+(``flavor.platform.pcr_mismatch``), the expected and actual values and, for event-log rules, the
+exact events that differ. Exceptions (:class:`FlavorError`) are kept for what cannot be
+evaluated at all: an empty flavor set, or a group under which no flavor part was evaluated
+(both would otherwise be vacuous successes).
+
+This module compares; it does not decide what evidence is trustworthy (the caller hands over
+PCR values from a verified quote and the events proved by replay against it).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from trustcore.algorithms import HASH_ALGORITHMS
+from trustcore.flavors.evidence import Evidence, MeasuredEvent
+from trustcore.flavors.model import (
+    DEFAULT_GROUP,
+    MAX_FLAVORS,
+    ExpectedEvent,
+    Flavor,
+    FlavorError,
+    FlavorGroup,
+    FlavorPart,
+    MatchPolicy,
+    Requirement,
+    Rule,
+    RuleKind,
+)
+
+REASON_NONE_MATCHED: Final = "flavor.none_matched"
+REASON_REPLAY: Final = "flavor.replay_integrity"
+REASON_ASSET_TAG: Final = "assettag.mismatch"
+
+
+def part_reason(part: FlavorPart, what: str) -> str:
+    """``flavor.<part>.<what>``, e.g. ``flavor.os.pcr_mismatch``."""
+    return f"flavor.{part.value}.{what}"
+
+
+class DifferenceKind(StrEnum):
+    MISSING = "missing"  # the flavor expects it, the host did not measure it
+    UNEXPECTED = "unexpected"  # the host measured it, the flavor does not expect it
+    CHANGED = "changed"  # same place and type, different digest
+
+
+@dataclass(frozen=True, slots=True)
+class EventDifference:
+    """One event that differs. ``index`` is the host log's event index (None if missing);
+    ``position`` is the place in the flavor's list for that PCR (None if unexpected)."""
+
+    kind: DifferenceKind
+    pcr: int
+    type_name: str
+    index: int | None
+    position: int | None
+    expected_digest: bytes | None
+    actual_digest: bytes | None
+
+    def describe(self) -> str:
+        exp = self.expected_digest.hex() if self.expected_digest else "-"
+        act = self.actual_digest.hex() if self.actual_digest else "-"
+        where = f"event {self.index}" if self.index is not None else f"#{self.position}"
+        return f"PCR {self.pcr} {where} {self.type_name} {self.kind}: {exp} -> {act}"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    """The outcome of one rule of one flavor; ``reason`` is None when it passed."""
+
+    flavor_id: str
+    rule_id: str
+    kind: RuleKind
+    pcr: int | None
+    passed: bool
+    reason: str | None
+    expected: str
+    actual: str | None
+    differences: tuple[EventDifference, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FlavorResult:
+    flavor_id: str
+    name: str
+    part: FlavorPart
+    rules: tuple[RuleResult, ...]
+
+    @property
+    def matched(self) -> bool:
+        return all(r.passed for r in self.rules)
+
+
+@dataclass(frozen=True, slots=True)
+class PartResult:
+    """How one part fared under its policy; ``flavors`` empty when none was defined."""
+
+    part: FlavorPart
+    match: MatchPolicy
+    requirement: Requirement
+    passed: bool
+    reasons: tuple[str, ...]
+    flavors: tuple[FlavorResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FlavorVerdict:
+    """Trusted only when every evaluated part passed. ``reasons`` are sorted, unique ids."""
+
+    trusted: bool
+    reasons: tuple[str, ...]
+    parts: tuple[PartResult, ...]
+    matched_flavors: tuple[str, ...]
+
+    def rule_results(self) -> tuple[RuleResult, ...]:
+        return tuple(r for p in self.parts for f in p.flavors for r in f.rules)
+
+
+def evaluate(
+    flavors: Sequence[Flavor], evidence: Evidence, group: FlavorGroup = DEFAULT_GROUP
+) -> FlavorVerdict:
+    """Evaluate ``flavors`` against ``evidence`` under ``group``'s part policies.
+
+    Raises :class:`FlavorError` (reason ``flavor.vacuous``) when ``flavors`` is empty or no part
+    of ``group`` had flavors to evaluate and none was required, and ``flavor.invalid`` when
+    more than MAX_FLAVORS are given or two flavors share an id.
+    """
+    if not flavors:
+        raise FlavorError("no flavors: nothing to be trusted against", reason="flavor.vacuous")
+    if len(flavors) > MAX_FLAVORS:
+        raise FlavorError(f"more than {MAX_FLAVORS} flavors")
+    if len({f.id for f in flavors}) != len(flavors):
+        raise FlavorError("two flavors share an id")
+    parts: list[PartResult] = []
+    for policy in group.policies:
+        candidates = [f for f in flavors if f.part is policy.part]
+        if not candidates and policy.requirement is Requirement.REQUIRED_IF_DEFINED:
+            continue
+        results = tuple(evaluate_flavor(f, evidence) for f in candidates)
+        parts.append(_part_result(policy.part, policy.match, policy.requirement, results))
+    if not any(p.flavors for p in parts):
+        raise FlavorError(
+            f"group {group.name} evaluated none of the given flavors", reason="flavor.vacuous"
+        )
+    reasons = sorted({r for p in parts for r in p.reasons})
+    matched = tuple(f.flavor_id for p in parts for f in p.flavors if f.matched)
+    return FlavorVerdict(
+        trusted=all(p.passed for p in parts),
+        reasons=tuple(reasons),
+        parts=tuple(parts),
+        matched_flavors=matched,
+    )
+
+
+def _part_result(
+    part: FlavorPart,
+    match: MatchPolicy,
+    requirement: Requirement,
+    results: tuple[FlavorResult, ...],
+) -> PartResult:
+    if not results:
+        return PartResult(part, match, requirement, False, (part_reason(part, "missing"),), ())
+    if match is MatchPolicy.ANY_OF:
+        passed = any(f.matched for f in results)
+    else:
+        passed = all(f.matched for f in results)
+    reasons: set[str] = set()
+    if not passed:
+        reasons = {r.reason for f in results for r in f.rules if r.reason is not None}
+        if match is MatchPolicy.ANY_OF:
+            reasons.add(REASON_NONE_MATCHED)
+    return PartResult(part, match, requirement, passed, tuple(sorted(reasons)), results)
+
+
+def evaluate_flavor(flavor: Flavor, evidence: Evidence) -> FlavorResult:
+    """Every rule of one flavor against ``evidence``; raises nothing."""
+    rules = tuple(evaluate_rule(flavor, rule, evidence) for rule in flavor.rules)
+    return FlavorResult(flavor.id, flavor.name, flavor.part, rules)
+
+
+def evaluate_rule(flavor: Flavor, rule: Rule, evidence: Evidence) -> RuleResult:
+    """One rule of ``flavor`` against ``evidence``; raises nothing."""
+    if rule.kind is RuleKind.PCR_MATCHES:
+        return _pcr_matches(flavor, rule, evidence)
+    if rule.kind is RuleKind.EVENTLOG_EQUALS:
+        return _eventlog_equals(flavor, rule, evidence)
+    if rule.kind is RuleKind.EVENTLOG_INCLUDES:
+        return _eventlog_includes(flavor, rule, evidence)
+    if rule.kind is RuleKind.EVENTLOG_INTEGRITY:
+        actual = "replay ok" if evidence.replay_ok else "replay failed"
+        return _result(
+            flavor, rule, evidence.replay_ok, REASON_REPLAY, expected="replay ok", actual=actual
+        )
+    return _asset_tags(flavor, rule, evidence)
+
+
+def _result(
+    flavor: Flavor,
+    rule: Rule,
+    passed: bool,
+    reason: str,
+    *,
+    expected: str,
+    actual: str | None,
+    differences: tuple[EventDifference, ...] = (),
+) -> RuleResult:
+    return RuleResult(
+        flavor_id=flavor.id,
+        rule_id=rule.rule_id,
+        kind=rule.kind,
+        pcr=rule.pcr,
+        passed=passed,
+        reason=None if passed else reason,
+        expected=expected,
+        actual=actual,
+        differences=differences,
+    )
+
+
+def _pcr_matches(flavor: Flavor, rule: Rule, evidence: Evidence) -> RuleResult:
+    assert rule.pcr is not None  # guaranteed by Rule
+    expected = flavor.reference(rule.pcr).value
+    assert expected is not None  # guaranteed by Flavor
+    actual = evidence.pcrs.get(flavor.bank, {}).get(rule.pcr)
+    bank = HASH_ALGORITHMS[flavor.bank].name
+    return _result(
+        flavor,
+        rule,
+        actual == expected,
+        part_reason(flavor.part, "pcr_mismatch"),
+        expected=f"{bank}:{rule.pcr}={expected.hex()}",
+        actual=None if actual is None else f"{bank}:{rule.pcr}={actual.hex()}",
+    )
+
+
+_Key = tuple[int, bytes | None]
+
+
+def _selected(
+    flavor: Flavor, rule: Rule, evidence: Evidence
+) -> tuple[list[ExpectedEvent], list[MeasuredEvent]]:
+    assert rule.pcr is not None
+    excluded = frozenset(rule.excluding_tags)
+    expected = [e for e in flavor.reference(rule.pcr).events or () if not e.carries_any(excluded)]
+    actual = [e for e in evidence.events_in(rule.pcr) if not e.carries_any(excluded)]
+    return expected, actual
+
+
+def _summary(count: int, excluded: tuple[str, ...]) -> str:
+    suffix = f" excluding {', '.join(excluded)}" if excluded else ""
+    return f"{count} events{suffix}"
+
+
+def _eventlog_equals(flavor: Flavor, rule: Rule, evidence: Evidence) -> RuleResult:
+    assert rule.pcr is not None
+    expected, actual = _selected(flavor, rule, evidence)
+    diffs = diff_events(rule.pcr, expected, actual, flavor.bank)
+    return _result(
+        flavor,
+        rule,
+        not diffs,
+        part_reason(flavor.part, "eventlog_mismatch"),
+        expected=_summary(len(expected), rule.excluding_tags),
+        actual=_summary(len(actual), rule.excluding_tags),
+        differences=diffs,
+    )
+
+
+def _eventlog_includes(flavor: Flavor, rule: Rule, evidence: Evidence) -> RuleResult:
+    assert rule.pcr is not None
+    expected, actual = _selected(flavor, rule, evidence)
+    have = Counter((e.event_type, e.digests.get(flavor.bank)) for e in actual)
+    missing: list[EventDifference] = []
+    for pos, event in enumerate(expected):
+        key = (event.type_id, event.digest)
+        if have[key] > 0:
+            have[key] -= 1
+            continue
+        missing.append(
+            EventDifference(
+                DifferenceKind.MISSING, rule.pcr, event.type_name, None, pos, event.digest, None
+            )
+        )
+    return _result(
+        flavor,
+        rule,
+        not missing,
+        part_reason(flavor.part, "eventlog_missing"),
+        expected=f"includes {_summary(len(expected), rule.excluding_tags)}",
+        actual=_summary(len(actual), rule.excluding_tags),
+        differences=tuple(missing),
+    )
+
+
+def diff_events(
+    pcr: int, expected: Sequence[ExpectedEvent], actual: Sequence[MeasuredEvent], bank: int
+) -> tuple[EventDifference, ...]:
+    """The differences between a flavor's events and a host's events of one PCR, in order.
+
+    A replaced run is reported pairwise as ``changed`` where the event types agree, and as
+    ``missing`` + ``unexpected`` otherwise. Raises nothing.
+    """
+    exp_keys: list[_Key] = [(e.type_id, e.digest) for e in expected]
+    act_keys: list[_Key] = [(e.event_type, e.digests.get(bank)) for e in actual]
+    matcher = difflib.SequenceMatcher(a=exp_keys, b=act_keys, autojunk=False)
+    out: list[EventDifference] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        pairs = min(i2 - i1, j2 - j1) if tag == "replace" else 0
+        for k in range(pairs):
+            out.extend(_pair(pcr, i1 + k, expected[i1 + k], actual[j1 + k], bank))
+        out.extend(_missing(pcr, i, expected[i]) for i in range(i1 + pairs, i2))
+        out.extend(_unexpected(pcr, actual[j], bank) for j in range(j1 + pairs, j2))
+    return tuple(out)
+
+
+def _missing(pcr: int, pos: int, e: ExpectedEvent) -> EventDifference:
+    return EventDifference(DifferenceKind.MISSING, pcr, e.type_name, None, pos, e.digest, None)
+
+
+def _unexpected(pcr: int, a: MeasuredEvent, bank: int) -> EventDifference:
+    return EventDifference(
+        DifferenceKind.UNEXPECTED, pcr, a.type_name, a.index, None, None, a.digests.get(bank)
+    )
+
+
+def _pair(
+    pcr: int, pos: int, e: ExpectedEvent, a: MeasuredEvent, bank: int
+) -> tuple[EventDifference, ...]:
+    if e.type_id == a.event_type:
+        return (
+            EventDifference(
+                DifferenceKind.CHANGED,
+                pcr,
+                e.type_name,
+                a.index,
+                pos,
+                e.digest,
+                a.digests.get(bank),
+            ),
+        )
+    return (_missing(pcr, pos, e), _unexpected(pcr, a, bank))
+
+
+def _asset_tags(flavor: Flavor, rule: Rule, evidence: Evidence) -> RuleResult:
+    wrong = sorted(k for k, v in flavor.asset_tags.items() if evidence.asset_tags.get(k) != v)
+    expected = ", ".join(f"{k}={v}" for k, v in sorted(flavor.asset_tags.items()))
+    actual = ", ".join(f"{k}={evidence.asset_tags.get(k, '<absent>')}" for k in wrong)
+    return _result(
+        flavor,
+        rule,
+        not wrong,
+        REASON_ASSET_TAG,
+        expected=expected,
+        actual=actual if wrong else expected,
+    )
