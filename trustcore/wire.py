@@ -502,6 +502,16 @@ def report_qualifying_data(nonce: bytes, body_bytes: bytes) -> bytes:
     return hashlib.sha256(nonce + hashlib.sha256(body_bytes).digest()).digest()
 
 
+def binding_qualifying_data(ek_public: bytes, ak_public: bytes) -> bytes:
+    """The qualifying data of the AK's TPM2_Certify of the binding key at enrollment:
+    ``SHA-256(b"trustplane-binding-v1" || SHA-256(ek_public) || SHA-256(ak_public))``."""
+    return hashlib.sha256(
+        b"trustplane-binding-v1"
+        + hashlib.sha256(ek_public).digest()
+        + hashlib.sha256(ak_public).digest()
+    ).digest()
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     """A signed report: the body's exact bytes plus the TPM quote over them.
