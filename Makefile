@@ -7,7 +7,7 @@ SHARED ?= $(abspath ../shared)
 export TRUSTPLANE_SHARED := $(SHARED)
 ARGS ?=
 
-APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libsystemd-dev pkg-config gcc python3-dev python3-venv
+APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libsystemd-dev pkg-config gcc python3-dev python3-venv umockdev gir1.2-umockdev-1.0 python3-gi
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PY := $(VENV)/.py-done
 

@@ -1,0 +1,305 @@
+"""The agent's configuration: TOML files loaded once into a frozen dataclass.
+
+:func:`load_config` reads ``agent.toml`` and then every ``agent.d/*.toml`` drop-in in name
+order (a drop-in replaces single keys of a table, never whole tables), checks every key's type
+and range, and returns an :class:`AgentConfig`. Anything wrong raises :class:`ConfigError`
+naming the file, the key and the problem. Nothing else in the agent reads configuration files
+or the environment for settings; the entry point loads this once and passes it down.
+Every key is documented in ``docs/agent-config.md``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from nodeagent.errors import NodeAgentError
+
+DEFAULT_CONFIG: Final = Path("/etc/trustplane/agent.toml")
+
+_PCR_BANKS: Final = frozenset({"sha1", "sha256", "sha384", "sha512"})
+
+
+class ConfigError(NodeAgentError):
+    """A configuration file that cannot be read or holds a bad value."""
+
+    reason = "config.invalid"
+
+    def __init__(self, path: Path | str, key: str, problem: str) -> None:
+        where = f"{path}: {key}" if key else str(path)
+        super().__init__(f"{where}: {problem}")
+        self.path = str(path)
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    """Where the hub is and how to reach it."""
+
+    url: str = "https://127.0.0.1:8443"
+    ca_file: Path | None = None
+    registration_token: str | None = None
+    node_name: str | None = None
+    timeout: float = 15.0
+    max_response_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TpmConfig:
+    """Which TPM to open and what to quote."""
+
+    tcti: str = "device:/dev/tpmrm0"
+    ak_algorithm: str = "ecc"
+    pcr_bank: str = "sha256"
+    pcrs: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
+    watch_devices: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceConfig:
+    """Where the evidence sources are (paths and TXT register addresses)."""
+
+    uefi_log: Path = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+    txt: bool = True
+    txt_memory: Path = Path("/dev/mem")
+    txt_registers: int = 0xFED30000
+    txt_heap_base_offset: int = 0x300
+    txt_heap_size_offset: int = 0x308
+    txt_heap_max_bytes: int = 64 * 1024 * 1024
+    dmi_uuid: Path = Path("/sys/class/dmi/id/product_uuid")
+    boot_id: Path = Path("/proc/sys/kernel/random/boot_id")
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationConfig:
+    """When to attest and how to behave when the hub is away."""
+
+    interval: float = 60.0
+    jitter: float = 0.1
+    backoff_initial: float = 1.0
+    backoff_max: float = 300.0
+    queue_max: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """The whole agent configuration (defaults run the local demo as is)."""
+
+    state_dir: Path = Path("/var/lib/trustplane-agent")
+    log_level: str = "info"
+    hub: HubConfig = field(default_factory=HubConfig)
+    tpm: TpmConfig = field(default_factory=TpmConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    attestation: AttestationConfig = field(default_factory=AttestationConfig)
+
+
+# --- value checkers: value -> typed value, raising _Invalid with the problem ------------------
+
+
+class _Invalid(Exception):
+    """A value's problem, before the file and key are known (becomes a ConfigError)."""
+
+
+Checker = Callable[[object], Any]
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise _Invalid("expected a non-empty string")
+    return value
+
+
+def _opt_string(value: object) -> str | None:
+    return None if value == "" else _string(value)
+
+
+def _path(value: object) -> Path:
+    return Path(_string(value))
+
+
+def _opt_path(value: object) -> Path | None:
+    return None if value == "" else _path(value)
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("expected true or false")
+    return value
+
+
+def _number(lo: float, hi: float) -> Checker:
+    def check(value: object) -> float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise _Invalid("expected a number")
+        if not lo <= value <= hi:
+            raise _Invalid(f"must be between {lo:g} and {hi:g}")
+        return float(value)
+
+    return check
+
+
+def _integer(lo: int, hi: int) -> Checker:
+    def check(value: object) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _Invalid("expected an integer")
+        if not lo <= value <= hi:
+            raise _Invalid(f"must be between {lo} and {hi}")
+        return value
+
+    return check
+
+
+def _choice(*options: str) -> Checker:
+    def check(value: object) -> str:
+        if value not in options:
+            raise _Invalid(f"must be one of {', '.join(options)}")
+        return str(value)
+
+    return check
+
+
+def _url(value: object) -> str:
+    text = _string(value)
+    if not text.startswith(("https://", "http://")):
+        raise _Invalid("must start with https:// (or http:// for tests)")
+    return text.rstrip("/")
+
+
+def _tcti(value: object) -> str:
+    text = _string(value)
+    if text.split(":", 1)[0] not in ("device", "swtpm", "mssim", "tabrmd"):
+        raise _Invalid("must be device:PATH, swtpm:host=H,port=P, mssim:... or tabrmd")
+    return text
+
+
+def _pcrs(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise _Invalid("expected a non-empty list of PCR indices")
+    idx = [_integer(0, 23)(v) for v in value]
+    if len(set(idx)) != len(idx):
+        raise _Invalid("PCR indices must be unique")
+    return tuple(sorted(idx))
+
+
+_TABLES: Final[Mapping[str, tuple[type[Any], Mapping[str, Checker]]]] = {
+    "hub": (
+        HubConfig,
+        {
+            "url": _url,
+            "ca_file": _opt_path,
+            "registration_token": _opt_string,
+            "node_name": _opt_string,
+            "timeout": _number(0.1, 600),
+            "max_response_bytes": _integer(1024, 64 * 1024 * 1024),
+        },
+    ),
+    "tpm": (
+        TpmConfig,
+        {
+            "tcti": _tcti,
+            "ak_algorithm": _choice("ecc", "rsa"),
+            "pcr_bank": _choice(*sorted(_PCR_BANKS)),
+            "pcrs": _pcrs,
+            "watch_devices": _bool,
+        },
+    ),
+    "evidence": (
+        EvidenceConfig,
+        {
+            "uefi_log": _path,
+            "txt": _bool,
+            "txt_memory": _path,
+            "txt_registers": _integer(0, 2**64 - 1),
+            "txt_heap_base_offset": _integer(0, 0xFFFF),
+            "txt_heap_size_offset": _integer(0, 0xFFFF),
+            "txt_heap_max_bytes": _integer(4096, 1024 * 1024 * 1024),
+            "dmi_uuid": _path,
+            "boot_id": _path,
+        },
+    ),
+    "attestation": (
+        AttestationConfig,
+        {
+            "interval": _number(1, 86400),
+            "jitter": _number(0, 0.5),
+            "backoff_initial": _number(0.01, 3600),
+            "backoff_max": _number(0.01, 86400),
+            "queue_max": _integer(1, 1024),
+        },
+    ),
+}
+
+_TOP: Final[Mapping[str, Checker]] = {
+    "state_dir": _path,
+    "log_level": _choice("debug", "info", "warning", "error"),
+}
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(path, "", f"cannot read: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, "", f"not valid TOML: {e}") from None
+
+
+def _merge(path: Path, doc: Mapping[str, Any], into: dict[str, dict[str, Any]]) -> None:
+    """Check every key of one file and merge it into ``into`` (table -> key -> typed value)."""
+    for key, value in doc.items():
+        if key in _TOP:
+            into.setdefault("", {})[key] = _check(path, key, _TOP[key], value)
+            continue
+        if key not in _TABLES:
+            raise ConfigError(path, key, "unknown key")
+        if not isinstance(value, dict):
+            raise ConfigError(path, key, "expected a table")
+        checkers = _TABLES[key][1]
+        for sub, subvalue in value.items():
+            if sub not in checkers:
+                raise ConfigError(path, f"{key}.{sub}", "unknown key")
+            into.setdefault(key, {})[sub] = _check(path, f"{key}.{sub}", checkers[sub], subvalue)
+
+
+def _check(path: Path, key: str, checker: Checker, value: object) -> Any:  # noqa: ANN401
+    try:
+        return checker(value)
+    except _Invalid as e:
+        raise ConfigError(path, key, f"{e} (got {value!r})") from None
+
+
+def load_config(path: Path | None = DEFAULT_CONFIG, *, dropins: Path | None = None) -> AgentConfig:
+    """Load ``path`` (absent -> defaults when it is the default path) and its drop-ins.
+
+    ``dropins`` defaults to ``<path without .toml>.d`` (``/etc/trustplane/agent.d``).
+    Raises :class:`ConfigError` naming the file, key and problem.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        if path.exists() or path != DEFAULT_CONFIG:
+            _merge(path, _read(path), merged)
+        if dropins is None:
+            dropins = path.with_suffix(".d")
+    if dropins is not None and dropins.is_dir():
+        for dropin in sorted(dropins.glob("*.toml")):
+            _merge(dropin, _read(dropin), merged)
+    return _build(merged, path)
+
+
+def _build(merged: Mapping[str, Mapping[str, Any]], path: Path | None) -> AgentConfig:
+    parts = {name: cls(**merged.get(name, {})) for name, (cls, _) in _TABLES.items()}
+    top = merged.get("", {})
+    config = AgentConfig(**top, **parts)
+    att = config.attestation
+    if att.backoff_initial > att.backoff_max:
+        raise ConfigError(
+            path or "<defaults>",
+            "attestation.backoff_initial",
+            "must not exceed attestation.backoff_max",
+        )
+    return config
