@@ -200,17 +200,19 @@ class SwtpmFactory:
         self._count += 1
         state = self.root / f"tpm{self._count}"
         shutil.copytree(self.template, state)
+        last: SwtpmUnavailable | None = None
         for _ in range(5):
-            tpm = Swtpm(state_dir=state, port=free_port(), ctrl_port=free_port())
+            # The swtpm and mssim TCTIs reach the control channel at port + 1: keep them adjacent.
+            port = free_port()
+            tpm = Swtpm(state_dir=state, port=port, ctrl_port=port + 1)
             try:
                 tpm.start()
-            except SwtpmUnavailable:
-                if tpm.port == tpm.ctrl_port:
-                    continue
-                raise
+            except SwtpmUnavailable as exc:
+                last = exc
+                continue
             self._running.append(tpm)
             return tpm
-        raise SwtpmUnavailable("could not find free ports for swtpm")
+        raise SwtpmUnavailable(f"could not start swtpm on free ports: {last}")
 
     def close(self) -> None:
         for tpm in self._running:
