@@ -1,0 +1,454 @@
+"""Synchronous access to one TPM through tpm2-pytss (ESAPI).
+
+:class:`TpmDevice` is the only place in the agent that imports ``tpm2_pytss``: tpm2-pytss values
+stay inside it, and callers get plain bytes and frozen dataclasses. Keys loaded in the TPM are
+represented by :class:`LoadedKey` (an ESYS handle number meaningful only to the device that made
+it, plus the key's public area and name). Every TPM software stack exception becomes a
+:class:`~nodeagent.errors.TpmError`.
+
+What is here: EKs from the TCG EK Credential Profile default templates (RSA-2048 L-1, ECC P-256
+L-2) and their certificates; an AK (restricted signing key, ECC P-256 or RSA-2048) under an ECC
+P-256 SRK in the owner hierarchy, with its private and public blobs so the same AK can be loaded
+again after a restart; ActivateCredential with the EK's PolicySecret(TPM_RH_ENDORSEMENT) session;
+Quote, PCR read and extend, Certify, NV_ReadPublic and NV_Certify.
+
+What is not: the binding key with a PCR policy, NV define/write, seal/unseal, and the async
+owner-thread wrapper the daemon runs this class behind (one thread owns the TPM context). The
+class is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Self
+
+from tpm2_pytss import (
+    ESAPI,
+    ESYS_TR,
+    TPM2_ALG,
+    TPM2_ECC,
+    TPM2_SE,
+    TPM2B_ENCRYPTED_SECRET,
+    TPM2B_ID_OBJECT,
+    TPM2B_PRIVATE,
+    TPM2B_PUBLIC,
+    TPM2B_SENSITIVE_CREATE,
+    TPMA_OBJECT,
+    TPML_DIGEST_VALUES,
+    TPML_PCR_SELECTION,
+    TPMS_ECC_PARMS,
+    TPMS_RSA_PARMS,
+    TPMS_SCHEME_HASH,
+    TPMT_ECC_SCHEME,
+    TPMT_KDF_SCHEME,
+    TPMT_PUBLIC,
+    TPMT_RSA_SCHEME,
+    TPMT_SIG_SCHEME,
+    TPMT_SYM_DEF,
+    TPMT_SYM_DEF_OBJECT,
+    TPMU_ASYM_SCHEME,
+    TPMU_PUBLIC_PARMS,
+    TPMU_SYM_KEY_BITS,
+    TPMU_SYM_MODE,
+    TSS2_Exception,
+)
+from tpm2_pytss.utils import NoSuchIndex, NVReadEK, create_ek_template
+
+from nodeagent.errors import TpmError
+from trustcore.algorithms import HASH_ALGORITHMS
+from trustcore.tpm.pcrs import PcrSelection, parse_pcr_selection
+
+__all__ = [
+    "EK_CERT_INDEX",
+    "AkBlobs",
+    "EndorsementKey",
+    "KeyKind",
+    "LoadedKey",
+    "NvPublicInfo",
+    "SignedAttestation",
+    "TpmDevice",
+]
+
+KeyKind = Literal["ecc256", "rsa2048"]
+
+# TCG EK Credential Profile: NV indices of the low-range EK certificates.
+EK_CERT_INDEX: Final[dict[KeyKind, int]] = {"rsa2048": 0x01C00002, "ecc256": 0x01C0000A}
+_EK_TEMPLATE_NAME: Final[dict[KeyKind, str]] = {"rsa2048": "EK-RSA2048", "ecc256": "EK-ECC256"}
+_NULL_SCHEME: Final = TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL)
+_PCR_READ_ROUNDS: Final = 64  # each TPM2_PCR_Read returns at most 8 values
+_MAX_PCR: Final = 31  # ESYS_TR.PCR0 .. ESYS_TR.PCR31
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedKey:
+    """A key loaded in one :class:`TpmDevice`: the handle is meaningless elsewhere."""
+
+    handle: int
+    public: bytes  # TPMT_PUBLIC
+    name: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndorsementKey:
+    key: LoadedKey
+    kind: KeyKind
+    certificate: bytes | None  # DER, from the EK certificate NV index when present
+
+
+@dataclass(frozen=True, slots=True)
+class AkBlobs:
+    """What the caller stores (0600) to load the same AK after a restart."""
+
+    private: bytes  # TPM2B_PRIVATE
+    public: bytes  # TPM2B_PUBLIC
+
+
+@dataclass(frozen=True, slots=True)
+class SignedAttestation:
+    """A TPMS_ATTEST and the TPMT_SIGNATURE over it, as the TPM marshalled them."""
+
+    attest: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NvPublicInfo:
+    public: bytes  # TPMS_NV_PUBLIC
+    name: bytes
+
+
+def _rc_of(exc: TSS2_Exception) -> int:
+    return int(exc.rc)
+
+
+@contextlib.contextmanager
+def _tpm(operation: str) -> Iterator[None]:
+    """Turn tpm2-pytss failures into :class:`TpmError` for ``operation``."""
+    try:
+        yield
+    except TSS2_Exception as exc:
+        raise TpmError(operation, _rc_of(exc), str(exc)) from exc
+    except NoSuchIndex as exc:
+        raise TpmError(operation, 0x18B, f"NV index 0x{exc.index:08x} is not defined") from exc
+
+
+def _srk_template() -> Any:  # noqa: ANN401 - tpm2-pytss values stay untyped inside this module
+    """TCG provisioning guidance SRK: ECC P-256 restricted decryption key, AES-128-CFB."""
+    return TPM2B_PUBLIC(
+        publicArea=TPMT_PUBLIC(
+            type=TPM2_ALG.ECC,
+            nameAlg=TPM2_ALG.SHA256,
+            objectAttributes=TPMA_OBJECT.FIXEDTPM
+            | TPMA_OBJECT.FIXEDPARENT
+            | TPMA_OBJECT.SENSITIVEDATAORIGIN
+            | TPMA_OBJECT.USERWITHAUTH
+            | TPMA_OBJECT.NODA
+            | TPMA_OBJECT.RESTRICTED
+            | TPMA_OBJECT.DECRYPT,
+            parameters=TPMU_PUBLIC_PARMS(
+                eccDetail=TPMS_ECC_PARMS(
+                    symmetric=TPMT_SYM_DEF_OBJECT(
+                        algorithm=TPM2_ALG.AES,
+                        keyBits=TPMU_SYM_KEY_BITS(aes=128),
+                        mode=TPMU_SYM_MODE(aes=TPM2_ALG.CFB),
+                    ),
+                    scheme=TPMT_ECC_SCHEME(scheme=TPM2_ALG.NULL),
+                    curveID=TPM2_ECC.NIST_P256,
+                    kdf=TPMT_KDF_SCHEME(scheme=TPM2_ALG.NULL),
+                )
+            ),
+        )
+    )
+
+
+_AK_ATTRIBUTES: Final = (
+    TPMA_OBJECT.FIXEDTPM
+    | TPMA_OBJECT.FIXEDPARENT
+    | TPMA_OBJECT.SENSITIVEDATAORIGIN
+    | TPMA_OBJECT.USERWITHAUTH
+    | TPMA_OBJECT.NODA
+    | TPMA_OBJECT.RESTRICTED
+    | TPMA_OBJECT.SIGN_ENCRYPT
+)
+
+
+def _ak_template(kind: KeyKind) -> Any:  # noqa: ANN401 - tpm2-pytss value
+    """A restricted signing key: ECDSA-SHA256 on P-256 or RSASSA-SHA256 with RSA-2048."""
+    null_sym = TPMT_SYM_DEF_OBJECT(algorithm=TPM2_ALG.NULL)
+    if kind == "ecc256":
+        kind_type = TPM2_ALG.ECC
+        parameters = TPMU_PUBLIC_PARMS(
+            eccDetail=TPMS_ECC_PARMS(
+                symmetric=null_sym,
+                scheme=TPMT_ECC_SCHEME(
+                    scheme=TPM2_ALG.ECDSA,
+                    details=TPMU_ASYM_SCHEME(ecdsa=TPMS_SCHEME_HASH(hashAlg=TPM2_ALG.SHA256)),
+                ),
+                curveID=TPM2_ECC.NIST_P256,
+                kdf=TPMT_KDF_SCHEME(scheme=TPM2_ALG.NULL),
+            )
+        )
+    elif kind == "rsa2048":
+        kind_type = TPM2_ALG.RSA
+        parameters = TPMU_PUBLIC_PARMS(
+            rsaDetail=TPMS_RSA_PARMS(
+                symmetric=null_sym,
+                scheme=TPMT_RSA_SCHEME(
+                    scheme=TPM2_ALG.RSASSA,
+                    details=TPMU_ASYM_SCHEME(rsassa=TPMS_SCHEME_HASH(hashAlg=TPM2_ALG.SHA256)),
+                ),
+                keyBits=2048,
+                exponent=0,
+            )
+        )
+    else:
+        raise ValueError(f"unknown AK kind {kind!r}")
+    return TPM2B_PUBLIC(
+        publicArea=TPMT_PUBLIC(
+            type=kind_type,
+            nameAlg=TPM2_ALG.SHA256,
+            objectAttributes=_AK_ATTRIBUTES,
+            parameters=parameters,
+        )
+    )
+
+
+def _selection(selection: PcrSelection) -> Any:  # noqa: ANN401 - tpm2-pytss value
+    value, _ = TPML_PCR_SELECTION.unmarshal(selection.marshal())
+    return value
+
+
+class TpmDevice:
+    """One open TPM context (ESAPI over a TCTI such as ``swtpm:host=127.0.0.1,port=2321`` or
+    ``device:/dev/tpmrm0``). Close it (or use it as a context manager) to release the TPM."""
+
+    def __init__(self, tcti: str) -> None:
+        """Open the TPM; raises :class:`TpmError` when the TCTI cannot be loaded or reached."""
+        with _tpm("open"):
+            self._ectx = ESAPI(tcti)
+
+    def close(self) -> None:
+        """Close the context (keys this device loaded stay loaded until the TPM resets or the
+        resource manager drops them; flush them first when that matters)."""
+        self._ectx.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- keys ------------------------------------------------------------------------------
+
+    def _loaded(self, handle: Any) -> LoadedKey:  # noqa: ANN401 - ESYS_TR
+        public, name, _ = self._ectx.read_public(handle)
+        return LoadedKey(int(handle), public.marshal()[2:], bytes(name))
+
+    def create_ek(self, kind: KeyKind = "rsa2048") -> EndorsementKey:
+        """Create the EK from the TCG default template (honouring template and nonce NV
+        indices if the manufacturer wrote them) and read its certificate when present.
+
+        Raises :class:`TpmError`.
+        """
+        with _tpm("create_ek"):
+            certificate, template = create_ek_template(
+                _EK_TEMPLATE_NAME[kind], NVReadEK(self._ectx)
+            )
+            handle, *_ = self._ectx.create_primary(
+                TPM2B_SENSITIVE_CREATE(), template, ESYS_TR.ENDORSEMENT
+            )
+            return EndorsementKey(self._loaded(handle), kind, certificate)
+
+    def read_ek_certificate(self, kind: KeyKind = "rsa2048") -> bytes | None:
+        """The EK certificate (DER) from its NV index, or ``None`` if the index is not defined."""
+        with _tpm("read_ek_certificate"):
+            try:
+                return bytes(NVReadEK(self._ectx)(EK_CERT_INDEX[kind]))
+            except NoSuchIndex:
+                return None
+
+    @contextlib.contextmanager
+    def _srk(self) -> Iterator[Any]:
+        """The owner SRK, created for one operation and flushed after it (a loaded child does
+        not need its parent loaded, and TPMs have few object slots: swtpm has three)."""
+        srk, *_ = self._ectx.create_primary(
+            TPM2B_SENSITIVE_CREATE(), _srk_template(), ESYS_TR.OWNER
+        )
+        try:
+            yield srk
+        finally:
+            with contextlib.suppress(TSS2_Exception):
+                self._ectx.flush_context(srk)
+
+    def create_ak(self, kind: KeyKind = "ecc256") -> tuple[LoadedKey, AkBlobs]:
+        """Create and load an AK under the owner SRK; return it and the blobs to store.
+
+        Raises :class:`TpmError`.
+        """
+        with _tpm("create_ak"), self._srk() as srk:
+            private, public, *_ = self._ectx.create(
+                srk, TPM2B_SENSITIVE_CREATE(), _ak_template(kind)
+            )
+            handle = self._ectx.load(srk, private, public)
+            return self._loaded(handle), AkBlobs(private.marshal(), public.marshal())
+
+    def load_ak(self, blobs: AkBlobs) -> LoadedKey:
+        """Load an AK made by :meth:`create_ak` on this TPM (possibly before a restart).
+
+        Raises :class:`TpmError`, also when the blobs are malformed or from another TPM.
+        """
+        with _tpm("load_ak"):
+            private, _ = TPM2B_PRIVATE.unmarshal(blobs.private)
+            public, _ = TPM2B_PUBLIC.unmarshal(blobs.public)
+            with self._srk() as srk:
+                handle = self._ectx.load(srk, private, public)
+            return self._loaded(handle)
+
+    def flush(self, key: LoadedKey) -> None:
+        """Unload ``key`` from the TPM; raises :class:`TpmError`."""
+        with _tpm("flush"):
+            self._ectx.flush_context(ESYS_TR(key.handle))
+
+    def read_public(self, key: LoadedKey) -> tuple[bytes, bytes, bytes]:
+        """TPM2_ReadPublic: (TPMT_PUBLIC, name, qualified name); raises :class:`TpmError`."""
+        with _tpm("read_public"):
+            public, name, qualified = self._ectx.read_public(ESYS_TR(key.handle))
+            return public.marshal()[2:], bytes(name), bytes(qualified)
+
+    # --- credential activation -------------------------------------------------------------
+
+    def activate_credential(
+        self, ak: LoadedKey, ek: EndorsementKey, credential_blob: bytes, secret: bytes
+    ) -> bytes:
+        """TPM2_ActivateCredential of a MakeCredential result (TPM2B_ID_OBJECT and
+        TPM2B_ENCRYPTED_SECRET bytes); returns the credential.
+
+        Raises :class:`TpmError` when the blobs are malformed or were made for another EK or AK.
+        """
+        with _tpm("activate_credential"):
+            blob, used = TPM2B_ID_OBJECT.unmarshal(credential_blob)
+            enc_secret, used_secret = TPM2B_ENCRYPTED_SECRET.unmarshal(secret)
+            if used != len(credential_blob) or used_secret != len(secret):
+                raise TpmError("activate_credential", 0, "trailing bytes after the blobs")
+            session = self._ectx.start_auth_session(
+                tpm_key=ESYS_TR.NONE,
+                bind=ESYS_TR.NONE,
+                session_type=TPM2_SE.POLICY,
+                symmetric=TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL),
+                auth_hash=TPM2_ALG.SHA256,
+            )
+            try:
+                self._ectx.policy_secret(ESYS_TR.ENDORSEMENT, session, expiration=0)
+                credential = self._ectx.activate_credential(
+                    ESYS_TR(ak.handle),
+                    ESYS_TR(ek.key.handle),
+                    blob,
+                    enc_secret,
+                    session1=ESYS_TR.PASSWORD,
+                    session2=session,
+                )
+            finally:
+                with contextlib.suppress(TSS2_Exception):
+                    self._ectx.flush_context(session)
+            return bytes(credential)
+
+    # --- PCRs and quotes -------------------------------------------------------------------
+
+    def quote(
+        self, ak: LoadedKey, selection: PcrSelection, qualifying_data: bytes
+    ) -> SignedAttestation:
+        """TPM2_Quote of ``selection`` with ``qualifying_data`` as extraData, using the AK's
+        scheme. Raises :class:`TpmError`."""
+        with _tpm("quote"):
+            attest, signature = self._ectx.quote(
+                ESYS_TR(ak.handle), _selection(selection), qualifying_data, _NULL_SCHEME
+            )
+            return SignedAttestation(attest.marshal()[2:], signature.marshal())
+
+    def pcr_read(self, selection: PcrSelection) -> dict[int, dict[int, bytes]]:
+        """Read every PCR in ``selection``: ``alg -> pcr -> value``.
+
+        Raises :class:`TpmError`, also when the TPM does not have a selected bank or PCR.
+        """
+        wanted = {alg: set(pcrs) for alg, pcrs in selection.as_dict().items()}
+        values: dict[int, dict[int, bytes]] = {alg: {} for alg in wanted}
+        with _tpm("pcr_read"):
+            for _ in range(_PCR_READ_ROUNDS):
+                remaining = {alg: pcrs for alg, pcrs in wanted.items() if pcrs}
+                if not remaining:
+                    return values
+                _, out_selection, digests = self._ectx.pcr_read(
+                    _selection(PcrSelection.of(remaining))
+                )
+                read, _ = parse_pcr_selection(out_selection.marshal())
+                pairs = [(alg, pcr) for alg, pcrs in read.plan() for pcr in pcrs]
+                if not pairs:
+                    break
+                for (alg, pcr), value in zip(pairs, digests, strict=True):
+                    values[alg][pcr] = bytes(value)
+                    wanted[alg].discard(pcr)
+        raise TpmError("pcr_read", 0, f"the TPM did not return PCRs {remaining}")
+
+    def pcr_extend(self, pcr: int, digests: Mapping[int, bytes]) -> None:
+        """TPM2_PCR_Extend of PCR ``pcr`` with one digest per bank (``alg -> digest``).
+
+        Raises :class:`TpmError`; ``ValueError`` for an unknown algorithm or wrong digest size.
+        """
+        if not 0 <= pcr <= _MAX_PCR:
+            raise ValueError(f"PCR {pcr} out of range")
+        wire = [len(digests).to_bytes(4, "big")]
+        for alg, value in digests.items():
+            if alg not in HASH_ALGORITHMS or len(value) != HASH_ALGORITHMS[alg].digest_size:
+                raise ValueError(f"bad digest for algorithm 0x{alg:04x}")
+            wire.append(alg.to_bytes(2, "big") + value)
+        with _tpm("pcr_extend"):
+            values, _ = TPML_DIGEST_VALUES.unmarshal(b"".join(wire))
+            self._ectx.pcr_extend(ESYS_TR(ESYS_TR.PCR0 + pcr), values)
+
+    # --- certification ---------------------------------------------------------------------
+
+    def certify(self, ak: LoadedKey, key: LoadedKey, qualifying_data: bytes) -> SignedAttestation:
+        """TPM2_Certify of ``key`` (which must accept password auth) by ``ak``.
+
+        Raises :class:`TpmError`.
+        """
+        with _tpm("certify"):
+            attest, signature = self._ectx.certify(
+                ESYS_TR(key.handle), ESYS_TR(ak.handle), qualifying_data, _NULL_SCHEME
+            )
+            return SignedAttestation(attest.marshal()[2:], signature.marshal())
+
+    def nv_read_public(self, nv_index: int) -> NvPublicInfo:
+        """TPM2_NV_ReadPublic: the index's TPMS_NV_PUBLIC and name; raises :class:`TpmError`."""
+        with _tpm("nv_read_public"):
+            handle = self._ectx.tr_from_tpmpublic(nv_index)
+            public, name = self._ectx.nv_read_public(handle)
+            return NvPublicInfo(public.marshal()[2:], bytes(name))
+
+    def nv_certify(
+        self,
+        ak: LoadedKey,
+        nv_index: int,
+        qualifying_data: bytes,
+        *,
+        size: int,
+        offset: int = 0,
+        auth: Literal["index", "owner"] = "index",
+    ) -> SignedAttestation:
+        """TPM2_NV_Certify of ``size`` bytes at ``offset`` of ``nv_index`` by ``ak``, reading
+        with the index's own (empty) auth or the owner's. Raises :class:`TpmError`."""
+        with _tpm("nv_certify"):
+            handle = self._ectx.tr_from_tpmpublic(nv_index)
+            auth_handle = handle if auth == "index" else ESYS_TR.OWNER
+            attest, signature = self._ectx.nv_certify(
+                ESYS_TR(ak.handle),
+                handle,
+                qualifying_data,
+                _NULL_SCHEME,
+                size,
+                offset,
+                auth_handle=auth_handle,
+            )
+            return SignedAttestation(attest.marshal()[2:], signature.marshal())
