@@ -34,6 +34,7 @@ from trustcore.flavors.model import (
     Rule,
     RuleKind,
 )
+from trustcore.verdict import MAX_DETAIL, Reason
 
 REASON_NONE_MATCHED: Final = "flavor.none_matched"
 REASON_REPLAY: Final = "flavor.replay_integrity"
@@ -121,6 +122,24 @@ class FlavorVerdict:
 
     def rule_results(self) -> tuple[RuleResult, ...]:
         return tuple(r for p in self.parts for f in p.flavors for r in f.rules)
+
+    def verdict_reasons(self) -> tuple[Reason, ...]:
+        """The failures of failing parts as :class:`~trustcore.verdict.Reason` values, one per
+        failing rule (``<flavor>/<rule>: expected ...; actual ...``), plus part-level ones."""
+        out: list[Reason] = []
+        for part in self.parts:
+            if part.passed:
+                continue
+            ruled = set()
+            for flavor in part.flavors:
+                for r in flavor.rules:
+                    if r.reason is None:
+                        continue
+                    ruled.add(r.reason)
+                    detail = f"{r.flavor_id}/{r.rule_id}: expected {r.expected}; actual {r.actual}"
+                    out.append(Reason(r.reason, detail[:MAX_DETAIL]))
+            out.extend(Reason(rid, f"part {part.part}") for rid in part.reasons if rid not in ruled)
+        return tuple(out)
 
 
 def evaluate(
@@ -304,22 +323,50 @@ def diff_events(
 ) -> tuple[EventDifference, ...]:
     """The differences between a flavor's events and a host's events of one PCR, in order.
 
-    A replaced run is reported pairwise as ``changed`` where the event types agree, and as
-    ``missing`` + ``unexpected`` otherwise. Raises nothing.
+    Runs that differ are aligned by event type: an expected event and a host event of the same
+    type at the same place are one ``changed`` difference; the rest are ``missing`` (expected,
+    not measured) or ``unexpected`` (measured, not expected). Raises nothing.
     """
     exp_keys: list[_Key] = [(e.type_id, e.digest) for e in expected]
     act_keys: list[_Key] = [(e.event_type, e.digests.get(bank)) for e in actual]
     matcher = difflib.SequenceMatcher(a=exp_keys, b=act_keys, autojunk=False)
     out: list[EventDifference] = []
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            continue
-        pairs = min(i2 - i1, j2 - j1) if tag == "replace" else 0
-        for k in range(pairs):
-            out.extend(_pair(pcr, i1 + k, expected[i1 + k], actual[j1 + k], bank))
-        out.extend(_missing(pcr, i, expected[i]) for i in range(i1 + pairs, i2))
-        out.extend(_unexpected(pcr, actual[j], bank) for j in range(j1 + pairs, j2))
+        if tag != "equal":
+            run = [(i, expected[i]) for i in range(i1, i2)]
+            out.extend(_align(pcr, bank, run, actual[j1:j2]))
     return tuple(out)
+
+
+def _align(
+    pcr: int,
+    bank: int,
+    expected: Sequence[tuple[int, ExpectedEvent]],
+    actual: Sequence[MeasuredEvent],
+) -> list[EventDifference]:
+    out: list[EventDifference] = []
+    j = 0
+    for pos, e in expected:
+        k = next((k for k in range(j, len(actual)) if actual[k].event_type == e.type_id), None)
+        if k is None:
+            out.append(_missing(pcr, pos, e))
+            continue
+        out.extend(_unexpected(pcr, a, bank) for a in actual[j:k])
+        a = actual[k]
+        out.append(
+            EventDifference(
+                DifferenceKind.CHANGED,
+                pcr,
+                e.type_name,
+                a.index,
+                pos,
+                e.digest,
+                a.digests.get(bank),
+            )
+        )
+        j = k + 1
+    out.extend(_unexpected(pcr, a, bank) for a in actual[j:])
+    return out
 
 
 def _missing(pcr: int, pos: int, e: ExpectedEvent) -> EventDifference:
@@ -330,24 +377,6 @@ def _unexpected(pcr: int, a: MeasuredEvent, bank: int) -> EventDifference:
     return EventDifference(
         DifferenceKind.UNEXPECTED, pcr, a.type_name, a.index, None, None, a.digests.get(bank)
     )
-
-
-def _pair(
-    pcr: int, pos: int, e: ExpectedEvent, a: MeasuredEvent, bank: int
-) -> tuple[EventDifference, ...]:
-    if e.type_id == a.event_type:
-        return (
-            EventDifference(
-                DifferenceKind.CHANGED,
-                pcr,
-                e.type_name,
-                a.index,
-                pos,
-                e.digest,
-                a.digests.get(bank),
-            ),
-        )
-    return (_missing(pcr, pos, e), _unexpected(pcr, a, bank))
 
 
 def _asset_tags(flavor: Flavor, rule: Rule, evidence: Evidence) -> RuleResult:
