@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from hub.errors import ApiError, Handler
 from hub.statedir import token_hash
@@ -110,7 +111,7 @@ async def _token_principal(request: web.Request, store: Store) -> Principal | No
     return Principal("token", name=found.name, role=found.role)
 
 
-def auth_middleware(store_of: Callable[[web.Request], Store]) -> Callable[..., object]:
+def auth_middleware(store_of: Callable[[web.Request], Store]) -> Middleware:
     """The middleware; ``store_of`` finds the store for a request (the app's state)."""
 
     @web.middleware

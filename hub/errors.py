@@ -8,6 +8,7 @@ with a bare ``internal`` error: no traceback ever reaches a client.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -65,3 +66,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error (see the hub's log)")
+
+
+async def read_json(request: web.Request, limit: int) -> object:
+    """The request's JSON body, at most ``limit`` bytes.
+
+    Raises :class:`ApiError`: 413 ``http.body_too_large``, 400 ``http.malformed_json``.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "http.body_too_large", f"request body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "http.body_too_large", f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except (ValueError, RecursionError):
+        raise ApiError(400, "http.malformed_json", "the request body is not JSON") from None

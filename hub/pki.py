@@ -143,14 +143,9 @@ def make_server_certificate(
     return CertifiedKey(key, cert)
 
 
-def issue_client_certificate(
-    ca: CertifiedKey, csr_pem: str, host_id: str, now: float, *, days: int = 30
-) -> x509.Certificate:
-    """An agent's mTLS certificate (CN = host_id) for the key in ``csr_pem``.
-
-    The CSR's own subject is ignored; its signature must verify and its key must be EC P-256/
-    P-384/P-521 or RSA >= 2048 bits. Raises :class:`PkiError` (``enroll.csr_invalid``).
-    """
+def check_csr(csr_pem: str) -> x509.CertificateSigningRequest:
+    """Decode a PEM CSR whose signature verifies and whose key is EC P-256/P-384/P-521 or RSA
+    of at least 2048 bits. Raises :class:`PkiError` (``enroll.csr_invalid``)."""
     try:
         csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
     except (ValueError, UnicodeEncodeError):
@@ -167,6 +162,19 @@ def issue_client_certificate(
         if public_key.key_size < MIN_RSA_BITS:
             raise PkiError("RSA key shorter than 2048 bits", reason="enroll.csr_invalid")
     else:
+        raise PkiError("CSR key must be EC or RSA", reason="enroll.csr_invalid")
+    return csr
+
+
+def issue_client_certificate(
+    ca: CertifiedKey, csr_pem: str, host_id: str, now: float, *, days: int = 30
+) -> x509.Certificate:
+    """An agent's mTLS certificate (CN = host_id) for the key in ``csr_pem``.
+
+    The CSR's own subject is ignored. Raises :class:`PkiError` (``enroll.csr_invalid``).
+    """
+    public_key = check_csr(csr_pem).public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise PkiError("CSR key must be EC or RSA", reason="enroll.csr_invalid")
     return _leaf(ca, _name(host_id), public_key, now, days, ExtendedKeyUsageOID.CLIENT_AUTH, None)
 

@@ -1,0 +1,130 @@
+"""The JSON API for people and pipelines: health, hosts, approvals and alerts.
+
+Viewers read, admins also write (approve hosts, acknowledge alerts); every write is audited.
+The status page, metrics and OpenAPI description are built on top of these by other modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from hub.auth import principal, public, role
+from hub.errors import ApiError
+from hub.state import STATE
+from hub.store import Alert, Host
+
+
+def host_json(host: Host, *, detail: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": host.id,
+        "state": host.state,
+        "hostname": host.hostname,
+        "node_name": host.node_name,
+        "verdict": host.verdict,
+        "reasons": list(host.reasons),
+        "last_report": host.last_report,
+        "valid_until": host.valid_until,
+        "tags": host.tags,
+        "flavors": list(host.flavors),
+    }
+    if detail:
+        out["dmi_uuid"] = host.dmi_uuid
+        out["created"] = host.created
+        out["rules"] = list(host.rule_results)
+    return out
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "host_id": alert.host_id,
+        "at": alert.at,
+        "kind": alert.kind,
+        "reasons": list(alert.reasons),
+        "acked_at": alert.acked_at,
+        "acked_by": alert.acked_by,
+    }
+
+
+@public
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@role("viewer")
+async def list_hosts(request: web.Request) -> web.Response:
+    hosts = await request.app[STATE].store.list_hosts()
+    return web.json_response({"hosts": [host_json(h) for h in hosts]})
+
+
+async def _host_or_404(request: web.Request) -> Host:
+    host = await request.app[STATE].store.get_host(request.match_info["host_id"])
+    if host is None:
+        raise ApiError(404, "host.unknown", "no such host")
+    return host
+
+
+@role("viewer")
+async def show_host(request: web.Request) -> web.Response:
+    host = await _host_or_404(request)
+    reports = await request.app[STATE].store.list_reports(host.id)
+    out = host_json(host, detail=True)
+    out["reports"] = [
+        {
+            "received": r.received,
+            "verdict": r.verdict,
+            "reasons": list(r.reasons),
+            "seq": r.sequence,
+        }
+        for r in reversed(reports)
+    ]
+    return web.json_response(out)
+
+
+@role("admin")
+async def approve_host(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    host = await _host_or_404(request)
+    if host.state != "pending":
+        raise ApiError(409, "host.not_pending", f"host is {host.state}, not pending")
+    await st.store.set_host_state(host.id, "approved")
+    who = principal(request)
+    await st.store.audit(
+        at=st.clock(), actor=f"token:{who.name}", action="host.approve", subject=host.id, details={}
+    )
+    return web.json_response({"id": host.id, "state": "approved"})
+
+
+@role("viewer")
+async def list_alerts(request: web.Request) -> web.Response:
+    open_only = request.query.get("open") in ("1", "true")
+    alerts = await request.app[STATE].store.list_alerts(open_only=open_only)
+    return web.json_response({"alerts": [alert_json(a) for a in alerts]})
+
+
+@role("admin")
+async def ack_alert(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    try:
+        alert_id = int(request.match_info["alert_id"])
+    except ValueError:
+        raise ApiError(404, "alert.unknown", "no such alert") from None
+    who = principal(request)
+    now = st.clock()
+    if not await st.store.ack_alert(alert_id, now, who.name):
+        raise ApiError(404, "alert.unknown", "no such open alert")
+    await st.store.audit(
+        at=now, actor=f"token:{who.name}", action="alert.ack", subject=str(alert_id), details={}
+    )
+    return web.json_response({"id": alert_id, "acked_at": now, "acked_by": who.name})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/hosts", list_hosts)
+    app.router.add_get("/v1/hosts/{host_id}", show_host)
+    app.router.add_post("/v1/hosts/{host_id}/approve", approve_host)
+    app.router.add_get("/v1/alerts", list_alerts)
+    app.router.add_post("/v1/alerts/{alert_id}/ack", ack_alert)

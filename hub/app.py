@@ -1,0 +1,101 @@
+"""The hub's aiohttp application: :func:`create_app` wires config, state, routes and middleware.
+
+Resources live in ``cleanup_ctx``: the store is opened (and migrated) at startup and closed at
+shutdown, keys are loaded from the state directory, the stale-host timer runs as a task. Tests
+pass ``clock`` (a callable returning Unix seconds) to move time, and ``random_bytes`` when they
+need to know the hub's randomness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from hub import api, attestation, enrollment
+from hub.auth import auth_middleware
+from hub.config import ConfigError, HubConfig
+from hub.errors import error_middleware
+from hub.pki import PkiError, load_ca_bundle
+from hub.state import (
+    CLOCK,
+    CONFIG,
+    EVENTS,
+    STATE,
+    STORE,
+    Clock,
+    HubState,
+    RandomBytes,
+    RateLimiter,
+    VerdictEvents,
+)
+from hub.statedir import DB_FILE, load_hub_keys
+from hub.store import Store
+from hub.verification import ReportVerifier
+
+__all__ = ["create_app"]
+
+
+def _load_anchors(config: HubConfig) -> tuple[object, ...]:
+    path = config.enrollment.ek_ca_bundle
+    if not path:
+        return ()
+    try:
+        return tuple(load_ca_bundle(Path(path).read_bytes()))
+    except OSError as e:
+        raise ConfigError(path, "enrollment.ek_ca_bundle", f"cannot read: {e.strerror}") from None
+    except PkiError as e:
+        raise ConfigError(path, "enrollment.ek_ca_bundle", str(e)) from None
+
+
+def create_app(
+    config: HubConfig,
+    *,
+    clock: Clock = time.time,
+    random_bytes: RandomBytes = os.urandom,
+) -> web.Application:
+    """The hub application for ``config``; raises :class:`ConfigError` for a bad CA bundle."""
+    anchors = _load_anchors(config)
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes,
+        middlewares=[error_middleware, auth_middleware(lambda r: r.app[STATE].store)],
+    )
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app[EVENTS] = VerdictEvents()
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        keys = load_hub_keys(config.state.dir)
+        store = await Store.open(config.state.dir / DB_FILE)
+        state = HubState(
+            config=config,
+            store=store,
+            keys=keys,
+            clock=clock,
+            verifier=ReportVerifier(store, config.attestation),
+            events=app[EVENTS],
+            enroll_limiter=RateLimiter(config.enrollment.rate_per_minute, clock),
+            ek_anchors=anchors,  # type: ignore[arg-type]
+            random_bytes=random_bytes,
+        )
+        app[STATE] = state
+        app[STORE] = store
+        watcher = asyncio.create_task(attestation.watch_staleness(state), name="hub-stale")
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await store.close()
+
+    app.cleanup_ctx.append(resources)
+    api.add_routes(app)
+    enrollment.add_routes(app)
+    attestation.add_routes(app)
+    return app

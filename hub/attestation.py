@@ -1,0 +1,157 @@
+"""Attestation endpoints and what follows a verdict: challenges, reports, trust reports, staleness.
+
+``POST /v1/challenge`` issues a 32-byte single-use nonce (``attestation.nonce_ttl``).
+``POST /v1/report`` decodes a :class:`~trustcore.wire.Report`, runs
+:class:`~hub.verification.ReportVerifier`, records the outcome (bounded history), raises an alert
+on every transition to ``untrusted`` or ``stale``, publishes the change on the event bus, and
+answers a :class:`~trustcore.wire.ReportResult` with a JWS-signed trust report.
+:func:`watch_staleness` is the background timer that turns hosts whose last report's validity
+has passed into ``stale``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import Any, Final
+
+from aiohttp import web
+
+from hub.auth import agent, principal
+from hub.errors import ApiError, read_json
+from hub.jws import sign_jws
+from hub.state import STATE, HubState, VerdictChange
+from hub.store import Host
+from hub.verification import MissingEventlogs, NonceRejected, Outcome
+from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportResult, WireError
+
+log = logging.getLogger("trustplane.hub")
+
+CHALLENGE_BODY_LIMIT: Final = 1024
+REPORT_BODY_LIMIT: Final = 24 * 1024 * 1024  # a 12 MiB body string plus base64 evidence
+ALERTING: Final = frozenset({"untrusted", "stale"})
+
+
+def trust_report(st: HubState, host: Host, outcome: Outcome, now: float, valid_until: float) -> str:
+    payload: dict[str, Any] = {
+        "host_id": host.id,
+        "node_name": host.node_name,
+        "verdict": outcome.verdict,
+        "reasons": list(outcome.reasons),
+        "asset_tags": dict(host.tags),
+        "flavors": list(outcome.flavors),
+        "iat": int(now),
+        "valid_until": int(valid_until),
+    }
+    return sign_jws(payload, st.keys.jws_key)
+
+
+async def record_transition(  # noqa: PLR0917
+    st: HubState, host_id: str, previous: str, verdict: str, reasons: tuple[str, ...], at: float
+) -> None:
+    """Alert (on a change to untrusted/stale) and publish a verdict change."""
+    if previous == verdict:
+        return
+    alert_id = None
+    if verdict in ALERTING:
+        alert_id = await st.store.add_alert(host_id, at, verdict, reasons)
+    st.events.publish(VerdictChange(host_id, previous, verdict, reasons, at, alert_id))
+
+
+@agent
+async def challenge(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    await read_json(request, CHALLENGE_BODY_LIMIT)
+    now = st.clock()
+    nonce = st.random_bytes(NONCE_SIZE)
+    expires = now + st.config.attestation.nonce_ttl
+    await st.store.put_nonce(nonce, principal(request).host_id, expires)
+    return web.json_response(Challenge(nonce=nonce, expires_at=expires).to_json())
+
+
+@agent
+async def report(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    host_id = principal(request).host_id
+    try:
+        signed = Report.from_json(await read_json(request, REPORT_BODY_LIMIT))
+        body = signed.body()
+    except WireError as e:
+        raise ApiError(400, e.reason, e.message) from None
+    if body.host_id != host_id:
+        raise ApiError(403, "report.host_mismatch", "the body's host_id is not this client's")
+    host = await st.store.get_host(host_id)
+    if host is None:
+        raise ApiError(403, "host.unknown", "this host is not enrolled")
+    now = st.clock()
+    flavors = await st.store.get_flavors(list(host.flavors))
+    try:
+        outcome = await st.verifier.verify(host, signed, body, flavors, now)
+    except NonceRejected as e:
+        raise ApiError(409, e.reason, f"the report's nonce was refused: {e.reason}") from None
+    if isinstance(outcome, MissingEventlogs):
+        current = Outcome(host.verdict, host.reasons)
+        until = host.valid_until or now
+        return web.json_response(
+            ReportResult(
+                verdict=host.verdict,
+                reasons=host.reasons,
+                trust_report=trust_report(st, host, current, now, until),
+                valid_until=until,
+                next_report_in=0.0,
+                missing_eventlogs=outcome.names,
+            ).to_json()
+        )
+    return web.json_response(await _conclude(st, host, body.sequence, signed, outcome, now))
+
+
+async def _conclude(  # noqa: PLR0917
+    st: HubState, host: Host, sequence: int, signed: Report, outcome: Outcome, now: float
+) -> dict[str, Any]:
+    cfg = st.config.attestation
+    valid_until = now + cfg.report_validity
+    previous = await st.store.record_report(
+        host_id=host.id,
+        received=now,
+        verdict=outcome.verdict,
+        reasons=outcome.reasons,
+        sequence=sequence,
+        body_sha256=hashlib.sha256(signed.body_bytes).hexdigest(),
+        valid_until=valid_until,
+        rule_results=[r.to_json() for r in outcome.rules],
+        history=st.config.reports.history,
+    )
+    await record_transition(st, host.id, previous, outcome.verdict, outcome.reasons, now)
+    return ReportResult(
+        verdict=outcome.verdict,
+        reasons=outcome.reasons,
+        trust_report=trust_report(st, host, outcome, now, valid_until),
+        valid_until=valid_until,
+        next_report_in=cfg.interval,
+    ).to_json()
+
+
+async def sweep_stale(st: HubState) -> int:
+    """Mark expired hosts stale (alert and publish each); prune old nonces. Returns the count."""
+    now = st.clock()
+    changed = await st.store.mark_stale(now)
+    for host in changed:
+        await record_transition(st, host.id, host.verdict, "stale", ("report.expired",), now)
+    await st.store.prune_nonces(now)
+    return len(changed)
+
+
+async def watch_staleness(st: HubState) -> None:
+    """Run :func:`sweep_stale` every ``attestation.stale_check_interval`` seconds, for ever."""
+    while True:
+        try:
+            await sweep_stale(st)
+        except Exception:  # the loop boundary: log and keep watching
+            log.exception("stale sweep failed")
+        await asyncio.sleep(st.config.attestation.stale_check_interval)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/challenge", challenge)
+    app.router.add_post("/v1/report", report)

@@ -1,0 +1,103 @@
+"""The hub application's shared state, its typed app keys, and the verdict event bus.
+
+:class:`HubState` is built once per application in :func:`hub.app.create_app`'s cleanup context
+and reached by handlers through ``request.app[STATE]``. The other app keys expose its parts to
+code built on top of the app (status page, metrics, webhooks) without reaching into it.
+:class:`VerdictEvents` is the seam for those: every verdict change and alert is published there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from cryptography import x509
+
+from hub.config import HubConfig
+from hub.statedir import HubKeys
+from hub.store import Store
+from hub.verification import ReportVerifier
+
+log = logging.getLogger("trustplane.hub")
+
+Clock = Callable[[], float]
+RandomBytes = Callable[[int], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictChange:
+    """A host's verdict changed (``alert_id`` is set when the change raised an alert)."""
+
+    host_id: str
+    previous: str
+    verdict: str
+    reasons: tuple[str, ...]
+    at: float
+    alert_id: int | None = None
+
+
+class VerdictEvents:
+    """Fan-out of :class:`VerdictChange` to subscribers, each with a bounded queue.
+
+    A subscriber that falls behind loses events (logged), it never blocks the hub.
+    """
+
+    def __init__(self, queue_size: int = 256) -> None:
+        self._queue_size = queue_size
+        self._subscribers: set[asyncio.Queue[VerdictChange]] = set()
+
+    def subscribe(self) -> asyncio.Queue[VerdictChange]:
+        queue: asyncio.Queue[VerdictChange] = asyncio.Queue(self._queue_size)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[VerdictChange]) -> None:
+        self._subscribers.discard(queue)
+
+    def publish(self, change: VerdictChange) -> None:
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(change)
+            except asyncio.QueueFull:
+                log.warning("verdict event subscriber is full; dropped %s", change.host_id)
+
+
+class RateLimiter:
+    """At most ``per_minute`` events in any 60-second window (sliding)."""
+
+    def __init__(self, per_minute: int, clock: Clock) -> None:
+        self._limit = per_minute
+        self._clock = clock
+        self._times: list[float] = []
+
+    def allow(self) -> bool:
+        now = self._clock()
+        self._times = [t for t in self._times if now - t < 60.0]
+        if len(self._times) >= self._limit:
+            return False
+        self._times.append(now)
+        return True
+
+
+@dataclass(slots=True)
+class HubState:
+    config: HubConfig
+    store: Store
+    keys: HubKeys
+    clock: Clock
+    verifier: ReportVerifier
+    events: VerdictEvents
+    enroll_limiter: RateLimiter
+    ek_anchors: tuple[x509.Certificate, ...]
+    random_bytes: RandomBytes = field(default=os.urandom)
+
+
+STATE = web.AppKey("trustplane_state", HubState)
+CONFIG = web.AppKey("trustplane_config", HubConfig)
+STORE = web.AppKey("trustplane_store", Store)
+EVENTS = web.AppKey("trustplane_events", VerdictEvents)
+CLOCK: web.AppKey[Clock] = web.AppKey("trustplane_clock")

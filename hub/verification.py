@@ -1,0 +1,290 @@
+"""The hub's one verification path for an attestation report, in DESIGN.md's order.
+
+:meth:`ReportVerifier.verify` runs: AK signature over TPMS_ATTEST -> magic and type ->
+qualifying data (``report_qualifying_data(nonce, body_bytes)``, exact bytes) -> nonce unused and
+unexpired (consumed atomically in the store) -> quoted PCR selection covers the policy's PCRs ->
+PCR digest over the reported values -> event-log replay equals the quoted values -> flavor rules
+(:func:`evaluate_flavors`) -> asset tag (not yet). The cryptography and parsing are trustcore's
+(:func:`trustcore.quote.verify_quote`, the event-log replay); this module orders the steps,
+supplies the time and the nonce store, caches decoded AKs and event logs, and turns the first
+failure into a verdict with its reason id.
+
+Two kinds of failure leave it differently: evidence that does not verify yields an
+``untrusted`` :class:`Outcome` (stored, alerted, signed); a nonce that is unknown, replayed or
+expired raises :class:`NonceRejected` (the report proves nothing about the host either way).
+A report that names an event log only by digest which the hub does not hold yields
+:class:`MissingEventlogs` before the nonce is spent, so the agent can resend at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Generic, TypeVar
+
+from hub.config import AttestationConfig
+from hub.store import Host, Store
+from trustcore.algorithms import BY_NAME
+from trustcore.errors import TrustcoreError, VerificationError
+from trustcore.quote import AttestationKey, VerifiedQuote, verify_quote
+from trustcore.tpm.pcrs import PcrSelection
+from trustcore.wire import Report, ReportBody, report_qualifying_data
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+# verify_quote raises these after signature, type and qualifying data have passed; the nonce
+# is checked before they are reported, as DESIGN.md orders.
+_AFTER_NONCE: Final = frozenset(
+    {"quote.pcr_selection_mismatch", "quote.pcr_values_missing", "quote.pcr_digest_mismatch"}
+)
+
+
+class LruCache(Generic[K, V]):
+    """A small bounded mapping that forgets the least recently used entry."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._data: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+    def discard(self, key: K) -> None:
+        self._data.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class NonceRejected(Exception):
+    """The report's nonce is ``nonce.unknown``, ``nonce.replayed`` or ``nonce.expired``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class MissingEventlogs:
+    """The report names these event logs by digest only and the hub does not hold them."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOutcome:
+    """One flavor rule's result as the hub stores and shows it."""
+
+    rule: str
+    passed: bool
+    reason: str = ""
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "passed": self.passed,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of verifying one report: ``trusted`` or ``untrusted`` with reason ids."""
+
+    verdict: str
+    reasons: tuple[str, ...] = ()
+    rules: tuple[RuleOutcome, ...] = ()
+    flavors: tuple[str, ...] = ()
+    quote: VerifiedQuote | None = field(default=None, compare=False)
+
+    @classmethod
+    def untrusted(cls, reason: str) -> Outcome:
+        return cls("untrusted", (reason,))
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEvidence:
+    """What the flavor rules see: the verified quote and the replayed event logs."""
+
+    host: Host
+    quote: VerifiedQuote
+    eventlogs: Mapping[str, object]
+    facts: Mapping[str, str]
+
+
+FlavorHook = Callable[[VerifiedEvidence, Mapping[str, Mapping[str, Any]], bool], list[RuleOutcome]]
+EventLogCheck = Callable[[str, bytes, VerifiedQuote], object]
+
+
+def evaluate_flavors(
+    evidence: VerifiedEvidence,
+    flavors: Mapping[str, Mapping[str, Any]],
+    require_flavor: bool,
+) -> list[RuleOutcome]:
+    """Flavor rules for a verified report (the seam for :mod:`trustcore.flavors`).
+
+    Until the flavors engine is wired in, a host with no flavor assigned yields no rules, or
+    one failed rule ``flavor.none_assigned`` when the policy requires a flavor.
+    """
+    if not flavors:
+        if require_flavor:
+            return [RuleOutcome("flavor.assigned", False, "flavor.none_assigned")]
+        return []
+    return [
+        RuleOutcome(
+            f"flavor.{name}",
+            False,
+            "flavor.engine_unavailable",
+            "this hub cannot evaluate flavors yet",
+        )
+        for name in flavors
+    ]
+
+
+def check_eventlog_unavailable(name: str, data: bytes, quote: VerifiedQuote) -> object:
+    """Default event-log check until trustcore's replay is wired in: refuses every log."""
+    raise VerificationError(
+        f"event log {name!r} cannot be replayed by this hub", reason="eventlog.unsupported"
+    )
+
+
+def policy_selection(config: AttestationConfig) -> dict[int, frozenset[int]]:
+    return {BY_NAME[bank].alg_id: frozenset(pcrs) for bank, pcrs in config.pcr_selection.items()}
+
+
+class ReportVerifier:
+    """Verifies reports for the hub; holds the AK and event-log caches (bounded LRU)."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: AttestationConfig,
+        *,
+        eventlog_check: EventLogCheck = check_eventlog_unavailable,
+        flavor_hook: FlavorHook = evaluate_flavors,
+        ak_cache_size: int = 4096,
+        eventlog_cache_size: int = 64,
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._policy = policy_selection(config)
+        self._eventlog_check = eventlog_check
+        self._flavor_hook = flavor_hook
+        self.aks: LruCache[str, AttestationKey] = LruCache(ak_cache_size)
+        self.eventlogs: LruCache[bytes, bytes] = LruCache(eventlog_cache_size)
+
+    async def attestation_key(self, host_id: str) -> AttestationKey | None:
+        """The host's AK, decoded once and cached; ``None`` for an unknown host."""
+        ak = self.aks.get(host_id)
+        if ak is None:
+            keys = await self._store.get_host_keys(host_id)
+            if keys is None:
+                return None
+            ak = AttestationKey.from_tpmt_public(keys.ak_public)
+            self.aks.put(host_id, ak)
+        return ak
+
+    def forget(self, host_id: str) -> None:
+        """Drop a cached AK (after re-enrollment)."""
+        self.aks.discard(host_id)
+
+    async def _eventlog_bytes(
+        self, body: ReportBody, now: float
+    ) -> tuple[dict[str, bytes], tuple[str, ...]]:
+        found: dict[str, bytes] = {}
+        missing: list[str] = []
+        for name, ev in sorted(body.eventlogs.items()):
+            data = ev.data if ev.data is not None else self.eventlogs.get(ev.sha256)
+            if data is None:
+                data = await self._store.get_eventlog(ev.sha256.hex())
+            if data is None or hashlib.sha256(data).digest() != ev.sha256:
+                missing.append(name)
+                continue
+            if self.eventlogs.get(ev.sha256) is None:
+                self.eventlogs.put(ev.sha256, data)
+                if ev.data is not None:
+                    await self._store.put_eventlog(ev.sha256.hex(), data, now)
+            found[name] = data
+        return found, tuple(missing)
+
+    async def verify(
+        self,
+        host: Host,
+        report: Report,
+        body: ReportBody,
+        flavors: Mapping[str, Mapping[str, Any]],
+        now: float,
+    ) -> Outcome | MissingEventlogs:
+        """Verify ``report`` from ``host`` (whose id the caller matched to ``body.host_id``).
+
+        Raises :class:`NonceRejected`; every other failure is an ``untrusted`` outcome.
+        """
+        ak = await self.attestation_key(host.id)
+        if ak is None:
+            return Outcome.untrusted("host.unknown")
+        deferred: VerificationError | None = None
+        quote: VerifiedQuote | None = None
+        try:
+            quote = verify_quote(
+                ak,
+                report.attest,
+                report.signature,
+                qualifying_data=report_qualifying_data(body.nonce, report.body_bytes),
+                pcr_selection=PcrSelection.of(body.pcr_selection),
+                pcr_values=body.pcr_values,
+            )
+        except VerificationError as e:
+            if e.reason not in _AFTER_NONCE:
+                return Outcome.untrusted(e.reason)
+            deferred = e
+        except TrustcoreError as e:
+            return Outcome.untrusted(e.reason)
+        except ValueError:
+            return Outcome.untrusted("quote.pcr_selection_empty")
+        logs, missing = await self._eventlog_bytes(body, now)
+        if missing:
+            return MissingEventlogs(missing)
+        status = await self._store.consume_nonce(body.nonce, host.id, now)
+        if status != "ok":
+            raise NonceRejected(f"nonce.{status}")
+        if deferred is not None or quote is None:
+            return Outcome.untrusted(deferred.reason if deferred else "quote.invalid")
+        return self._after_quote(host, body, quote, logs, flavors)
+
+    def _after_quote(
+        self,
+        host: Host,
+        body: ReportBody,
+        quote: VerifiedQuote,
+        logs: Mapping[str, bytes],
+        flavors: Mapping[str, Mapping[str, Any]],
+    ) -> Outcome:
+        quoted = {alg: frozenset(pcrs) for alg, pcrs in quote.pcr_selection.as_dict().items()}
+        for alg, pcrs in self._policy.items():
+            if not pcrs <= quoted.get(alg, frozenset()):
+                return Outcome.untrusted("quote.pcr_selection_insufficient")
+        replayed: dict[str, object] = {}
+        for name, data in logs.items():
+            try:
+                replayed[name] = self._eventlog_check(name, data, quote)
+            except TrustcoreError as e:
+                return Outcome("untrusted", (e.reason,), quote=quote)
+        evidence = VerifiedEvidence(host, quote, replayed, body.facts)
+        rules = tuple(self._flavor_hook(evidence, flavors, self._config.require_flavor))
+        failed = tuple(dict.fromkeys(r.reason for r in rules if not r.passed))
+        verdict = "untrusted" if failed else "trusted"
+        return Outcome(verdict, failed, rules, tuple(flavors), quote)

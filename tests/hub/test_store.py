@@ -1,0 +1,243 @@
+"""hub.store on a real SQLite file: migrations, single-use nonces, history, the audit chain."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from hub.store import GENESIS_HASH, MIGRATIONS, Store, audit_row_hash
+
+HOST = "ab" * 32
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def opened(path: Path) -> Store:
+    store = await Store.open(path)
+    await store.register_host(
+        host_id=HOST, state="approved", hostname="h1", node_name="n1", dmi_uuid=None, now=1.0
+    )
+    return store
+
+
+def test_new_database_is_migrated_to_version_1_and_reopens(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await Store.open(tmp_path / "hub.db")
+        assert store.schema_version == 1
+        await store.close()
+        again = await Store.open(tmp_path / "hub.db")
+        assert again.schema_version == 1
+        await again.close()
+
+    run(go())
+    conn = sqlite3.connect(tmp_path / "hub.db")
+    assert conn.execute("SELECT version, name FROM schema_migrations").fetchall() == [
+        (1, "_migration_1")
+    ]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {
+        "hosts",
+        "host_keys",
+        "enrollments",
+        "nonces",
+        "reports",
+        "verdicts",
+        "flavors",
+        "alerts",
+        "tokens",
+        "eventlog_cache",
+        "audit_log",
+    } <= tables
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_later_migration_runs_once(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def _migration_2(db: sqlite_utils.Database) -> None:
+        calls.append(2)
+        db.execute("ALTER TABLE hosts ADD COLUMN extra TEXT")
+
+    async def go() -> None:
+        s1 = await Store.open(tmp_path / "hub.db")
+        await s1.close()
+        s2 = await Store.open(tmp_path / "hub.db", migrations=(*MIGRATIONS, _migration_2))
+        assert s2.schema_version == 2
+        await s2.close()
+        s3 = await Store.open(tmp_path / "hub.db", migrations=(*MIGRATIONS, _migration_2))
+        assert s3.schema_version == 2
+        await s3.close()
+
+    run(go())
+    assert calls == [2]
+    cols = [r[1] for r in sqlite3.connect(tmp_path / "hub.db").execute("PRAGMA table_info(hosts)")]
+    assert "extra" in cols
+
+
+def test_nonce_is_single_use_under_concurrency(tmp_path: Path) -> None:
+    async def go() -> list[str]:
+        store = await opened(tmp_path / "hub.db")
+        nonce = b"\x01" * 32
+        await store.put_nonce(nonce, HOST, expires=100.0)
+        results = await asyncio.gather(*(store.consume_nonce(nonce, HOST, 50.0) for _ in range(50)))
+        await store.close()
+        return results
+
+    results = run(go())
+    assert results.count("ok") == 1
+    assert results.count("replayed") == 49
+
+
+def test_nonce_unknown_expired_and_other_host(tmp_path: Path) -> None:
+    async def go() -> tuple[str, str, str, str]:
+        store = await opened(tmp_path / "hub.db")
+        await store.put_nonce(b"\x02" * 32, HOST, expires=100.0)
+        other = await store.consume_nonce(b"\x02" * 32, "cd" * 32, 50.0)
+        expired = await store.consume_nonce(b"\x02" * 32, HOST, 100.5)
+        unknown = await store.consume_nonce(b"\x03" * 32, HOST, 50.0)
+        # expired nonces are pruned after their grace period
+        await store.prune_nonces(1000.0, keep_for=600.0)
+        pruned = await store.consume_nonce(b"\x02" * 32, HOST, 50.0)
+        await store.close()
+        return other, expired, unknown, pruned
+
+    assert run(go()) == ("unknown", "expired", "unknown", "unknown")
+
+
+def test_report_history_is_bounded_and_verdict_changes_recorded(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(tmp_path / "hub.db")
+        previous = []
+        for i in range(7):
+            verdict = "trusted" if i % 3 else "untrusted"
+            previous.append(
+                await store.record_report(
+                    host_id=HOST,
+                    received=10.0 + i,
+                    verdict=verdict,
+                    reasons=() if verdict == "trusted" else ("quote.signature_invalid",),
+                    sequence=i,
+                    body_sha256="00" * 32,
+                    valid_until=100.0 + i,
+                    rule_results=[],
+                    history=3,
+                )
+            )
+        reports = await store.list_reports(HOST)
+        assert [r.sequence for r in reports] == [4, 5, 6]
+        assert previous == [
+            "pending",
+            "untrusted",
+            "trusted",
+            "trusted",
+            "untrusted",
+            "trusted",
+            "trusted",
+        ]
+        verdicts = await store.list_verdicts(HOST)
+        assert [(v["previous"], v["verdict"]) for v in verdicts] == [
+            ("pending", "untrusted"),
+            ("untrusted", "trusted"),
+            ("trusted", "untrusted"),
+            ("untrusted", "trusted"),
+            ("trusted", "untrusted"),
+        ]
+        host = await store.get_host(HOST)
+        assert host is not None
+        assert (host.verdict, host.valid_until, host.last_report) == ("untrusted", 106.0, 16.0)
+        assert await store.mark_stale(106.0) == []
+        stale = await store.mark_stale(106.5)
+        assert [h.verdict for h in stale] == ["untrusted"]
+        assert (await store.get_host(HOST)).verdict == "stale"  # type: ignore[union-attr]
+        assert await store.mark_stale(200.0) == []
+        await store.close()
+
+    run(go())
+
+
+def test_audit_chain_verifies_and_detects_tampering(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await Store.open(tmp_path / "hub.db")
+        for i in range(4):
+            await store.audit(
+                at=float(i), actor="cli", action="x", subject=str(i), details={"i": i}
+            )
+        check = await store.verify_audit_chain()
+        assert (check.ok, check.rows, check.first_bad) == (True, 4, None)
+        rows = await store.list_audit()
+        assert rows[0]["prev_hash"] == GENESIS_HASH
+        assert rows[1]["prev_hash"] == rows[0]["hash"]
+        # the database refuses updates and deletes of audit rows
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.execute_raw("UPDATE audit_log SET actor = 'evil' WHERE id = 2")
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.execute_raw("DELETE FROM audit_log WHERE id = 2")
+        # someone with file access drops the triggers and rewrites a row
+        await store.execute_raw("DROP TRIGGER audit_log_no_update")
+        await store.execute_raw("UPDATE audit_log SET subject = 'forged' WHERE id = 3")
+        check = await store.verify_audit_chain()
+        assert (check.ok, check.first_bad) == (False, 3)
+        await store.close()
+
+    run(go())
+
+
+def test_audit_row_hash_is_sha256_of_prev_and_canonical_row() -> None:
+    row = {
+        "at": 1.0,
+        "actor": "a",
+        "action": "b",
+        "subject": "c",
+        "details": "{}",
+        "prev_hash": GENESIS_HASH,
+    }
+    canonical = (
+        b'{"action":"b","actor":"a","at":1.0,"details":"{}","prev_hash":"'
+        + GENESIS_HASH.encode()
+        + b'","subject":"c"}'
+    )
+    assert audit_row_hash(GENESIS_HASH, row) == hashlib.sha256(bytes(32) + canonical).hexdigest()
+
+
+def test_tokens_and_alerts(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(tmp_path / "hub.db")
+        tid = await store.add_token("h" * 64, "viewer", "ops", 1.0)
+        found = await store.find_token("h" * 64)
+        assert found is not None
+        assert (found.id, found.role, found.name) == (tid, "viewer", "ops")
+        assert await store.revoke_token(tid) is True
+        assert await store.revoke_token(tid) is False
+        assert await store.find_token("h" * 64) is None
+        aid = await store.add_alert(HOST, 5.0, "untrusted", ("quote.signature_invalid",))
+        assert [a.id for a in await store.list_alerts(open_only=True)] == [aid]
+        assert await store.ack_alert(aid, 6.0, "ops") is True
+        assert await store.ack_alert(aid, 7.0, "ops") is False
+        assert await store.list_alerts(open_only=True) == []
+        (alert,) = await store.list_alerts()
+        assert (alert.acked_at, alert.acked_by, alert.reasons) == (
+            6.0,
+            "ops",
+            ("quote.signature_invalid",),
+        )
+        await store.close()
+
+    run(go())
+
+
+def test_eventlog_cache_round_trip(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await Store.open(tmp_path / "hub.db")
+        await store.put_eventlog("aa" * 32, b"\x00log", 1.0)
+        assert await store.get_eventlog("aa" * 32) == b"\x00log"
+        assert await store.get_eventlog("bb" * 32) is None
+        await store.close()
+
+    run(go())
