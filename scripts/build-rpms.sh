@@ -36,7 +36,10 @@ git -C "$repo" archive --format=tar.gz --prefix="$name-$version/" \
 cp "$repo/rpm/macros.trustplane-compat" "$repo/rpm/trustplane-rpm-compat.py" \
     "$repo/systemd/trustplane-agent.sysusers.conf" "$repo/systemd/trustplane-hub.sysusers.conf" \
     "$topdir/SOURCES/"
+# The spec goes beside its sources too, where rpmlint (which takes the spec's directory as
+# %_sourcedir) finds them.
 cp "$repo/rpm/trustplane.spec" "$topdir/SPECS/"
+cp "$repo/rpm/trustplane.spec" "$topdir/SOURCES/"
 
 rpmbuild -ba --define "_topdir $topdir" --define "tp_version $version" \
     "$topdir/SPECS/trustplane.spec"
