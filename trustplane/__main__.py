@@ -1,0 +1,7 @@
+"""``python -m trustplane``: the same as the ``trustplane`` console script."""
+
+import sys
+
+from trustplane.cli import main
+
+sys.exit(main())
