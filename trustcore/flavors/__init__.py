@@ -7,7 +7,11 @@ exact differences (``evaluation``), and making flavors from evidence with a temp
 host's overall trust are the hub's.
 """
 
-from trustcore.flavors.build import flavors_from_evidence
+from trustcore.flavors.build import (
+    evidence_from_eventlog,
+    flavor_from_eventlog,
+    flavors_from_evidence,
+)
 from trustcore.flavors.document import (
     dump_document,
     dump_flavor,
@@ -86,7 +90,9 @@ __all__ = [
     "evaluate_flavor",
     "evaluate_rule",
     "event_tags",
+    "evidence_from_eventlog",
     "evidence_from_events",
+    "flavor_from_eventlog",
     "flavor_from_json",
     "flavor_to_json",
     "flavors_from_evidence",

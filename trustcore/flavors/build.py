@@ -8,8 +8,11 @@ makes flavors from verified evidence; the example generator from a replayed even
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from trustcore.algorithms import HASH_ALGORITHMS
-from trustcore.flavors.evidence import Evidence, MeasuredEvent
+from trustcore.eventlog import EventLog, replay_eventlog
+from trustcore.flavors.evidence import Evidence, MeasuredEvent, evidence_from_events
 from trustcore.flavors.model import (
     ExpectedEvent,
     Flavor,
@@ -48,6 +51,34 @@ def flavors_from_evidence(
         template=template.name,
     )
     return tuple(_flavor(evidence, template, part, name, meta) for part in template.parts)
+
+
+def evidence_from_eventlog(
+    log: EventLog, *, asset_tags: Mapping[str, str] | None = None
+) -> Evidence:
+    """Evidence from an event log alone: PCR values are the log's own replay.
+
+    Nothing is verified: use it to make flavors from a known-good log file and in tests; the
+    hub evaluates evidence whose PCR values came from a verified quote. Raises
+    :class:`~trustcore.errors.TrustcoreError` when the log cannot be replayed.
+    """
+    return evidence_from_events(
+        log.events, replay_eventlog(log), replay_ok=True, asset_tags=asset_tags
+    )
+
+
+def flavor_from_eventlog(
+    log: EventLog,
+    template: FlavorTemplate,
+    name: str,
+    *,
+    meta: FlavorMeta | None = None,
+    asset_tags: Mapping[str, str] | None = None,
+) -> tuple[Flavor, ...]:
+    """One flavor per template part from a known-good host's event log (see
+    :func:`flavors_from_evidence`; the expected PCR values are the log's replay)."""
+    evidence = evidence_from_eventlog(log, asset_tags=asset_tags)
+    return flavors_from_evidence(evidence, template, name, meta=meta)
 
 
 def _flavor(

@@ -64,12 +64,14 @@ class EventDifference:
     position: int | None
     expected_digest: bytes | None
     actual_digest: bytes | None
+    description: str = ""
 
     def describe(self) -> str:
         exp = self.expected_digest.hex() if self.expected_digest else "-"
         act = self.actual_digest.hex() if self.actual_digest else "-"
         where = f"event {self.index}" if self.index is not None else f"#{self.position}"
-        return f"PCR {self.pcr} {where} {self.type_name} {self.kind}: {exp} -> {act}"
+        text = f" ({self.description})" if self.description else ""
+        return f"PCR {self.pcr} {where} {self.type_name} {self.kind}: {exp} -> {act}{text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,11 +304,7 @@ def _eventlog_includes(flavor: Flavor, rule: Rule, evidence: Evidence) -> RuleRe
         if have[key] > 0:
             have[key] -= 1
             continue
-        missing.append(
-            EventDifference(
-                DifferenceKind.MISSING, rule.pcr, event.type_name, None, pos, event.digest, None
-            )
-        )
+        missing.append(_missing(rule.pcr, pos, event))
     return _result(
         flavor,
         rule,
@@ -362,6 +360,7 @@ def _align(
                 pos,
                 e.digest,
                 a.digests.get(bank),
+                a.description,
             )
         )
         j = k + 1
@@ -370,12 +369,21 @@ def _align(
 
 
 def _missing(pcr: int, pos: int, e: ExpectedEvent) -> EventDifference:
-    return EventDifference(DifferenceKind.MISSING, pcr, e.type_name, None, pos, e.digest, None)
+    return EventDifference(
+        DifferenceKind.MISSING, pcr, e.type_name, None, pos, e.digest, None, e.description
+    )
 
 
 def _unexpected(pcr: int, a: MeasuredEvent, bank: int) -> EventDifference:
     return EventDifference(
-        DifferenceKind.UNEXPECTED, pcr, a.type_name, a.index, None, None, a.digests.get(bank)
+        DifferenceKind.UNEXPECTED,
+        pcr,
+        a.type_name,
+        a.index,
+        None,
+        None,
+        a.digests.get(bank),
+        a.description,
     )
 
 

@@ -36,7 +36,8 @@ _MAX_NAME_CHARS: Final = 128
 
 @dataclass(frozen=True, slots=True)
 class MeasuredEvent:
-    """One event of a host's log: where it sits, what it is, its digests per bank, its tags."""
+    """One event of a host's log: where it sits, what it is, its digests per bank, and the names
+    it carries besides its type name (``tags``)."""
 
     index: int
     pcr: int
@@ -112,18 +113,16 @@ def _ascii_label(data: bytes) -> str | None:
     return text.decode("ascii")
 
 
-def event_tags(event_type: int, type_name: str, data: bytes) -> tuple[str, ...]:
-    """The tags a flavor can name an event by: its type name, plus the UEFI variable name of
-    variable events and the module label of tboot measurements (``vmlinuz``). Never raises."""
-    tags = [type_name]
+def event_tags(event_type: int, data: bytes) -> tuple[str, ...]:
+    """Names an event carries besides its type name: the UEFI variable name of variable events
+    (``BootOrder``, ``db``) and the module label of tboot measurements (``vmlinuz``). Never
+    raises."""
     extra: str | None = None
     if event_type in _VARIABLE_EVENTS:
         extra = efi_variable_name(data)
     elif event_type == TXT_TBOOT_MEASUREMENT:
         extra = _ascii_label(data)
-    if extra and extra != type_name:
-        tags.append(extra)
-    return tuple(tags)
+    return (extra,) if extra else ()
 
 
 def evidence_from_events(
@@ -145,7 +144,7 @@ def evidence_from_events(
             event_type=e.event_type,
             type_name=e.type_name,
             digests=dict(e.digests),
-            tags=event_tags(e.event_type, e.type_name, e.data),
+            tags=event_tags(e.event_type, e.data),
             description=_cut(e.description),
         )
         for e in events

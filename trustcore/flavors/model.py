@@ -123,8 +123,8 @@ def _check_tags(tags: tuple[str, ...], path: str) -> None:
 class ExpectedEvent:
     """One event a flavor expects in a PCR: its type, its digest in the flavor's bank, its tags.
 
-    ``tags`` name the event for exclusion (``EV_EFI_VARIABLE_BOOT``, ``BootOrder``,
-    ``vmlinuz``); the event type name is always one of them.
+    ``tags`` are names the event carries besides its type name (``BootOrder``, ``vmlinuz``);
+    rules select and exclude events by type name or tag.
     """
 
     type_id: int

@@ -1,0 +1,1 @@
+"""Tests of the firmware_measurements/ directory: schema, templates, generated examples."""
