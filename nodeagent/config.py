@@ -54,6 +54,7 @@ class TpmConfig:
 
     tcti: str = "device:/dev/tpmrm0"
     ak_algorithm: str = "ecc"
+    ek_algorithm: str = "rsa"
     pcr_bank: str = "sha256"
     pcrs: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
     watch_devices: bool = True
@@ -70,6 +71,7 @@ class EvidenceConfig:
     txt_heap_base_offset: int = 0x300
     txt_heap_size_offset: int = 0x308
     txt_heap_max_bytes: int = 64 * 1024 * 1024
+    txt_log_pointer: str = "physical"
     dmi_uuid: Path = Path("/sys/class/dmi/id/product_uuid")
     boot_id: Path = Path("/proc/sys/kernel/random/boot_id")
 
@@ -202,6 +204,7 @@ _TABLES: Final[Mapping[str, tuple[type[Any], Mapping[str, Checker]]]] = {
         {
             "tcti": _tcti,
             "ak_algorithm": _choice("ecc", "rsa"),
+            "ek_algorithm": _choice("rsa", "ecc"),
             "pcr_bank": _choice(*sorted(_PCR_BANKS)),
             "pcrs": _pcrs,
             "watch_devices": _bool,
@@ -217,6 +220,7 @@ _TABLES: Final[Mapping[str, tuple[type[Any], Mapping[str, Checker]]]] = {
             "txt_heap_base_offset": _integer(0, 0xFFFF),
             "txt_heap_size_offset": _integer(0, 0xFFFF),
             "txt_heap_max_bytes": _integer(4096, 1024 * 1024 * 1024),
+            "txt_log_pointer": _choice("physical", "heap-relative"),
             "dmi_uuid": _path,
             "boot_id": _path,
         },

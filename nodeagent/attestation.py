@@ -1,0 +1,193 @@
+"""Building and delivering attestation reports, with a persisted queue of reports owed.
+
+A quote proves the TPM's state *now*: evidence cannot be signed ahead of time and sent later,
+because the hub's nonces are single use and expire within minutes. So what the agent queues is
+not signed reports but *reports owed*: each due attestation (interval, TPM back, hub asked)
+reserves the next sequence number and records when and why it was due (and what was observed:
+``tpm_gone``, ``hub_unreachable``...) in ``reports.json`` before anything is sent. Delivery takes
+the queue in order; for each entry it asks a fresh challenge, collects current evidence, reads
+the PCRs, encodes the body once (carrying the entry's sequence, ``observed_at`` and reason),
+quotes with ``SHA-256(nonce || SHA-256(body))`` and posts. An entry leaves the queue only when
+the hub's ``ReportResult`` acknowledges it, and that removal is persisted before the next send:
+nothing acknowledged is lost, nothing acknowledged is sent twice (the hub can also refuse a
+sequence it has seen). The queue is bounded (``attestation.queue_max``): when full, the oldest
+unsent entry is dropped and counted.
+
+Event logs travel with their bytes until the hub has acknowledged a report carrying them;
+after that only their SHA-256 goes. A ``ReportResult`` listing a log in ``missing_eventlogs``
+(the hub did not record the report) makes the agent forget that acknowledgement and resend the
+same entry at once with the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nodeagent import __version__
+from nodeagent.config import AgentConfig
+from nodeagent.evidence import Evidence, collect_evidence
+from nodeagent.hubclient import HubClient, HubRejected
+from nodeagent.state import QueuedReport, ReportLedger, StateDir
+from nodeagent.tpm_worker import TpmWorker
+from nodeagent.tpmsession import TpmSession
+from trustcore.wire import (
+    EventLogEvidence,
+    Report,
+    ReportBody,
+    ReportResult,
+    encode_report_body,
+    report_qualifying_data,
+)
+
+log = logging.getLogger("trustplane.agent.attest")
+
+_NONCE_RETRIES = 2
+_MAX_RESENDS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """One acknowledged report: its sequence and the hub's answer."""
+
+    sequence: int
+    result: ReportResult
+
+
+class Attestor:
+    """Owns the report ledger of one enrolled host. Methods raise HubUnavailable, HubRejected,
+    TpmError, StateError."""
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        state: StateDir,
+        tpm: TpmWorker,
+        host_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._cfg = cfg
+        self._state = state
+        self._tpm = tpm
+        self.host_id = host_id
+        self._clock = clock
+        self.ledger: ReportLedger = state.load_ledger()
+        self.dropped = 0
+
+    def enqueue(self, reason: str, boot_id: str = "") -> QueuedReport:
+        """Reserve the next sequence number for a report owed now; persisted before returning."""
+        entry = QueuedReport(
+            sequence=self.ledger.next_sequence,
+            observed_at=self._clock(),
+            boot_id=boot_id,
+            reason=reason,
+        )
+        self.ledger.next_sequence += 1
+        self.ledger.queue.append(entry)
+        while len(self.ledger.queue) > self._cfg.attestation.queue_max:
+            lost = self.ledger.queue.pop(0)
+            self.dropped += 1
+            log.warning(
+                "report queue full: dropped owed report %d (%s)", lost.sequence, lost.reason
+            )
+        self._state.save_ledger(self.ledger)
+        return entry
+
+    async def drain(self, hub: HubClient) -> Delivered | None:
+        """Deliver every owed report in order; return the last acknowledgement (None if none)."""
+        last: Delivered | None = None
+        evidence: Evidence | None = None
+        while self.ledger.queue:
+            entry = self.ledger.queue[0]
+            if evidence is None:
+                evidence = await asyncio.to_thread(collect_evidence, self._cfg.evidence)
+            result = await self._deliver(hub, entry, evidence)
+            self.ledger.queue.pop(0)
+            self.ledger.last_acked = max(self.ledger.last_acked, entry.sequence)
+            self._state.save_ledger(self.ledger)
+            last = Delivered(entry.sequence, result)
+            log.info("report %d acknowledged: %s", entry.sequence, result.verdict)
+        return last
+
+    async def _deliver(self, hub: HubClient, entry: QueuedReport, ev: Evidence) -> ReportResult:
+        """Send ``entry`` until the hub records it (fresh nonce on a refused nonce, logs with data
+        when the hub lacks them)."""
+        nonce_retries = resends = 0
+        while True:
+            try:
+                result, sent = await self.send(hub, entry, ev)
+            except HubRejected as e:
+                if e.status == 409 and nonce_retries < _NONCE_RETRIES:
+                    nonce_retries += 1
+                    log.info("hub refused the nonce (%s): asking a new challenge", e.code)
+                    continue
+                raise
+            missing = set(result.missing_eventlogs)
+            for name, digest in sent.items():
+                if name in missing or digest in missing:
+                    self.ledger.acked_logs.discard(digest)
+                else:
+                    self.ledger.acked_logs.add(digest)
+            if not missing:
+                return result
+            self._state.save_ledger(self.ledger)
+            if resends >= _MAX_RESENDS:
+                raise HubRejected(409, "eventlog.missing", f"hub keeps asking for {missing}")
+            resends += 1
+            log.info(
+                "hub lacks event logs %s: resending report %d with data", missing, entry.sequence
+            )
+
+    async def send(
+        self, hub: HubClient, entry: QueuedReport, ev: Evidence
+    ) -> tuple[ReportResult, dict[str, str]]:
+        """One challenge, quote and post for ``entry``; returns the answer and the logs sent
+        (name -> sha256 hex)."""
+        challenge = await hub.challenge()
+        report, sent = await self.build_report(challenge.nonce, entry, ev)
+        return await hub.report(report), sent
+
+    async def build_report(
+        self, nonce: bytes, entry: QueuedReport, ev: Evidence
+    ) -> tuple[Report, dict[str, str]]:
+        """The signed report for ``entry`` under ``nonce`` (PCRs read and quoted now)."""
+        logs: dict[str, EventLogEvidence] = {}
+        sent: dict[str, str] = {}
+        for name, data in sorted(ev.eventlogs.items()):
+            digest = hashlib.sha256(data).digest()
+            known = digest.hex() in self.ledger.acked_logs
+            logs[name] = EventLogEvidence(sha256=digest, data=None if known else data)
+            sent[name] = digest.hex()
+        facts = dict(ev.facts)
+        facts["observed_at"] = f"{entry.observed_at:.3f}"
+        facts["report_reason"] = entry.reason
+        if entry.boot_id and entry.boot_id != ev.boot_id:
+            facts["observed_boot_id"] = entry.boot_id
+        if self.dropped:
+            facts["reports_dropped"] = str(self.dropped)
+
+        def sign(session: TpmSession) -> Report:
+            body = ReportBody(
+                host_id=self.host_id,
+                boot_id=ev.boot_id,
+                nonce=nonce,
+                pcr_selection=session.selection().as_dict(),
+                pcr_values=session.pcr_read(),
+                eventlogs=logs,
+                missing_evidence=ev.missing,
+                facts=facts,
+                agent_version=__version__,
+                sequence=entry.sequence,
+            )
+            body_bytes = encode_report_body(body)
+            signed = session.quote(report_qualifying_data(nonce, body_bytes))
+            return Report(body_bytes=body_bytes, attest=signed.attest, signature=signed.signature)
+
+        # PCR read, encoding and quote in one turn of the TPM thread: nothing of ours runs
+        # between the read and the quote.
+        return await self._tpm.call(sign), sent

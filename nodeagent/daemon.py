@@ -1,0 +1,293 @@
+"""The agent daemon: one asyncio loop that enrolls, attests on schedule and survives outages.
+
+:class:`Daemon` wires the parts together: the TPM worker thread, the hub client, the attestation
+ledger, the udev watcher (for ``device:`` TCTIs), systemd notification and the watchdog. Its
+loop attests at start, every ``attestation.interval`` seconds (with jitter), at once when the TPM
+reappears, and sooner when the hub asks (``next_report_in``). Failures never end the loop: the
+hub away (:class:`HubUnavailable`) or a TPM fault (:class:`TpmError`) mean exponential backoff
+with jitter, a STATUS line saying so, and owed reports kept in the queue. Every step renews the
+watchdog promise (:class:`~nodeagent.notify.Health`). SIGTERM and SIGINT stop it cleanly.
+``status.json`` in the state directory is rewritten after every step for ``trustplane-agent
+status``. Turning errors into exit codes is the CLI's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from nodeagent import __version__
+from nodeagent.attestation import Attestor, Delivered
+from nodeagent.config import AgentConfig
+from nodeagent.devices import TpmDeviceWatcher, TpmNode
+from nodeagent.enrollment import enroll
+from nodeagent.errors import NodeAgentError, TpmError
+from nodeagent.hubclient import HubClient, HubRejected, HubUnavailable
+from nodeagent.notify import Health, Notifier, run_watchdog, watchdog_interval
+from nodeagent.state import EnrollmentState, StateDir
+from nodeagent.tpm_worker import TpmWorker
+from nodeagent.tpmsession import TpmSession
+
+log = logging.getLogger("trustplane.agent")
+
+# How long one step (enroll, or deliver the queue) may take before the watchdog gives up.
+_STEP_GRACE = 120.0
+_SHUTDOWN_GRACE = 10.0
+
+
+class Backoff:
+    """Exponential backoff with full jitter between ``initial`` and ``maximum`` seconds."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.failures = 0
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+
+    def next(self) -> float:
+        ceiling = min(self.maximum, self.initial * (2**self.failures))
+        self.failures += 1
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def jittered(interval: float, jitter: float, rng: random.Random) -> float:
+    """``interval`` spread by +-``jitter`` (a fraction) so hosts do not report in lockstep."""
+    return interval * (1 + rng.uniform(-jitter, jitter))
+
+
+class Daemon:
+    """The running agent. ``await Daemon(cfg).run()`` returns after SIGTERM/SIGINT or stop()."""
+
+    def __init__(self, cfg: AgentConfig, environ: Mapping[str, str] | None = None) -> None:
+        self.cfg = cfg
+        self.state = StateDir(cfg.state_dir)
+        self.notifier = Notifier(environ)
+        self.health = Health(first_deadline=_STEP_GRACE)
+        self._watchdog_every = watchdog_interval(environ)
+        self.tpm = TpmWorker(lambda: TpmSession(cfg.tpm, self.state))
+        self._rng = random.Random()  # noqa: S311 - jitter, not secrets
+        self._backoff = Backoff(cfg.attestation.backoff_initial, cfg.attestation.backoff_max)
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._due_reason: str | None = "start"
+        self._next_due = 0.0
+        self.tpm_present = True
+        self.tpm_problem = ""
+        self.hub_problem = ""
+        self.enrollment: EnrollmentState | None = None
+        self.attestor: Attestor | None = None
+        self.last: Delivered | None = None
+        self.last_at: float | None = None
+        self._hub: HubClient | None = None
+        self._ready = False
+        self.cycles = 0
+
+    # --- events from outside the loop ------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def attest_now(self, reason: str) -> None:
+        """Make an attestation due at once (TPM back, operator request)."""
+        self._due_reason = reason
+        self._next_due = 0.0
+        self._wake.set()
+
+    def _on_device(self, action: str, node: TpmNode) -> None:
+        wanted = self.cfg.tpm.tcti.partition(":")[2] or node.device_node
+        if node.device_node != wanted:
+            return
+        if action == "remove":
+            self.tpm_present = False
+            self.tpm_problem = f"{node.device_node} was removed"
+            asyncio.get_running_loop().create_task(self.tpm.reset())
+            self._wake.set()
+        elif action == "add":
+            self.tpm_present = True
+            self.tpm_problem = ""
+            self.attest_now("tpm_appeared")
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until stopped. Raises :class:`~nodeagent.state.StateError` if the state
+        directory is unusable (nothing else ends the loop)."""
+        self.state.ensure()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        watcher = None
+        if self.cfg.tpm.watch_devices and self.cfg.tpm.tcti.startswith("device:"):
+            watcher = TpmDeviceWatcher(self._on_device)
+            try:
+                watcher.start(loop)
+            except OSError as e:
+                log.warning("cannot watch udev for TPM devices: %s", e)
+                watcher = None
+        dog = None
+        if self._watchdog_every is not None:
+            dog = asyncio.create_task(
+                run_watchdog(self.notifier, self.health, self._watchdog_every)
+            )
+        main = asyncio.create_task(self._loop())
+        try:
+            await self._stop.wait()
+            self.notifier.stopping()
+            self.notifier.status("stopping")
+            try:
+                await asyncio.wait_for(asyncio.shield(main), _SHUTDOWN_GRACE)
+            except TimeoutError:
+                main.cancel()
+        finally:
+            for task in (main, dog):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            if watcher is not None:
+                watcher.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            if self._hub is not None:
+                await self._hub.close()
+            await self.tpm.close()
+            self._write_status("stopped")
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.health.expect(_STEP_GRACE + self.cfg.hub.timeout * 4)
+            delay = await self._step()
+            self._write_status("running", next_in=delay)
+            if not self._ready:
+                self._ready = True
+                self.notifier.ready()
+            self.health.expect(delay + _STEP_GRACE)
+            await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, delay))
+
+    async def _step(self) -> float:
+        """One round: enroll if needed, queue a due report, deliver. Returns seconds to sleep."""
+        if not self.tpm_present:
+            self.notifier.status(f"TPM gone ({self.tpm_problem}): not attesting, waiting for it")
+            return self.cfg.attestation.interval
+        try:
+            if self.attestor is None:
+                pending = await self._ensure_enrolled()
+                if pending:
+                    return self._backoff.next()
+            assert self.attestor is not None
+            now = time.time()
+            if now >= self._next_due:
+                self.attestor.enqueue(self._due_reason or "interval", self._boot_id())
+                self._due_reason = None
+                interval = self.cfg.attestation
+                self._next_due = now + jittered(interval.interval, interval.jitter, self._rng)
+            delivered = await self.attestor.drain(self._hub_client())
+        except HubUnavailable as e:
+            self.hub_problem = e.message
+            delay = self._backoff.next()
+            self.notifier.status(f"hub unreachable, retrying in {delay:.0f}s: {e.message}")
+            return delay
+        except HubRejected as e:
+            self.hub_problem = e.message
+            delay = self._backoff.next()
+            self.notifier.status(f"hub refused us, retrying in {delay:.0f}s: {e.message}")
+            return delay
+        except TpmError as e:
+            self.tpm_problem = e.message
+            await self.tpm.reset()
+            delay = self._backoff.next()
+            self.notifier.status(f"TPM fault, retrying in {delay:.0f}s: {e.message}")
+            return delay
+        self._backoff.reset()
+        self.hub_problem = self.tpm_problem = ""
+        return self._after_delivery(delivered)
+
+    def _after_delivery(self, delivered: Delivered | None) -> float:
+        now = time.time()
+        if delivered is not None:
+            self.cycles += 1
+            self.last, self.last_at = delivered, now
+            asked = delivered.result.next_report_in
+            if asked > 0:
+                self._next_due = min(self._next_due, now + asked)
+            result = delivered.result
+            self.notifier.status(
+                f"attested: {result.verdict} (report {delivered.sequence}); "
+                f"next in {max(0.0, self._next_due - now):.0f}s"
+            )
+        return max(0.0, self._next_due - now)
+
+    async def _ensure_enrolled(self) -> bool:
+        """Load or run enrollment; True while the hub has not approved the host."""
+        state = self.enrollment or self.state.load_enrollment()
+        if state is None or state.status != "enrolled":
+            self.notifier.status("enrolling with the hub")
+            async with HubClient(self.cfg.hub) as bootstrap:
+                state = await enroll(self.cfg, self.state, self.tpm, bootstrap)
+            if state.status != "enrolled":
+                self.enrollment = state
+                self.notifier.status(f"enrollment of {state.host_id} pending approval on the hub")
+                return True
+        self.enrollment = state
+        self.attestor = Attestor(self.cfg, self.state, self.tpm, state.host_id)
+        return False
+
+    def _hub_client(self) -> HubClient:
+        if self._hub is None:
+            ca = self.state.hub_ca if self.state.hub_ca.exists() else self.cfg.hub.ca_file
+            self._hub = HubClient(
+                self.cfg.hub, ca_file=ca, client=(self.state.client_cert, self.state.client_key)
+            )
+        return self._hub
+
+    def _boot_id(self) -> str:
+        try:
+            return self.cfg.evidence.boot_id.read_text().strip()
+        except OSError:
+            return ""
+
+    def _write_status(self, phase: str, next_in: float | None = None) -> None:
+        now = time.time()
+        status: dict[str, Any] = {
+            "phase": phase,
+            "pid": os.getpid(),
+            "agent_version": __version__,
+            "updated_at": now,
+            "host_id": self.enrollment.host_id if self.enrollment else None,
+            "enrollment": self.enrollment.status if self.enrollment else "not enrolled",
+            "tpm": "ok" if self.tpm_present and not self.tpm_problem else "fault",
+            "tpm_problem": self.tpm_problem or None,
+            "hub_problem": self.hub_problem or None,
+            "next_attestation_at": None if next_in is None else now + next_in,
+            "queued_reports": len(self.attestor.ledger.queue) if self.attestor else 0,
+            "last_acked_sequence": self.attestor.ledger.last_acked if self.attestor else 0,
+            "cycles": self.cycles,
+        }
+        if self.last is not None:
+            status["last_report"] = {
+                "at": self.last_at,
+                "sequence": self.last.sequence,
+                "verdict": self.last.result.verdict,
+                "reasons": list(self.last.result.reasons),
+                "valid_until": self.last.result.valid_until,
+            }
+        try:
+            self.state.save_status(status)
+        except NodeAgentError as e:
+            log.warning("cannot write the status file: %s", e.message)
