@@ -106,43 +106,47 @@ def read_txt_log(cfg: EvidenceConfig, *, limit: int = MAX_EVENTLOG_BYTES) -> byt
     ``cfg.txt_log_pointer`` says so, as in intel-secl's test image); the log must start with a
     Spec ID header. Raises :class:`EvidenceUnavailable`.
     """
-    from trustcore.eventlog.txtheap import locate_txt_eventlog  # noqa: PLC0415 - TXT only
-
     path = cfg.txt_memory
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise _os_reason(TXT, path, e) from None
     try:
-        regs = cfg.txt_registers
-        (base,) = struct.unpack("<Q", _pread_exact(fd, 8, regs + cfg.txt_heap_base_offset, path))
-        (size,) = struct.unpack("<Q", _pread_exact(fd, 8, regs + cfg.txt_heap_size_offset, path))
-        if base in (0, 2**64 - 1) or size in (0, 2**64 - 1):
-            raise EvidenceUnavailable(
-                TXT, "not_present", f"TXT heap registers read {base:#x}/{size:#x}: TXT is off"
-            )
-        if size > cfg.txt_heap_max_bytes:
-            raise EvidenceUnavailable(
-                TXT, "too_large", f"TXT heap of {size} bytes exceeds txt_heap_max_bytes"
-            )
-        heap = _pread_exact(fd, size, base, path)
-        try:
-            where = locate_txt_eventlog(heap, heap_base=base)
-        except ParseError as e:
-            raise EvidenceUnavailable(TXT, "malformed", f"TXT heap: {e.describe()}") from None
-        if where.size > limit:
-            raise EvidenceUnavailable(TXT, "too_large", f"TXT log of {where.size} bytes")
-        start = where.address + (base if cfg.txt_log_pointer == "heap-relative" else 0)
-        log = _pread_exact(fd, where.size, start, path)
-        if log[32:48] != SPEC_ID_SIGNATURE_03:
-            raise EvidenceUnavailable(
-                TXT, "malformed", f"no Spec ID header at {start:#x}: not a TPM 2.0 TXT log"
-            )
-        return log
+        return _read_txt_from(fd, cfg, limit)
     except OSError as e:
         raise _os_reason(TXT, path, e) from None
     finally:
         os.close(fd)
+
+
+def _read_txt_from(fd: int, cfg: EvidenceConfig, limit: int) -> bytes:
+    from trustcore.eventlog.txtheap import locate_txt_eventlog  # noqa: PLC0415 - TXT only
+
+    path, regs = cfg.txt_memory, cfg.txt_registers
+    (base,) = struct.unpack("<Q", _pread_exact(fd, 8, regs + cfg.txt_heap_base_offset, path))
+    (size,) = struct.unpack("<Q", _pread_exact(fd, 8, regs + cfg.txt_heap_size_offset, path))
+    if base in (0, 2**64 - 1) or size in (0, 2**64 - 1):
+        raise EvidenceUnavailable(
+            TXT, "not_present", f"TXT heap registers read {base:#x}/{size:#x}: TXT is off"
+        )
+    if size > cfg.txt_heap_max_bytes:
+        raise EvidenceUnavailable(
+            TXT, "too_large", f"TXT heap of {size} bytes exceeds txt_heap_max_bytes"
+        )
+    heap = _pread_exact(fd, size, base, path)
+    try:
+        where = locate_txt_eventlog(heap, heap_base=base)
+    except ParseError as e:
+        raise EvidenceUnavailable(TXT, "malformed", f"TXT heap: {e.describe()}") from None
+    if where.size > limit:
+        raise EvidenceUnavailable(TXT, "too_large", f"TXT log of {where.size} bytes")
+    start = where.address + (base if cfg.txt_log_pointer == "heap-relative" else 0)
+    log = _pread_exact(fd, where.size, start, path)
+    if log[32:48] != SPEC_ID_SIGNATURE_03:
+        raise EvidenceUnavailable(
+            TXT, "malformed", f"no Spec ID header at {start:#x}: not a TPM 2.0 TXT log"
+        )
+    return log
 
 
 def _read_text(path: Path, limit: int = 256) -> str:

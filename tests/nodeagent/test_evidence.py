@@ -169,3 +169,15 @@ def test_permission_denied_without_dac_override(tmp_path: Path) -> None:
     assert {"source": "uefi", "reason": f"permission_denied: {secret}: no permission to read"} in (
         missing
     )
+
+
+def test_txt_heap_garbage_is_malformed_with_trustcore_reason(tmp_path: Path) -> None:
+    image = bytearray(TXT_IMAGE.read_bytes()[:0x3000])
+    image[8:16] = (0x1000).to_bytes(8, "little")  # heap size 4 KiB
+    image[0x1000:0x1008] = (0xFFFF).to_bytes(8, "little")  # BiosData larger than the heap
+    mem = tmp_path / "mem"
+    mem.write_bytes(bytes(image))
+    with pytest.raises(EvidenceUnavailable) as info:
+        read_txt_log(_cfg(tmp_path, txt_memory=mem))
+    assert info.value.reason_id == "malformed"
+    assert info.value.detail.startswith("TXT heap: txtheap.bad_table: ")
