@@ -46,7 +46,7 @@ class Principal:
 
 
 ANONYMOUS: Final = Principal("anonymous")
-PRINCIPAL_KEY: Final = "trustplane.principal"
+PRINCIPAL_KEY: Final = web.RequestKey("trustplane_principal", Principal)
 
 
 def _access(rule: Access) -> Callable[[H], H]:
@@ -78,8 +78,7 @@ def role(rule: Literal["viewer", "pipeline", "admin"]) -> Callable[[H], H]:
 
 
 def principal(request: web.Request) -> Principal:
-    value = request.get(PRINCIPAL_KEY, ANONYMOUS)
-    return value if isinstance(value, Principal) else ANONYMOUS
+    return request.get(PRINCIPAL_KEY, ANONYMOUS)
 
 
 def peer_host_id(request: web.Request) -> str | None:

@@ -21,7 +21,6 @@ from typing import Final
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from trustcore.credential import make_credential
 
 from hub.auth import enrollment
 from hub.errors import ApiError, read_json
@@ -145,6 +144,8 @@ async def enroll(request: web.Request) -> web.Response:
     )
     if host.state == "pending":
         return web.json_response(EnrollChallenge(host_id=host_id, status="pending").to_json())
+    from trustcore.credential import make_credential  # type: ignore[import-not-found]  # noqa: PLC0415 - lands separately
+
     secret = st.random_bytes(SECRET_SIZE)
     try:
         credential_blob, encrypted_secret = make_credential(

@@ -51,6 +51,9 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into the JSON error shape; the one catch-all of a request."""
     try:
+        limit = request.app._client_max_size
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, "http.body_too_large", f"request body exceeds {limit} bytes")
         return await handler(request)
     except ApiError as e:
         return error_response(e.status, e.code, e.message)

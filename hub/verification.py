@@ -19,6 +19,7 @@ A report that names an event log only by digest which the hub does not hold yiel
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from hub.config import AttestationConfig
 from hub.store import Host, Store
 from trustcore.algorithms import BY_NAME
 from trustcore.errors import TrustcoreError, VerificationError
+from trustcore.eventlog import EventLog, parse_eventlog, replay_eventlog
 from trustcore.quote import AttestationKey, VerifiedQuote, verify_quote
 from trustcore.tpm.pcrs import PcrSelection
 from trustcore.wire import Report, ReportBody, report_qualifying_data
@@ -122,12 +124,11 @@ class VerifiedEvidence:
 
     host: Host
     quote: VerifiedQuote
-    eventlogs: Mapping[str, object]
+    eventlogs: Mapping[str, ReplayedLog]
     facts: Mapping[str, str]
 
 
 FlavorHook = Callable[[VerifiedEvidence, Mapping[str, Mapping[str, Any]], bool], list[RuleOutcome]]
-EventLogCheck = Callable[[str, bytes, VerifiedQuote], object]
 
 
 def evaluate_flavors(
@@ -155,11 +156,43 @@ def evaluate_flavors(
     ]
 
 
-def check_eventlog_unavailable(name: str, data: bytes, quote: VerifiedQuote) -> object:
-    """Default event-log check until trustcore's replay is wired in: refuses every log."""
-    raise VerificationError(
-        f"event log {name!r} cannot be replayed by this hub", reason="eventlog.unsupported"
-    )
+@dataclass(frozen=True, slots=True)
+class ReplayedLog:
+    """A parsed event log and the PCR values its replay implies (not yet compared)."""
+
+    log: EventLog
+    pcrs: Mapping[int, Mapping[int, bytes]]
+
+
+def replay_log(data: bytes) -> ReplayedLog:
+    """Parse and replay; raises :class:`~trustcore.errors.TrustcoreError` (parse or replay)."""
+    log = parse_eventlog(data)
+    return ReplayedLog(log, replay_eventlog(log))
+
+
+def check_replay(name: str, replayed: ReplayedLog, quote: VerifiedQuote) -> None:
+    """Every quoted PCR the log extends must equal the log's replay; at least one must overlap.
+
+    Raises :class:`VerificationError`: ``eventlog.replay_mismatch`` naming the first differing
+    (bank, PCR), ``eventlog.not_quoted`` when the log touches no quoted PCR (a vacuous check).
+    """
+    compared = 0
+    for alg, quoted in quote.pcr_values.items():
+        bank = replayed.pcrs.get(alg, {})
+        for pcr, value in sorted(quoted.items()):
+            if pcr not in bank:
+                continue
+            compared += 1
+            if not hmac.compare_digest(bank[pcr], value):
+                raise VerificationError(
+                    f"event log {name!r}: bank 0x{alg:04x} PCR {pcr} replays to "
+                    f"{bank[pcr].hex()}, the quote says {value.hex()}",
+                    reason="eventlog.replay_mismatch",
+                )
+    if compared == 0:
+        raise VerificationError(
+            f"event log {name!r} extends none of the quoted PCRs", reason="eventlog.not_quoted"
+        )
 
 
 def policy_selection(config: AttestationConfig) -> dict[int, frozenset[int]]:
@@ -174,7 +207,6 @@ class ReportVerifier:
         store: Store,
         config: AttestationConfig,
         *,
-        eventlog_check: EventLogCheck = check_eventlog_unavailable,
         flavor_hook: FlavorHook = evaluate_flavors,
         ak_cache_size: int = 4096,
         eventlog_cache_size: int = 64,
@@ -182,10 +214,9 @@ class ReportVerifier:
         self._store = store
         self._config = config
         self._policy = policy_selection(config)
-        self._eventlog_check = eventlog_check
         self._flavor_hook = flavor_hook
         self.aks: LruCache[str, AttestationKey] = LruCache(ak_cache_size)
-        self.eventlogs: LruCache[bytes, bytes] = LruCache(eventlog_cache_size)
+        self.eventlogs: LruCache[bytes, ReplayedLog] = LruCache(eventlog_cache_size)
 
     async def attestation_key(self, host_id: str) -> AttestationKey | None:
         """The host's AK, decoded once and cached; ``None`` for an unknown host."""
@@ -202,23 +233,33 @@ class ReportVerifier:
         """Drop a cached AK (after re-enrollment)."""
         self.aks.discard(host_id)
 
-    async def _eventlog_bytes(
+    async def _eventlogs(
         self, body: ReportBody, now: float
-    ) -> tuple[dict[str, bytes], tuple[str, ...]]:
-        found: dict[str, bytes] = {}
+    ) -> tuple[dict[str, ReplayedLog | TrustcoreError], tuple[str, ...]]:
+        """Each log parsed and replayed (from the cache when unchanged), or the error it gave;
+        and the names of digest-only logs the hub does not hold."""
+        found: dict[str, ReplayedLog | TrustcoreError] = {}
         missing: list[str] = []
         for name, ev in sorted(body.eventlogs.items()):
-            data = ev.data if ev.data is not None else self.eventlogs.get(ev.sha256)
+            cached = self.eventlogs.get(ev.sha256)
+            if cached is not None:
+                found[name] = cached
+                continue
+            data = ev.data
             if data is None:
                 data = await self._store.get_eventlog(ev.sha256.hex())
-            if data is None or hashlib.sha256(data).digest() != ev.sha256:
-                missing.append(name)
+                if data is None or hashlib.sha256(data).digest() != ev.sha256:
+                    missing.append(name)
+                    continue
+            try:
+                replayed = replay_log(data)
+            except TrustcoreError as e:
+                found[name] = e
                 continue
-            if self.eventlogs.get(ev.sha256) is None:
-                self.eventlogs.put(ev.sha256, data)
-                if ev.data is not None:
-                    await self._store.put_eventlog(ev.sha256.hex(), data, now)
-            found[name] = data
+            self.eventlogs.put(ev.sha256, replayed)
+            if ev.data is not None:
+                await self._store.put_eventlog(ev.sha256.hex(), data, now)
+            found[name] = replayed
         return found, tuple(missing)
 
     async def verify(
@@ -255,7 +296,7 @@ class ReportVerifier:
             return Outcome.untrusted(e.reason)
         except ValueError:
             return Outcome.untrusted("quote.pcr_selection_empty")
-        logs, missing = await self._eventlog_bytes(body, now)
+        logs, missing = await self._eventlogs(body, now)
         if missing:
             return MissingEventlogs(missing)
         status = await self._store.consume_nonce(body.nonce, host.id, now)
@@ -270,19 +311,22 @@ class ReportVerifier:
         host: Host,
         body: ReportBody,
         quote: VerifiedQuote,
-        logs: Mapping[str, bytes],
+        logs: Mapping[str, ReplayedLog | TrustcoreError],
         flavors: Mapping[str, Mapping[str, Any]],
     ) -> Outcome:
         quoted = {alg: frozenset(pcrs) for alg, pcrs in quote.pcr_selection.as_dict().items()}
         for alg, pcrs in self._policy.items():
             if not pcrs <= quoted.get(alg, frozenset()):
                 return Outcome.untrusted("quote.pcr_selection_insufficient")
-        replayed: dict[str, object] = {}
-        for name, data in logs.items():
+        replayed: dict[str, ReplayedLog] = {}
+        for name, log in logs.items():
+            if isinstance(log, TrustcoreError):
+                return Outcome("untrusted", (log.reason,), quote=quote)
             try:
-                replayed[name] = self._eventlog_check(name, data, quote)
-            except TrustcoreError as e:
+                check_replay(name, log, quote)
+            except VerificationError as e:
                 return Outcome("untrusted", (e.reason,), quote=quote)
+            replayed[name] = log
         evidence = VerifiedEvidence(host, quote, replayed, body.facts)
         rules = tuple(self._flavor_hook(evidence, flavors, self._config.require_flavor))
         failed = tuple(dict.fromkeys(r.reason for r in rules if not r.passed))

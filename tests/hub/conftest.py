@@ -1,0 +1,46 @@
+"""Fixtures for the hub tests: a real hub on loopback TLS and real swtpm-backed agents."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.hub.harness import Agent, FakeClock, HubProcess, make_state
+from trustplane.swtpm import SwtpmFactory
+
+
+def ca_bundle(factory: SwtpmFactory, path: Path) -> Path:
+    path.write_bytes(b"".join(p.read_bytes() for p in factory.ca_certificates))
+    return path
+
+
+@pytest.fixture(scope="module")
+def hub(
+    tmp_path_factory: pytest.TempPathFactory, swtpm_factory: SwtpmFactory
+) -> Iterator[HubProcess]:
+    """A hub whose EK CA bundle is the swtpm factory's local CA (so agents enroll at once)."""
+    tmp = tmp_path_factory.mktemp("hub")
+    bundle = ca_bundle(swtpm_factory, tmp / "ek-ca.pem")
+    config = make_state(tmp, enrollment={"ek_ca_bundle": str(bundle)})
+    process = HubProcess(config, FakeClock())
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def agent(
+    hub: HubProcess, swtpm_factory: SwtpmFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Agent]:
+    """An agent enrolled in ``hub`` (EK certificate chain, MakeCredential, client cert)."""
+    tpm = swtpm_factory.start()
+    a = Agent(tpm, tmp_path_factory.mktemp("agent"))
+    try:
+        a.enroll(hub)
+        yield a
+    finally:
+        a.close()
+        tpm.stop()

@@ -1,0 +1,184 @@
+"""The hub's HTTP boundary on real TLS: authentication, roles, error shapes, body limits,
+staleness and alerts. No TPM is needed here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.attestation import sweep_stale
+from tests.hub.harness import FakeClock, HubProcess, make_state
+
+HOST = "12" * 32
+
+
+@pytest.fixture(scope="module")
+def bare_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    tmp = tmp_path_factory.mktemp("bare-hub")
+    config = make_state(tmp, server={"listen": "127.0.0.1:0", "max_body_bytes": 128 * 1024})
+    process = HubProcess(config, FakeClock())
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def test_health_needs_no_authentication(bare_hub: HubProcess) -> None:
+    resp = bare_hub.client().get("/health")
+    assert (resp.status, resp.body) == (200, {"status": "ok"})
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/hosts"),
+        ("GET", f"/v1/hosts/{HOST}"),
+        ("POST", f"/v1/hosts/{HOST}/approve"),
+        ("GET", "/v1/alerts"),
+        ("POST", "/v1/alerts/1/ack"),
+    ],
+)
+def test_people_endpoints_need_a_token(bare_hub: HubProcess, method: str, path: str) -> None:
+    resp = bare_hub.client().request(method, path)
+    assert resp.status == 401
+    assert resp.code == "auth.required"
+    assert isinstance(resp.body["error"]["message"], str)
+
+
+def test_unknown_token_is_refused(bare_hub: HubProcess) -> None:
+    resp = bare_hub.client(token="tph_not-a-real-token").get("/v1/hosts")
+    assert (resp.status, resp.code) == (401, "auth.invalid_token")
+
+
+def test_roles(bare_hub: HubProcess) -> None:
+    viewer = bare_hub.client(token=bare_hub.token("viewer"))
+    pipeline = bare_hub.client(token=bare_hub.token("pipeline"))
+    admin = bare_hub.client(token=bare_hub.token("admin"))
+    assert viewer.get("/v1/hosts").status == 200
+    assert admin.get("/v1/hosts").status == 200
+    resp = pipeline.get("/v1/hosts")
+    assert (resp.status, resp.code) == (403, "auth.forbidden")
+    resp = viewer.post(f"/v1/hosts/{HOST}/approve")
+    assert (resp.status, resp.code) == (403, "auth.forbidden")
+    resp = admin.post(f"/v1/hosts/{HOST}/approve")
+    assert (resp.status, resp.code) == (404, "host.unknown")
+
+
+def test_revoked_token_stops_working(bare_hub: HubProcess) -> None:
+    token = bare_hub.token("viewer", "short-lived")
+    client = bare_hub.client(token=token)
+    assert client.get("/v1/alerts").status == 200
+    tokens = bare_hub.call(bare_hub.state.store.list_tokens())
+    (mine,) = [t for t in tokens if t.name == "short-lived"]
+    assert bare_hub.call(bare_hub.state.store.revoke_token(mine.id)) is True
+    resp = client.get("/v1/alerts")
+    assert (resp.status, resp.code) == (401, "auth.invalid_token")
+
+
+def test_unknown_path_is_json_404(bare_hub: HubProcess) -> None:
+    resp = bare_hub.client().get("/v1/nothing-here")
+    assert (resp.status, resp.code) == (404, "http.not_found")
+
+
+def test_wrong_method_is_json_405(bare_hub: HubProcess) -> None:
+    resp = bare_hub.client().get("/v1/report")
+    assert (resp.status, resp.code) == (405, "http.method_not_allowed")
+
+
+def test_malformed_json_is_400(bare_hub: HubProcess) -> None:
+    resp = bare_hub.client().post("/v1/enroll", raw=b"{not json")
+    assert (resp.status, resp.code) == (400, "http.malformed_json")
+
+
+def test_wrong_message_shape_is_400_wire_malformed(bare_hub: HubProcess) -> None:
+    resp = bare_hub.client().post("/v1/enroll", {"type": "enroll", "version": 1})
+    assert (resp.status, resp.code) == (400, "wire.malformed")
+    assert "ek_public" in resp.body["error"]["message"]
+
+
+def test_oversized_enrollment_body_is_413(bare_hub: HubProcess) -> None:
+    resp = bare_hub.client().post("/v1/enroll", raw=b"[" + b"1," * 40000 + b"1]")
+    assert (resp.status, resp.code) == (413, "http.body_too_large")
+
+
+def test_body_above_server_limit_is_413(bare_hub: HubProcess) -> None:
+    admin = bare_hub.client(token=bare_hub.token("admin"))
+    resp = admin.post("/v1/alerts/1/ack", raw=b"x" * (200 * 1024))
+    assert resp.status == 413
+    assert resp.code == "http.body_too_large"
+
+
+def test_agent_endpoints_need_a_client_certificate(bare_hub: HubProcess) -> None:
+    for path in ("/v1/challenge", "/v1/report"):
+        resp = bare_hub.client(token=bare_hub.token("admin")).post(path, {})
+        assert (resp.status, resp.code) == (401, "auth.client_certificate_required")
+
+
+def test_stale_sweep_marks_host_alerts_and_publishes(bare_hub: HubProcess) -> None:
+    st = bare_hub.state
+    now = bare_hub.clock()
+
+    async def setup() -> None:
+        await st.store.register_host(
+            host_id=HOST, state="approved", hostname="h", node_name="n", dmi_uuid=None, now=now
+        )
+        await st.store.record_report(
+            host_id=HOST,
+            received=now,
+            verdict="trusted",
+            reasons=(),
+            sequence=1,
+            body_sha256="00" * 32,
+            valid_until=now + 600,
+            rule_results=[],
+            history=5,
+        )
+
+    bare_hub.call(setup())
+    queue = st.events.subscribe()
+    try:
+        bare_hub.clock.advance(599)
+        assert bare_hub.call(sweep_stale(st)) == 0
+        bare_hub.clock.advance(2)
+        assert bare_hub.call(sweep_stale(st)) == 1
+        change = bare_hub.call(asyncio.wait_for(queue.get(), 5))
+    finally:
+        st.events.unsubscribe(queue)
+    assert (change.host_id, change.previous, change.verdict) == (HOST, "trusted", "stale")
+    assert change.reasons == ("report.expired",)
+    viewer = bare_hub.client(token=bare_hub.token("viewer"))
+    host = viewer.get(f"/v1/hosts/{HOST}").body
+    assert (host["verdict"], host["reasons"]) == ("stale", ["report.expired"])
+    alerts = viewer.get("/v1/alerts?open=1").body["alerts"]
+    mine = [a for a in alerts if a["host_id"] == HOST]
+    assert [(a["kind"], a["reasons"]) for a in mine] == [("stale", ["report.expired"])]
+    assert change.alert_id == mine[0]["id"]
+    admin = bare_hub.client(token=bare_hub.token("admin", "ops"))
+    resp = admin.post(f"/v1/alerts/{mine[0]['id']}/ack")
+    assert resp.status == 200
+    assert resp.body["acked_by"] == "ops"
+    assert [a for a in viewer.get("/v1/alerts?open=1").body["alerts"] if a["host_id"] == HOST] == []
+
+
+def test_plain_http_is_refused_on_the_tls_port(bare_hub: HubProcess) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", bare_hub.port, timeout=5)
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        conn.request("GET", "/health")
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status == 400:  # some servers answer plain HTTP on TLS ports with a 400
+            raise ConnectionError("refused")
+    conn.close()
+
+
+def test_state_files_are_private(bare_hub: HubProcess) -> None:
+    state_dir: Path = bare_hub.config.state.dir
+    assert state_dir.stat().st_mode & 0o777 == 0o700
+    for name in ("ca.key", "server.key", "jws.key", "tag-ca.key", "master.key", "ca.pem"):
+        assert (state_dir / name).stat().st_mode & 0o777 == 0o600, name
+    assert len((state_dir / "master.key").read_bytes()) == 32
