@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trustcore.algorithms import TPM_ALG_SHA256
 from trustcore.flavors import (
@@ -341,3 +344,27 @@ def test_bad_template(mutation: Any, where: str, message: str) -> None:
         parse_template(json.dumps(doc))
     assert err.value.path == where
     assert message in err.value.detail
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=json_values)
+def test_arbitrary_json_raises_only_flavor_error(doc: Any) -> None:
+    for parse in (parse_flavor, parse_group, parse_template):
+        with contextlib.suppress(FlavorError):
+            parse(json.dumps(doc))
+
+
+@settings(max_examples=200, deadline=None)
+@given(path=st.sampled_from([c[1] for c in BAD_FLAVORS if c[1]]), value=json_values)
+def test_any_value_in_any_field_raises_only_flavor_error(path: list[Any], value: Any) -> None:
+    with contextlib.suppress(FlavorError):
+        parse_flavor(json.dumps(mutate(path, value)))
