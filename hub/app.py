@@ -20,7 +20,7 @@ from aiohttp import web
 from hub import api, attestation, enrollment
 from hub.auth import auth_middleware
 from hub.config import ConfigError, HubConfig
-from hub.errors import error_middleware
+from hub.errors import body_limit_middleware, error_middleware
 from hub.pki import PkiError, load_ca_bundle
 from hub.state import (
     CLOCK,
@@ -63,7 +63,11 @@ def create_app(
     anchors = _load_anchors(config)
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[error_middleware, auth_middleware(lambda r: r.app[STATE].store)],
+        middlewares=[
+            error_middleware,
+            body_limit_middleware,
+            auth_middleware(lambda r: r.app[STATE].store),
+        ],
     )
     app[CONFIG] = config
     app[CLOCK] = clock

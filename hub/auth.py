@@ -78,7 +78,8 @@ def role(rule: Literal["viewer", "pipeline", "admin"]) -> Callable[[H], H]:
 
 
 def principal(request: web.Request) -> Principal:
-    return request.get(PRINCIPAL_KEY, ANONYMOUS)
+    found: Principal = request.get(PRINCIPAL_KEY, ANONYMOUS)
+    return found
 
 
 def peer_host_id(request: web.Request) -> str | None:

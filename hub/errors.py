@@ -51,9 +51,6 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into the JSON error shape; the one catch-all of a request."""
     try:
-        limit = request.app._client_max_size
-        if request.content_length is not None and request.content_length > limit:
-            raise ApiError(413, "http.body_too_large", f"request body exceeds {limit} bytes")
         return await handler(request)
     except ApiError as e:
         return error_response(e.status, e.code, e.message)
@@ -69,6 +66,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error (see the hub's log)")
+
+
+@web.middleware
+async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """413 for a declared body above the app's ``client_max_size``, read or not."""
+    limit = request.app._client_max_size
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "http.body_too_large", f"request body exceeds {limit} bytes")
+    return await handler(request)
 
 
 async def read_json(request: web.Request, limit: int) -> object:

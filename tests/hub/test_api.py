@@ -163,19 +163,6 @@ def test_stale_sweep_marks_host_alerts_and_publishes(bare_hub: HubProcess) -> No
     assert [a for a in viewer.get("/v1/alerts?open=1").body["alerts"] if a["host_id"] == HOST] == []
 
 
-def test_plain_http_is_refused_on_the_tls_port(bare_hub: HubProcess) -> None:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", bare_hub.port, timeout=5)
-    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
-        conn.request("GET", "/health")
-        resp = conn.getresponse()
-        resp.read()
-        if resp.status == 400:  # some servers answer plain HTTP on TLS ports with a 400
-            raise ConnectionError("refused")
-    conn.close()
-
-
 def test_state_files_are_private(bare_hub: HubProcess) -> None:
     state_dir: Path = bare_hub.config.state.dir
     assert state_dir.stat().st_mode & 0o777 == 0o700
