@@ -22,10 +22,9 @@ that is the hub's and :mod:`trustcore.attestation`'s work.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from cryptography.exceptions import InvalidSignature
@@ -121,6 +120,16 @@ class AttestationKey:
     key: PublicKey
     scheme: int  # the key's signing scheme, or TPM_ALG_NULL if it has none
     scheme_hash: int  # that scheme's hash, or TPM_ALG_NULL
+    # (key, algorithm, hash id) for the inline ECDSA path, when the key's scheme is ECDSA.
+    _ecdsa: tuple[ec.EllipticCurvePublicKey, ec.ECDSA, int] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.key, ec.EllipticCurvePublicKey) and self.scheme == TPM_ALG_ECDSA:
+            object.__setattr__(
+                self, "_ecdsa", (self.key, _ECDSA[self.scheme_hash], self.scheme_hash)
+            )
 
     @classmethod
     def from_public(cls, public: Public) -> AttestationKey:
@@ -174,13 +183,11 @@ class AttestationKey:
         verify or its scheme does not fit this key, and :class:`ParseError`
         (``{prefix}.malformed``) when the signature bytes are not a TPMT_SIGNATURE.
         """
-        key = self.key
-        if isinstance(key, ec.EllipticCurvePublicKey) and len(signature) >= 8:
+        fast = self._ecdsa
+        if fast is not None and len(signature) >= 8:
             sig_alg, hash_alg, r_size = _SIG_HEAD.unpack_from(signature, 0)
             if sig_alg == TPM_ALG_ECDSA:
-                return self._verify_ecdsa(
-                    key, data, signature, hash_alg, r_size=r_size, prefix=prefix
-                )
+                return _verify_ecdsa(fast, data, signature, hash_alg, r_size=r_size, prefix=prefix)
         try:
             sig = parse_signature(signature)
         except ParseError as exc:
@@ -188,43 +195,10 @@ class AttestationKey:
             raise
         self._check_scheme(sig.sig_alg, sig.hash_alg, prefix)
         try:
-            _verify_parsed(key, sig, data)
+            _verify_parsed(self.key, sig, data)
         except InvalidSignature:
             raise _bad_signature(prefix) from None
         return sig.hash_alg
-
-    def _verify_ecdsa(
-        self,
-        key: ec.EllipticCurvePublicKey,
-        data: bytes,
-        signature: bytes,
-        hash_alg: int,
-        *,
-        r_size: int,
-        prefix: str,
-    ) -> int:
-        end_r = 6 + r_size
-        total = len(signature)
-        if r_size > MAX_ECC_KEY_BYTES or total < end_r + 2:
-            raise ParseError(
-                "TPMS_SIGNATURE_ECC signatureR", offset=4, reason=f"{prefix}.malformed"
-            )
-        s_size = _U16.unpack_from(signature, end_r)[0]
-        if s_size > MAX_ECC_KEY_BYTES or end_r + 2 + s_size != total:
-            raise ParseError(
-                "TPMS_SIGNATURE_ECC signatureS size does not fill the signature",
-                offset=end_r,
-                reason=f"{prefix}.malformed",
-            )
-        self._check_scheme(TPM_ALG_ECDSA, hash_alg, prefix)
-        der = encode_dss_signature(
-            int.from_bytes(signature[6:end_r], "big"), int.from_bytes(signature[end_r + 2 :], "big")
-        )
-        try:
-            key.verify(der, data, _ECDSA[hash_alg])
-        except InvalidSignature:
-            raise _bad_signature(prefix) from None
-        return hash_alg
 
     def _check_scheme(self, sig_alg: int, hash_alg: int, prefix: str) -> None:
         if self.scheme != TPM_ALG_NULL:
@@ -247,6 +221,43 @@ def _verify_parsed(key: PublicKey, sig: EccSignature | RsaSignature, data: bytes
         key.verify(sig.sig, data, _rsa_padding(sig), _SIG_HASHES[sig.hash_alg])
     else:
         raise InvalidSignature
+
+
+def _verify_ecdsa(
+    fast: tuple[ec.EllipticCurvePublicKey, ec.ECDSA, int],
+    data: bytes,
+    signature: bytes,
+    hash_alg: int,
+    *,
+    r_size: int,
+    prefix: str,
+) -> int:
+    """The ECDSA path with inline, bounded reads; same checks as the general path."""
+    end_r = 6 + r_size
+    total = len(signature)
+    if r_size > MAX_ECC_KEY_BYTES or total < end_r + 2:
+        raise ParseError("TPMS_SIGNATURE_ECC signatureR", offset=4, reason=f"{prefix}.malformed")
+    s_size = _U16.unpack_from(signature, end_r)[0]
+    if s_size > MAX_ECC_KEY_BYTES or end_r + 2 + s_size != total:
+        raise ParseError(
+            "TPMS_SIGNATURE_ECC signatureS size does not fill the signature",
+            offset=end_r,
+            reason=f"{prefix}.malformed",
+        )
+    key, algorithm, scheme_hash = fast
+    if hash_alg != scheme_hash:
+        raise VerificationError(
+            f"signature hash 0x{hash_alg:04x} is not the key's scheme hash",
+            reason=f"{prefix}.signature_invalid",
+        )
+    der = encode_dss_signature(
+        int.from_bytes(signature[6:end_r], "big"), int.from_bytes(signature[end_r + 2 :], "big")
+    )
+    try:
+        key.verify(der, data, algorithm)
+    except InvalidSignature:
+        raise _bad_signature(prefix) from None
+    return hash_alg
 
 
 def _fits_key_type(sig_alg: int, key_type: int) -> bool:
@@ -275,25 +286,31 @@ def _bad_signature(prefix: str) -> VerificationError:
 class VerifiedQuote:
     """A quote whose signature, nonce binding, PCR selection and PCR digest all checked out.
 
-    ``pcr_values`` holds exactly the quoted PCRs (``alg -> pcr -> value``); only
-    :func:`verify_quote` makes these.
+    ``pcr_values`` holds exactly the quoted PCRs (``alg -> pcr -> value``); ``attest`` is the
+    signed TPMS_ATTEST, from which the clock, firmware version and signer are read on demand.
+    Only :func:`verify_quote` makes these.
     """
 
     pcr_values: Mapping[int, Mapping[int, bytes]]
     pcr_selection: PcrSelection
     pcr_digest: bytes
     hash_alg: int
-    qualified_signer: bytes
     extra_data: bytes
-    clock: int
-    reset_count: int
-    restart_count: int
-    safe: bool
-    firmware_version: int
+    attest: bytes = field(repr=False)
+    _clock_at: int = field(repr=False)
+
+    @property
+    def qualified_signer(self) -> bytes:
+        return self.attest[8 : 8 + _U16.unpack_from(self.attest, 6)[0]]
 
     @property
     def clock_info(self) -> ClockInfo:
-        return ClockInfo(self.clock, self.reset_count, self.restart_count, self.safe)
+        clock, resets, restarts, safe, _ = _CLOCK_FW.unpack_from(self.attest, self._clock_at)
+        return ClockInfo(clock, resets, restarts, bool(safe))
+
+    @property
+    def firmware_version(self) -> int:
+        return int(_CLOCK_FW.unpack_from(self.attest, self._clock_at)[4])
 
 
 def _malformed(message: str, offset: int) -> ParseError:
@@ -321,7 +338,7 @@ def verify_quote(
     ``quote.pcr_digest_mismatch``, in that order of checking; :class:`ParseError` with reason
     ``quote.malformed``; ``ValueError`` if ``pcr_selection`` selects nothing (a caller's bug).
     """
-    if not pcr_selection.plan():
+    if not pcr_selection.digest_plan():
         raise ValueError("a quote over no PCRs proves nothing: select at least one PCR")
     hash_alg = ak.verify_signature(attest, signature, "quote")
     total = len(attest)
@@ -348,11 +365,16 @@ def verify_quote(
             "extraData does not equal the expected qualifying data",
             reason="quote.qualifying_data_mismatch",
         )
-    clock, resets, restarts, safe, firmware = _CLOCK_FW.unpack_from(attest, pos)
-    if safe > 1:
+    clock_at = pos
+    if attest[pos + 16] > 1:
         raise _malformed("clockInfo.safe is neither YES nor NO", pos + 16)
     pos += 25
-    selection, pos = _quoted_selection(attest, pos, pcr_selection)
+    wire = pcr_selection.marshal()
+    end = pos + len(wire)
+    if attest[pos:end] == wire:
+        selection, pos = pcr_selection, end
+    else:
+        selection, pos = _quoted_selection(attest, pos, pcr_selection)
     if total < pos + 2:
         raise _malformed("TPMS_QUOTE_INFO pcrDigest size", pos)
     digest_size = _U16.unpack_from(attest, pos)[0]
@@ -360,26 +382,10 @@ def verify_quote(
         raise _malformed("TPMS_QUOTE_INFO pcrDigest does not end the structure", pos)
     pcr_digest = attest[pos + 2 :]
     verified = _check_pcr_digest(selection, pcr_values, hash_alg, pcr_digest)
-    return VerifiedQuote(
-        verified,
-        selection,
-        pcr_digest,
-        hash_alg,
-        attest[8 : 8 + signer_size],
-        extra,
-        clock,
-        resets,
-        restarts,
-        bool(safe),
-        firmware,
-    )
+    return VerifiedQuote(verified, selection, pcr_digest, hash_alg, extra, attest, clock_at)
 
 
 def _quoted_selection(attest: bytes, pos: int, requested: PcrSelection) -> tuple[PcrSelection, int]:
-    wire = requested.marshal()
-    end = pos + len(wire)
-    if attest[pos:end] == wire:
-        return requested, end
     reader = Reader(attest, pos)
     try:
         quoted = read_pcr_selection(reader)
@@ -402,26 +408,25 @@ def _check_pcr_digest(
 ) -> dict[int, dict[int, bytes]]:
     verified: dict[int, dict[int, bytes]] = {}
     parts: list[bytes] = []
-    for alg, pcrs in selection.plan():
+    for alg, pcrs, size in selection.digest_plan():
         bank = pcr_values.get(alg)
-        size = _DIGEST_SIZES.get(alg)
         try:
-            values = [bank[pcr] for pcr in pcrs]  # type: ignore[index]
+            chosen = {pcr: bank[pcr] for pcr in pcrs}  # type: ignore[index]
         except (KeyError, TypeError):
             missing = [pcr for pcr in pcrs if bank is None or pcr not in bank]
             raise VerificationError(
                 f"no value supplied for bank 0x{alg:04x} PCRs {missing}",
                 reason="quote.pcr_values_missing",
             ) from None
-        for pcr, value in zip(pcrs, values, strict=True):
+        for value in chosen.values():
             if len(value) != size:
                 raise VerificationError(
-                    f"bank 0x{alg:04x} PCR {pcr}: {len(value)}-byte value, not {size}",
+                    f"bank 0x{alg:04x}: a {len(value)}-byte value where {size} bytes belong",
                     reason="quote.pcr_digest_mismatch",
                 )
-        verified[alg] = dict(zip(pcrs, values, strict=True))
-        parts += values
-    if not hmac.compare_digest(_HASHLIB[hash_alg](b"".join(parts)).digest(), pcr_digest):
+        verified[alg] = chosen
+        parts += chosen.values()
+    if _HASHLIB[hash_alg](b"".join(parts)).digest() != pcr_digest:
         raise VerificationError(
             "the supplied PCR values do not hash to the quoted pcrDigest",
             reason="quote.pcr_digest_mismatch",

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from trustcore.algorithms import HASH_ALGORITHMS
 from trustcore.tpm.reader import Reader
 
 __all__ = [
@@ -63,6 +64,9 @@ class PcrSelection:
     _wire: bytes = field(init=False, repr=False, compare=False)
     _sets: Mapping[int, frozenset[int]] = field(init=False, repr=False, compare=False)
     _plan: tuple[tuple[int, tuple[int, ...]], ...] = field(init=False, repr=False, compare=False)
+    _digest_plan: tuple[tuple[int, tuple[int, ...], int], ...] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if len(self.banks) > MAX_PCR_BANKS:
@@ -76,7 +80,10 @@ class PcrSelection:
         object.__setattr__(self, "_wire", b"".join(parts))
         sets = {b.alg: frozenset(b.pcrs) for b in self.banks if b.pcrs}
         object.__setattr__(self, "_sets", sets)
-        object.__setattr__(self, "_plan", tuple((b.alg, b.pcrs) for b in self.banks if b.pcrs))
+        plan = tuple((b.alg, b.pcrs) for b in self.banks if b.pcrs)
+        object.__setattr__(self, "_plan", plan)
+        sizes = tuple((alg, pcrs, _digest_size(alg)) for alg, pcrs in plan)
+        object.__setattr__(self, "_digest_plan", sizes)
 
     @classmethod
     def of(cls, banks: Mapping[int, Iterable[int]]) -> PcrSelection:
@@ -103,6 +110,11 @@ class PcrSelection:
         """``(alg, pcrs)`` for every non-empty bank in wire order: the order a PCR digest uses."""
         return self._plan
 
+    def digest_plan(self) -> tuple[tuple[int, tuple[int, ...], int], ...]:
+        """:meth:`plan` with each bank's digest size (0 for an algorithm trustcore does not
+        know)."""
+        return self._digest_plan
+
     def same_pcrs(self, other: PcrSelection) -> bool:
         """True when both select exactly the same (bank, PCR) pairs, whatever their encoding."""
         return self._sets == other._sets
@@ -110,6 +122,11 @@ class PcrSelection:
     def __len__(self) -> int:
         """The number of selected (bank, PCR) pairs."""
         return sum(len(b.pcrs) for b in self.banks)
+
+
+def _digest_size(alg: int) -> int:
+    known = HASH_ALGORITHMS.get(alg)
+    return 0 if known is None else known.digest_size
 
 
 def parse_pcr_selection(data: bytes, offset: int = 0) -> tuple[PcrSelection, int]:
