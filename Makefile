@@ -46,6 +46,7 @@ check: lint types contracts test
 bench: setup
 	$(PY) -m bench.eventlog --json
 	$(PY) -m bench.quote --json
+	$(PY) -m bench.flavors --json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -327,6 +327,8 @@ def diff_events(
     """
     exp_keys: list[_Key] = [(e.type_id, e.digest) for e in expected]
     act_keys: list[_Key] = [(e.event_type, e.digests.get(bank)) for e in actual]
+    if exp_keys == act_keys:
+        return ()
     matcher = difflib.SequenceMatcher(a=exp_keys, b=act_keys, autojunk=False)
     out: list[EventDifference] = []
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
