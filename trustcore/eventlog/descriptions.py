@@ -76,7 +76,8 @@ def raw_text(data: bytes) -> str:
     if not data:
         return "raw: (no data)"
     more = "..." if len(data) > RAW_PREVIEW_BYTES else ""
-    return f"raw: {data[:RAW_PREVIEW_BYTES].hex()}{more} ({len(data)} bytes)"
+    unit = "byte" if len(data) == 1 else "bytes"
+    return f"raw: {data[:RAW_PREVIEW_BYTES].hex()}{more} ({len(data)} {unit})"
 
 
 def ascii_text(data: bytes) -> str | None:
