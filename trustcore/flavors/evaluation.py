@@ -266,10 +266,13 @@ _Key = tuple[int, bytes | None]
 
 def _selected(
     flavor: Flavor, rule: Rule, evidence: Evidence
-) -> tuple[list[ExpectedEvent], list[MeasuredEvent]]:
+) -> tuple[list[tuple[int, ExpectedEvent]], list[MeasuredEvent]]:
+    """The PCR's expected events (with their places in the flavor's list) and the host's
+    events, both without the excluded ones."""
     assert rule.pcr is not None
     excluded = frozenset(rule.excluding_tags)
-    expected = [e for e in flavor.reference(rule.pcr).events or () if not e.carries_any(excluded)]
+    events = flavor.reference(rule.pcr).events or ()
+    expected = [(i, e) for i, e in enumerate(events) if not e.carries_any(excluded)]
     actual = [e for e in evidence.events_in(rule.pcr) if not e.carries_any(excluded)]
     return expected, actual
 
@@ -282,7 +285,7 @@ def _summary(count: int, excluded: tuple[str, ...]) -> str:
 def _eventlog_equals(flavor: Flavor, rule: Rule, evidence: Evidence) -> RuleResult:
     assert rule.pcr is not None
     expected, actual = _selected(flavor, rule, evidence)
-    diffs = diff_events(rule.pcr, expected, actual, flavor.bank)
+    diffs = _diff(rule.pcr, expected, actual, flavor.bank)
     return _result(
         flavor,
         rule,
@@ -299,7 +302,7 @@ def _eventlog_includes(flavor: Flavor, rule: Rule, evidence: Evidence) -> RuleRe
     expected, actual = _selected(flavor, rule, evidence)
     have = Counter((e.event_type, e.digests.get(flavor.bank)) for e in actual)
     missing: list[EventDifference] = []
-    for pos, event in enumerate(expected):
+    for pos, event in expected:
         key = (event.type_id, event.digest)
         if have[key] > 0:
             have[key] -= 1
@@ -325,7 +328,16 @@ def diff_events(
     type at the same place are one ``changed`` difference; the rest are ``missing`` (expected,
     not measured) or ``unexpected`` (measured, not expected). Raises nothing.
     """
-    exp_keys: list[_Key] = [(e.type_id, e.digest) for e in expected]
+    return _diff(pcr, list(enumerate(expected)), actual, bank)
+
+
+def _diff(
+    pcr: int,
+    expected: Sequence[tuple[int, ExpectedEvent]],
+    actual: Sequence[MeasuredEvent],
+    bank: int,
+) -> tuple[EventDifference, ...]:
+    exp_keys: list[_Key] = [(e.type_id, e.digest) for _, e in expected]
     act_keys: list[_Key] = [(e.event_type, e.digests.get(bank)) for e in actual]
     if exp_keys == act_keys:
         return ()
@@ -333,8 +345,7 @@ def diff_events(
     out: list[EventDifference] = []
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag != "equal":
-            run = [(i, expected[i]) for i in range(i1, i2)]
-            out.extend(_align(pcr, bank, run, actual[j1:j2]))
+            out.extend(_align(pcr, bank, expected[i1:i2], actual[j1:j2]))
     return tuple(out)
 
 
