@@ -44,3 +44,18 @@ def agent(
     finally:
         a.close()
         tpm.stop()
+
+
+@pytest.fixture(scope="module")
+def direct_agent(
+    hub: HubProcess, swtpm_factory: SwtpmFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Agent]:
+    """An agent whose keys are bound in the store directly (attestation tests)."""
+    tpm = swtpm_factory.start()
+    a = Agent(tpm, tmp_path_factory.mktemp("direct-agent"))
+    try:
+        a.enroll_direct(hub)
+        yield a
+    finally:
+        a.close()
+        tpm.stop()

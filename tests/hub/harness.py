@@ -25,10 +25,11 @@ from cryptography.x509.oid import NameOID
 
 from hub.app import create_app
 from hub.config import HubConfig, StateConfig, load_config
+from hub.pki import certificate_pem, issue_client_certificate
 from hub.server import RunningHub, start_hub
 from hub.state import STATE, HubState
 from hub.statedir import DB_FILE, create_state_dir, new_token
-from hub.store import Store
+from hub.store import HostKeys, Store
 from nodeagent.tpm import EndorsementKey, LoadedKey, TpmDevice
 from trustcore.algorithms import TPM_ALG_SHA256
 from trustcore.tpm.pcrs import PcrSelection
@@ -43,6 +44,7 @@ from trustcore.wire import (
     ReportBody,
     binding_qualifying_data,
     encode_report_body,
+    host_id_from_ek,
     report_qualifying_data,
 )
 from trustplane.swtpm import Swtpm
@@ -193,7 +195,10 @@ class Agent:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.device = TpmDevice(tpm.tcti)
+        # swtpm holds 3 transient objects: keep only the AK loaded; the EK is recreated (it is
+        # deterministic) when ActivateCredential needs it.
         self.ek: EndorsementKey = self.device.create_ek("rsa2048")
+        self.device.flush(self.ek.key)
         self.ak, _ = self.device.create_ak("ecc256")
         self.tls_key = ec.generate_private_key(ec.SECP256R1())
         self.host_id = ""
@@ -214,9 +219,12 @@ class Agent:
 
     def enroll_request(self, *, token: str | None = None, with_cert: bool = True) -> EnrollRequest:
         binding, _ = self.device.create_ak("ecc256")  # any TPM object the AK can certify
-        certify = self.device.certify(
-            self.ak, binding, binding_qualifying_data(self.ek.key.public, self.ak.public)
-        )
+        try:
+            certify = self.device.certify(
+                self.ak, binding, binding_qualifying_data(self.ek.key.public, self.ak.public)
+            )
+        finally:
+            self.device.flush(binding)
         return EnrollRequest(
             ek_public=self.ek.key.public,
             ak_public=self.ak.public,
@@ -234,9 +242,13 @@ class Agent:
     def activate(self, challenge: EnrollChallenge) -> bytes:
         assert challenge.credential_blob is not None
         assert challenge.encrypted_secret is not None
-        return self.device.activate_credential(
-            self.ak, self.ek, challenge.credential_blob, challenge.encrypted_secret
-        )
+        ek = self.device.create_ek("rsa2048")
+        try:
+            return self.device.activate_credential(
+                self.ak, ek, challenge.credential_blob, challenge.encrypted_secret
+            )
+        finally:
+            self.device.flush(ek.key)
 
     def enroll(self, hub: HubProcess, **kw: Any) -> Enrollment:
         """The whole enrollment: request, MakeCredential challenge, activation, certificate."""
@@ -251,11 +263,37 @@ class Agent:
         )
         assert resp.status == 200, resp.body
         enrollment = Enrollment.from_json(resp.body)
-        self.host_id = enrollment.host_id
         assert enrollment.client_certificate is not None
+        self._store_certificate(enrollment.host_id, enrollment.client_certificate)
+        return enrollment
+
+    def enroll_direct(self, hub: HubProcess) -> None:
+        """Bind this agent's keys in the hub's store and issue its certificate, skipping the
+        MakeCredential round trip (for tests about attestation, not enrollment)."""
+        host_id = host_id_from_ek(self.ek.key.public)
+        keys = HostKeys(host_id, self.ek.key.public, self.ak.public, None, None, ek_verified=False)
+
+        async def bind() -> None:
+            store = hub.state.store
+            await store.register_host(
+                host_id=host_id,
+                state="approved",
+                hostname="direct",
+                node_name="direct",
+                dmi_uuid=None,
+                now=hub.clock(),
+            )
+            await store.complete_enrollment(keys)
+
+        hub.call(bind())
+        cert = issue_client_certificate(hub.state.keys.ca, self.csr(), host_id, hub.clock())
+        self._store_certificate(host_id, certificate_pem(cert))
+
+    def _store_certificate(self, host_id: str, pem: str) -> None:
+        self.host_id = host_id
         cert = self.workdir / "agent.pem"
         key = self.workdir / "agent.key"
-        cert.write_text(enrollment.client_certificate)
+        cert.write_text(pem)
         key.write_bytes(
             self.tls_key.private_bytes(
                 serialization.Encoding.PEM,
@@ -264,7 +302,6 @@ class Agent:
             )
         )
         self.cert_files = (cert, key)
-        return enrollment
 
     def mtls(self, hub: HubProcess) -> Client:
         assert self.cert_files is not None

@@ -1,0 +1,189 @@
+"""Reports from a real swtpm to a real hub over mTLS: each failure gets its exact reason id.
+
+The agent's keys are bound in the store directly here (``direct_agent``); the enrollment round
+trip has its own tests. Every report is a real TPM2_Quote over real PCRs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from hub.jws import verify_jws
+from hub.pki import certificate_pem, issue_client_certificate
+from tests.hub.harness import Agent, HubProcess
+from trustcore.wire import ReportResult, encode_report_body
+
+
+def result(resp) -> ReportResult:
+    assert resp.status == 200, resp.body
+    return ReportResult.from_json(resp.body)
+
+
+def test_good_report_is_trusted_with_a_signed_trust_report(
+    hub: HubProcess, direct_agent: Agent
+) -> None:
+    now = hub.clock()
+    res = result(direct_agent.attest(hub))
+    assert (res.verdict, res.reasons) == ("trusted", ())
+    assert res.valid_until == now + 600
+    assert res.next_report_in == 60
+    assert res.missing_eventlogs == ()
+    payload = verify_jws(res.trust_report, hub.state.keys.jws_key.public_key())
+    assert payload == {
+        "host_id": direct_agent.host_id,
+        "node_name": "direct",
+        "verdict": "trusted",
+        "reasons": [],
+        "asset_tags": {},
+        "flavors": [],
+        "iat": int(now),
+        "valid_until": int(now + 600),
+    }
+    viewer = hub.client(token=hub.token("viewer"))
+    host = viewer.get(f"/v1/hosts/{direct_agent.host_id}").body
+    assert (host["verdict"], host["state"], host["reasons"]) == ("trusted", "enrolled", [])
+    assert host["reports"][0]["verdict"] == "trusted"
+
+
+def test_replayed_nonce(hub: HubProcess, direct_agent: Agent) -> None:
+    report = direct_agent.build_report(direct_agent.challenge(hub))
+    assert result(direct_agent.send(hub, report)).verdict == "trusted"
+    again = direct_agent.send(hub, report)
+    assert (again.status, again.code) == (409, "nonce.replayed")
+
+
+def test_expired_nonce(hub: HubProcess, direct_agent: Agent) -> None:
+    nonce = direct_agent.challenge(hub)
+    hub.clock.advance(120.5)
+    resp = direct_agent.send(hub, direct_agent.build_report(nonce))
+    assert (resp.status, resp.code) == (409, "nonce.expired")
+
+
+def test_nonce_at_its_last_second_is_accepted(hub: HubProcess, direct_agent: Agent) -> None:
+    nonce = direct_agent.challenge(hub)
+    hub.clock.advance(120)
+    assert result(direct_agent.send(hub, direct_agent.build_report(nonce))).verdict == "trusted"
+
+
+def test_unknown_nonce(hub: HubProcess, direct_agent: Agent) -> None:
+    resp = direct_agent.send(hub, direct_agent.build_report(os.urandom(32)))
+    assert (resp.status, resp.code) == (409, "nonce.unknown")
+
+
+def test_forged_signature(hub: HubProcess, direct_agent: Agent) -> None:
+    report = direct_agent.build_report(direct_agent.challenge(hub))
+    sig = bytearray(report.signature)
+    sig[-1] ^= 0x01
+    res = result(direct_agent.send(hub, replace(report, signature=bytes(sig))))
+    assert (res.verdict, res.reasons) == ("untrusted", ("quote.signature_invalid",))
+    payload = verify_jws(res.trust_report, hub.state.keys.jws_key.public_key())
+    assert (payload["verdict"], payload["reasons"]) == ("untrusted", ["quote.signature_invalid"])
+    alerts = hub.client(token=hub.token("viewer")).get("/v1/alerts?open=1").body["alerts"]
+    assert [a["reasons"] for a in alerts if a["host_id"] == direct_agent.host_id][0] == [
+        "quote.signature_invalid"
+    ]
+
+
+def test_forged_signature_does_not_spend_the_nonce(hub: HubProcess, direct_agent: Agent) -> None:
+    nonce = direct_agent.challenge(hub)
+    report = direct_agent.build_report(nonce)
+    sig = bytearray(report.signature)
+    sig[-1] ^= 0x01
+    assert (
+        result(direct_agent.send(hub, replace(report, signature=bytes(sig)))).verdict == "untrusted"
+    )
+    assert result(direct_agent.send(hub, report)).verdict == "trusted"
+
+
+def test_quote_by_a_different_ak(hub: HubProcess, direct_agent: Agent) -> None:
+    other_ak, _ = direct_agent.device.create_ak("ecc256")
+    try:
+        res = result(direct_agent.attest(hub, ak=other_ak))
+    finally:
+        direct_agent.device.flush(other_ak)
+    assert (res.verdict, res.reasons) == ("untrusted", ("quote.signature_invalid",))
+
+
+def test_pcr_left_out_of_the_quote(hub: HubProcess, direct_agent: Agent) -> None:
+    res = result(direct_agent.attest(hub, pcrs=(0, 1, 2, 3, 4, 5, 6)))
+    assert (res.verdict, res.reasons) == ("untrusted", ("quote.pcr_selection_insufficient",))
+
+
+def test_pcr_values_that_do_not_match_the_digest(hub: HubProcess, direct_agent: Agent) -> None:
+    res = result(direct_agent.attest(hub, tamper_values=True))
+    assert (res.verdict, res.reasons) == ("untrusted", ("quote.pcr_digest_mismatch",))
+
+
+def test_digest_mismatch_with_a_replayed_nonce_reports_the_nonce(
+    hub: HubProcess, direct_agent: Agent
+) -> None:
+    nonce = direct_agent.challenge(hub)
+    assert result(direct_agent.send(hub, direct_agent.build_report(nonce))).verdict == "trusted"
+    resp = direct_agent.send(hub, direct_agent.build_report(nonce, tamper_values=True))
+    assert (resp.status, resp.code) == (409, "nonce.replayed")
+
+
+def test_body_changed_after_quoting(hub: HubProcess, direct_agent: Agent) -> None:
+    report = direct_agent.build_report(direct_agent.challenge(hub))
+    body = replace(report.body(), sequence=report.body().sequence + 1000)
+    res = result(direct_agent.send(hub, replace(report, body_bytes=encode_report_body(body))))
+    assert (res.verdict, res.reasons) == ("untrusted", ("quote.qualifying_data_mismatch",))
+
+
+def test_attest_bytes_that_are_not_a_quote(hub: HubProcess, direct_agent: Agent) -> None:
+    report = direct_agent.build_report(direct_agent.challenge(hub))
+    res = result(direct_agent.send(hub, replace(report, attest=report.attest[:20])))
+    assert (res.verdict, res.reasons) == ("untrusted", ("quote.signature_invalid",))
+
+
+def test_body_for_another_host_is_refused(hub: HubProcess, direct_agent: Agent) -> None:
+    report = direct_agent.build_report(direct_agent.challenge(hub))
+    body = replace(report.body(), host_id="ee" * 32)
+    resp = direct_agent.send(hub, replace(report, body_bytes=encode_report_body(body)))
+    assert (resp.status, resp.code) == (403, "report.host_mismatch")
+
+
+def test_unknown_host_with_a_hub_issued_certificate(hub: HubProcess, tmp_path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    cert = issue_client_certificate(hub.state.keys.ca, csr, "99" * 32, time.time())
+    (tmp_path / "c.pem").write_text(certificate_pem(cert))
+    (tmp_path / "k.pem").write_bytes(private_pem(key))
+    client = hub.client(cert=(tmp_path / "c.pem", tmp_path / "k.pem"))
+    for path in ("/v1/challenge", "/v1/report"):
+        resp = client.post(path, {})
+        assert (resp.status, resp.code) == (403, "host.unknown")
+
+
+def test_malformed_report_is_400(hub: HubProcess, direct_agent: Agent) -> None:
+    client = direct_agent.mtls(hub)
+    resp = client.post("/v1/report", raw=b"\x00\x01")
+    assert (resp.status, resp.code) == (400, "http.malformed_json")
+    resp = client.post(
+        "/v1/report", {"type": "report", "version": 1, "body": "{}", "attest": "", "signature": ""}
+    )
+    assert (resp.status, resp.code) == (400, "wire.malformed")
+
+
+def test_oversized_challenge_body_is_413(hub: HubProcess, direct_agent: Agent) -> None:
+    resp = direct_agent.mtls(hub).post("/v1/challenge", raw=b'{"pad":"' + b"x" * 2048 + b'"}')
+    assert (resp.status, resp.code) == (413, "http.body_too_large")
+
+
+def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
