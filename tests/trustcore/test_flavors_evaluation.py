@@ -17,6 +17,7 @@ from trustcore.flavors import (
     FlavorError,
     FlavorGroup,
     FlavorPart,
+    FlavorTemplate,
     MatchPolicy,
     MeasuredEvent,
     PartPolicy,
@@ -24,8 +25,11 @@ from trustcore.flavors import (
     Requirement,
     Rule,
     RuleKind,
+    TemplatePart,
+    TemplatePcr,
     evaluate,
     event_tags,
+    flavors_from_evidence,
 )
 
 EV_POST_CODE = 0x1
@@ -56,7 +60,7 @@ GOOD = [
 
 def evidence(rows: list[tuple[int, int, int, str, str]], *, replay_ok: bool = True) -> Evidence:
     events = tuple(
-        MeasuredEvent(i, pcr, t, name, {TPM_ALG_SHA256: h(label)}, (name,))
+        MeasuredEvent(i, pcr, t, name, {TPM_ALG_SHA256: h(label)})
         for i, pcr, t, name, label in rows
     )
     pcrs = {
@@ -67,9 +71,7 @@ def evidence(rows: list[tuple[int, int, int, str, str]], *, replay_ok: bool = Tr
 
 
 def expected_events(pcr: int) -> tuple[ExpectedEvent, ...]:
-    return tuple(
-        ExpectedEvent(t, name, h(label), (name,)) for _, p, t, name, label in GOOD if p == pcr
-    )
+    return tuple(ExpectedEvent(t, name, h(label)) for _, p, t, name, label in GOOD if p == pcr)
 
 
 def flavor(
@@ -175,9 +177,7 @@ def test_exclusion_by_a_non_type_tag() -> None:
     tagged = Evidence(
         ev.pcrs,
         tuple(
-            MeasuredEvent(
-                e.index, e.pcr, e.event_type, e.type_name, e.digests, (e.type_name, "BootOrder")
-            )
+            MeasuredEvent(e.index, e.pcr, e.event_type, e.type_name, e.digests, ("BootOrder",))
             if e.index == 4
             else e
             for e in ev.events
@@ -368,15 +368,11 @@ def efi_variable(name: str, data: bytes = b"\x01") -> bytes:
 
 
 def test_event_tags_name_efi_variables_and_tboot_modules() -> None:
-    assert event_tags(0x80000002, "EV_EFI_VARIABLE_BOOT", efi_variable("BootOrder")) == (
-        "EV_EFI_VARIABLE_BOOT",
-        "BootOrder",
-    )
-    assert event_tags(0x501, "TPM_EVT_TBOOT_HASH", b"vmlinuz\x00") == (
-        "TPM_EVT_TBOOT_HASH",
-        "vmlinuz",
-    )
-    assert event_tags(0x501, "TPM_EVT_TBOOT_HASH", b"") == ("TPM_EVT_TBOOT_HASH",)
+    assert event_tags(0x80000002, efi_variable("BootOrder")) == ("BootOrder",)
+    assert event_tags(0x501, b"vmlinuz\x00") == ("vmlinuz",)
+    assert event_tags(0x501, b"") == ()
+    assert event_tags(0x501, b"\x01\x02") == ()
+    assert event_tags(0x80000003, efi_variable("BootOrder")) == ()
 
 
 @pytest.mark.parametrize(
@@ -390,9 +386,7 @@ def test_event_tags_name_efi_variables_and_tboot_modules() -> None:
     ],
 )
 def test_event_tags_never_fail_on_bad_variable_data(data: bytes) -> None:
-    assert event_tags(0x80000001, "EV_EFI_VARIABLE_DRIVER_CONFIG", data) == (
-        "EV_EFI_VARIABLE_DRIVER_CONFIG",
-    )
+    assert event_tags(0x80000001, data) == ()
 
 
 def test_missing_event() -> None:
@@ -401,3 +395,48 @@ def test_missing_event() -> None:
     assert result.differences == (
         EventDifference(DifferenceKind.MISSING, 0, "EV_POST_CODE", None, 1, h("B"), None),
     )
+
+
+def test_difference_position_counts_excluded_events_of_the_flavor() -> None:
+    changed_sep = [*GOOD[:4], (5, 1, EV_SEPARATOR, "EV_SEPARATOR", "sep-new")]
+    f = flavor((Rule(RuleKind.EVENTLOG_EQUALS, 1, ("EV_EFI_VARIABLE_BOOT",)),))
+    (diff,) = evaluate([f], evidence(changed_sep)).rule_results()[0].differences
+    assert (diff.kind, diff.index, diff.position) == (DifferenceKind.CHANGED, 5, 1)
+
+
+ASSET_TEMPLATE = FlavorTemplate(
+    "tags",
+    TPM_ALG_SHA256,
+    (TemplatePart(FlavorPart.ASSET_TAG, (), (Rule(RuleKind.ASSET_TAG_MATCHES),)),),
+)
+
+
+def test_asset_tag_flavor_from_evidence() -> None:
+    (f,) = flavors_from_evidence(evidence(GOOD), ASSET_TEMPLATE, "host1")
+    assert (f.id, f.part, dict(f.asset_tags)) == (
+        "host1.asset_tag",
+        FlavorPart.ASSET_TAG,
+        {"region": "EU"},
+    )
+    assert f.meta.template == "tags"
+    group = FlavorGroup("g", (PartPolicy(FlavorPart.ASSET_TAG),))
+    assert evaluate([f], evidence(GOOD), group).trusted is True
+
+
+def test_asset_tag_flavor_needs_tags_in_the_evidence() -> None:
+    untagged = Evidence(evidence(GOOD).pcrs, evidence(GOOD).events, True)
+    with pytest.raises(FlavorError) as err:
+        flavors_from_evidence(untagged, ASSET_TEMPLATE, "host1")
+    assert err.value.path == "$.rules[0]"
+
+
+def test_template_pcr_without_value_for_pcr_matches_is_incomplete_evidence() -> None:
+    template = FlavorTemplate(
+        "t",
+        TPM_ALG_SHA256,
+        (TemplatePart(FlavorPart.PLATFORM, (TemplatePcr(9, (Rule(RuleKind.PCR_MATCHES, 9),)),)),),
+    )
+    with pytest.raises(FlavorError) as err:
+        flavors_from_evidence(evidence(GOOD), template, "host1")
+    assert err.value.reason == "flavor.evidence_incomplete"
+    assert "PCR 9" in err.value.detail
