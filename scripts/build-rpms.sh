@@ -2,7 +2,10 @@
 # Build trustplane's source RPM and its noarch RPMs (python3-trustplane, trustplane-agent,
 # trustplane-hub) from this git tree.
 #
-#   scripts/build-rpms.sh [TOPDIR]     default TOPDIR: build/rpmbuild (RPMS/ and SRPMS/ in it)
+#   scripts/build-rpms.sh [TOPDIR [RPMBUILD-OPTION...]]
+#
+# TOPDIR defaults to build/rpmbuild (RPMS/ and SRPMS/ end up in it); further options go to
+# rpmbuild, e.g. --define 'dist .fc41'.
 #
 # Source0 is `git archive` of the tracked files as they are in the work tree, committed or not
 # (untracked files are left out, so the tarball holds what git would commit). The tree object is
@@ -14,6 +17,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 topdir=$(realpath -m "${1:-$repo/build/rpmbuild}")
+shift $(($# > 0 ? 1 : 0))
 name=trustplane
 version=$(sed -n 's/^version *= *//p' "$repo/setup.cfg")
 if [ -z "$version" ]; then
@@ -41,5 +45,5 @@ cp "$repo/rpm/macros.trustplane-compat" "$repo/rpm/trustplane-rpm-compat.py" \
 cp "$repo/rpm/trustplane.spec" "$topdir/SPECS/"
 cp "$repo/rpm/trustplane.spec" "$topdir/SOURCES/"
 
-rpmbuild -ba --define "_topdir $topdir" --define "tp_version $version" \
+rpmbuild -ba --define "_topdir $topdir" --define "tp_version $version" "$@" \
     "$topdir/SPECS/trustplane.spec"
