@@ -85,6 +85,7 @@ class AttestationConfig:
     backoff_initial: float = 1.0
     backoff_max: float = 300.0
     queue_max: int = 16
+    step_timeout: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +234,7 @@ _TABLES: Final[Mapping[str, tuple[type[Any], Mapping[str, Checker]]]] = {
             "backoff_initial": _number(0.01, 3600),
             "backoff_max": _number(0.01, 86400),
             "queue_max": _integer(1, 1024),
+            "step_timeout": _number(0.1, 3600),
         },
     ),
 }

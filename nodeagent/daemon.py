@@ -37,8 +37,6 @@ from nodeagent.tpmsession import TpmSession
 
 log = logging.getLogger("trustplane.agent")
 
-# How long one step (enroll, or deliver the queue) may take before the watchdog gives up.
-_STEP_GRACE = 120.0
 _SHUTDOWN_GRACE = 10.0
 
 
@@ -72,7 +70,7 @@ class Daemon:
         self.cfg = cfg
         self.state = StateDir(cfg.state_dir)
         self.notifier = Notifier(environ)
-        self.health = Health(first_deadline=_STEP_GRACE)
+        self.health = Health(first_deadline=cfg.attestation.step_timeout)
         self._watchdog_every = watchdog_interval(environ)
         self.tpm = TpmWorker(lambda: TpmSession(cfg.tpm, self.state))
         self._rng = random.Random()  # noqa: S311 - jitter, not secrets
@@ -166,13 +164,16 @@ class Daemon:
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
-            self.health.expect(_STEP_GRACE + self.cfg.hub.timeout * 4)
+            # one step (enroll, or deliver the queue) may take this long before the watchdog
+            # stops vouching for us
+            step = self.cfg.attestation.step_timeout
+            self.health.expect(step)
             delay = await self._step()
             self._write_status("running", next_in=delay)
             if not self._ready:
                 self._ready = True
                 self.notifier.ready()
-            self.health.expect(delay + _STEP_GRACE)
+            self.health.expect(delay + step)
             await self._sleep(delay)
 
     async def _sleep(self, delay: float) -> None:

@@ -1,0 +1,126 @@
+"""The agent against the real hub: enrollment, activation, attestation, restarts, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import stat
+from pathlib import Path
+
+from nodeagent.state import ReportLedger, StateDir
+from nodeagent.tpm import TpmDevice
+from tests.nodeagent.conftest import (
+    BOOT_LOG,
+    LoopbackHub,
+    RunningDaemon,
+    agent_config,
+    expected_sha256_pcrs,
+    wait_for,
+)
+from trustplane.swtpm import Swtpm
+
+BOOT_LOG_SHA256 = hashlib.sha256(BOOT_LOG.read_bytes()).hexdigest()
+
+
+def _ek_host_id(tpm: Swtpm) -> str:
+    with TpmDevice(tpm.tcti) as device:
+        ek = device.create_ek("rsa2048")
+        device.flush(ek.key)
+    return hashlib.sha256(ek.key.public).hexdigest()
+
+
+def test_enroll_activate_attest_trusted(
+    tmp_path: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    host_id = _ek_host_id(booted_tpm)
+    cfg = agent_config(tmp_path, booted_tpm, hub.url, hub.ca_file)
+
+    async def scenario() -> None:
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+            assert daemon.enrollment is not None
+            assert daemon.enrollment.host_id == host_id
+            assert daemon.last is not None
+            assert daemon.last.sequence == 1
+            assert daemon.last.result.verdict == "trusted"
+            assert daemon.last.result.reasons == ()
+
+    asyncio.run(scenario())
+    host = hub.call(hub.state.store.get_host(host_id))
+    assert host is not None
+    assert (host.state, host.verdict, host.hostname) == ("enrolled", "trusted", host.hostname)
+    assert host.dmi_uuid == "4c4c4544-0042-3510-8052-b4c04f564433"
+    assert hub.sequences(host_id) == [1]
+    assert hub.call(hub.state.store.get_eventlog(BOOT_LOG_SHA256)) == BOOT_LOG.read_bytes()
+
+    state = cfg.state_dir
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for name in ("ak.json", "client.key", "client.crt", "hub-ca.pem", "enrollment.json"):
+        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
+    status = json.loads((state / "status.json").read_text())
+    assert status["phase"] == "stopped"
+    assert status["host_id"] == host_id
+    assert status["last_report"]["verdict"] == "trusted"
+    assert status["last_acked_sequence"] == 1
+    assert StateDir(state).load_ledger().acked_logs == {BOOT_LOG_SHA256}
+
+
+def test_reported_pcrs_are_the_logs_replay(tmp_path: Path, booted_tpm: Swtpm) -> None:
+    """The swtpm really holds the log's PCRs (what the hub's replay check relies on)."""
+    from trustcore.algorithms import TPM_ALG_SHA256
+    from trustcore.tpm.pcrs import PcrSelection
+
+    with TpmDevice(booted_tpm.tcti) as device:
+        values = device.pcr_read(PcrSelection.of({TPM_ALG_SHA256: range(8)}))
+    expected = expected_sha256_pcrs()
+    assert {p: v.hex() for p, v in values[TPM_ALG_SHA256].items()} == {
+        p: expected[p] for p in range(8)
+    }
+
+
+def test_identity_survives_restart_and_logs_go_digest_only(
+    tmp_path: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    cfg = agent_config(tmp_path, booted_tpm, hub.url, hub.ca_file)
+
+    async def one_run() -> str:
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+            assert daemon.last is not None
+            assert daemon.last.result.verdict == "trusted"
+            assert daemon.enrollment is not None
+            return daemon.enrollment.host_id
+
+    first = asyncio.run(one_run())
+    ak_blob = (cfg.state_dir / "ak.json").read_bytes()
+    cert = (cfg.state_dir / "client.crt").read_bytes()
+    second = asyncio.run(one_run())
+    assert second == first
+    assert (cfg.state_dir / "ak.json").read_bytes() == ak_blob
+    assert (cfg.state_dir / "client.crt").read_bytes() == cert  # no second enrollment
+    assert hub.sequences(first) == [1, 2]
+    assert len(hub.call(hub.state.store.list_hosts())) == 1
+
+
+def test_log_resent_with_data_when_hub_lacks_it(
+    tmp_path: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    """The agent believes the hub holds the log (digest only); the hub says it does not; the
+    same report (same sequence) is resent with the data and recorded once."""
+    cfg = agent_config(tmp_path, booted_tpm, hub.url, hub.ca_file)
+    state = StateDir(cfg.state_dir)
+    state.ensure()
+    state.save_ledger(ReportLedger(acked_logs={BOOT_LOG_SHA256}))
+
+    async def scenario() -> str:
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+            assert daemon.last is not None
+            assert daemon.last.result.verdict == "trusted"
+            assert daemon.enrollment is not None
+            return daemon.enrollment.host_id
+
+    host_id = asyncio.run(scenario())
+    assert hub.sequences(host_id) == [1]
+    assert hub.call(hub.state.store.get_eventlog(BOOT_LOG_SHA256)) == BOOT_LOG.read_bytes()
