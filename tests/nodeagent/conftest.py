@@ -28,8 +28,10 @@ from nodeagent.config import (
     AgentConfig,
     AttestationConfig,
     EvidenceConfig,
-    HubConfig as AgentHubConfig,
     TpmConfig,
+)
+from nodeagent.config import (
+    HubConfig as AgentHubConfig,
 )
 from nodeagent.daemon import Daemon
 from nodeagent.tpm import TpmDevice

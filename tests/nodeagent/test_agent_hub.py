@@ -18,6 +18,8 @@ from tests.nodeagent.conftest import (
     expected_sha256_pcrs,
     wait_for,
 )
+from trustcore.algorithms import TPM_ALG_SHA256
+from trustcore.tpm.pcrs import PcrSelection
 from trustplane.swtpm import Swtpm
 
 BOOT_LOG_SHA256 = hashlib.sha256(BOOT_LOG.read_bytes()).hexdigest()
@@ -68,9 +70,6 @@ def test_enroll_activate_attest_trusted(
 
 def test_reported_pcrs_are_the_logs_replay(tmp_path: Path, booted_tpm: Swtpm) -> None:
     """The swtpm really holds the log's PCRs (what the hub's replay check relies on)."""
-    from trustcore.algorithms import TPM_ALG_SHA256
-    from trustcore.tpm.pcrs import PcrSelection
-
     with TpmDevice(booted_tpm.tcti) as device:
         values = device.pcr_read(PcrSelection.of({TPM_ALG_SHA256: range(8)}))
     expected = expected_sha256_pcrs()
