@@ -86,9 +86,8 @@ def test_forged_signature(hub: HubProcess, direct_agent: Agent) -> None:
     payload = verify_jws(res.trust_report, hub.state.keys.jws_key.public_key())
     assert (payload["verdict"], payload["reasons"]) == ("untrusted", ["quote.signature_invalid"])
     alerts = hub.client(token=hub.token("viewer")).get("/v1/alerts?open=1").body["alerts"]
-    assert [a["reasons"] for a in alerts if a["host_id"] == direct_agent.host_id][0] == [
-        "quote.signature_invalid"
-    ]
+    mine = [a for a in alerts if a["host_id"] == direct_agent.host_id]
+    assert mine[0]["reasons"] == ["quote.signature_invalid"]
 
 
 def test_forged_signature_does_not_spend_the_nonce(hub: HubProcess, direct_agent: Agent) -> None:
