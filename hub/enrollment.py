@@ -33,6 +33,7 @@ from hub.pki import (
 )
 from hub.state import STATE, HubState
 from hub.store import HostKeys, PendingEnrollment
+from trustcore.credential import CREDENTIAL_RANDOM_BYTES, make_credential
 from trustcore.errors import TrustcoreError
 from trustcore.quote import AttestationKey, verify_certify
 from trustcore.tpm.public import parse_public
@@ -144,12 +145,10 @@ async def enroll(request: web.Request) -> web.Response:
     )
     if host.state == "pending":
         return web.json_response(EnrollChallenge(host_id=host_id, status="pending").to_json())
-    from trustcore.credential import make_credential  # type: ignore[import-not-found]  # noqa: PLC0415 - lands separately
-
     secret = st.random_bytes(SECRET_SIZE)
     try:
-        credential_blob, encrypted_secret = make_credential(
-            req.ek_public, ak.name, secret, randomness=st.random_bytes
+        made = make_credential(
+            req.ek_public, ak.name, secret, st.random_bytes(CREDENTIAL_RANDOM_BYTES)
         )
     except TrustcoreError as e:
         raise ApiError(400, e.reason, f"MakeCredential: {e.message}") from None
@@ -173,8 +172,8 @@ async def enroll(request: web.Request) -> web.Response:
         EnrollChallenge(
             host_id=host_id,
             status="challenge",
-            credential_blob=credential_blob,
-            encrypted_secret=encrypted_secret,
+            credential_blob=made.credential_blob,
+            encrypted_secret=made.secret,
         ).to_json()
     )
 

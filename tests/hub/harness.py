@@ -217,11 +217,18 @@ class Agent:
         )
         return csr.public_bytes(serialization.Encoding.PEM).decode()
 
-    def enroll_request(self, *, token: str | None = None, with_cert: bool = True) -> EnrollRequest:
+    def enroll_request(
+        self,
+        *,
+        token: str | None = None,
+        with_cert: bool = True,
+        binding_qd: bytes | None = None,
+    ) -> EnrollRequest:
         binding, _ = self.device.create_ak("ecc256")  # any TPM object the AK can certify
+        qd = binding_qualifying_data(self.ek.key.public, self.ak.public)
         try:
             certify = self.device.certify(
-                self.ak, binding, binding_qualifying_data(self.ek.key.public, self.ak.public)
+                self.ak, binding, qd if binding_qd is None else binding_qd
             )
         finally:
             self.device.flush(binding)
