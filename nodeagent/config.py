@@ -58,6 +58,15 @@ class TpmConfig:
     pcr_bank: str = "sha256"
     pcrs: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
     watch_devices: bool = True
+    device: str | None = None
+
+    @property
+    def watched_device(self) -> str | None:
+        """The device node whose udev events matter: ``device``, else the device: TCTI's path."""
+        if self.device:
+            return self.device
+        kind, _, rest = self.tcti.partition(":")
+        return rest.split(",")[0] if kind == "device" and rest else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +218,7 @@ _TABLES: Final[Mapping[str, tuple[type[Any], Mapping[str, Checker]]]] = {
             "pcr_bank": _choice(*sorted(_PCR_BANKS)),
             "pcrs": _pcrs,
             "watch_devices": _bool,
+            "device": _opt_string,
         },
     ),
     "evidence": (

@@ -26,7 +26,7 @@ from typing import Any
 from nodeagent import __version__
 from nodeagent.attestation import Attestor, Delivered
 from nodeagent.config import AgentConfig
-from nodeagent.devices import TpmDeviceWatcher, TpmNode
+from nodeagent.devices import TpmDeviceWatcher, TpmNode, find_tpm_devices
 from nodeagent.enrollment import enroll
 from nodeagent.errors import NodeAgentError, TpmError
 from nodeagent.hubclient import HubClient, HubRejected, HubUnavailable
@@ -89,6 +89,7 @@ class Daemon:
         self._hub: HubClient | None = None
         self._ready = False
         self.cycles = 0
+        self.steps = 0
 
     # --- events from outside the loop ------------------------------------------------------
 
@@ -103,8 +104,7 @@ class Daemon:
         self._wake.set()
 
     def _on_device(self, action: str, node: TpmNode) -> None:
-        wanted = self.cfg.tpm.tcti.partition(":")[2] or node.device_node
-        if node.device_node != wanted:
+        if node.device_node != self.cfg.tpm.watched_device:
             return
         if action == "remove":
             self.tpm_present = False
@@ -125,14 +125,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        watcher = None
-        if self.cfg.tpm.watch_devices and self.cfg.tpm.tcti.startswith("device:"):
-            watcher = TpmDeviceWatcher(self._on_device)
-            try:
-                watcher.start(loop)
-            except OSError as e:
-                log.warning("cannot watch udev for TPM devices: %s", e)
-                watcher = None
+        watcher = self._watch_devices(loop)
         dog = None
         if self._watchdog_every is not None:
             dog = asyncio.create_task(
@@ -162,6 +155,24 @@ class Daemon:
             await self.tpm.close()
             self._write_status("stopped")
 
+    def _watch_devices(self, loop: asyncio.AbstractEventLoop) -> TpmDeviceWatcher | None:
+        """Follow udev for the TPM's device node; note at once if it is not there."""
+        wanted = self.cfg.tpm.watched_device
+        if not self.cfg.tpm.watch_devices or not wanted:
+            return None
+        watcher = TpmDeviceWatcher(self._on_device)
+        try:
+            watcher.start(loop)
+            nodes = [n.device_node for n in find_tpm_devices()]
+        except OSError as e:
+            log.warning("cannot watch udev for TPM devices: %s", e)
+            return None
+        log.info("TPM devices udev knows: %s", ", ".join(nodes) or "none")
+        if wanted not in nodes:
+            self.tpm_present = False
+            self.tpm_problem = f"{wanted} is not present"
+        return watcher
+
     async def _loop(self) -> None:
         while not self._stop.is_set():
             # one step (enroll, or deliver the queue) may take this long before the watchdog
@@ -177,12 +188,14 @@ class Daemon:
             await self._sleep(delay)
 
     async def _sleep(self, delay: float) -> None:
-        self._wake.clear()
+        """Sleep ``delay`` seconds or until woken; a wake-up during the last step counts."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, delay))
+        self._wake.clear()
 
     async def _step(self) -> float:
         """One round: enroll if needed, queue a due report, deliver. Returns seconds to sleep."""
+        self.steps += 1
         if not self.tpm_present:
             self.notifier.status(f"TPM gone ({self.tpm_problem}): not attesting, waiting for it")
             return self.cfg.attestation.interval

@@ -27,7 +27,7 @@ class Notifier:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         self.enabled = bool(env.get("NOTIFY_SOCKET"))
-        self._last_status = ""
+        self.last_status = ""
 
     def _send(self, message: str) -> None:
         if not self.enabled:
@@ -41,8 +41,8 @@ class Notifier:
 
     def status(self, text: str) -> None:
         """A one-line STATUS= for ``systemctl status`` (repeats are not resent)."""
-        if text != self._last_status:
-            self._last_status = text
+        if text != self.last_status:
+            self.last_status = text
             log.info("%s", text)
             self._send(f"STATUS={text}")
 
