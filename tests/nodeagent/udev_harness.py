@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.append("/usr/lib/python3/dist-packages")
 
-import gi  # noqa: E402
+import gi
 
 gi.require_version("UMockdev", "1.0")
 from gi.repository import UMockdev  # noqa: E402
@@ -27,7 +27,7 @@ from nodeagent.daemon import Daemon  # noqa: E402
 from nodeagent.devices import TpmDeviceWatcher, TpmNode, find_tpm_devices  # noqa: E402
 
 
-def add_tpm(testbed: Any, subsystem: str, name: str, minor: int) -> str:  # noqa: ANN401
+def add_tpm(testbed: Any, subsystem: str, name: str, minor: int) -> str:
     return str(
         testbed.add_device(
             subsystem,
@@ -39,12 +39,12 @@ def add_tpm(testbed: Any, subsystem: str, name: str, minor: int) -> str:  # noqa
     )
 
 
-def remove(testbed: Any, syspath: str) -> None:  # noqa: ANN401
+def remove(testbed: Any, syspath: str) -> None:
     testbed.uevent(syspath, "remove")
     testbed.remove_device(syspath)
 
 
-async def until(predicate: Any, timeout: float = 10.0) -> bool:  # noqa: ANN401
+async def until(predicate: Any, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -53,7 +53,7 @@ async def until(predicate: Any, timeout: float = 10.0) -> bool:  # noqa: ANN401
     return True
 
 
-async def watcher_scenario(testbed: Any) -> dict[str, Any]:  # noqa: ANN401
+async def watcher_scenario(testbed: Any) -> dict[str, Any]:
     tpm0 = add_tpm(testbed, "tpm", "tpm0", 0)
     rm0 = add_tpm(testbed, "tpmrm", "tpmrm0", 65536)
     found = [n.device_node for n in find_tpm_devices()]
@@ -75,7 +75,7 @@ async def watcher_scenario(testbed: Any) -> dict[str, Any]:  # noqa: ANN401
     return {"found": found, "after_remove": after_remove, "events": events}
 
 
-async def daemon_scenario(testbed: Any, config: Path) -> dict[str, Any]:  # noqa: ANN401
+async def daemon_scenario(testbed: Any, config: Path) -> dict[str, Any]:
     rm0 = add_tpm(testbed, "tpmrm", "tpmrm0", 65536)
     daemon = Daemon(load_config(config), environ={})
     task = asyncio.create_task(daemon.run())
