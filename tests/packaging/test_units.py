@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent.parent
 SYSTEMD = REPO / "systemd"
 HOST_UNITS = Path("/usr/lib/systemd/system")
 EXPOSURE_CEILING = {"trustplane-agent.service": 3.5, "trustplane-hub.service": 2.0}
-AGENT_CREDENTIAL = "/run/credentials/trustplane-agent.service/uefi-eventlog"
+CREDENTIALS = "/run/credentials/trustplane-agent.service"
 
 
 def run(*cmd: str | Path) -> subprocess.CompletedProcess[str]:
@@ -127,8 +127,11 @@ def test_agent_unit_settings() -> None:
     assert s["Service.SystemCallFilter"] == ["@system-service", "~@privileged @resources"]
     assert s["Service.RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6 AF_NETLINK"]
     assert s["Service.LoadCredential"] == [
-        "uefi-eventlog:/sys/kernel/security/tpm0/binary_bios_measurements"
+        "uefi-eventlog:/sys/kernel/security/tpm0/binary_bios_measurements",
+        "dmi-product-uuid:/sys/class/dmi/id/product_uuid",
     ]
+    assert s["Service.SetCredential"] == ["uefi-eventlog:\\n", "dmi-product-uuid:\\n"]
+    assert "Service.ProcSubset" not in s  # the agent reads /proc/sys/kernel/random/boot_id
     assert (s["Service.StateDirectory"], s["Service.RuntimeDirectory"]) == (
         ["trustplane"],
         ["trustplane"],
@@ -160,9 +163,10 @@ def test_agent_config_points_at_the_units_directories_and_credential() -> None:
     unit = unit_settings(SYSTEMD / "trustplane-agent.service")
     config = load_agent_config(SYSTEMD / "agent.toml", dropins=SYSTEMD / "no-such-dir")
     assert config.state_dir == Path("/var/lib") / unit["Service.StateDirectory"][0]
-    credential_id = unit["Service.LoadCredential"][0].split(":", 1)[0]
-    assert str(config.evidence.uefi_log) == AGENT_CREDENTIAL
-    assert AGENT_CREDENTIAL.endswith(f"/{credential_id}")
+    credentials = {c.split(":", 1)[0] for c in unit["Service.LoadCredential"]}
+    assert credentials == {"uefi-eventlog", "dmi-product-uuid"}
+    assert str(config.evidence.uefi_log) == f"{CREDENTIALS}/uefi-eventlog"
+    assert str(config.evidence.dmi_uuid) == f"{CREDENTIALS}/dmi-product-uuid"
 
 
 def test_hub_config_points_at_the_units_state_directory() -> None:
