@@ -316,7 +316,11 @@ def test_spec_default_version_is_setup_cfg_version() -> None:
 
 
 def test_packages_require_only_these_base_system_names(built: Built) -> None:
-    """The base-system names required are exactly the ones trustplane-ci-base provides."""
+    """The base-system names required are exactly the ones trustplane-ci-base provides.
+
+    A new dependency fails here on purpose: the spec's Requires, trustplane-ci-base.spec's
+    Provides and this list change together.
+    """
     pyver = built.pyver
     rpmlib = re.compile(r"^rpmlib\(")
     internal = {f"python3-trustplane = {VERSION}-1"}
@@ -374,7 +378,10 @@ def test_requires_follow_setup_cfg_extras(built: Built) -> None:
             fedora = FEDORA_NAMES.get(name.lower(), f"python3-{name.lower()}")
             wanted.add(f"{fedora} >= {minimum}")
         have = requirements(built.rpms[f"trustplane-{extra}"])
-        assert wanted <= have, f"{extra}: missing {sorted(wanted - have)}"
+        assert wanted <= have, (
+            f"trustplane-{extra} lacks {sorted(wanted - have)}: add them to rpm/trustplane.spec's"
+            " Requires and to tests/packaging/trustplane-ci-base.spec's Provides"
+        )
 
 
 def test_rpmlint_with_fedora_settings_finds_nothing(built: Built) -> None:
