@@ -18,6 +18,7 @@ from tests.conftest import EVENTLOGS, expected_logs
 from trustcore.algorithms import HASH_ALGORITHMS, TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384
 from trustcore.errors import ParseError, TrustcoreError
 from trustcore.eventlog import (
+    MAX_EVENTS,
     MAX_LOG_BYTES,
     PCR_INDEX_NONE,
     Event,
@@ -363,6 +364,11 @@ BAD_INPUTS: dict[str, tuple[bytes, str, int]] = {
     ),
     "garbage": (hashlib.sha256(b"garbage").digest() * 64, "eventlog.not_an_event_log", 0),
     "too large": (b"\x01" * (MAX_LOG_BYTES + 1), "eventlog.too_large", 0),
+    "too many records": (
+        legacy_record(1, 1, b"\x11" * 20, b"") * (MAX_EVENTS + 1),
+        "eventlog.too_many_events",
+        32 * MAX_EVENTS,
+    ),
 }
 
 

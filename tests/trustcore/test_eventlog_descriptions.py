@@ -220,6 +220,11 @@ CASES: dict[str, tuple[int, bytes, str]] = {
         "firmware blob at 0xffa20000, 5111808 bytes",
     ),
     "StartupLocality": (EV_NO_ACTION, b"StartupLocality\0\x03", "StartupLocality 3"),
+    "H-CRTM component measurement": (
+        EV_NO_ACTION,
+        b"H-CRTM CompMeas\0" + bytes([4]) + b"ACM!" + bytes([0]) + struct.pack("<H", 2) + b"hi",
+        "H-CRTM CompMeas (25 bytes)",
+    ),
     "IPL in UCS-2": (EV_IPL, ucs2("initrd=\\initrd.img quiet"), "initrd=\\initrd.img quiet"),
     "tagged event": (
         EV_EVENT_TAG,

@@ -52,6 +52,7 @@ _NO_ACTION_SIGNATURES: Final = (
     b"SP800-155 Event",
     b"NvIndexInstance",
     b"NvIndexDynamic",
+    b"H-CRTM CompMeas",
 )
 
 

@@ -40,7 +40,8 @@ from trustcore.eventlog.specid import SPEC_ID_SIGNATURE_03, parse_spec_id_event
 from trustcore.eventlog.txtheap import describe_memory_image
 
 MAX_LOG_BYTES: Final = 16 * 1024 * 1024
-MAX_EVENTS: Final = 100_000
+MAX_EVENTS: Final = 20_000
+"""Real boot logs hold hundreds of records (a few thousand at most); this bounds memory and time."""
 PCR_COUNT: Final = 24
 """PCRs 0-23: the PC Client platform's PCRs; 0xFFFFFFFF marks records that extend nothing."""
 
