@@ -1,4 +1,4 @@
-"""The JSON API for people and pipelines: health, hosts, approvals and alerts.
+"""The JSON API for people and pipelines: health, hosts, approvals, alerts, flavors.
 
 Viewers read, admins also write (approve hosts, acknowledge alerts); every write is audited.
 The status page, metrics and OpenAPI description are built on top of these by other modules.
@@ -6,14 +6,18 @@ The status page, metrics and OpenAPI description are built on top of these by ot
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
 from hub.auth import principal, public, role
-from hub.errors import ApiError
+from hub.errors import ApiError, read_json
 from hub.state import STATE
 from hub.store import Alert, Host
+from trustcore.errors import TrustcoreError
+from trustcore.flavors.document import flavor_from_json
+
+FLAVOR_BODY_LIMIT: Final = 4 * 1024 * 1024
 
 
 def host_json(host: Host, *, detail: bool = False) -> dict[str, Any]:
@@ -121,6 +125,52 @@ async def ack_alert(request: web.Request) -> web.Response:
     return web.json_response({"id": alert_id, "acked_at": now, "acked_by": who.name})
 
 
+@role("admin")
+async def put_flavor(request: web.Request) -> web.Response:
+    """Store a flavor document (``firmware_measurements`` schema) under its ``id``."""
+    st = request.app[STATE]
+    document = await read_json(request, FLAVOR_BODY_LIMIT)
+    try:
+        flavor = flavor_from_json(document)
+    except TrustcoreError as e:
+        raise ApiError(400, e.reason, e.message) from None
+    if flavor.id != request.match_info["name"]:
+        raise ApiError(400, "flavor.id_mismatch", f"the document's id is {flavor.id!r}")
+    assert isinstance(document, dict)
+    now = st.clock()
+    await st.store.put_flavor(flavor.id, document, now)
+    who = principal(request)
+    await st.store.audit(
+        at=now, actor=f"token:{who.name}", action="flavor.put", subject=flavor.id, details={}
+    )
+    return web.json_response({"id": flavor.id, "part": str(flavor.part)})
+
+
+@role("admin")
+async def assign_flavors(request: web.Request) -> web.Response:
+    """Set the flavors a host is evaluated against: ``{"flavors": ["id", ...]}``."""
+    st = request.app[STATE]
+    host = await _host_or_404(request)
+    body = await read_json(request, FLAVOR_BODY_LIMIT)
+    names = body.get("flavors") if isinstance(body, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ApiError(400, "flavor.assignment_invalid", 'expected {"flavors": [ids]}')
+    known = await st.store.get_flavors(names)
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ApiError(400, "flavor.unknown", f"no such flavors: {', '.join(unknown)}")
+    await st.store.set_host_flavors(host.id, names)
+    who = principal(request)
+    await st.store.audit(
+        at=st.clock(),
+        actor=f"token:{who.name}",
+        action="host.flavors",
+        subject=host.id,
+        details={"flavors": names},
+    )
+    return web.json_response({"id": host.id, "flavors": names})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/health", health)
     app.router.add_get("/v1/hosts", list_hosts)
@@ -128,3 +178,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/hosts/{host_id}/approve", approve_host)
     app.router.add_get("/v1/alerts", list_alerts)
     app.router.add_post("/v1/alerts/{alert_id}/ack", ack_alert)
+    app.router.add_put("/v1/flavors/{name}", put_flavor)
+    app.router.add_put("/v1/hosts/{host_id}/flavors", assign_flavors)

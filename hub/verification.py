@@ -4,8 +4,9 @@
 qualifying data (``report_qualifying_data(nonce, body_bytes)``, exact bytes) -> nonce unused and
 unexpired (consumed atomically in the store) -> quoted PCR selection covers the policy's PCRs ->
 PCR digest over the reported values -> event-log replay equals the quoted values -> flavor rules
-(:func:`evaluate_flavors`) -> asset tag (not yet). The cryptography and parsing are trustcore's
-(:func:`trustcore.quote.verify_quote`, the event-log replay); this module orders the steps,
+(:func:`hub.flavors.evaluate_flavors`) -> asset tag (not yet). The cryptography and parsing
+are trustcore's (:func:`trustcore.quote.verify_quote`, the event-log replay); this module orders
+the steps,
 supplies the time and the nonce store, caches decoded AKs and event logs, and turns the first
 failure into a verdict with its reason id.
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
 from hub.config import AttestationConfig
+from hub.flavors import FlavorOutcome, RuleOutcome, VerifiedEvidence, evaluate_flavors
 from hub.store import Host, Store
 from trustcore.algorithms import BY_NAME
 from trustcore.errors import TrustcoreError, VerificationError
@@ -86,24 +88,6 @@ class MissingEventlogs:
 
 
 @dataclass(frozen=True, slots=True)
-class RuleOutcome:
-    """One flavor rule's result as the hub stores and shows it."""
-
-    rule: str
-    passed: bool
-    reason: str = ""
-    detail: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "passed": self.passed,
-            "reason": self.reason,
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Outcome:
     """The result of verifying one report: ``trusted`` or ``untrusted`` with reason ids."""
 
@@ -118,42 +102,7 @@ class Outcome:
         return cls("untrusted", (reason,))
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedEvidence:
-    """What the flavor rules see: the verified quote and the replayed event logs."""
-
-    host: Host
-    quote: VerifiedQuote
-    eventlogs: Mapping[str, ReplayedLog]
-    facts: Mapping[str, str]
-
-
-FlavorHook = Callable[[VerifiedEvidence, Mapping[str, Mapping[str, Any]], bool], list[RuleOutcome]]
-
-
-def evaluate_flavors(
-    evidence: VerifiedEvidence,
-    flavors: Mapping[str, Mapping[str, Any]],
-    require_flavor: bool,
-) -> list[RuleOutcome]:
-    """Flavor rules for a verified report (the seam for :mod:`trustcore.flavors`).
-
-    Until the flavors engine is wired in, a host with no flavor assigned yields no rules, or
-    one failed rule ``flavor.none_assigned`` when the policy requires a flavor.
-    """
-    if not flavors:
-        if require_flavor:
-            return [RuleOutcome("flavor.assigned", False, "flavor.none_assigned")]
-        return []
-    return [
-        RuleOutcome(
-            f"flavor.{name}",
-            False,
-            "flavor.engine_unavailable",
-            "this hub cannot evaluate flavors yet",
-        )
-        for name in flavors
-    ]
+FlavorHook = Callable[[VerifiedEvidence, Mapping[str, Mapping[str, Any]], bool], FlavorOutcome]
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,8 +276,8 @@ class ReportVerifier:
             except VerificationError as e:
                 return Outcome("untrusted", (e.reason,), quote=quote)
             replayed[name] = log
-        evidence = VerifiedEvidence(host, quote, replayed, body.facts)
-        rules = tuple(self._flavor_hook(evidence, flavors, self._config.require_flavor))
-        failed = tuple(dict.fromkeys(r.reason for r in rules if not r.passed))
-        verdict = "untrusted" if failed else "trusted"
-        return Outcome(verdict, failed, rules, tuple(flavors), quote)
+        events = tuple(e for log in replayed.values() for e in log.log.events)
+        evidence = VerifiedEvidence(quote, events, host.tags)
+        result = self._flavor_hook(evidence, flavors, self._config.require_flavor)
+        verdict = "untrusted" if result.reasons else "trusted"
+        return Outcome(verdict, result.reasons, result.rules, result.matched, quote)

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import EVENTLOGS
 from tests.hub.harness import Agent, FakeClock, HubProcess, make_state
+from trustcore.algorithms import TPM_ALG_SHA256
+from trustcore.eventlog import parse_eventlog
 from trustplane.swtpm import SwtpmFactory
+
+LOG = EVENTLOGS / "go-attestation" / "crypto_agile_eventlog.bin"
+EV_NO_ACTION = 3
 
 
 def ca_bundle(factory: SwtpmFactory, path: Path) -> Path:
@@ -58,4 +64,22 @@ def direct_agent(
         yield a
     finally:
         a.close()
+        tpm.stop()
+
+
+@pytest.fixture(scope="module")
+def booted(
+    hub: HubProcess, swtpm_factory: SwtpmFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Agent]:
+    """An agent whose TPM measured exactly the events of go-attestation's sample UEFI log."""
+    tpm = swtpm_factory.start()
+    agent = Agent(tpm, tmp_path_factory.mktemp("booted"))
+    try:
+        for event in parse_eventlog(LOG.read_bytes()).events:
+            if event.event_type != EV_NO_ACTION:
+                agent.device.pcr_extend(event.pcr, {TPM_ALG_SHA256: event.digests[TPM_ALG_SHA256]})
+        agent.enroll_direct(hub)
+        yield agent
+    finally:
+        agent.close()
         tpm.stop()

@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-
-import pytest
 
 from tests.conftest import EVENTLOGS
+from tests.hub.conftest import LOG
 from tests.hub.harness import Agent, HubProcess
 from trustcore.algorithms import TPM_ALG_SHA256
 from trustcore.eventlog import parse_eventlog
 from trustcore.tpm.pcrs import PcrSelection
 from trustcore.wire import EventLogEvidence, ReportResult
-from trustplane.swtpm import SwtpmFactory
 
-LOG = EVENTLOGS / "go-attestation" / "crypto_agile_eventlog.bin"
 EXPECTED = EVENTLOGS / "go-attestation" / "crypto_agile_eventlog.expected.json"
-EV_NO_ACTION = 3
 
 
 def evidence(data: bytes, *, with_data: bool = True) -> dict[str, EventLogEvidence]:
@@ -30,24 +25,6 @@ def evidence(data: bytes, *, with_data: bool = True) -> dict[str, EventLogEviden
 def result(resp) -> ReportResult:
     assert resp.status == 200, resp.body
     return ReportResult.from_json(resp.body)
-
-
-@pytest.fixture(scope="module")
-def booted(
-    hub: HubProcess, swtpm_factory: SwtpmFactory, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Agent]:
-    """An agent whose TPM measured exactly the events of the sample log."""
-    tpm = swtpm_factory.start()
-    agent = Agent(tpm, tmp_path_factory.mktemp("booted"))
-    try:
-        for event in parse_eventlog(LOG.read_bytes()).events:
-            if event.event_type != EV_NO_ACTION:
-                agent.device.pcr_extend(event.pcr, {TPM_ALG_SHA256: event.digests[TPM_ALG_SHA256]})
-        agent.enroll_direct(hub)
-        yield agent
-    finally:
-        agent.close()
-        tpm.stop()
 
 
 def test_tpm_holds_the_logs_published_pcr_values(booted: Agent) -> None:

@@ -1,0 +1,109 @@
+"""The hub's side of flavors: evaluate a host's assigned flavors against verified evidence.
+
+:func:`evaluate_flavors` is the one hook the verification path calls after the quote and the
+event-log replay have been verified. It decodes the stored flavor documents
+(:func:`trustcore.flavors.document.flavor_from_json`), builds the flavor engine's
+:class:`~trustcore.flavors.evidence.Evidence` from the *quoted* PCR values and the *replayed*
+events, and runs :func:`trustcore.flavors.evaluation.evaluate`. Assigning flavors to hosts and
+importing documents are the API's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trustcore.eventlog import Event
+from trustcore.flavors.document import flavor_from_json
+from trustcore.flavors.evaluation import FlavorVerdict, evaluate
+from trustcore.flavors.evidence import evidence_from_events
+from trustcore.flavors.model import Flavor, FlavorError
+from trustcore.quote import VerifiedQuote
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOutcome:
+    """One flavor rule's result as the hub stores and shows it."""
+
+    rule: str
+    passed: bool
+    reason: str = ""
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "passed": self.passed,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FlavorOutcome:
+    """``reasons`` empty means the flavors are satisfied; ``matched`` names matched flavors."""
+
+    reasons: tuple[str, ...] = ()
+    rules: tuple[RuleOutcome, ...] = ()
+    matched: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEvidence:
+    """What flavor rules may look at: a verified quote and events proved by replay against it."""
+
+    quote: VerifiedQuote
+    events: tuple[Event, ...]
+    asset_tags: Mapping[str, str]
+
+
+def _decode(documents: Mapping[str, Mapping[str, Any]]) -> list[Flavor]:
+    return [flavor_from_json(doc, f"flavor {name}") for name, doc in sorted(documents.items())]
+
+
+def _outcome(verdict: FlavorVerdict) -> FlavorOutcome:
+    rules = tuple(
+        RuleOutcome(
+            f"{r.flavor_id}/{r.rule_id}",
+            r.passed,
+            r.reason or "",
+            "" if r.passed else f"expected {r.expected}; actual {r.actual}",
+        )
+        for r in verdict.rule_results()
+    )
+    reasons = () if verdict.trusted else verdict.reasons or ("flavor.none_matched",)
+    return FlavorOutcome(tuple(reasons), rules, tuple(verdict.matched_flavors))
+
+
+def evaluate_flavors(
+    evidence: VerifiedEvidence,
+    documents: Mapping[str, Mapping[str, Any]],
+    require_flavor: bool,
+) -> FlavorOutcome:
+    """Evaluate the host's flavor documents; never raises.
+
+    No flavor assigned: nothing to evaluate (``flavor.none_assigned`` if the policy requires
+    one). A document that does not decode, or a flavor set the engine refuses as vacuous, is a
+    failure with the engine's reason id.
+    """
+    if not documents:
+        if require_flavor:
+            return FlavorOutcome(
+                ("flavor.none_assigned",),
+                (RuleOutcome("flavor.assigned", False, "flavor.none_assigned"),),
+            )
+        return FlavorOutcome()
+    try:
+        flavors: Sequence[Flavor] = _decode(documents)
+        measured = evidence_from_events(
+            evidence.events,
+            evidence.quote.pcr_values,
+            replay_ok=True,
+            asset_tags=evidence.asset_tags,
+        )
+        return _outcome(evaluate(flavors, measured))
+    except FlavorError as e:
+        return FlavorOutcome(
+            (e.reason,), (RuleOutcome("flavor.evaluate", False, e.reason, e.message),)
+        )
