@@ -223,7 +223,7 @@ CASES: dict[str, tuple[int, bytes, str]] = {
     "H-CRTM component measurement": (
         EV_NO_ACTION,
         b"H-CRTM CompMeas\0" + bytes([4]) + b"ACM!" + bytes([0]) + struct.pack("<H", 2) + b"hi",
-        "H-CRTM CompMeas (25 bytes)",
+        "H-CRTM CompMeas (26 bytes)",
     ),
     "IPL in UCS-2": (EV_IPL, ucs2("initrd=\\initrd.img quiet"), "initrd=\\initrd.img quiet"),
     "tagged event": (
