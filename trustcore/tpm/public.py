@@ -21,10 +21,23 @@ from trustcore.tpm.constants import (
     TPM_ALG_CAMELLIA,
     TPM_ALG_ECC,
     TPM_ALG_ECDAA,
+    TPM_ALG_ECDH,
+    TPM_ALG_ECDSA,
+    TPM_ALG_ECMQV,
+    TPM_ALG_ECSCHNORR,
+    TPM_ALG_HMAC,
+    TPM_ALG_KDF1_SP800_56A,
+    TPM_ALG_KDF1_SP800_108,
+    TPM_ALG_KDF2,
     TPM_ALG_KEYEDHASH,
+    TPM_ALG_MGF1,
     TPM_ALG_NULL,
+    TPM_ALG_OAEP,
     TPM_ALG_RSA,
     TPM_ALG_RSAES,
+    TPM_ALG_RSAPSS,
+    TPM_ALG_RSASSA,
+    TPM_ALG_SM2,
     TPM_ALG_SM4,
     TPM_ALG_SYMCIPHER,
     TPM_ALG_XOR,
@@ -209,12 +222,32 @@ def _read_symmetric(r: Reader) -> SymmetricDefinition:
     return SymmetricDefinition(alg, r.u16("keyBits"), r.u16("mode"))
 
 
-def _read_scheme(r: Reader, what: str) -> Scheme:
+_RSA_SCHEMES: Final = frozenset(
+    {TPM_ALG_NULL, TPM_ALG_RSASSA, TPM_ALG_RSAPSS, TPM_ALG_RSAES, TPM_ALG_OAEP}
+)
+_ECC_SCHEMES: Final = frozenset(
+    {
+        TPM_ALG_NULL,
+        TPM_ALG_ECDSA,
+        TPM_ALG_ECDAA,
+        TPM_ALG_SM2,
+        TPM_ALG_ECSCHNORR,
+        TPM_ALG_ECDH,
+        TPM_ALG_ECMQV,
+    }
+)
+_KDF_SCHEMES: Final = frozenset(
+    {TPM_ALG_NULL, TPM_ALG_MGF1, TPM_ALG_KDF1_SP800_56A, TPM_ALG_KDF2, TPM_ALG_KDF1_SP800_108}
+)
+
+
+def _read_scheme(r: Reader, what: str, allowed: frozenset[int]) -> Scheme:
+    at = r.offset
     scheme = r.u16(f"{what} scheme")
-    if scheme == TPM_ALG_NULL:
-        return Scheme(scheme)
-    # TPMS_ENC_SCHEME_RSAES is the one asymmetric scheme whose details are empty.
-    if scheme == TPM_ALG_RSAES:
+    if scheme not in allowed:
+        raise r.fail(f"{what}: scheme 0x{scheme:04x} is not allowed here", at)
+    # NULL and RSAES are the schemes whose details are empty.
+    if scheme in (TPM_ALG_NULL, TPM_ALG_RSAES):
         return Scheme(scheme)
     hash_alg = r.u16(f"{what} hashAlg")
     extra = r.u16(f"{what} count") if scheme == TPM_ALG_ECDAA else 0
@@ -222,9 +255,12 @@ def _read_scheme(r: Reader, what: str) -> Scheme:
 
 
 def _read_keyedhash_scheme(r: Reader) -> Scheme:
+    at = r.offset
     scheme = r.u16("TPMT_KEYEDHASH_SCHEME scheme")
     if scheme == TPM_ALG_NULL:
         return Scheme(scheme)
+    if scheme not in (TPM_ALG_HMAC, TPM_ALG_XOR):
+        raise r.fail(f"TPMT_KEYEDHASH_SCHEME: scheme 0x{scheme:04x} is not allowed here", at)
     hash_alg = r.u16("TPMT_KEYEDHASH_SCHEME hashAlg")
     kdf = r.u16("TPMS_SCHEME_XOR kdf") if scheme == TPM_ALG_XOR else 0
     return Scheme(scheme, hash_alg, kdf)
@@ -234,7 +270,7 @@ def _read_parameters(r: Reader, kind: int, at: int) -> tuple[Parameters, bytes |
     if kind == TPM_ALG_RSA:
         rsa_params = RsaParameters(
             _read_symmetric(r),
-            _read_scheme(r, "TPMT_RSA_SCHEME"),
+            _read_scheme(r, "TPMT_RSA_SCHEME", _RSA_SCHEMES),
             r.u16("keyBits"),
             r.u32("exponent"),
         )
@@ -242,10 +278,10 @@ def _read_parameters(r: Reader, kind: int, at: int) -> tuple[Parameters, bytes |
     if kind == TPM_ALG_ECC:
         sym, scheme, curve = (
             _read_symmetric(r),
-            _read_scheme(r, "TPMT_ECC_SCHEME"),
+            _read_scheme(r, "TPMT_ECC_SCHEME", _ECC_SCHEMES),
             r.u16("curveID"),
         )
-        kdf = _read_scheme(r, "TPMT_KDF_SCHEME")
+        kdf = _read_scheme(r, "TPMT_KDF_SCHEME", _KDF_SCHEMES)
         x = r.tpm2b("TPMS_ECC_POINT x", MAX_ECC_KEY_BYTES)
         y = r.tpm2b("TPMS_ECC_POINT y", MAX_ECC_KEY_BYTES)
         return EccParameters(sym, scheme, curve, kdf), EccPoint(x, y)
