@@ -6,7 +6,8 @@ loop attests at start, every ``attestation.interval`` seconds (with jitter), at 
 reappears, and sooner when the hub asks (``next_report_in``). Failures never end the loop: the
 hub away (:class:`HubUnavailable`) or a TPM fault (:class:`TpmError`) mean exponential backoff
 with jitter, a STATUS line saying so, and owed reports kept in the queue. Every step renews the
-watchdog promise (:class:`~nodeagent.notify.Health`). SIGTERM and SIGINT stop it cleanly.
+watchdog promise (:class:`~nodeagent.notify.Health`). SIGTERM and SIGINT stop it cleanly;
+SIGUSR1 makes an attestation due at once.
 ``status.json`` in the state directory is rewritten after every step for ``trustplane-agent
 status``. Turning errors into exit codes is the CLI's job.
 """
@@ -27,7 +28,6 @@ from nodeagent import __version__
 from nodeagent.attestation import Attestor, Delivered
 from nodeagent.config import AgentConfig
 from nodeagent.devices import TpmDeviceWatcher, TpmNode, find_tpm_devices
-from nodeagent.enrollment import enroll
 from nodeagent.errors import NodeAgentError, TpmError
 from nodeagent.hubclient import HubClient, HubRejected, HubUnavailable
 from nodeagent.notify import Health, Notifier, run_watchdog, watchdog_interval
@@ -125,6 +125,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGUSR1, self.attest_now, "requested")
         watcher = self._watch_devices(loop)
         dog = None
         if self._watchdog_every is not None:
@@ -148,7 +149,7 @@ class Daemon:
                         await task
             if watcher is not None:
                 watcher.stop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
             if self._hub is not None:
                 await self._hub.close()
@@ -252,6 +253,8 @@ class Daemon:
         state = self.enrollment or self.state.load_enrollment()
         if state is None or state.status != "enrolled":
             self.notifier.status("enrolling with the hub")
+            from nodeagent.enrollment import enroll  # noqa: PLC0415 - x509 only for enrolling
+
             async with HubClient(self.cfg.hub) as bootstrap:
                 state = await enroll(self.cfg, self.state, self.tpm, bootstrap)
             if state.status != "enrolled":
