@@ -30,6 +30,15 @@ enrollment.max_pending             ``1000``                     open challenges 
 enrollment.rate_per_minute         ``60``                       enrollment requests per minute
 enrollment.client_cert_days        ``30``                       agent certificate validity (days)
 reports.history                    ``20``                       reports kept per host
+alerts.webhooks                    ``[]``                       Alertmanager-format webhook URLs
+alerts.webhook_timeout             ``5``                        seconds per webhook POST
+alerts.webhook_retries             ``5``                        retries after a failed POST
+alerts.webhook_backoff             ``1``                        first retry delay (doubles)
+alerts.webhook_backoff_max         ``60``                       longest retry delay
+alerts.webhook_queue               ``1000``                     notices queued per URL (drop above)
+alerts.external_url                ``""``                       hub URL in links ("" = listen)
+metrics.token                      ``""``                       extra bearer token for /metrics
+web.session_ttl                    ``28800``                    seconds a browser login lasts
 =================================  ===========================  ===================================
 """
 
@@ -103,6 +112,30 @@ class ReportsConfig:
     history: int = 20
 
 
+# --- alerts, metrics, status page (hub/alerts.py, hub/webhooks.py, hub/metrics.py, hub/web) ---
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    webhooks: tuple[str, ...] = ()
+    webhook_timeout: float = 5.0
+    webhook_retries: int = 5
+    webhook_backoff: float = 1.0
+    webhook_backoff_max: float = 60.0
+    webhook_queue: int = 1000
+    external_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    session_ttl: float = 8 * 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class HubConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -110,6 +143,9 @@ class HubConfig:
     attestation: AttestationConfig = field(default_factory=AttestationConfig)
     enrollment: EnrollmentConfig = field(default_factory=EnrollmentConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
 
 # --- value checkers: each returns the typed value or raises ValueError with the problem -------
@@ -164,6 +200,14 @@ def _check_str_list(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _check_url_list(value: object) -> tuple[str, ...]:
+    urls = _check_str_list(value)
+    for url in urls:
+        if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+            raise ValueError(f"expected http:// or https:// URLs, got {url!r}")
+    return urls
+
+
 def _check_pcr_selection(value: object) -> dict[str, tuple[int, ...]]:
     if not isinstance(value, dict):
         raise TypeError("expected a table such as {sha256 = [0, 7]}")
@@ -205,6 +249,17 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
         "client_cert_days": _check_positive_int,
     },
     "reports": {"history": _check_positive_int},
+    "alerts": {
+        "webhooks": _check_url_list,
+        "webhook_timeout": _check_seconds,
+        "webhook_retries": _check_positive_int,
+        "webhook_backoff": _check_seconds,
+        "webhook_backoff_max": _check_seconds,
+        "webhook_queue": _check_positive_int,
+        "external_url": _check_str,
+    },
+    "metrics": {"token": _check_str},
+    "web": {"session_ttl": _check_seconds},
 }
 
 
