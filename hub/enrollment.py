@@ -32,7 +32,7 @@ from hub.pki import (
     verify_ek_certificate,
 )
 from hub.state import STATE, HubState
-from hub.store import HostKeys, PendingEnrollment
+from hub.store import HostFacts, HostKeys, PendingEnrollment
 from trustcore.credential import CREDENTIAL_RANDOM_BYTES, make_credential
 from trustcore.errors import TrustcoreError
 from trustcore.quote import AttestationKey, verify_certify
@@ -166,6 +166,7 @@ async def enroll(request: web.Request) -> web.Response:
                 binding_public=req.binding_public,
                 ek_verified=ek_verified,
             ),
+            facts=HostFacts(req.hostname, req.node_name, req.dmi_uuid),
         )
     )
     return web.json_response(
@@ -208,7 +209,7 @@ async def activate(request: web.Request) -> web.Response:
         )
     except PkiError as e:
         raise ApiError(400, e.reason, str(e)) from None
-    await st.store.complete_enrollment(pending.keys)
+    await st.store.complete_enrollment(pending.keys, pending.facts)
     st.verifier.forget(req.host_id)
     await st.store.audit(
         at=now,

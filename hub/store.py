@@ -59,6 +59,15 @@ class HostKeys:
 
 
 @dataclass(frozen=True, slots=True)
+class HostFacts:
+    """What an agent says about itself; applied to an enrolled host only after activation."""
+
+    hostname: str
+    node_name: str | None = None
+    dmi_uuid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PendingEnrollment:
     """An issued MakeCredential challenge and the keys it will bind once answered."""
 
@@ -67,6 +76,7 @@ class PendingEnrollment:
     expires: float
     csr: str
     keys: HostKeys
+    facts: HostFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +175,9 @@ def _migration_1(db: sqlite_utils.Database) -> None:
             "ak_public": bytes,
             "binding_public": bytes,
             "ek_verified": int,
+            "hostname": str,
+            "node_name": str,
+            "dmi_uuid": str,
         },
         pk="host_id",
     )
@@ -332,10 +345,10 @@ class Store:
         dmi_uuid: str | None,
         now: float,
     ) -> Host:
-        """Create the host, or refresh what it says about itself.
-
-        ``state`` (``pending`` or ``approved``) only ever raises an existing host's state:
-        an approved or enrolled host is never set back to pending here.
+        """Create the host; a host that is still ``pending`` may update what it says about
+        itself and be raised to ``approved``. Approved and enrolled hosts are left alone here:
+        their facts change only with a completed activation (:meth:`complete_enrollment`),
+        since anyone can send a host's (public) EK.
         """
 
         def run() -> Host:
@@ -356,10 +369,8 @@ class Store:
                             "rule_results": "[]",
                         }
                     )
-                else:
-                    if existing.state == "pending":
-                        facts["state"] = state
-                    self._t("hosts").update(host_id, facts)
+                elif existing.state == "pending":
+                    self._t("hosts").update(host_id, {**facts, "state": state})
                 host = self._get_host_sync(host_id)
             if host is None:  # pragma: no cover - written above in the same transaction
                 raise RuntimeError("host vanished")
@@ -403,6 +414,9 @@ class Store:
             "ak_public": k.ak_public,
             "binding_public": k.binding_public,
             "ek_verified": int(k.ek_verified),
+            "hostname": pending.facts.hostname,
+            "node_name": pending.facts.node_name,
+            "dmi_uuid": pending.facts.dmi_uuid,
         }
         await self._run(lambda: self._t("enrollments").upsert(row, pk="host_id"))
 
@@ -422,12 +436,13 @@ class Store:
                 expires=r["expires"],
                 csr=r["csr"],
                 keys=_keys(r),
+                facts=HostFacts(r["hostname"], r["node_name"], r["dmi_uuid"]),
             )
 
         return await self._run(run)
 
-    async def complete_enrollment(self, keys: HostKeys) -> None:
-        """Bind the activated keys to the host and mark it ``enrolled``."""
+    async def complete_enrollment(self, keys: HostKeys, facts: HostFacts) -> None:
+        """Bind the activated keys and the facts to the host and mark it ``enrolled``."""
 
         def run() -> None:
             with self.db.atomic():
@@ -442,7 +457,15 @@ class Store:
                     },
                     pk="host_id",
                 )
-                self._t("hosts").update(keys.host_id, {"state": "enrolled"})
+                self._t("hosts").update(
+                    keys.host_id,
+                    {
+                        "state": "enrolled",
+                        "hostname": facts.hostname,
+                        "node_name": facts.node_name,
+                        "dmi_uuid": facts.dmi_uuid,
+                    },
+                )
 
         await self._run(run)
 

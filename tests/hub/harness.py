@@ -29,7 +29,7 @@ from hub.pki import certificate_pem, issue_client_certificate
 from hub.server import RunningHub, start_hub
 from hub.state import STATE, HubState
 from hub.statedir import DB_FILE, create_state_dir, new_token
-from hub.store import HostKeys, Store
+from hub.store import HostFacts, HostKeys, Store
 from nodeagent.tpm import EndorsementKey, LoadedKey, TpmDevice
 from trustcore.algorithms import TPM_ALG_SHA256
 from trustcore.tpm.pcrs import PcrSelection
@@ -290,7 +290,7 @@ class Agent:
                 dmi_uuid=None,
                 now=hub.clock(),
             )
-            await store.complete_enrollment(keys)
+            await store.complete_enrollment(keys, HostFacts("direct", "direct", None))
 
         hub.call(bind())
         cert = issue_client_certificate(hub.state.keys.ca, self.csr(), host_id, hub.clock())

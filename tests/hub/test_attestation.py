@@ -7,16 +7,20 @@ trip has its own tests. Every report is a real TPM2_Quote over real PCRs.
 from __future__ import annotations
 
 import os
+import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from hub.jws import verify_jws
-from hub.pki import certificate_pem, issue_client_certificate
+from hub.pki import certificate_pem, issue_client_certificate, make_ca
 from tests.hub.harness import Agent, HubProcess
 from trustcore.wire import ReportResult, encode_report_body
 
@@ -186,3 +190,33 @@ def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+def test_client_certificate_from_another_ca_fails_the_handshake(
+    hub: HubProcess, direct_agent: Agent, tmp_path: Path
+) -> None:
+    rogue_ca = make_ca("rogue", time.time())
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    cert = issue_client_certificate(rogue_ca, csr, direct_agent.host_id, time.time())
+    (tmp_path / "c.pem").write_text(certificate_pem(cert))
+    (tmp_path / "k.pem").write_bytes(private_pem(key))
+    client = hub.client(cert=(tmp_path / "c.pem", tmp_path / "k.pem"))
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        client.post("/v1/challenge", {})
+
+
+def test_concurrent_copies_of_one_report_are_accepted_once(
+    hub: HubProcess, direct_agent: Agent
+) -> None:
+    report = direct_agent.build_report(direct_agent.challenge(hub))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda _: direct_agent.send(hub, report), range(8)))
+    statuses = sorted((r.status, r.code) for r in responses)
+    assert statuses == [(200, None)] + [(409, "nonce.replayed")] * 7

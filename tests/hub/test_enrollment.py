@@ -249,3 +249,20 @@ def test_ecdsa_key_types_in_certificates() -> None:
         .decode()
     )
     assert check_csr(csr).public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
+
+
+def test_facts_of_an_enrolled_host_change_only_with_activation(
+    make_hub: Any, new_agent: Agent
+) -> None:
+    hub = make_hub()
+    host_id = new_agent.enroll(hub).host_id
+    claim = replace(new_agent.enroll_request(), node_name="someone-else", hostname="evil")
+    challenge = EnrollChallenge.from_json(hub.client().post("/v1/enroll", claim.to_json()).body)
+    assert challenge.status == "challenge"
+    host = hub.call(hub.state.store.get_host(host_id))
+    assert (host.state, host.node_name, host.hostname) == ("enrolled", "node-1", "node-1.test")
+    secret = new_agent.activate(challenge)
+    resp = hub.client().post("/v1/enroll/activate", ActivateRequest(host_id, secret).to_json())
+    assert resp.status == 200
+    host = hub.call(hub.state.store.get_host(host_id))
+    assert (host.node_name, host.hostname) == ("someone-else", "evil")
