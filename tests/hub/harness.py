@@ -13,11 +13,12 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -133,13 +134,21 @@ class Client:
 class HubProcess:
     """The hub application on a private event loop thread, serving TLS on a free port."""
 
-    def __init__(self, config: HubConfig, clock: FakeClock) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        clock: FakeClock,
+        *,
+        extra_routes: Callable[[web.Application], None] | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.app = create_app(config, clock=clock)
+        if extra_routes is not None:
+            extra_routes(self.app)
         self.running: RunningHub = self.call(start_hub(self.app, config, port=0))
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -4,22 +4,42 @@ staleness and alerts. No TPM is needed here."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from hub.attestation import sweep_stale
+from hub.auth import public
 from tests.hub.harness import FakeClock, HubProcess, make_state
 
 HOST = "12" * 32
+
+
+@public
+async def broken(request: web.Request) -> web.Response:
+    raise RuntimeError("secret detail: /etc/trustplane/hub.toml line 3")
+
+
+async def unmarked(request: web.Request) -> web.Response:
+    return web.json_response({"leak": True})
 
 
 @pytest.fixture(scope="module")
 def bare_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     tmp = tmp_path_factory.mktemp("bare-hub")
     config = make_state(tmp, server={"listen": "127.0.0.1:0", "max_body_bytes": 128 * 1024})
-    process = HubProcess(config, FakeClock())
+    process = HubProcess(
+        config,
+        FakeClock(),
+        extra_routes=lambda app: (
+            app.router.add_get("/boom", broken),
+            app.router.add_get("/unmarked", unmarked),
+        ),
+    )
     try:
         yield process
     finally:
@@ -76,6 +96,22 @@ def test_revoked_token_stops_working(bare_hub: HubProcess) -> None:
     assert bare_hub.call(bare_hub.state.store.revoke_token(mine.id)) is True
     resp = client.get("/v1/alerts")
     assert (resp.status, resp.code) == (401, "auth.invalid_token")
+
+
+def test_unexpected_error_is_logged_not_shown(
+    bare_hub: HubProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="trustplane.hub"):
+        resp = bare_hub.client().get("/boom")
+    assert (resp.status, resp.code) == (500, "internal")
+    assert "secret detail" not in json.dumps(resp.body)
+    assert "Traceback" not in json.dumps(resp.body)
+    assert any("secret detail" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_route_without_access_rule_is_closed(bare_hub: HubProcess) -> None:
+    resp = bare_hub.client(token=bare_hub.token("admin")).get("/unmarked")
+    assert (resp.status, resp.code) == (403, "auth.forbidden")
 
 
 def test_unknown_path_is_json_404(bare_hub: HubProcess) -> None:
