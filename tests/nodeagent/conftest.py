@@ -98,6 +98,9 @@ class LoopbackHub:
         return sorted(r.sequence for r in reports)
 
     def stop(self) -> None:
+        """Stop serving and end the loop thread (a second call does nothing)."""
+        if self.loop.is_closed():
+            return
         self.call(self.running.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)

@@ -16,6 +16,7 @@ from tests.nodeagent.conftest import (
     RunningDaemon,
     agent_config,
     expected_sha256_pcrs,
+    extend_from_log,
     wait_for,
 )
 from trustcore.algorithms import TPM_ALG_SHA256
@@ -123,3 +124,76 @@ def test_log_resent_with_data_when_hub_lacks_it(
     host_id = asyncio.run(scenario())
     assert hub.sequences(host_id) == [1]
     assert hub.call(hub.state.store.get_eventlog(BOOT_LOG_SHA256)) == BOOT_LOG.read_bytes()
+
+
+def test_hub_down_then_up_queued_reports_arrive_once(
+    tmp_path: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    cfg = agent_config(tmp_path, booted_tpm, hub.url, hub.ca_file)
+    port, config = hub.port, hub.config
+    revived: list[LoopbackHub] = []
+
+    async def scenario() -> str:
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+            assert daemon.attestor is not None
+            ledger = daemon.attestor.ledger
+            await asyncio.to_thread(hub.stop)
+            for owed in (1, 2):
+                daemon.attest_now("requested")
+                await wait_for(lambda owed=owed: len(ledger.queue) == owed and daemon.hub_problem)
+            assert [q.sequence for q in ledger.queue] == [2, 3]
+            assert daemon.notifier.last_status.startswith("hub unreachable, retrying in ")
+            status = json.loads((cfg.state_dir / "status.json").read_text())
+            assert status["queued_reports"] == 2
+            # the queue is on disk before anything is sent
+            assert [q.sequence for q in StateDir(cfg.state_dir).load_ledger().queue] == [2, 3]
+            revived.append(await asyncio.to_thread(LoopbackHub, config, port))
+            await wait_for(lambda: not ledger.queue and ledger.last_acked == 3)
+            assert daemon.last is not None
+            assert (daemon.last.sequence, daemon.last.result.verdict) == (3, "trusted")
+            assert daemon.enrollment is not None
+            return daemon.enrollment.host_id
+
+    try:
+        host_id = asyncio.run(scenario())
+        assert revived[0].sequences(host_id) == [1, 2, 3]
+    finally:
+        for h in revived:
+            h.stop()
+
+
+def test_swtpm_killed_mid_run_reports_fault_and_recovers(
+    tmp_path: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    cfg = agent_config(
+        tmp_path, booted_tpm, hub.url, hub.ca_file, backoff_initial=1.0, backoff_max=1.0
+    )
+
+    async def scenario() -> str:
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+            await asyncio.to_thread(booted_tpm.stop)
+            daemon.attest_now("requested")
+            await wait_for(lambda: bool(daemon.tpm_problem))
+            assert daemon.tpm_problem.startswith("TPM ")
+            assert "(rc 0x000a000a)" in daemon.tpm_problem  # TSS2_TCTI_RC_IO_ERROR
+            assert daemon.notifier.last_status.startswith("TPM fault, retrying in ")
+            await wait_for(
+                lambda: json.loads((cfg.state_dir / "status.json").read_text())["tpm"] == "fault"
+            )
+            # swtpm back on the same state and ports; its PCRs restart from zero, so measure
+            # the boot log again before the agent's next try (backoff 0.5..1 s)
+            await asyncio.to_thread(booted_tpm.start)
+            await asyncio.to_thread(extend_from_log, booted_tpm)
+            await wait_for(lambda: daemon.last is not None and daemon.last.sequence == 2)
+            assert daemon.last is not None
+            assert daemon.last.result.verdict == "trusted"
+            assert daemon.tpm_problem == ""
+            assert daemon.enrollment is not None
+            return daemon.enrollment.host_id
+
+    host_id = asyncio.run(scenario())
+    assert hub.sequences(host_id) == [1, 2]
+    status = json.loads((cfg.state_dir / "status.json").read_text())
+    assert (status["tpm"], status["last_acked_sequence"]) == ("ok", 2)
