@@ -352,6 +352,16 @@ BAD_INPUTS: dict[str, tuple[bytes, str, int]] = {
         "eventlog.truncated",
         HEADER_LEN + 36,
     ),
+    "last record cut inside its digest list": (
+        GOOD + agile_record(7, 4, measured(b""), b"")[:20],
+        "eventlog.truncated",
+        len(GOOD),
+    ),
+    "legacy last record cut before its digest": (
+        legacy_record(0, 8, bytes(20), b"v") + struct.pack("<II", 1, 8) + b"\x01\x02",
+        "eventlog.truncated",
+        33,
+    ),
     "PCR index 24": (
         header() + agile_record(24, 4, measured(b""), b""),
         "eventlog.bad_pcr_index",

@@ -134,6 +134,21 @@ def _check_event_count(index: int, offset: int) -> None:
         )
 
 
+_MAX_LOOSE_TAIL: Final = 8
+"""Bytes after the last record that are not fill are tolerated only when too few to hold a
+record's PCR index and event type (a header whose size misses its vendor data leaves 4): a longer
+tail is a record cut short, and a log that was cut must not pass as a shorter good one."""
+
+
+def _check_tail(pos: int, fill_start: int, index: int) -> None:
+    if fill_start - pos >= _MAX_LOOSE_TAIL:
+        raise ParseError(
+            f"record {index} is cut short: {fill_start - pos} bytes remain, fewer than a record",
+            offset=pos,
+            reason="eventlog.truncated",
+        )
+
+
 def _parse_legacy(data: bytes, first: Event, fill_start: int) -> EventLog:
     n = len(data)
     events = [first]
@@ -154,6 +169,7 @@ def _parse_legacy(data: bytes, first: Event, fill_start: int) -> EventLog:
         digests = MappingProxyType({TPM_ALG_SHA1: sha1})
         events.append(Event(index, pcr, etype, digests, data[pos + _LEGACY.size : end], pos))
         pos = end
+    _check_tail(pos, fill_start, len(events))
     return EventLog(FORMAT_SHA1_LEGACY, tuple(events), (TPM_ALG_SHA1,), n - pos)
 
 
@@ -195,6 +211,7 @@ def _parse_agile(data: bytes, header: Event, fill_start: int) -> EventLog:
         txt = txt or is_txt_event_type(etype)
         events.append(Event(index, pcr, etype, digests, data[p + 4 : end], pos))
         pos = end
+    _check_tail(pos, fill_start, len(events))
     fmt = FORMAT_TXT if txt else FORMAT_CRYPTO_AGILE
     return EventLog(fmt, tuple(events), tuple(sizes), n - pos)
 
