@@ -296,6 +296,9 @@ class Store:
             db.enable_wal()
         db.conn.execute("PRAGMA foreign_keys = ON")
         db.conn.execute("PRAGMA busy_timeout = 5000")
+        # WAL + NORMAL: commits are atomic and survive a crash of the process; only a power
+        # loss can lose the last commits (at worst re-opening a nonce within its short TTL).
+        db.conn.execute("PRAGMA synchronous = NORMAL")
         self.schema_version = _migrate(db, self._migrations)
         self._db = db
 
