@@ -49,6 +49,7 @@ bench: setup
 	$(PY) -m bench.eventlog --json
 	$(PY) -m bench.quote --json
 	$(PY) -m bench.flavors --json
+	$(PY) -m bench.hub_verify --json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
