@@ -80,7 +80,7 @@ def read_uefi_log(path: Path, *, limit: int = MAX_EVENTLOG_BYTES) -> bytes:
         raise _os_reason(UEFI, path, e) from None
     if len(data) > limit:
         raise EvidenceUnavailable(UEFI, "too_large", f"{path} is larger than {limit} bytes")
-    if not data:
+    if not data.strip():  # systemd passes an absent log as a credential of one newline
         raise EvidenceUnavailable(UEFI, "not_present", f"{path} is empty")
     return data
 
@@ -166,9 +166,14 @@ def read_host_facts(cfg: EvidenceConfig) -> tuple[str, dict[str, str], list[Miss
         "machine": uname.machine,
     }
     try:
-        facts["dmi_uuid"] = _read_text(cfg.dmi_uuid).lower()
+        uuid = _read_text(cfg.dmi_uuid).lower()
     except OSError as e:
         missing.append(_os_reason("dmi_uuid", cfg.dmi_uuid, e).to_missing())
+    else:
+        if uuid:
+            facts["dmi_uuid"] = uuid
+        else:
+            missing.append(MissingEvidence("dmi_uuid", f"not_present: {cfg.dmi_uuid} is empty"))
     try:
         boot_id = _read_text(cfg.boot_id)
     except OSError as e:

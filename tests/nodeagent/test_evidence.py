@@ -181,3 +181,18 @@ def test_txt_heap_garbage_is_malformed_with_trustcore_reason(tmp_path: Path) -> 
         read_txt_log(_cfg(tmp_path, txt_memory=mem))
     assert info.value.reason_id == "malformed"
     assert info.value.detail.startswith("TXT heap: txtheap.bad_table: ")
+
+
+def test_systemd_credential_of_one_newline_means_absent(tmp_path: Path) -> None:
+    """The unit passes an absent log or DMI UUID as a credential holding one newline."""
+    log = tmp_path / "uefi-eventlog"
+    log.write_text("\n")
+    uuid = tmp_path / "dmi-product-uuid"
+    uuid.write_text("\n")
+    ev = collect_evidence(_cfg(tmp_path, uefi_log=log, dmi_uuid=uuid, txt=False))
+    assert ev.eventlogs == {}
+    assert "dmi_uuid" not in ev.facts
+    assert ev.missing[:2] == (
+        MissingEvidence("dmi_uuid", f"not_present: {uuid} is empty"),
+        MissingEvidence("uefi", f"not_present: {log} is empty"),
+    )
