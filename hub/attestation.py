@@ -31,6 +31,7 @@ log = logging.getLogger("trustplane.hub")
 CHALLENGE_BODY_LIMIT: Final = 1024
 REPORT_BODY_LIMIT: Final = 24 * 1024 * 1024  # a 12 MiB body string plus base64 evidence
 ALERTING: Final = frozenset({"untrusted", "stale"})
+EVENTLOG_RETENTION: Final = 7 * 86400.0  # seconds a stored event log is kept for digest-only use
 
 
 def trust_report(st: HubState, host: Host, outcome: Outcome, now: float, valid_until: float) -> str:
@@ -133,12 +134,14 @@ async def _conclude(  # noqa: PLR0917
 
 
 async def sweep_stale(st: HubState) -> int:
-    """Mark expired hosts stale (alert and publish each); prune old nonces. Returns the count."""
+    """Mark expired hosts stale (alert and publish each); prune old nonces and stored event
+    logs. Returns how many hosts became stale."""
     now = st.clock()
     changed = await st.store.mark_stale(now)
     for host in changed:
         await record_transition(st, host.id, host.verdict, "stale", ("report.expired",), now)
     await st.store.prune_nonces(now)
+    await st.store.prune_eventlogs(now - EVENTLOG_RETENTION)
     return len(changed)
 
 

@@ -741,6 +741,17 @@ class Store:
             )
         )
 
+    async def prune_eventlogs(self, older_than: float) -> int:
+        """Forget cached logs stored before ``older_than`` (an agent resends a log the hub
+        asks for through ``missing_eventlogs``); returns how many."""
+
+        def run() -> int:
+            with self.db.atomic():
+                cur = self.db.execute("DELETE FROM eventlog_cache WHERE stored < ?", [older_than])
+                return cur.rowcount
+
+        return await self._run(run)
+
     async def get_eventlog(self, sha256_hex: str) -> bytes | None:
         def run() -> bytes | None:
             rows = list(self._t("eventlog_cache").rows_where("sha256 = ?", [sha256_hex]))

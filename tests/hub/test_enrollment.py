@@ -7,6 +7,7 @@ All TPMs of one swtpm factory share the manufactured EK, so every hub here is fr
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -113,12 +114,20 @@ def test_host_without_ek_chain_waits_for_approval(make_hub: Any, new_agent: Agen
     ]
 
 
-def test_cli_approves_while_the_hub_runs(make_hub: Any, new_agent: Agent, tmp_path: Path) -> None:
+def test_cli_approves_while_the_hub_runs(
+    make_hub: Any, new_agent: Agent, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     hub = make_hub(bundle=False)
     host_id = EnrollChallenge.from_json(enroll_raw(hub, new_agent).body).host_id
     state = ["--config", str(tmp_path / "none.toml"), "--state-dir", str(hub.config.state.dir)]
     assert cli_main(["hosts", "approve", host_id, *state]) == 0
     assert cli_main(["hosts", "approve", host_id, *state]) == 1  # no longer pending
+    capsys.readouterr()
+    assert cli_main(["hosts", "show", host_id, *state]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["id"], shown["state"], shown["hostname"]) == (host_id, "approved", "node-1.test")
+    assert cli_main(["hosts", "list", *state]) == 0
+    assert capsys.readouterr().out.split("\t")[:3] == [host_id, "approved", "pending"]
     assert new_agent.enroll(hub).status == "enrolled"
 
 

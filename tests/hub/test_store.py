@@ -238,6 +238,9 @@ def test_eventlog_cache_round_trip(tmp_path: Path) -> None:
         await store.put_eventlog("aa" * 32, b"\x00log", 1.0)
         assert await store.get_eventlog("aa" * 32) == b"\x00log"
         assert await store.get_eventlog("bb" * 32) is None
+        assert await store.prune_eventlogs(1.0) == 0
+        assert await store.prune_eventlogs(1.5) == 1
+        assert await store.get_eventlog("aa" * 32) is None
         await store.close()
 
     run(go())
