@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import json
+import ssl
 import stat
+import time
 from pathlib import Path
 
-from nodeagent.state import ReportLedger, StateDir
+from hub.statedir import new_token
+from nodeagent.state import EnrollmentState, ReportLedger, StateDir
 from nodeagent.tpm import TpmDevice
+from tests.hub.harness import make_state
 from tests.nodeagent.conftest import (
     BOOT_LOG,
     LoopbackHub,
@@ -197,3 +202,50 @@ def test_swtpm_killed_mid_run_reports_fault_and_recovers(
     assert hub.sequences(host_id) == [1, 2]
     status = json.loads((cfg.state_dir / "status.json").read_text())
     assert (status["tpm"], status["last_acked_sequence"]) == ("ok", 2)
+
+
+def test_pending_until_an_operator_approves(tmp_path: Path, booted_tpm: Swtpm) -> None:
+    """A hub without the EK vendor CA bundle keeps the host pending; the agent retries (and
+    says so) until an admin approves it through the hub API, then enrolls and attests."""
+    config = make_state(tmp_path / "hub")
+    hub = LoopbackHub(config)
+    cfg = agent_config(
+        tmp_path, booted_tpm, hub.url, hub.ca_file, backoff_initial=0.3, backoff_max=0.6
+    )
+    host_id = _ek_host_id(booted_tpm)
+    token, digest = new_token()
+    hub.call(hub.state.store.add_token(digest, "admin", "test", time.time()))
+
+    def approve() -> int:
+        ctx = ssl.create_default_context(cafile=str(hub.ca_file))
+        conn = http.client.HTTPSConnection("127.0.0.1", hub.port, context=ctx, timeout=10)
+        try:
+            conn.request(
+                "POST",
+                f"/v1/hosts/{host_id}/approve",
+                body=b"{}",
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    async def scenario() -> None:
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.enrollment is not None)
+            assert daemon.enrollment == EnrollmentState(host_id, "pending")
+            assert daemon.notifier.last_status == (
+                f"enrollment of {host_id} pending approval on the hub"
+            )
+            assert not (cfg.state_dir / "client.crt").exists()
+            assert await asyncio.to_thread(approve) == 200
+            await wait_for(lambda: daemon.last is not None)
+            assert daemon.last is not None
+            assert (daemon.last.sequence, daemon.last.result.verdict) == (1, "trusted")
+
+    try:
+        asyncio.run(scenario())
+        assert hub.sequences(host_id) == [1]
+        assert StateDir(cfg.state_dir).load_enrollment() == EnrollmentState(host_id, "enrolled")
+    finally:
+        hub.stop()
