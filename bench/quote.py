@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument("--quotes", type=int, default=200, help="quotes to make with swtpm")
     parser.add_argument("--seconds", type=float, default=1.0, help="duration of one round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per contender")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per contender")
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})

@@ -58,6 +58,7 @@ from tpm2_pytss.utils import NoSuchIndex, NVReadEK, create_ek_template
 
 from nodeagent.errors import TpmError
 from trustcore.algorithms import HASH_ALGORITHMS
+from trustcore.errors import ParseError
 from trustcore.tpm.pcrs import PcrSelection, parse_pcr_selection
 
 __all__ = [
@@ -132,6 +133,8 @@ def _tpm(operation: str) -> Iterator[None]:
         raise TpmError(operation, _rc_of(exc), str(exc)) from exc
     except NoSuchIndex as exc:
         raise TpmError(operation, 0x18B, f"NV index 0x{exc.index:08x} is not defined") from exc
+    except ParseError as exc:  # the TPM answered with bytes trustcore cannot decode
+        raise TpmError(operation, 0, exc.describe()) from exc
 
 
 def _srk_template() -> Any:  # noqa: ANN401 - tpm2-pytss values stay untyped inside this module
@@ -386,6 +389,10 @@ class TpmDevice:
                 pairs = [(alg, pcr) for alg, pcrs in read.plan() for pcr in pcrs]
                 if not pairs:
                     break
+                if len(pairs) != len(digests) or any(
+                    pcr not in wanted.get(alg, ()) for alg, pcr in pairs
+                ):
+                    raise TpmError("pcr_read", 0, "the TPM returned PCRs that were not asked for")
                 for (alg, pcr), value in zip(pairs, digests, strict=True):
                     values[alg][pcr] = bytes(value)
                     wanted[alg].discard(pcr)
