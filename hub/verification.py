@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import hmac
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
@@ -253,8 +253,20 @@ class ReportVerifier:
         if status != "ok":
             raise NonceRejected(f"nonce.{status}")
         if deferred is not None or quote is None:
+            # the quote selected what the body says unless the selection itself mismatched:
+            # coverage of the policy's PCRs is checked before the digest (DESIGN.md's order)
+            if (
+                deferred is not None
+                and deferred.reason != "quote.pcr_selection_mismatch"
+                and not self._covers(body.pcr_selection)
+            ):
+                return Outcome.untrusted("quote.pcr_selection_insufficient")
             return Outcome.untrusted(deferred.reason if deferred else "quote.invalid")
         return self._after_quote(host, body, quote, logs, flavors)
+
+    def _covers(self, selection: Mapping[int, Iterable[int]]) -> bool:
+        """Whether ``selection`` includes every PCR of the policy, bank by bank."""
+        return all(pcrs <= frozenset(selection.get(alg, ())) for alg, pcrs in self._policy.items())
 
     def _after_quote(
         self,
@@ -264,10 +276,8 @@ class ReportVerifier:
         logs: Mapping[str, ReplayedLog | TrustcoreError],
         flavors: Mapping[str, Mapping[str, Any]],
     ) -> Outcome:
-        quoted = {alg: frozenset(pcrs) for alg, pcrs in quote.pcr_selection.as_dict().items()}
-        for alg, pcrs in self._policy.items():
-            if not pcrs <= quoted.get(alg, frozenset()):
-                return Outcome.untrusted("quote.pcr_selection_insufficient")
+        if not self._covers(quote.pcr_selection.as_dict()):
+            return Outcome.untrusted("quote.pcr_selection_insufficient")
         replayed: dict[str, ReplayedLog] = {}
         for name, log in logs.items():
             if isinstance(log, TrustcoreError):

@@ -119,6 +119,11 @@ def test_pcr_left_out_of_the_quote(hub: HubProcess, direct_agent: Agent) -> None
     assert (res.verdict, res.reasons) == ("untrusted", ("quote.pcr_selection_insufficient",))
 
 
+def test_coverage_is_checked_before_the_digest(hub: HubProcess, direct_agent: Agent) -> None:
+    res = result(direct_agent.attest(hub, pcrs=(0, 1, 2, 3, 4, 5, 6), tamper_values=True))
+    assert (res.verdict, res.reasons) == ("untrusted", ("quote.pcr_selection_insufficient",))
+
+
 def test_pcr_values_that_do_not_match_the_digest(hub: HubProcess, direct_agent: Agent) -> None:
     res = result(direct_agent.attest(hub, tamper_values=True))
     assert (res.verdict, res.reasons) == ("untrusted", ("quote.pcr_digest_mismatch",))
