@@ -9,6 +9,8 @@ import struct
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tpm2_pytss import TPM2_ALG, TPM2_ST, TPMA_OBJECT
 
 from tests.trustcore.test_tpm_oracle import (
@@ -429,3 +431,46 @@ def test_nv_certify_refusals() -> None:
             key, other_index, ak.sign(other_index), qualifying_data=b"x", nv_public=nv_public
         )
     assert info.value.reason == "nvcertify.qualifying_data_mismatch"
+
+
+# --- robustness: anything signed, however malformed, ends in a reason -----------------------------
+
+REASONS = {
+    "quote.malformed",
+    "quote.magic_invalid",
+    "quote.type_invalid",
+    "quote.qualifying_data_mismatch",
+    "quote.pcr_selection_mismatch",
+    "quote.pcr_values_missing",
+    "quote.pcr_digest_mismatch",
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_signed_mutations_end_in_a_quote_reason(data: st.DataObject) -> None:
+    ak = software_ak()
+    attest = bytearray(signed_quote(ak)[0])
+    for _ in range(data.draw(st.integers(1, 3))):
+        attest[data.draw(st.integers(0, len(attest) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(attest)))
+    mutated = bytes(attest[:cut])
+    # Changes to the clock, firmware version or signer name still make a valid quote.
+    assert outcome(ak, mutated, ak.sign(mutated)) in {*REASONS, "accepted"}
+
+
+def outcome(ak: SoftwareAk, attest: bytes, signature: bytes) -> str:
+    try:
+        verify(ak, attest, signature)
+    except (VerificationError, ParseError) as exc:
+        return exc.reason
+    return "accepted"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200), st.binary(max_size=120))
+def test_random_bytes_end_in_a_reason(attest: bytes, signature: bytes) -> None:
+    ak = software_ak()
+    with pytest.raises((VerificationError, ParseError)) as info:
+        verify(ak, attest, signature)
+    assert info.value.reason in {"quote.signature_invalid", "quote.malformed"}
