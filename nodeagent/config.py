@@ -46,6 +46,7 @@ class HubConfig:
     node_name: str | None = None
     timeout: float = 15.0
     max_response_bytes: int = 1024 * 1024
+    renew_fraction: float = 0.33
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +208,7 @@ _TABLES: Final[Mapping[str, tuple[type[Any], Mapping[str, Checker]]]] = {
             "node_name": _opt_string,
             "timeout": _number(0.1, 600),
             "max_response_bytes": _integer(1024, 64 * 1024 * 1024),
+            "renew_fraction": _number(0, 1),
         },
     ),
     "tpm": (

@@ -90,6 +90,8 @@ class Daemon:
         self._ready = False
         self.cycles = 0
         self.steps = 0
+        self.renewals = 0
+        self._renew_now = False
 
     # --- events from outside the loop ------------------------------------------------------
 
@@ -206,6 +208,7 @@ class Daemon:
                 if pending:
                     return self._backoff.next()
             assert self.attestor is not None
+            await self._renew_if_due()
             now = time.time()
             if now >= self._next_due:
                 self.attestor.enqueue(self._due_reason or "interval", self._boot_id())
@@ -220,6 +223,8 @@ class Daemon:
             return delay
         except HubRejected as e:
             self.hub_problem = e.message
+            if e.status in (401, 403) and e.code.startswith("auth."):
+                self._renew_now = True  # our client certificate is refused: enroll again
             delay = self._backoff.next()
             self.notifier.status(f"hub refused us, retrying in {delay:.0f}s: {e.message}")
             return delay
@@ -264,6 +269,30 @@ class Daemon:
         self.enrollment = state
         self.attestor = Attestor(self.cfg, self.state, self.tpm, state.host_id)
         return False
+
+    async def _renew_if_due(self) -> None:
+        """Enroll again (same EK and AK, new TLS key certificate) when the client certificate
+        is in the last ``hub.renew_fraction`` of its life or the hub refused it."""
+        validity = self.state.client_cert_validity()
+        due = self._renew_now
+        if validity is not None:
+            start, end = validity
+            due = due or time.time() >= end - (end - start) * self.cfg.hub.renew_fraction
+        if not due:
+            return
+        from nodeagent.enrollment import enroll  # noqa: PLC0415
+
+        self.notifier.status("renewing the client certificate (enrolling again)")
+        async with HubClient(self.cfg.hub) as bootstrap:
+            state = await enroll(self.cfg, self.state, self.tpm, bootstrap, new_key=True)
+        self._renew_now = False
+        self.renewals += 1
+        if self._hub is not None:
+            await self._hub.close()
+            self._hub = None
+        self.enrollment = state
+        if state.status != "enrolled":
+            raise HubRejected(403, "enroll.pending", "re-enrollment is pending approval")
 
     def _hub_client(self) -> HubClient:
         if self._hub is None:

@@ -27,8 +27,19 @@ from trustcore.wire import ActivateRequest, EnrollRequest, host_id_from_ek
 log = logging.getLogger("trustplane.agent.enroll")
 
 
+def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
 def client_key(state: StateDir) -> ec.EllipticCurvePrivateKey:
-    """The agent's mTLS key (P-256), made and stored 0600 the first time."""
+    """The agent's mTLS key (P-256), made and stored 0600 the first time.
+
+    Raises :class:`~nodeagent.state.StateError`.
+    """
     path = state.client_key
     if path.exists():
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -36,12 +47,7 @@ def client_key(state: StateDir) -> ec.EllipticCurvePrivateKey:
             raise StateError(f"{path} is not an EC private key")
         return key
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    write_atomic(path, pem)
+    write_atomic(path, _pem(key))
     return key
 
 
@@ -56,14 +62,18 @@ def make_csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> str:
 
 
 async def enroll(
-    cfg: AgentConfig, state: StateDir, tpm: TpmWorker, hub: HubClient
+    cfg: AgentConfig, state: StateDir, tpm: TpmWorker, hub: HubClient, *, new_key: bool = False
 ) -> EnrollmentState:
     """Run enrollment to its end or to ``pending``; persist and return the outcome.
+
+    ``new_key`` makes a fresh TLS key for the CSR (certificate renewal); it replaces the old key
+    only once the hub has issued the new certificate, so a failed renewal changes nothing.
 
     Raises :class:`~nodeagent.hubclient.HubUnavailable`,
     :class:`~nodeagent.hubclient.HubRejected`, :class:`~nodeagent.errors.TpmError`,
     :class:`~nodeagent.state.StateError`.
     """
+    key = ec.generate_private_key(ec.SECP256R1()) if new_key else client_key(state)
     ek = await tpm.call(lambda s: s.endorsement())
     ak_public = await tpm.call(lambda s: s.ak_public)
     _, facts, _ = read_host_facts(cfg.evidence)
@@ -76,7 +86,7 @@ async def enroll(
         dmi_uuid=facts.get("dmi_uuid"),
         node_name=cfg.hub.node_name,
         registration_token=cfg.hub.registration_token,
-        csr=make_csr(client_key(state), hostname),
+        csr=make_csr(key, hostname),
     )
     host_id = host_id_from_ek(ek.public)
     challenge = await hub.enroll(request)
@@ -97,6 +107,8 @@ async def enroll(
         state.save_enrollment(outcome)
         return outcome
     outcome = EnrollmentState(host_id=host_id, status="enrolled")
+    if new_key:  # the key and its certificate are replaced one after the other
+        write_atomic(state.client_key, _pem(key))
     state.save_enrollment(
         outcome, cert_pem=enrollment.client_certificate, ca_pem=enrollment.ca_certificate
     )

@@ -191,6 +191,28 @@ class StateDir:
             write_atomic(self.hub_ca, ca_pem.encode())
         self._save("enrollment.json", {"host_id": state.host_id, "status": state.status})
 
+    def client_cert_validity(self) -> tuple[float, float] | None:
+        """(not before, not after) of the stored client certificate as Unix times, or None.
+
+        Raises :class:`StateError` for a certificate that cannot be parsed.
+        """
+        try:
+            pem = self.client_cert.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StateError(f"cannot read {self.client_cert}: {e.strerror or e}") from None
+        from cryptography import x509  # noqa: PLC0415 - only after enrollment
+
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+        except ValueError:
+            raise StateError(f"{self.client_cert} is not a PEM certificate") from None
+        return (
+            cert.not_valid_before_utc.timestamp(),
+            cert.not_valid_after_utc.timestamp(),
+        )
+
     @property
     def client_key(self) -> Path:
         return self.root / "client.key"

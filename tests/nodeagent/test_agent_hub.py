@@ -9,9 +9,14 @@ import json
 import ssl
 import stat
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from hub.statedir import new_token
+from nodeagent.config import AgentConfig
 from nodeagent.state import EnrollmentState, ReportLedger, StateDir
 from nodeagent.tpm import TpmDevice
 from tests.hub.harness import make_state
@@ -31,11 +36,15 @@ from trustplane.swtpm import Swtpm
 BOOT_LOG_SHA256 = hashlib.sha256(BOOT_LOG.read_bytes()).hexdigest()
 
 
-def _ek_host_id(tpm: Swtpm) -> str:
+def _ek_public(tpm: Swtpm) -> bytes:
     with TpmDevice(tpm.tcti) as device:
         ek = device.create_ek("rsa2048")
         device.flush(ek.key)
-    return hashlib.sha256(ek.key.public).hexdigest()
+    return ek.key.public
+
+
+def _ek_host_id(tpm: Swtpm) -> str:
+    return hashlib.sha256(_ek_public(tpm)).hexdigest()
 
 
 def test_enroll_activate_attest_trusted(
@@ -249,3 +258,34 @@ def test_pending_until_an_operator_approves(tmp_path: Path, booted_tpm: Swtpm) -
         assert StateDir(cfg.state_dir).load_enrollment() == EnrollmentState(host_id, "enrolled")
     finally:
         hub.stop()
+
+
+def test_client_certificate_renewed_by_enrolling_again(
+    tmp_path: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    cfg = agent_config(tmp_path, booted_tpm, hub.url, hub.ca_file)
+
+    async def one_run(config: AgentConfig) -> int:
+        async with RunningDaemon(config) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+            assert daemon.last is not None
+            assert daemon.last.result.verdict == "trusted"
+            return daemon.renewals
+
+    assert asyncio.run(one_run(cfg)) == 0
+    old_cert = (cfg.state_dir / "client.crt").read_bytes()
+    old_key = (cfg.state_dir / "client.key").read_bytes()
+    # renew_fraction 1: the certificate is always "in the last part of its life"
+    assert asyncio.run(one_run(replace(cfg, hub=replace(cfg.hub, renew_fraction=1.0)))) == 1
+    new_cert = x509.load_pem_x509_certificate((cfg.state_dir / "client.crt").read_bytes())
+    new_key = serialization.load_pem_private_key(
+        (cfg.state_dir / "client.key").read_bytes(), password=None
+    )
+    assert (cfg.state_dir / "client.crt").read_bytes() != old_cert
+    assert (cfg.state_dir / "client.key").read_bytes() != old_key
+    assert new_cert.public_key() == new_key.public_key()
+    assert stat.S_IMODE((cfg.state_dir / "client.key").stat().st_mode) == 0o600
+    host_id = hashlib.sha256(_ek_public(booted_tpm)).hexdigest()
+    cn = new_cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    assert [a.value for a in cn] == [host_id]
+    assert hub.sequences(host_id) == [1, 2]
