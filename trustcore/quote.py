@@ -112,33 +112,25 @@ _ATTEST_AK_ATTRS: Final = TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_RESTRICTED | TP
 class AttestationKey:
     """A restricted signing key (AK) decoded once: its public area, name and usable key.
 
-    Build it with :meth:`from_tpmt_public` or :meth:`from_tpm2b_public`.
+    Build it with ``AttestationKey(public)``, :meth:`from_tpmt_public` or
+    :meth:`from_tpm2b_public`; building checks that the key is a restricted, fixedTPM signing
+    key (RSA or ECC) with an RSASSA/RSAPSS/ECDSA scheme (or none) over SHA-256/384/512, and
+    raises :class:`VerificationError` (``ak.invalid``) otherwise, or :class:`ParseError`
+    (``tpm.public_unsupported``) for a key ``cryptography`` cannot use.
     """
 
     public: Public
-    name: bytes
-    key: PublicKey
-    scheme: int  # the key's signing scheme, or TPM_ALG_NULL if it has none
-    scheme_hash: int  # that scheme's hash, or TPM_ALG_NULL
+    name: bytes = field(init=False)
+    key: PublicKey = field(init=False, repr=False)
+    scheme: int = field(init=False)  # the key's signing scheme, or TPM_ALG_NULL if it has none
+    scheme_hash: int = field(init=False)  # that scheme's hash, or TPM_ALG_NULL
     # (key, algorithm, hash id) for the inline ECDSA path, when the key's scheme is ECDSA.
     _ecdsa: tuple[ec.EllipticCurvePublicKey, ec.ECDSA, int] | None = field(
-        default=None, init=False, repr=False, compare=False
+        init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.key, ec.EllipticCurvePublicKey) and self.scheme == TPM_ALG_ECDSA:
-            object.__setattr__(
-                self, "_ecdsa", (self.key, _ECDSA[self.scheme_hash], self.scheme_hash)
-            )
-
-    @classmethod
-    def from_public(cls, public: Public) -> AttestationKey:
-        """Check that ``public`` is a restricted, fixedTPM signing key (RSA or ECC) with an
-        RSASSA/RSAPSS/ECDSA scheme (or none) over SHA-256/384/512.
-
-        Raises :class:`VerificationError` (``ak.invalid``) for the wrong kind of key and
-        :class:`ParseError` (``tpm.public_unsupported``) for a key ``cryptography`` cannot use.
-        """
+        public = self.public
         if not public.has(_ATTEST_AK_ATTRS) or public.has(TPMA_OBJECT_DECRYPT):
             raise VerificationError("not a restricted, fixedTPM signing key", reason="ak.invalid")
         params = public.parameters
@@ -158,13 +150,23 @@ class AttestationKey:
                 f"signing scheme 0x{scheme.scheme:04x}/0x{scheme.hash_alg:04x} is not supported",
                 reason="ak.invalid",
             )
-        return cls(
-            public,
-            public.name(),
-            public.public_key(),
-            scheme.scheme,
-            scheme.hash_alg or TPM_ALG_NULL,
-        )
+        key = public.public_key()
+        fast = None
+        if isinstance(key, ec.EllipticCurvePublicKey) and scheme.scheme == TPM_ALG_ECDSA:
+            fast = (key, _ECDSA[scheme.hash_alg], scheme.hash_alg)
+        for attr, value in (
+            ("name", public.name()),
+            ("key", key),
+            ("scheme", scheme.scheme),
+            ("scheme_hash", scheme.hash_alg or TPM_ALG_NULL),
+            ("_ecdsa", fast),
+        ):
+            object.__setattr__(self, attr, value)
+
+    @classmethod
+    def from_public(cls, public: Public) -> AttestationKey:
+        """The same as ``AttestationKey(public)``."""
+        return cls(public)
 
     @classmethod
     def from_tpmt_public(cls, data: bytes) -> AttestationKey:
