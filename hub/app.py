@@ -37,6 +37,7 @@ from hub.state import (
 from hub.statedir import DB_FILE, load_hub_keys
 from hub.store import Store
 from hub.verification import ReportVerifier
+from hub.web import install as install_web
 
 __all__ = ["create_app"]
 
@@ -102,4 +103,5 @@ def create_app(
     api.add_routes(app)
     enrollment.add_routes(app)
     attestation.add_routes(app)
+    install_web(app)  # status pages, live updates, alerts, webhooks, metrics, OpenAPI
     return app

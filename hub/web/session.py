@@ -1,0 +1,169 @@
+"""Browser sessions: log in with a bearer token, a cookie from then on, CSRF on every write.
+
+``POST /login`` checks the token against the store and opens a server-side session; the
+browser gets only a random session id in an ``HttpOnly; Secure; SameSite=Strict`` cookie (the
+token never goes back to the browser). :func:`session_middleware` sits between the error and
+the auth middleware: a request carrying a live session cookie (and no ``Authorization``) is
+passed on with the session's token as its bearer token, so the core's role checks decide
+exactly as for an API client, and a revoked token stops working at once. A cookie-authenticated
+request that is not GET/HEAD must carry the session's CSRF token (form field ``csrf`` or header
+``X-CSRF-Token``), or it is refused with 403 ``csrf.invalid`` before any handler runs.
+
+Pages (handlers marked with :func:`page`) answer a missing login with a redirect to ``/login``
+and other refusals with an HTML error page; the JSON API keeps its JSON errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, TypeVar
+from urllib.parse import quote
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from multidict import CIMultiDict
+
+from hub.errors import ApiError, Handler
+
+COOKIE: Final = "trustplane_session"
+LOGIN_COOKIE: Final = "trustplane_login"
+PAGE_ATTR: Final = "__trustplane_page__"
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_SESSIONS: Final = 10000
+
+H = TypeVar("H", bound=Handler)
+
+
+def page(handler: H) -> H:
+    """Mark an HTML page: a refusal becomes a login redirect or an HTML error page."""
+    setattr(handler, PAGE_ATTR, True)
+    return handler
+
+
+def is_page(request: web.Request) -> bool:
+    return bool(getattr(request.match_info.handler, PAGE_ATTR, False))
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    token: str
+    name: str
+    role: str
+    csrf: str
+    expires: float
+
+
+class Sessions:
+    """Server-side sessions by SHA-256 of their id; bounded, oldest dropped first."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._by_key: OrderedDict[str, Session] = OrderedDict()
+
+    @staticmethod
+    def _key(sid: str) -> str:
+        return hashlib.sha256(sid.encode()).hexdigest()
+
+    def open(self, token: str, name: str, role: str) -> tuple[str, Session]:
+        sid = secrets.token_urlsafe(32)
+        session = Session(token, name, role, secrets.token_urlsafe(32), self._clock() + self._ttl)
+        self._by_key[self._key(sid)] = session
+        while len(self._by_key) > MAX_SESSIONS:
+            self._by_key.popitem(last=False)
+        return sid, session
+
+    def get(self, sid: str) -> Session | None:
+        key = self._key(sid)
+        session = self._by_key.get(key)
+        if session is not None and session.expires <= self._clock():
+            del self._by_key[key]
+            return None
+        return session
+
+    def close(self, sid: str) -> None:
+        self._by_key.pop(self._key(sid), None)
+
+    @property
+    def ttl(self) -> float:
+        return self._ttl
+
+
+SESSIONS = web.AppKey("trustplane_sessions", Sessions)
+SESSION_KEY: Final = web.RequestKey("trustplane_session", Session)
+
+
+def current_session(request: web.Request) -> Session | None:
+    found: Session | None = request.get(SESSION_KEY)
+    return found
+
+
+def set_cookie(response: web.StreamResponse, name: str, value: str, max_age: float) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=int(max_age),
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+    )
+
+
+def login_redirect(request: web.Request) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/')}")
+
+
+def safe_next(target: str | None) -> str:
+    """Only a local path (never ``//host`` or a scheme) may follow a login."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+async def _csrf_ok(request: web.Request, session: Session) -> bool:
+    given = request.headers.get("X-CSRF-Token")
+    if given is None and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        form = await request.post()
+        value = form.get("csrf")
+        given = value if isinstance(value, str) else None
+    return given is not None and hmac.compare_digest(given.encode(), session.csrf.encode())
+
+
+ErrorPage = Callable[[web.Request, int, str, str], web.StreamResponse]
+
+
+def session_middleware(error_page: ErrorPage) -> Middleware:
+    """The middleware; ``error_page(request, status, code, message)`` renders refusals."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        sid = request.cookies.get(COOKIE)
+        session = request.app[SESSIONS].get(sid) if sid else None
+        if session is not None and "Authorization" not in request.headers:
+            headers = CIMultiDict(request.headers)
+            headers["Authorization"] = f"Bearer {session.token}"
+            request = request.clone(headers=headers)
+            request[SESSION_KEY] = session
+            if request.method not in SAFE_METHODS and not await _csrf_ok(request, session):
+                if is_page(request):
+                    return error_page(request, 403, "csrf.invalid", "missing or wrong CSRF token")
+                raise ApiError(403, "csrf.invalid", "missing or wrong CSRF token")
+        if not is_page(request):
+            return await handler(request)
+        try:
+            return await handler(request)
+        except ApiError as e:
+            if e.status == 401:
+                raise login_redirect(request) from None
+            return error_page(request, e.status, e.code, e.message)
+
+    return middleware
