@@ -71,6 +71,7 @@ from trustcore.tpm.public import (
     Public,
     PublicKey,
     RsaParameters,
+    parse_nv_public,
     parse_public,
     parse_tpm2b_public,
 )
@@ -540,17 +541,25 @@ def verify_nv_certify(
     signature: bytes,
     *,
     qualifying_data: bytes,
-    nv_public: NvPublic,
+    nv_public: NvPublic | bytes,
     contents: bytes | None = None,
 ) -> VerifiedNvCertify:
-    """Verify a TPM2_NV_Certify of the NV index described by ``nv_public``.
+    """Verify a TPM2_NV_Certify of the NV index described by ``nv_public`` (an
+    :class:`NvPublic` or TPMS_NV_PUBLIC bytes).
 
     When ``contents`` is given, the certified bytes must equal it (and start at offset 0).
     Raises :class:`VerificationError` with ``nvcertify.signature_invalid``,
     ``nvcertify.magic_invalid``, ``nvcertify.type_invalid``,
     ``nvcertify.qualifying_data_mismatch``, ``nvcertify.name_mismatch`` or
-    ``nvcertify.contents_mismatch``; :class:`ParseError` with ``nvcertify.malformed``.
+    ``nvcertify.contents_mismatch``; :class:`ParseError` with ``nvcertify.malformed`` (also when
+    ``nv_public`` bytes are not a TPMS_NV_PUBLIC).
     """
+    if isinstance(nv_public, bytes):
+        try:
+            nv_public = parse_nv_public(nv_public)
+        except ParseError as exc:
+            exc.reason = "nvcertify.malformed"
+            raise
     parsed = _verify_attest(
         ak,
         attest,

@@ -474,3 +474,18 @@ def test_random_bytes_end_in_a_reason(attest: bytes, signature: bytes) -> None:
     with pytest.raises((VerificationError, ParseError)) as info:
         verify(ak, attest, signature)
     assert info.value.reason in {"quote.signature_invalid", "quote.malformed"}
+
+
+def test_nv_certify_takes_public_bytes() -> None:
+    ak = software_ak()
+    key = AttestationKey.from_tpmt_public(ak.public)
+    attest = nv_attest(index_name=nv_name(), offset=0, contents=b"abc", extra=b"")
+    result = verify_nv_certify(
+        key, attest, ak.sign(attest), qualifying_data=b"", nv_public=NV_PUBLIC, contents=b"abc"
+    )
+    assert result.nv_public.raw == NV_PUBLIC
+    with pytest.raises(ParseError) as info:
+        verify_nv_certify(
+            key, attest, ak.sign(attest), qualifying_data=b"", nv_public=NV_PUBLIC[:-1]
+        )
+    assert info.value.reason == "nvcertify.malformed"
