@@ -150,7 +150,7 @@ class SwtpmFactory:
         return [self.ca_dir / "swtpm-localca-rootca-cert.pem", self.ca_dir / "issuercert.pem"]
 
     def _manufacture(self, pcr_banks: str) -> None:
-        setup = _require("swtpm_setup")
+        _require("swtpm_setup")
         _require("swtpm_localca")
         self.template.mkdir(parents=True)
         self.ca_dir.mkdir(parents=True)
@@ -165,24 +165,30 @@ class SwtpmFactory:
         options.write_text(
             "--platform-manufacturer trustplane\n--platform-version 2.1\n--platform-model swtpm\n"
         )
-        setup_conf = self.root / "swtpm_setup.conf"
-        setup_conf.write_text(
+        self._setup_conf = self.root / "swtpm_setup.conf"
+        self._setup_conf.write_text(
             f"create_certs_tool = {shutil.which('swtpm_localca')}\n"
             f"create_certs_tool_config = {localca_conf}\n"
             f"create_certs_tool_options = {options}\n"
             f"active_pcr_banks = {pcr_banks}\n"
         )
+        self._pcr_banks = pcr_banks
+        self._setup_state(self.template)
+
+    def _setup_state(self, state: Path) -> None:
+        """Manufacture a TPM into ``state``: new seeds, EKs, EK certificates from the local CA."""
+        state.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             [
-                setup,
+                _require("swtpm_setup"),
                 "--tpm2",
                 "--tpmstate",
-                str(self.template),
+                str(state),
                 "--create-ek-cert",
                 "--config",
-                str(setup_conf),
+                str(self._setup_conf),
                 "--pcr-banks",
-                pcr_banks,
+                self._pcr_banks,
             ],
             capture_output=True,
             check=False,
@@ -195,11 +201,19 @@ class SwtpmFactory:
                 + result.stderr.decode(errors="replace")
             )
 
-    def start(self) -> Swtpm:
-        """Start a fresh TPM from a copy of the manufactured state."""
+    def start(self, *, unique: bool = False) -> Swtpm:
+        """Start a TPM from a copy of the manufactured state.
+
+        Copies share the template's seeds, so every copy has the same EK (and so the same host
+        id). With ``unique=True`` the TPM is manufactured anew (about a second): its own EK and
+        EK certificate, still issued by this factory's local CA.
+        """
         self._count += 1
         state = self.root / f"tpm{self._count}"
-        shutil.copytree(self.template, state)
+        if unique:
+            self._setup_state(state)
+        else:
+            shutil.copytree(self.template, state)
         last: SwtpmUnavailable | None = None
         for _ in range(5):
             # The swtpm and mssim TCTIs reach the control channel at port + 1: keep them adjacent.
