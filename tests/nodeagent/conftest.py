@@ -34,13 +34,11 @@ from nodeagent.config import (
     HubConfig as AgentHubConfig,
 )
 from nodeagent.daemon import Daemon
-from nodeagent.tpm import TpmDevice
 from tests.conftest import EVENTLOGS
 from tests.hub.conftest import ca_bundle
 from tests.hub.harness import make_state
-from trustcore.eventlog import parse_eventlog
-from trustcore.eventlog.eventtypes import EV_NO_ACTION
 from trustplane.swtpm import Swtpm, SwtpmFactory
+from trustplane.tpmboot import boot_from_eventlog
 
 T = TypeVar("T")
 
@@ -57,12 +55,7 @@ def expected_sha256_pcrs() -> dict[int, str]:
 
 def extend_from_log(tpm: Swtpm, log: Path = BOOT_LOG) -> None:
     """Extend the swtpm's PCRs with every measured record of ``log`` (as firmware would)."""
-    parsed = parse_eventlog(log.read_bytes())
-    with TpmDevice(tpm.tcti) as device:
-        for event in parsed.events:
-            if event.event_type == EV_NO_ACTION or not 0 <= event.pcr <= 23:
-                continue
-            device.pcr_extend(event.pcr, dict(event.digests))
+    boot_from_eventlog(tpm, log)
 
 
 class LoopbackHub:
