@@ -58,6 +58,10 @@ class Backoff:
         self.failures = 0
 
 
+def _secs(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+
+
 def jittered(interval: float, jitter: float, rng: random.Random) -> float:
     """``interval`` spread by +-``jitter`` (a fraction) so hosts do not report in lockstep."""
     return interval * (1 + rng.uniform(-jitter, jitter))
@@ -92,6 +96,7 @@ class Daemon:
         self.steps = 0
         self.renewals = 0
         self._renew_now = False
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- events from outside the loop ------------------------------------------------------
 
@@ -111,7 +116,9 @@ class Daemon:
         if action == "remove":
             self.tpm_present = False
             self.tpm_problem = f"{node.device_node} was removed"
-            asyncio.get_running_loop().create_task(self.tpm.reset())
+            task = asyncio.get_running_loop().create_task(self.tpm.reset())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
             self._wake.set()
         elif action == "add":
             self.tpm_present = True
@@ -135,8 +142,11 @@ class Daemon:
                 run_watchdog(self.notifier, self.health, self._watchdog_every)
             )
         main = asyncio.create_task(self._loop())
+        stopped = asyncio.create_task(self._stop.wait())
         try:
-            await self._stop.wait()
+            await asyncio.wait({main, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if main.done():  # the loop ended on an unexpected error: let it end the process
+                main.result()
             self.notifier.stopping()
             self.notifier.status("stopping")
             try:
@@ -144,7 +154,7 @@ class Daemon:
             except TimeoutError:
                 main.cancel()
         finally:
-            for task in (main, dog):
+            for task in (main, dog, stopped):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -219,20 +229,24 @@ class Daemon:
         except HubUnavailable as e:
             self.hub_problem = e.message
             delay = self._backoff.next()
-            self.notifier.status(f"hub unreachable, retrying in {delay:.0f}s: {e.message}")
+            self.notifier.status(f"hub unreachable, retrying in {_secs(delay)}: {e.message}")
             return delay
         except HubRejected as e:
             self.hub_problem = e.message
             if e.status in (401, 403) and e.code.startswith("auth."):
                 self._renew_now = True  # our client certificate is refused: enroll again
             delay = self._backoff.next()
-            self.notifier.status(f"hub refused us, retrying in {delay:.0f}s: {e.message}")
+            self.notifier.status(f"hub refused us, retrying in {_secs(delay)}: {e.message}")
             return delay
         except TpmError as e:
             self.tpm_problem = e.message
             await self.tpm.reset()
             delay = self._backoff.next()
-            self.notifier.status(f"TPM fault, retrying in {delay:.0f}s: {e.message}")
+            self.notifier.status(f"TPM fault, retrying in {_secs(delay)}: {e.message}")
+            return delay
+        except NodeAgentError as e:  # the loop boundary: state directory, evidence...
+            delay = self._backoff.next()
+            self.notifier.status(f"error, retrying in {_secs(delay)}: {e.describe()}")
             return delay
         self._backoff.reset()
         self.hub_problem = self.tpm_problem = ""
