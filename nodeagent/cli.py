@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import sys
@@ -235,8 +236,6 @@ async def _evidence(cfg: AgentConfig, *, as_json: bool) -> int:
 
 
 def _sha256(data: bytes) -> str:
-    import hashlib  # noqa: PLC0415
-
     return hashlib.sha256(data).hexdigest()
 
 

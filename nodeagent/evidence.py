@@ -26,7 +26,6 @@ from typing import Final
 from nodeagent.config import EvidenceConfig
 from nodeagent.errors import NodeAgentError
 from trustcore.errors import ParseError
-from trustcore.eventlog.specid import SPEC_ID_SIGNATURE_03
 from trustcore.wire import MAX_EVENTLOG_BYTES, MissingEvidence
 
 UEFI: Final = "uefi"
@@ -120,7 +119,8 @@ def read_txt_log(cfg: EvidenceConfig, *, limit: int = MAX_EVENTLOG_BYTES) -> byt
 
 
 def _read_txt_from(fd: int, cfg: EvidenceConfig, limit: int) -> bytes:
-    from trustcore.eventlog.txtheap import locate_txt_eventlog  # noqa: PLC0415 - TXT only
+    from trustcore.eventlog.specid import SPEC_ID_SIGNATURE_03  # noqa: PLC0415 - TXT only
+    from trustcore.eventlog.txtheap import locate_txt_eventlog  # noqa: PLC0415
 
     path, regs = cfg.txt_memory, cfg.txt_registers
     (base,) = struct.unpack("<Q", _pread_exact(fd, 8, regs + cfg.txt_heap_base_offset, path))

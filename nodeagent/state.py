@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,8 +262,3 @@ class StateDir:
 
     def load_status(self) -> dict[str, Any] | None:
         return self._load("status.json")
-
-
-def modes(paths: Iterable[Path]) -> dict[str, int]:
-    """File modes (permission bits) of existing ``paths``, for checks and ``status``."""
-    return {p.name: p.stat().st_mode & 0o777 for p in paths if p.exists()}
