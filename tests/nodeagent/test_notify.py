@@ -8,6 +8,7 @@ daemon's TPM call, and the watchdog pings must stop until the TPM answers again.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -16,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from nodeagent.notify import Health, Notifier, watchdog_interval
+from systemd.journal import JournalHandler
+
+from nodeagent.notify import Health, Notifier, setup_logging, watchdog_interval
 from tests.conftest import REPO
 from trustplane.swtpm import Swtpm, free_port
 
@@ -122,3 +125,17 @@ def test_health_deadline_and_disabled_notifier() -> None:
     notifier = Notifier({})
     assert notifier.enabled is False
     notifier.ready()  # a no-op without NOTIFY_SOCKET, must not raise
+
+
+def test_logging_goes_to_the_journal_only_under_systemd() -> None:
+    root = logging.getLogger("trustplane")
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("debug", {"JOURNAL_STREAM": "8:12345"})
+        assert [type(h) for h in root.handlers] == [JournalHandler]
+        assert root.level == logging.DEBUG
+        setup_logging("warning", {})
+        assert [type(h) for h in root.handlers] == [logging.StreamHandler]
+        assert root.level == logging.WARNING
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
