@@ -1,0 +1,791 @@
+"""The whole hub under load: N simulated hosts attesting over mTLS to a real hub process.
+
+``python -m bench.hub --json --hosts 10000`` does what a fleet does, end to end:
+
+1. ``trustplane-hub init`` makes a state directory; ``trustplane-hub run`` serves it on
+   127.0.0.1 as a separate process (the load generator and the hub share the machine's cores).
+   The config turns on ``attestation.require_flavor`` and accepts a registration token, and
+   lifts the enrollment rate limit (a fleet enrolling at once is what is being simulated).
+2. A few real ~100-event crypto-agile UEFI logs from shared/eventlogs are replayed; each log's
+   SHA-256 PCRs are the PCR values of the hosts it is assigned to (round-robin), and the
+   project's UEFI Secure Boot template makes three flavors from it (platform, os, host_unique),
+   stored with the admin API.
+3. Every host is a :class:`bench._simtpm.SimTpm` (software ECC EK and AK, real TPM structures)
+   and enrolls through the real endpoints: ``POST /v1/enroll`` with its EK, AK, registration
+   token and CSR; the hub's MakeCredential challenge is answered by a software
+   ActivateCredential; ``POST /v1/enroll/activate`` returns its client certificate. The admin
+   API then assigns the host its log's flavors.
+4. Load: ``concurrency`` workers take hosts round-robin (a host is never used by two workers at
+   once); each host keeps one keep-alive mTLS connection with its own certificate. A report is
+   ``POST /v1/challenge`` then ``POST /v1/report`` with a quote over PCRs 0-9 and 14 whose
+   extraData is ``report_qualifying_data(nonce, body)``. A host's first report carries its event
+   log; later ones only its digest, as the agent does once the hub has it. The first round (TLS
+   handshakes, log uploads) is measured apart; then the steady state runs for ``--duration``.
+   Any answer other than 200 and ``trusted`` is counted in ``errors``.
+5. Baseline in the same run: the same workers and connections doing two ``GET /health`` per
+   "report" (TLS, HTTP and aiohttp with no work behind them).
+
+Prints one JSON line; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from bench._httpconn import HttpConnection, HttpError
+from bench._profile import record, summarize
+from bench._simtpm import SimTpm
+from trustcore.algorithms import TPM_ALG_SHA256
+from trustcore.eventlog import parse_eventlog, replay_eventlog
+from trustcore.flavors import flavor_from_eventlog, parse_template
+from trustcore.flavors.document import flavor_to_json
+from trustcore.tpm.pcrs import PcrSelection
+from trustcore.wire import (
+    ActivateRequest,
+    Challenge,
+    EnrollChallenge,
+    Enrollment,
+    EnrollRequest,
+    EventLogEvidence,
+    MissingEvidence,
+    Report,
+    ReportBody,
+    ReportResult,
+    WireError,
+    encode_report_body,
+    report_qualifying_data,
+)
+
+REPO: Final = Path(__file__).resolve().parent.parent
+SHARED: Final = Path(os.environ.get("TRUSTPLANE_SHARED", REPO.parent / "shared"))
+EVENTLOGS: Final = SHARED / "eventlogs"
+TEMPLATE: Final = REPO / "firmware_measurements" / "templates" / "uefi-secure-boot.json"
+# real crypto-agile UEFI logs of 95 to 106 events that the UEFI Secure Boot template fits
+LOGS: Final = (
+    "keylime-tests/binary_bios_measurements.bin",
+    "keylime/binary_bios_measurements-secureboot.bin",
+    "tpm2-tools/event-bootorder.bin",
+    "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog.bin",
+)
+QUOTED_PCRS: Final = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14)
+SELECTION: Final = PcrSelection.of({TPM_ALG_SHA256: QUOTED_PCRS})
+REGISTRATION_TOKEN: Final = "bench-hub-registration-token"
+SERVER_NAME: Final = "localhost"
+TARGET_REPORTS_PER_S: Final = 1000
+TARGET_P99_MS: Final = 250
+
+
+class BenchError(Exception):
+    """The benchmark could not run (hub did not start, enrollment refused, ...)."""
+
+
+# --- boot logs and flavors --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BootLog:
+    """A real event log, the SHA-256 PCR values its replay gives, and its flavor documents."""
+
+    name: str
+    data: bytes
+    sha256: bytes
+    values: dict[int, dict[int, bytes]]
+    flavors: dict[str, dict[str, Any]]
+
+
+def load_bootlogs(names: tuple[str, ...] = LOGS) -> list[BootLog]:
+    template = parse_template(TEMPLATE.read_text())
+    out = []
+    for i, name in enumerate(names):
+        data = (EVENTLOGS / name).read_bytes()
+        log = parse_eventlog(data)
+        bank = replay_eventlog(log).get(TPM_ALG_SHA256, {})
+        values = {TPM_ALG_SHA256: {pcr: bank.get(pcr, bytes(32)) for pcr in QUOTED_PCRS}}
+        flavors = {f.id: flavor_to_json(f) for f in flavor_from_eventlog(log, template, f"log{i}")}
+        out.append(BootLog(name, data, hashlib.sha256(data).digest(), values, flavors))
+    return out
+
+
+# --- the hub process --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _hub_command(*args: str, switch_interval: float | None = None) -> list[str]:
+    if switch_interval is None:
+        return [sys.executable, "-m", "hub.cli", *args]
+    # an experiment, not a setting of the hub: the same CLI under another GIL switch interval
+    code = (
+        f"import sys; sys.setswitchinterval({switch_interval!r}); sys.argv[0] = 'trustplane-hub'; "
+        "from hub.cli import main; sys.exit(main())"
+    )
+    return [sys.executable, "-c", code, *args]
+
+
+@dataclass(slots=True)
+class HubProcess:
+    """``trustplane-hub run`` as a child process, with what ``init`` printed and made."""
+
+    workdir: Path
+    port: int
+    admin_token: str
+    ca_pem: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workdir / "state"
+
+    def db_bytes(self) -> int:
+        return sum(
+            (self.state_dir / f"hub.db{suffix}").stat().st_size
+            for suffix in ("", "-wal", "-shm")
+            if (self.state_dir / f"hub.db{suffix}").exists()
+        )
+
+    def cpu_seconds(self) -> float:
+        return _proc_cpu(f"/proc/{self.process.pid}/stat")
+
+    def thread_cpu(self) -> dict[int, float]:
+        out = {}
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out[int(task.name)] = _proc_cpu(str(task / "stat"))
+        return out
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _proc_cpu(path: str) -> float:
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_hub(
+    workdir: Path, *, history: int, require_flavor: bool, switch_interval: float | None
+) -> HubProcess:
+    """Initialise a state directory, write the config, start the hub and wait for /health."""
+    state = workdir / "state"
+    init = subprocess.run(
+        _hub_command("init", "--state-dir", str(state), "--config", str(workdir / "none.toml")),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    found = re.search(r"admin token[^:]*: (\S+)", init.stdout)
+    if init.returncode != 0 or found is None:
+        raise BenchError(f"trustplane-hub init failed: {init.stdout}{init.stderr}")
+    port = _free_port()
+    config = workdir / "hub.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\n\n'
+        f'[state]\ndir = "{state}"\n\n'
+        f"[attestation]\nrequire_flavor = {str(require_flavor).lower()}\n\n"
+        f'[enrollment]\ntokens = ["{REGISTRATION_TOKEN}"]\n'
+        "rate_per_minute = 100000000\n\n"
+        f"[reports]\nhistory = {history}\n"
+    )
+    log = (workdir / "hub.log").open("wb")
+    process = subprocess.Popen(
+        _hub_command("run", "--config", str(config), switch_interval=switch_interval),
+        stdout=log,
+        stderr=log,
+        cwd=REPO,
+    )
+    hub = HubProcess(workdir, port, found.group(1), (state / "ca.pem").read_text(), process)
+    try:
+        asyncio.run(_wait_healthy(hub))
+    except BaseException:
+        hub.stop()
+        raise
+    return hub
+
+
+async def _wait_healthy(hub: HubProcess) -> None:
+    ctx = client_context(hub.ca_pem)
+    deadline = time.monotonic() + 30
+    while True:
+        if hub.process.poll() is not None:
+            raise BenchError(f"the hub exited with {hub.process.returncode}; see its log")
+        try:
+            conn = await HttpConnection.open("127.0.0.1", hub.port, ctx, SERVER_NAME)
+            status, _ = await conn.request("GET", "/health", b"")
+            await conn.close()
+            if status == 200:
+                return
+        except (OSError, HttpError):
+            pass
+        if time.monotonic() > deadline:
+            raise BenchError("the hub did not answer /health within 30 s")
+        await asyncio.sleep(0.1)
+
+
+def client_context(ca_pem: str, cert_file: Path | None = None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cadata=ca_pem)
+    if cert_file is not None:
+        ctx.load_cert_chain(cert_file)
+    return ctx
+
+
+# --- simulated hosts --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SimHost:
+    """One simulated host: its TPM, boot log, identity, connection and report sequence."""
+
+    index: int
+    tpm: SimTpm
+    log: BootLog
+    host_id: str = ""
+    cert_file: Path | None = None
+    conn: HttpConnection | None = None
+    sequence: int = 0
+    log_acked: bool = False
+    reported: bool = False
+
+    def body(self, nonce: bytes) -> bytes:
+        self.sequence += 1
+        ev = EventLogEvidence(self.log.sha256, None if self.log_acked else self.log.data)
+        return encode_report_body(
+            ReportBody(
+                host_id=self.host_id,
+                boot_id=f"{self.index:032x}",
+                nonce=nonce,
+                pcr_selection=SELECTION.as_dict(),
+                pcr_values=self.log.values,
+                eventlogs={"uefi": ev},
+                missing_evidence=(MissingEvidence("txt", "no Intel TXT on this platform"),),
+                facts={
+                    "dmi_uuid": f"4c4c4544-0000-1000-8000-{self.index:012x}",
+                    "hostname": f"bench-{self.index:05d}",
+                    "kernel": "6.8.0-bench",
+                    "observed_at": f"{time.time():.3f}",
+                    "report_reason": "interval",
+                },
+                agent_version="bench",
+                sequence=self.sequence,
+            )
+        )
+
+    def report(self, nonce: bytes) -> bytes:
+        body = self.body(nonce)
+        attest, signature = self.tpm.quote(
+            SELECTION, self.log.values, report_qualifying_data(nonce, body)
+        )
+        return json.dumps(Report(body, attest, signature).to_json()).encode("ascii")
+
+
+def _csr(key: ec.EllipticCurvePrivateKey) -> str:
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agent")]))
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _json(status: int, body: bytes, what: str) -> Any:  # noqa: ANN401 - a JSON value
+    if status != 200:
+        raise BenchError(f"{what}: HTTP {status}: {body[:300]!r}")
+    return json.loads(body)
+
+
+async def _put_flavors(hub: HubProcess, logs: list[BootLog]) -> None:
+    conn = await HttpConnection.open("127.0.0.1", hub.port, client_context(hub.ca_pem), SERVER_NAME)
+    try:
+        for log in logs:
+            for name, doc in log.flavors.items():
+                status, body = await conn.request(
+                    "PUT",
+                    f"/v1/flavors/{name}",
+                    json.dumps(doc).encode(),
+                    authorization=f"Bearer {hub.admin_token}",
+                )
+                _json(status, body, f"PUT /v1/flavors/{name}")
+    finally:
+        await conn.close()
+
+
+async def _enroll_one(
+    hub: HubProcess, conn: HttpConnection, host: SimHost, certs: Path, *, flavors: bool
+) -> None:
+    tls_key = ec.generate_private_key(ec.SECP256R1())
+    request = EnrollRequest(
+        ek_public=host.tpm.ek_public,
+        ak_public=host.tpm.ak_public,
+        hostname=f"bench-{host.index:05d}",
+        dmi_uuid=f"4c4c4544-0000-1000-8000-{host.index:012x}",
+        node_name=f"node-{host.index:05d}",
+        registration_token=REGISTRATION_TOKEN,
+        csr=_csr(tls_key),
+    )
+    status, body = await conn.request("POST", "/v1/enroll", json.dumps(request.to_json()).encode())
+    challenge = EnrollChallenge.from_json(_json(status, body, "POST /v1/enroll"))
+    if challenge.credential_blob is None or challenge.encrypted_secret is None:
+        raise BenchError(f"enrollment not challenged: {challenge.status}")
+    secret = host.tpm.activate_credential(challenge.credential_blob, challenge.encrypted_secret)
+    status, body = await conn.request(
+        "POST",
+        "/v1/enroll/activate",
+        json.dumps(ActivateRequest(challenge.host_id, secret).to_json()).encode(),
+    )
+    enrollment = Enrollment.from_json(_json(status, body, "POST /v1/enroll/activate"))
+    if enrollment.client_certificate is None:
+        raise BenchError(f"no client certificate: {enrollment.status}")
+    host.host_id = enrollment.host_id
+    host.cert_file = certs / f"{host.index}.pem"
+    host.cert_file.write_bytes(
+        enrollment.client_certificate.encode("ascii")
+        + tls_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    if not flavors:
+        return
+    status, body = await conn.request(
+        "PUT",
+        f"/v1/hosts/{host.host_id}/flavors",
+        json.dumps({"flavors": sorted(host.log.flavors)}).encode(),
+        authorization=f"Bearer {hub.admin_token}",
+    )
+    _json(status, body, "PUT /v1/hosts/{id}/flavors")
+
+
+async def enroll_hosts(  # noqa: PLR0917
+    hub: HubProcess, logs: list[BootLog], count: int, concurrency: int, certs: Path, flavors: bool
+) -> list[SimHost]:
+    """Make and enroll ``count`` hosts through the real endpoints (and assign each its log's
+    flavors when ``flavors``); progress on stderr."""
+    if flavors:
+        await _put_flavors(hub, logs)
+    hosts: list[SimHost] = []
+    next_index = iter(range(count))
+    start = time.perf_counter()
+
+    async def worker() -> None:
+        conn = await HttpConnection.open(
+            "127.0.0.1", hub.port, client_context(hub.ca_pem), SERVER_NAME
+        )
+        try:
+            for i in next_index:
+                host = SimHost(i, SimTpm(), logs[i % len(logs)])
+                await _enroll_one(hub, conn, host, certs, flavors=flavors)
+                hosts.append(host)
+                if len(hosts) % 1000 == 0:
+                    rate = len(hosts) / (time.perf_counter() - start)
+                    print(f"enrolled {len(hosts)}/{count} ({rate:.0f}/s)", file=sys.stderr)
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
+    hosts.sort(key=lambda h: h.index)
+    return hosts
+
+
+# --- load -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Samples:
+    """Latencies (seconds) of completed pairs, per step."""
+
+    pair: list[float] = field(default_factory=list)
+    challenge: list[float] = field(default_factory=list)
+    report: list[float] = field(default_factory=list)
+    started: float = 0.0
+    ended: float = 0.0
+
+    def rate(self) -> float:
+        return len(self.pair) / max(self.ended - self.started, 1e-9)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) in milliseconds, nearest rank."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+@dataclass(slots=True)
+class LoadState:
+    """Counters the workers share."""
+
+    errors: Counter[str] = field(default_factory=Counter)
+    verdicts: Counter[str] = field(default_factory=Counter)
+    handshakes: int = 0
+    unreported: int = 0
+    log_bytes: int = 0
+
+
+Step = Callable[[SimHost, HttpConnection, LoadState], Awaitable[tuple[float, float]]]
+
+
+async def attest_step(host: SimHost, conn: HttpConnection, st: LoadState) -> tuple[float, float]:
+    """One report: challenge then report; returns (challenge, report) seconds."""
+    t0 = time.perf_counter()
+    status, body = await conn.request("POST", "/v1/challenge", b"{}")
+    t1 = time.perf_counter()
+    if status != 200:
+        raise BenchError(f"challenge.http_{status}")
+    nonce = Challenge.from_json(json.loads(body)).nonce
+    payload = host.report(nonce)
+    t2 = time.perf_counter()
+    status, body = await conn.request("POST", "/v1/report", payload)
+    t3 = time.perf_counter()
+    if status != 200:
+        code = json.loads(body).get("error", {}).get("code", "?") if body else "?"
+        raise BenchError(f"report.http_{status}.{code}")
+    result = ReportResult.from_json(json.loads(body))
+    if result.missing_eventlogs:
+        host.log_acked = False
+        raise BenchError("report.missing_eventlogs")
+    st.verdicts[result.verdict] += 1
+    if result.verdict != "trusted":
+        raise BenchError(f"verdict.{result.verdict}.{','.join(result.reasons)}")
+    if not host.log_acked:
+        st.log_bytes += len(host.log.data)
+        host.log_acked = True
+    return t1 - t0, t3 - t2
+
+
+async def health_step(host: SimHost, conn: HttpConnection, st: LoadState) -> tuple[float, float]:
+    """The baseline: two GET /health on the host's connection."""
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        status, _ = await conn.request("GET", "/health", b"")
+        times.append(time.perf_counter() - t0)
+        if status != 200:
+            raise BenchError(f"health.http_{status}")
+    return times[0], times[1]
+
+
+async def _connection(hub: HubProcess, host: SimHost, st: LoadState) -> HttpConnection:
+    if host.conn is None:
+        host.conn = await HttpConnection.open(
+            "127.0.0.1", hub.port, client_context(hub.ca_pem, host.cert_file), SERVER_NAME
+        )
+        st.handshakes += 1
+    return host.conn
+
+
+async def run_load(  # noqa: PLR0917
+    hub: HubProcess,
+    hosts: list[SimHost],
+    step: Step,
+    concurrency: int,
+    duration: float,
+    st: LoadState,
+    *,
+    first_round: Samples | None = None,
+    on_steady: Callable[[], None] | None = None,
+) -> Samples:
+    """Run ``step`` over hosts round-robin; with ``first_round``, every host first reports once
+    (measured there), then the steady state runs ``duration`` seconds (returned)."""
+    queue = deque(hosts)
+    steady = Samples()
+    st.unreported = sum(not h.reported for h in hosts)
+    warm = first_round is not None and st.unreported > 0
+    if first_round is not None:
+        first_round.started = time.perf_counter()
+    if not warm:
+        steady.started = time.perf_counter()
+        if on_steady is not None:
+            on_steady()
+    deadline: list[float] = [steady.started + duration if not warm else float("inf")]
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline[0]:
+            host = queue.popleft()
+            started = time.perf_counter()
+            in_steady = not warm or (steady.started and started >= steady.started)
+            try:
+                conn = await _connection(hub, host, st)
+                challenge, report = await step(host, conn, st)
+            except (BenchError, HttpError, WireError, OSError, ValueError) as exc:
+                st.errors[str(exc).split(":")[0][:80]] += 1
+                if host.conn is not None and not isinstance(exc, BenchError):
+                    await host.conn.close()
+                    host.conn = None
+                continue
+            finally:
+                queue.append(host)
+            done = time.perf_counter()
+            samples = steady if in_steady else first_round
+            if samples is not None:
+                samples.pair.append(done - started)
+                samples.challenge.append(challenge)
+                samples.report.append(report)
+            if not host.reported:
+                host.reported = True
+                st.unreported -= 1
+                if st.unreported == 0 and first_round is not None:
+                    first_round.ended = steady.started = time.perf_counter()
+                    deadline[0] = steady.started + duration
+                    if on_steady is not None:
+                        on_steady()
+                    took = steady.started - first_round.started
+                    print(f"first round done in {took:.1f} s", file=sys.stderr)
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(hosts)))))
+    steady.ended = time.perf_counter()
+    return steady
+
+
+def _raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed <= hard or (soft < needed and hard == resource.RLIM_INFINITY):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    elif soft < needed:
+        raise BenchError(f"need {needed} file descriptors; the hard limit is {hard}")
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSnapshot:
+    """CPU seconds used so far by the hub (and each of its threads), by this process, and by
+    the whole machine."""
+
+    at: float
+    hub: float
+    own: float
+    machine: float
+    threads: dict[int, float]
+
+    @classmethod
+    def take(cls, hub: HubProcess) -> CpuSnapshot:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+        machine = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+        return cls(
+            time.perf_counter(), hub.cpu_seconds(), time.process_time(), machine, hub.thread_cpu()
+        )
+
+    def until(self, later: CpuSnapshot, reports: int) -> dict[str, Any]:
+        """Cores used between the two snapshots, and CPU milliseconds per report."""
+        wall = max(later.at - self.at, 1e-9)
+        hub = (later.hub - self.hub) / wall
+        own = (later.own - self.own) / wall
+        threads = sorted(
+            ((later.threads[t] - self.threads.get(t, 0.0)) / wall for t in later.threads),
+            reverse=True,
+        )
+        per = 1000 * wall / max(reports, 1)
+        return {
+            "hub_cpu_cores": round(hub, 2),
+            "hub_threads_cpu_cores": [round(t, 2) for t in threads[:3]],
+            "loadgen_cpu_cores": round(own, 2),
+            "other_processes_cpu_cores": round(
+                (later.machine - self.machine) / wall - hub - own, 2
+            ),
+            "hub_cpu_ms_per_report": round(hub * per, 3),
+            "loadgen_cpu_ms_per_report": round(own * per, 3),
+        }
+
+
+def _latencies(s: Samples) -> dict[str, Any]:
+    return {
+        "reports": len(s.pair),
+        "seconds": round(s.ended - s.started, 2),
+        "reports_per_s": round(s.rate(), 1),
+        "p50_ms": percentile(s.pair, 0.5),
+        "p90_ms": percentile(s.pair, 0.9),
+        "p99_ms": percentile(s.pair, 0.99),
+        "max_ms": percentile(s.pair, 1.0),
+    }
+
+
+@dataclass(slots=True)
+class SteadyWatch:
+    """What happens when the steady state starts: a CPU snapshot and, if asked, py-spy."""
+
+    hub: HubProcess
+    profile: Path | None
+    seconds: float
+    snapshot: CpuSnapshot | None = None
+    profiler: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.snapshot = CpuSnapshot.take(self.hub)
+        if self.profile is not None:
+            self.profiler = record(self.hub.process.pid, self.seconds - 1, self.profile)
+
+    def profile_summary(self) -> dict[str, object] | None:
+        if self.profiler is None or self.profile is None:
+            return None
+        self.profiler.wait()
+        return summarize(self.profile) if self.profile.exists() else None
+
+
+async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict[str, Any]:
+    setup_start = time.perf_counter()
+    logs = load_bootlogs()
+    certs = workdir / "certs"
+    certs.mkdir()
+    enroll_start = time.perf_counter()
+    hosts = await enroll_hosts(hub, logs, args.hosts, args.enroll_concurrency, certs, args.flavors)
+    enroll_s = time.perf_counter() - enroll_start
+    print(f"{len(hosts)} hosts enrolled in {enroll_s:.1f} s", file=sys.stderr)
+    st = LoadState()
+    first = Samples()
+    watch = SteadyWatch(hub, args.profile, args.duration)
+    first_cpu = CpuSnapshot.take(hub)
+    steady = await run_load(
+        hub,
+        hosts,
+        attest_step,
+        args.concurrency,
+        args.duration,
+        st,
+        first_round=first,
+        on_steady=watch.start,
+    )
+    steady_cpu = CpuSnapshot.take(hub)
+    if watch.snapshot is None:
+        raise BenchError("the steady state never started (did every host report once?)")
+    base_state = LoadState()
+    base_cpu = CpuSnapshot.take(hub)
+    baseline = await run_load(
+        hub, hosts, health_step, args.concurrency, args.baseline_duration, base_state
+    )
+    base_end = CpuSnapshot.take(hub)
+    for host in hosts:
+        if host.conn is not None:
+            await host.conn.close()
+    s = steady
+    result: dict[str, Any] = {
+        "benchmark": "hub",
+        "hosts": len(hosts),
+        "concurrency": min(args.concurrency, len(hosts)),
+        "flavors": args.flavors,
+        **_latencies(s),
+        "challenges_per_s": round(s.rate(), 1),
+        "requests_per_s": round(2 * s.rate(), 1),
+        "challenge_p50_ms": percentile(s.challenge, 0.5),
+        "challenge_p99_ms": percentile(s.challenge, 0.99),
+        "report_p50_ms": percentile(s.report, 0.5),
+        "report_p99_ms": percentile(s.report, 0.99),
+        "errors": dict(st.errors),
+        "error_count": sum(st.errors.values()),
+        "verdicts": dict(st.verdicts),
+        **watch.snapshot.until(steady_cpu, len(s.pair)),
+        "hub_rss_mb": hub.rss_mb(),
+        "db_mb": round(hub.db_bytes() / 1e6, 1),
+        "first_round": _latencies(first)
+        | first_cpu.until(watch.snapshot, len(first.pair))
+        | {"tls_handshakes": st.handshakes, "eventlog_mb_sent": round(st.log_bytes / 1e6, 1)},
+        "enroll": {"seconds": round(enroll_s, 1), "hosts_per_s": round(len(hosts) / enroll_s, 1)},
+        "setup_s": round(enroll_start - setup_start + enroll_s, 1),
+        "baseline_health_pairs": _latencies(baseline)
+        | base_cpu.until(base_end, len(baseline.pair))
+        | {"errors": dict(base_state.errors)},
+        "eventlogs": [f"{log.name} ({len(log.data)} B)" for log in logs],
+    }
+    result["vs_baseline"] = round(s.rate() / max(baseline.rate(), 1e-9), 3)
+    result["target"] = {
+        "reports_per_s": TARGET_REPORTS_PER_S,
+        "p99_ms": TARGET_P99_MS,
+        "met": s.rate() >= TARGET_REPORTS_PER_S and result["p99_ms"] <= TARGET_P99_MS,
+    }
+    profile = watch.profile_summary()
+    if profile is not None:
+        result["hub_profile"] = profile
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.hub", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--duration", type=float, default=20.0, help="steady-state seconds")
+    parser.add_argument("--baseline-duration", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=64, help="reports in flight")
+    parser.add_argument("--enroll-concurrency", type=int, default=16)
+    parser.add_argument("--history", type=int, default=20, help="reports.history of the hub")
+    parser.add_argument(
+        "--no-flavors",
+        dest="flavors",
+        action="store_false",
+        help="assign no flavors and do not require them (the hub without flavor evaluation)",
+    )
+    parser.add_argument(
+        "--hub-switch-interval",
+        type=float,
+        help="experiment: run the hub under sys.setswitchinterval(S) (default: Python's 0.005)",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the hub in the steady state (raw stacks to this file)"
+    )
+    parser.add_argument("--keep", type=Path, help="keep the hub's state in this new directory")
+    args = parser.parse_args(argv)
+    _raise_fd_limit(args.hosts + 1024)
+    with contextlib.ExitStack() as stack:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True)
+            workdir = args.keep
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-hub-")))
+        hub = start_hub(
+            workdir,
+            history=args.history,
+            require_flavor=args.flavors,
+            switch_interval=args.hub_switch_interval,
+        )
+        stack.callback(hub.stop)
+        result = asyncio.run(_run(args, hub, workdir))
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
