@@ -1,0 +1,152 @@
+"""The OpenAPI document against the real application: every registered route is described and
+every described operation is registered; the served document needs a token; and Schemathesis
+(property-based requests generated from the served document) never gets a 5xx from the hub."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+
+from hub.openapi import build_openapi
+from tests.hub.harness import HubProcess
+from tests.hub.weblib import base_url, http, report_verdict, seed_host, start_hub
+
+METHODS = {"get", "post", "put", "delete", "patch"}
+STREAMS = {("GET", "/v1/events")}  # endless by design: checked in test_web instead
+EXAMPLES = 12
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    process = start_hub(tmp_path_factory.mktemp("openapi"))
+    try:
+        seed_host(process, "a" * 64, flavors=["x.platform"])
+        report_verdict(process, "a" * 64, "trusted")
+        report_verdict(process, "a" * 64, "untrusted", ("quote.pcr_digest_mismatch",))
+        yield process
+    finally:
+        process.stop()
+
+
+def registered(hub: HubProcess) -> set[tuple[str, str]]:
+    out = set()
+    for route in hub.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if route.method != "HEAD" and path:
+            out.add((route.method, path))
+    return out
+
+
+def described(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (method.upper(), path)
+        for path, item in doc["paths"].items()
+        for method in item
+        if method in METHODS
+    }
+
+
+def test_every_route_is_described_and_every_description_is_routed(hub: HubProcess) -> None:
+    doc = build_openapi()
+    assert registered(hub) - described(doc) == set(), "routes missing from hub/openapi.py"
+    assert described(doc) - registered(hub) == set(), "described but not served"
+
+
+def test_every_operation_names_its_security_and_errors_use_the_error_schema() -> None:
+    doc = build_openapi()
+    schemes = set(doc["components"]["securitySchemes"])
+    assert schemes == {"bearer", "mtls", "session"}
+    assert doc["components"]["securitySchemes"]["mtls"]["type"] == "mutualTLS"
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            assert "security" in op, (method, path)
+            for requirement in op["security"]:
+                assert set(requirement) <= schemes, (method, path)
+            for status, answer in op["responses"].items():
+                if int(status) >= 400:
+                    assert answer == {"$ref": f"#/components/responses/E{status}"}
+    for answer in doc["components"]["responses"].values():
+        schema = answer["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}
+
+
+def test_every_reference_resolves() -> None:
+    doc = build_openapi()
+    refs = re.findall(r"'\$ref': '#/([^']+)'", repr(doc))
+    assert refs
+    for ref in refs:
+        node: Any = doc
+        for part in ref.split("/"):
+            node = node[part]
+        assert isinstance(node, dict)
+
+
+def test_served_document_needs_a_token_and_is_the_built_one(hub: HubProcess) -> None:
+    s = http(hub)
+    url = base_url(hub) + "/v1/openapi.json"
+    assert s.get(url).status_code == 401
+    served = s.get(url, headers={"Authorization": f"Bearer {hub.token('viewer')}"})
+    assert served.status_code == 200
+    assert served.json() == build_openapi()
+    assert served.json()["openapi"] == "3.1.0"
+
+
+def test_generated_requests_never_get_a_server_error(hub: HubProcess) -> None:
+    token = hub.token("admin", "schemathesis")
+    session = http(hub)
+    doc = session.get(
+        base_url(hub) + "/v1/openapi.json", headers={"Authorization": f"Bearer {token}"}
+    ).json()
+    schema = schemathesis.openapi.from_dict(doc)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == len(described(doc))
+    positive = negative = 0
+    for op in operations:
+        if (op.method.upper(), op.path) in STREAMS:
+            continue
+        fuzz = partial(_fuzz, session=session, base=base_url(hub), token=token, ca=str(hub.ca_file))
+        fuzz(op.as_strategy(generation_mode=GenerationMode.POSITIVE))
+        positive += 1
+        try:
+            fuzz(op.as_strategy(generation_mode=GenerationMode.NEGATIVE))
+        except Unsatisfiable:  # nothing to make invalid: no parameters and no body
+            assert not op.body, op.path
+            assert not op.path_parameters, op.path
+            assert not op.query, op.path
+            continue
+        negative += 1
+    assert positive == len(operations) - len(STREAMS)
+    assert negative >= 10
+
+
+def _fuzz(
+    strategy: st.SearchStrategy[Any], *, session: requests.Session, base: str, token: str, ca: str
+) -> None:
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=strategy)
+    def run(case: Any) -> None:
+        for headers in ({"Authorization": f"Bearer {token}"}, {}):
+            resp = case.call(base_url=base, session=session, headers=headers, timeout=10, verify=ca)
+            assert resp.status_code < 500, (
+                f"{case.method} {case.formatted_path} -> {resp.status_code}: {resp.text[:300]}"
+            )
+
+    run()
