@@ -52,6 +52,7 @@ bench: setup
 	$(PY) -m bench.quote --json
 	$(PY) -m bench.flavors --json
 	$(PY) -m bench.hub_verify --json
+	$(PY) -m bench.hub --json --hosts 10000
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

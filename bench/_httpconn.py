@@ -65,6 +65,11 @@ class HttpConnection:
             raise HttpError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
         return status, payload
 
+    @property
+    def closed(self) -> bool:
+        """True once the peer closed the connection (an idle keep-alive timeout) or we did."""
+        return self._reader.at_eof() or self._writer.is_closing()
+
     async def close(self) -> None:
         self._writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):

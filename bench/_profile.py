@@ -38,10 +38,11 @@ STACK_RULES: Final = (
     ("response.encode (JSON)", ("json_response", "json/encoder", "to_json")),
     ("store.loop_side (executor hop)", ("Store.", "run_in_executor", "wrap_future")),
     ("auth.peer_certificate", ("peer_host_id", "getpeercert")),
-    ("metrics", ("hub/metrics.py",)),
 )
 # (category, substrings of the innermost frame) for the rest
 LEAF_RULES: Final = (
+    ("idle (waiting in epoll)", ("EpollSelector.select",)),
+    ("socket send/recv", ("_SelectorSocketTransport.write", "_read_ready__get_buffer")),
     ("tls.record_io", ("ssl.py", "sslproto.py")),
     ("aiohttp (HTTP parse, routing, response)", ("aiohttp/",)),
     ("event_loop (asyncio, selectors)", ("asyncio/", "selectors.py")),
@@ -74,6 +75,9 @@ def _category(frames: list[str]) -> str:
     for name, needles in STACK_RULES:
         if any(n in stack for n in needles):
             return name
+    ours = [f for f in frames if "hub/" in f]
+    if ours and "hub/metrics.py" in ours[-1]:
+        return "metrics (middleware)"
     leaf = frames[-1] if frames else ""
     for name, needles in LEAF_RULES:
         if any(n in leaf for n in needles):
@@ -87,6 +91,8 @@ def _store_category(frames: list[str]) -> str:
     for frame in reversed(frames):
         if frame.startswith("Store.") and "._run" not in frame:
             return frame.split(" (")[0].split(".<locals>")[0]
+    if any("call_soon_threadsafe" in f for f in frames):
+        return "waking the event loop (call_soon_threadsafe)"
     return "other"
 
 
