@@ -197,7 +197,9 @@ class WebhookSender:
     async def _post(self, url: str, message: dict[str, Any]) -> int | None:
         timeout = aiohttp.ClientTimeout(total=self._config.webhook_timeout)
         try:
-            async with self._session.post(url, json=message, timeout=timeout) as resp:
+            async with self._session.post(
+                url, json=message, timeout=timeout, allow_redirects=False
+            ) as resp:
                 await resp.read()
                 return resp.status
         except (aiohttp.ClientError, TimeoutError) as e:

@@ -93,15 +93,16 @@ async def events(request: web.Request) -> web.StreamResponse:
         )
         await resp.prepare(request)
         await resp.write(b"retry: 3000\n: connected\n\n")
-        while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), KEEPALIVE)
-            except TimeoutError:
-                await resp.write(b": keepalive\n\n")
-                continue
-            if item is None:
-                break
-            await resp.write(item.encode())
+        with contextlib.suppress(ConnectionError):  # the browser went away
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                except TimeoutError:
+                    await resp.write(b": keepalive\n\n")
+                    continue
+                if item is None:
+                    break
+                await resp.write(item.encode())
         return resp
     finally:
         live.unsubscribe(queue)

@@ -83,6 +83,10 @@ def render(
     return response
 
 
+def see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
 def error_page(request: web.Request, status: int, code: str, message: str) -> web.Response:
     return render(
         request, "error.html", {"status": status, "code": code, "message": message}, status=status
@@ -154,10 +158,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         subject=found.name,
         details={"role": found.role},
     )
-    resp = web.HTTPSeeOther(nxt)
+    resp = see_other(nxt)
     set_cookie(resp, COOKIE, sid, sessions.ttl)
     resp.del_cookie(LOGIN_COOKIE, path="/")
-    raise resp
+    return resp
 
 
 @role("viewer")
@@ -166,9 +170,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
     sid = request.cookies.get(COOKIE)
     if sid:
         request.app[SESSIONS].close(sid)
-    resp = web.HTTPSeeOther("/login")
+    resp = see_other("/login")
     resp.del_cookie(COOKIE, path="/")
-    raise resp
+    return resp
 
 
 # --- pages ---------------------------------------------------------------------------------
@@ -231,9 +235,23 @@ def _json_list(value: object) -> list[str]:
     return []
 
 
+DIFFERENCE_KEYS: Final = (
+    "kind",
+    "pcr",
+    "type_name",
+    "index",
+    "position",
+    "expected_digest",
+    "actual_digest",
+    "description",
+)
+
+
 def rule_view(rule: dict[str, Any]) -> dict[str, Any]:
-    """A stored rule result (the hub's ``RuleOutcome`` or trustcore's ``RuleResult`` shape)."""
-    reason = rule.get("reason") or ""
+    """A stored rule result (the hub's ``RuleOutcome`` or trustcore's ``RuleResult`` shape),
+    with every key the template reads present."""
+    reason = str(rule.get("reason") or "")
+    differences = [d for d in rule.get("differences") or () if isinstance(d, dict)]
     return {
         "rule": rule.get("rule") or rule.get("rule_id") or "",
         "flavor": rule.get("flavor_id") or "",
@@ -244,7 +262,7 @@ def rule_view(rule: dict[str, Any]) -> dict[str, Any]:
         "expected": rule.get("expected") or "",
         "actual": rule.get("actual") or "",
         "detail": rule.get("detail") or "",
-        "differences": [d for d in rule.get("differences") or () if isinstance(d, dict)],
+        "differences": [{k: d.get(k) for k in DIFFERENCE_KEYS} for d in differences],
     }
 
 
@@ -287,7 +305,7 @@ async def ack_page(request: web.Request) -> web.StreamResponse:
         center = request.app.get(ALERT_CENTER)
         if center is not None:
             await center.acknowledged(int(request.match_info["alert_id"]))
-    raise web.HTTPSeeOther("/alerts")
+    return see_other("/alerts")
 
 
 async def flavors_data(store: Store) -> list[dict[str, Any]]:

@@ -115,8 +115,9 @@ def set_cookie(response: web.StreamResponse, name: str, value: str, max_age: flo
     )
 
 
-def login_redirect(request: web.Request) -> web.HTTPSeeOther:
-    return web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/')}")
+def login_redirect(request: web.Request) -> web.Response:
+    location = f"/login?next={quote(request.path_qs, safe='/')}"
+    return web.Response(status=303, headers={"Location": location})
 
 
 def safe_next(target: str | None) -> str:
@@ -163,7 +164,7 @@ def session_middleware(error_page: ErrorPage) -> Middleware:
             return await handler(request)
         except ApiError as e:
             if e.status == 401:
-                raise login_redirect(request) from None
+                return login_redirect(request)
             return error_page(request, e.status, e.code, e.message)
 
     return middleware
