@@ -286,9 +286,9 @@ class Daemon:
 
     async def _renew_if_due(self) -> None:
         """Enroll again (same EK and AK, new TLS key certificate) when the client certificate
-        is in the last ``hub.renew_fraction`` of its life or the hub refused it."""
+        is in the last ``hub.renew_fraction`` of its life, missing, or refused by the hub."""
         validity = self.state.client_cert_validity()
-        due = self._renew_now
+        due = self._renew_now or validity is None  # refused, or the certificate file is gone
         if validity is not None:
             start, end = validity
             due = due or time.time() >= end - (end - start) * self.cfg.hub.renew_fraction
