@@ -9,6 +9,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from http.client import HTTPSConnection
+from pathlib import Path
 
 import pytest
 import requests
@@ -449,3 +450,22 @@ def test_static_sanity_no_external_resources(hub: HubProcess, viewer: str) -> No
         page = s.get(base_url(hub) + path).text
         assert "http://" not in page, path
         assert "https://" not in page, path
+
+
+def test_hub_shutdown_ends_open_streams(tmp_path: Path) -> None:
+    hub = start_hub(tmp_path)
+    token = hub.token("viewer")
+    ctx = ssl.create_default_context(cafile=str(hub.ca_file))
+    conn = HTTPSConnection("127.0.0.1", hub.port, context=ctx, timeout=20)
+    try:
+        conn.request("GET", "/v1/events", headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        assert resp.readline() == b"retry: 3000\n"
+        stopper = threading.Thread(target=hub.stop)
+        stopper.start()
+        rest = resp.read()  # returns at the end of the stream; a hang fails by socket timeout
+        stopper.join(20)
+        assert not stopper.is_alive()
+        assert rest == b": connected\n\n"
+    finally:
+        conn.close()
