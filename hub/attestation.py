@@ -22,7 +22,7 @@ from hub.auth import agent, principal
 from hub.errors import ApiError, read_json
 from hub.jws import sign_jws
 from hub.state import STATE, HubState, VerdictChange
-from hub.store import Host
+from hub.store import Host, HostEvidence
 from hub.verification import MissingEventlogs, NonceRejected, Outcome
 from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportResult, WireError
 
@@ -113,6 +113,10 @@ async def _conclude(  # noqa: PLR0917
 ) -> dict[str, Any]:
     cfg = st.config.attestation
     valid_until = now + cfg.report_validity
+    evidence = None
+    if outcome.quote is not None and outcome.replayed is not None:
+        pcrs = {alg: dict(v) for alg, v in outcome.quote.pcr_values.items()}
+        evidence = HostEvidence(host.id, now, pcrs, dict(outcome.replayed))
     previous = await st.store.record_report(
         host_id=host.id,
         received=now,
@@ -123,6 +127,7 @@ async def _conclude(  # noqa: PLR0917
         valid_until=valid_until,
         rule_results=[r.to_json() for r in outcome.rules],
         history=st.config.reports.history,
+        evidence=evidence,
     )
     await record_transition(st, host.id, previous, outcome.verdict, outcome.reasons, now)
     return ReportResult(

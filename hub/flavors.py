@@ -16,7 +16,12 @@ from typing import Any
 
 from trustcore.eventlog import Event
 from trustcore.flavors.document import flavor_from_json
-from trustcore.flavors.evaluation import FlavorVerdict, evaluate
+from trustcore.flavors.evaluation import (
+    DifferenceKind,
+    EventDifference,
+    FlavorVerdict,
+    evaluate,
+)
 from trustcore.flavors.evidence import evidence_from_events
 from trustcore.flavors.model import Flavor, FlavorError
 from trustcore.quote import VerifiedQuote
@@ -30,14 +35,18 @@ class RuleOutcome:
     passed: bool
     reason: str = ""
     detail: str = ""
+    difference: str = ""  # the first differing event in words, for event-log rules
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "rule": self.rule,
             "passed": self.passed,
             "reason": self.reason,
             "detail": self.detail,
         }
+        if self.difference:
+            out["difference"] = self.difference
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +71,17 @@ def _decode(documents: Mapping[str, Mapping[str, Any]]) -> list[Flavor]:
     return [flavor_from_json(doc, f"flavor {name}") for name, doc in sorted(documents.items())]
 
 
+def describe_difference(d: EventDifference) -> str:
+    """One differing event in words: ``PCR 4: EV_EFI_BOOT_SERVICES_APPLICATION (image at
+    0x8b980d60, 13664512 bytes) digest changed``. Raises nothing."""
+    what = f"{d.type_name} ({d.description})" if d.description else d.type_name
+    if d.kind is DifferenceKind.CHANGED:
+        return f"PCR {d.pcr}: {what} digest changed"
+    if d.kind is DifferenceKind.MISSING:
+        return f"PCR {d.pcr}: {what} expected but not measured"
+    return f"PCR {d.pcr}: {what} measured but not expected"
+
+
 def _outcome(verdict: FlavorVerdict) -> FlavorOutcome:
     rules = tuple(
         RuleOutcome(
@@ -69,6 +89,7 @@ def _outcome(verdict: FlavorVerdict) -> FlavorOutcome:
             r.passed,
             r.reason or "",
             "" if r.passed else f"expected {r.expected}; actual {r.actual}",
+            describe_difference(r.differences[0]) if r.differences else "",
         )
         for r in verdict.rule_results()
     )

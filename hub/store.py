@@ -3,7 +3,7 @@
 This is the only module that imports ``sqlite3``/``sqlite_utils``. One worker thread owns the
 connection (WAL mode); every public method is ``async`` and runs on that thread, so writes are
 serialised and a check-and-set such as consuming a nonce is atomic. Schema changes are numbered
-migration functions recorded in ``schema_migrations``; a new database starts at version 1.
+migration functions recorded in ``schema_migrations``; a new database runs them all.
 
 The audit log is append-only and hash-chained: each row stores
 ``sha256(prev_hash || canonical JSON of the row)``, and :meth:`Store.verify_audit_chain` finds
@@ -109,6 +109,28 @@ class StoredReport:
     reasons: tuple[str, ...]
     sequence: int
     body_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostEvidence:
+    """A host's last report whose quote verified and whose event logs replayed to it.
+
+    ``pcrs`` maps bank (TPM_ALG_ID) to PCR index to the quoted value; ``eventlogs`` maps the
+    log's name (``uefi``, ``txt``) to its SHA-256 in ``eventlog_cache``. What flavors are made
+    from with ``trustplane-hub flavor import --from-host``.
+    """
+
+    host_id: str
+    received: float
+    pcrs: dict[int, dict[int, bytes]]
+    eventlogs: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFlavor:
+    name: str
+    document: dict[str, Any]
+    created: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +268,19 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (_migration_1,)
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """The last verified evidence per host (for making flavors from a known-good host)."""
+    db.table("host_evidence").create(
+        {"host_id": str, "received": float, "pcrs": str, "eventlogs": str},
+        pk="host_id",
+        foreign_keys=[("host_id", "hosts", "id")],
+    )
+
+
+MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
+    _migration_1,
+    _migration_2,
+)
 
 
 def _migrate(db: sqlite_utils.Database, migrations: tuple[Callable[..., None], ...]) -> int:
@@ -539,8 +573,10 @@ class Store:
         valid_until: float,
         rule_results: list[dict[str, Any]],
         history: int,
+        evidence: HostEvidence | None = None,
     ) -> str:
-        """Store a report's outcome, update the host, keep the last ``history`` reports.
+        """Store a report's outcome, update the host, keep the last ``history`` reports, and
+        replace the host's verified evidence when ``evidence`` is given.
 
         Returns the host's previous verdict; a change is also written to ``verdicts``.
         """
@@ -576,6 +612,8 @@ class Store:
                 previous = prev.verdict if prev else "pending"
                 if previous != verdict:
                     self._insert_verdict(host_id, received, verdict, previous, reasons)
+                if evidence is not None:
+                    self._t("host_evidence").upsert(_evidence_row(evidence), pk="host_id")
             return previous
 
         return await self._run(run)
@@ -693,6 +731,35 @@ class Store:
                 if rows:
                     out[name] = json.loads(rows[0]["document"])
             return out
+
+        return await self._run(run)
+
+    async def list_flavors(self) -> list[StoredFlavor]:
+        """Every stored flavor, by name."""
+        return await self._run(
+            lambda: [
+                StoredFlavor(r["name"], json.loads(r["document"]), r["created"])
+                for r in self._t("flavors").rows_where(order_by="name")
+            ]
+        )
+
+    async def delete_flavor(self, name: str) -> bool:
+        """Delete a flavor; False when there is none of that name. Assignments are the
+        caller's to check (a host keeps naming a deleted flavor until reassigned)."""
+
+        def run() -> bool:
+            with self.db.atomic():
+                cur = self.db.execute("DELETE FROM flavors WHERE name = ?", [name])
+                return cur.rowcount == 1
+
+        return await self._run(run)
+
+    async def get_host_evidence(self, host_id: str) -> HostEvidence | None:
+        """The host's last verified evidence (see :class:`HostEvidence`), if any."""
+
+        def run() -> HostEvidence | None:
+            rows = list(self._t("host_evidence").rows_where("host_id = ?", [host_id]))
+            return _evidence(rows[0]) if rows else None
 
         return await self._run(run)
 
@@ -831,6 +898,24 @@ def _host(r: dict[str, Any]) -> Host:
         valid_until=r["valid_until"],
         rule_results=tuple(json.loads(r["rule_results"] or "[]")),
     )
+
+
+def _evidence_row(e: HostEvidence) -> dict[str, Any]:
+    pcrs = {str(alg): {str(i): v.hex() for i, v in b.items()} for alg, b in e.pcrs.items()}
+    return {
+        "host_id": e.host_id,
+        "received": e.received,
+        "pcrs": json.dumps(pcrs, sort_keys=True),
+        "eventlogs": json.dumps(e.eventlogs, sort_keys=True),
+    }
+
+
+def _evidence(r: dict[str, Any]) -> HostEvidence:
+    pcrs = {
+        int(alg): {int(i): bytes.fromhex(v) for i, v in b.items()}
+        for alg, b in json.loads(r["pcrs"]).items()
+    }
+    return HostEvidence(r["host_id"], r["received"], pcrs, json.loads(r["eventlogs"]))
 
 
 def _keys(r: dict[str, Any]) -> HostKeys:

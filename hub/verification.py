@@ -97,6 +97,8 @@ class Outcome:
     rules: tuple[RuleOutcome, ...] = ()
     flavors: tuple[str, ...] = ()
     quote: VerifiedQuote | None = field(default=None, compare=False)
+    # set once the quote verified and every event log replayed to it: log name -> SHA-256 hex
+    replayed: Mapping[str, str] | None = field(default=None, compare=False)
 
     @classmethod
     def untrusted(cls, reason: str) -> Outcome:
@@ -291,4 +293,5 @@ class ReportVerifier:
         evidence = VerifiedEvidence(quote, events, host.tags)
         result = self._flavor_hook(evidence, flavors, self._config.require_flavor)
         verdict = "untrusted" if result.reasons else "trusted"
-        return Outcome(verdict, result.reasons, result.rules, result.matched, quote)
+        digests = {name: body.eventlogs[name].sha256.hex() for name in replayed}
+        return Outcome(verdict, result.reasons, result.rules, result.matched, quote, digests)

@@ -27,19 +27,20 @@ async def opened(path: Path) -> Store:
     return store
 
 
-def test_new_database_is_migrated_to_version_1_and_reopens(tmp_path: Path) -> None:
+def test_new_database_is_migrated_to_version_2_and_reopens(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 1
+        assert store.schema_version == 2
         await store.close()
         again = await Store.open(tmp_path / "hub.db")
-        assert again.schema_version == 1
+        assert again.schema_version == 2
         await again.close()
 
     run(go())
     conn = sqlite3.connect(tmp_path / "hub.db")
     assert conn.execute("SELECT version, name FROM schema_migrations").fetchall() == [
-        (1, "_migration_1")
+        (1, "_migration_1"),
+        (2, "_migration_2"),
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {
@@ -54,6 +55,7 @@ def test_new_database_is_migrated_to_version_1_and_reopens(tmp_path: Path) -> No
         "tokens",
         "eventlog_cache",
         "audit_log",
+        "host_evidence",
     } <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -61,22 +63,22 @@ def test_new_database_is_migrated_to_version_1_and_reopens(tmp_path: Path) -> No
 def test_later_migration_runs_once(tmp_path: Path) -> None:
     calls: list[int] = []
 
-    def _migration_2(db: sqlite_utils.Database) -> None:
-        calls.append(2)
+    def _migration_3(db: sqlite_utils.Database) -> None:
+        calls.append(3)
         db.execute("ALTER TABLE hosts ADD COLUMN extra TEXT")
 
     async def go() -> None:
         s1 = await Store.open(tmp_path / "hub.db")
         await s1.close()
-        s2 = await Store.open(tmp_path / "hub.db", migrations=(*MIGRATIONS, _migration_2))
-        assert s2.schema_version == 2
+        s2 = await Store.open(tmp_path / "hub.db", migrations=(*MIGRATIONS, _migration_3))
+        assert s2.schema_version == 3
         await s2.close()
-        s3 = await Store.open(tmp_path / "hub.db", migrations=(*MIGRATIONS, _migration_2))
-        assert s3.schema_version == 2
+        s3 = await Store.open(tmp_path / "hub.db", migrations=(*MIGRATIONS, _migration_3))
+        assert s3.schema_version == 3
         await s3.close()
 
     run(go())
-    assert calls == [2]
+    assert calls == [3]
     cols = [r[1] for r in sqlite3.connect(tmp_path / "hub.db").execute("PRAGMA table_info(hosts)")]
     assert "extra" in cols
 
