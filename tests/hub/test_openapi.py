@@ -15,6 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from jsonschema import Draft202012Validator
 from schemathesis import GenerationMode
 
 from hub.openapi import build_openapi
@@ -150,3 +151,41 @@ def _fuzz(
             )
 
     run()
+
+
+def test_json_answers_match_their_described_schemas(hub: HubProcess) -> None:
+    doc = build_openapi()
+    token = hub.token("viewer", "schema-check")
+    s = http(hub)
+    checked = []
+    for path, item in doc["paths"].items():
+        op = item.get("get")
+        if op is None or "{" in path.replace("{host_id}", ""):
+            continue
+        content = op["responses"]["200"].get("content", {})
+        if "application/json" not in content:
+            continue
+        url = base_url(hub) + path.replace("{host_id}", "a" * 64)
+        resp = s.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 200, path
+        schema = {"components": doc["components"], **content["application/json"]["schema"]}
+        Draft202012Validator(schema).validate(resp.json())
+        checked.append(path)
+    assert set(checked) == {
+        "/health",
+        "/v1/hosts",
+        "/v1/hosts/{host_id}",
+        "/v1/alerts",
+        "/v1/flavors",
+        "/v1/openapi.json",
+    }
+
+
+def test_error_answers_match_the_error_schema(hub: HubProcess) -> None:
+    doc = build_openapi()
+    schema = {"components": doc["components"], "$ref": "#/components/schemas/Error"}
+    s = http(hub)
+    for method, path in (("GET", "/v1/hosts"), ("POST", "/v1/report"), ("GET", "/metrics")):
+        resp = s.request(method, base_url(hub) + path, json={})
+        assert resp.status_code == 401
+        Draft202012Validator(schema).validate(resp.json())
