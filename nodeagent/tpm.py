@@ -10,11 +10,16 @@ What is here: EKs from the TCG EK Credential Profile default templates (RSA-2048
 L-2) and their certificates; an AK (restricted signing key, ECC P-256 or RSA-2048) under an ECC
 P-256 SRK in the owner hierarchy, with its private and public blobs so the same AK can be loaded
 again after a restart; ActivateCredential with the EK's PolicySecret(TPM_RH_ENDORSEMENT) session;
-Quote, PCR read and extend, Certify, NV_ReadPublic and NV_Certify.
+Quote, PCR read and extend, Certify, NV_ReadPublic and NV_Certify; PCR policies: the binding
+key (an RSA-2048 OAEP decryption key under the SRK whose use needs a PolicyPCR session, its
+admin role (Certify) keeping the empty password), RSA_Decrypt with it, sealing a secret to a
+PCR policy (current or predicted values: the policy digest is
+:func:`trustcore.tpm.policy.policy_pcr_digest`) and unsealing it, and a trial session's
+PolicyGetDigest to check that software digest against the TPM; NV define, write, read and
+undefine in the owner hierarchy.
 
-What is not: the binding key with a PCR policy, NV define/write, seal/unseal, and the async
-owner-thread wrapper the daemon runs this class behind (one thread owns the TPM context). The
-class is not thread-safe.
+What is not: the async owner-thread wrapper the daemon runs this class behind (one thread owns
+the TPM context), and deciding which PCR values to seal to. The class is not thread-safe.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from tpm2_pytss import (
     TPM2_SE,
     TPM2B_ENCRYPTED_SECRET,
     TPM2B_ID_OBJECT,
+    TPM2B_NV_PUBLIC,
     TPM2B_PRIVATE,
     TPM2B_PUBLIC,
     TPM2B_SENSITIVE_CREATE,
@@ -39,11 +45,16 @@ from tpm2_pytss import (
     TPML_DIGEST_VALUES,
     TPML_PCR_SELECTION,
     TPMS_ECC_PARMS,
+    TPMS_KEYEDHASH_PARMS,
+    TPMS_NV_PUBLIC,
     TPMS_RSA_PARMS,
     TPMS_SCHEME_HASH,
+    TPMS_SENSITIVE_CREATE,
     TPMT_ECC_SCHEME,
     TPMT_KDF_SCHEME,
+    TPMT_KEYEDHASH_SCHEME,
     TPMT_PUBLIC,
+    TPMT_RSA_DECRYPT,
     TPMT_RSA_SCHEME,
     TPMT_SIG_SCHEME,
     TPMT_SYM_DEF,
@@ -60,6 +71,7 @@ from nodeagent.errors import TpmError
 from trustcore.algorithms import HASH_ALGORITHMS
 from trustcore.errors import ParseError
 from trustcore.tpm.pcrs import PcrSelection, parse_pcr_selection
+from trustcore.tpm.policy import PolicyError, pcr_values_digest, policy_pcr_digest
 
 __all__ = [
     "EK_CERT_INDEX",
@@ -68,6 +80,7 @@ __all__ = [
     "KeyKind",
     "LoadedKey",
     "NvPublicInfo",
+    "ObjectBlobs",
     "SignedAttestation",
     "TpmDevice",
 ]
@@ -106,6 +119,9 @@ class AkBlobs:
     public: bytes  # TPM2B_PUBLIC
 
 
+ObjectBlobs = AkBlobs  # any object made under the SRK: binding keys, sealed secrets
+
+
 @dataclass(frozen=True, slots=True)
 class SignedAttestation:
     """A TPMS_ATTEST and the TPMT_SIGNATURE over it, as the TPM marshalled them."""
@@ -134,6 +150,8 @@ def _tpm(operation: str) -> Iterator[None]:
     except NoSuchIndex as exc:
         raise TpmError(operation, 0x18B, f"NV index 0x{exc.index:08x} is not defined") from exc
     except ParseError as exc:  # the TPM answered with bytes trustcore cannot decode
+        raise TpmError(operation, 0, exc.describe()) from exc
+    except PolicyError as exc:  # PCR values that cannot make a policy digest
         raise TpmError(operation, 0, exc.describe()) from exc
 
 
@@ -221,6 +239,70 @@ def _ak_template(kind: KeyKind) -> Any:  # noqa: ANN401 - tpm2-pytss value
 def _selection(selection: PcrSelection) -> Any:  # noqa: ANN401 - tpm2-pytss value
     value, _ = TPML_PCR_SELECTION.unmarshal(selection.marshal())
     return value
+
+
+# The binding key: usable (RSA_Decrypt, user role) only through its policy (USERWITHAUTH clear);
+# Certify (admin role, ADMINWITHPOLICY clear) works with its empty password.
+BINDING_KEY_ATTRIBUTES: Final = (
+    TPMA_OBJECT.FIXEDTPM
+    | TPMA_OBJECT.FIXEDPARENT
+    | TPMA_OBJECT.SENSITIVEDATAORIGIN
+    | TPMA_OBJECT.NODA
+    | TPMA_OBJECT.DECRYPT
+)
+SEALED_ATTRIBUTES: Final = TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.NODA
+_OAEP_SHA256: Final = TPMT_RSA_DECRYPT(
+    scheme=TPM2_ALG.OAEP,
+    details=TPMU_ASYM_SCHEME(oaep=TPMS_SCHEME_HASH(hashAlg=TPM2_ALG.SHA256)),
+)
+MAX_SEALED_BYTES: Final = 128  # MAX_SYM_DATA
+_POLICY_ALG: Final = TPM2_ALG.SHA256
+_POLICY_SIZE: Final = 32
+
+
+def _check_policy(policy_digest: bytes) -> None:
+    if len(policy_digest) != _POLICY_SIZE:
+        raise ValueError(f"a SHA-256 policy digest has 32 bytes, not {len(policy_digest)}")
+
+
+def _binding_template(policy_digest: bytes) -> Any:  # noqa: ANN401 - tpm2-pytss value
+    """RSA-2048, OAEP with SHA-256, not restricted, authPolicy = ``policy_digest``."""
+    return TPM2B_PUBLIC(
+        publicArea=TPMT_PUBLIC(
+            type=TPM2_ALG.RSA,
+            nameAlg=_POLICY_ALG,
+            objectAttributes=BINDING_KEY_ATTRIBUTES,
+            authPolicy=policy_digest,
+            parameters=TPMU_PUBLIC_PARMS(
+                rsaDetail=TPMS_RSA_PARMS(
+                    symmetric=TPMT_SYM_DEF_OBJECT(algorithm=TPM2_ALG.NULL),
+                    scheme=TPMT_RSA_SCHEME(
+                        scheme=TPM2_ALG.OAEP,
+                        details=TPMU_ASYM_SCHEME(oaep=TPMS_SCHEME_HASH(hashAlg=TPM2_ALG.SHA256)),
+                    ),
+                    keyBits=2048,
+                    exponent=0,
+                )
+            ),
+        )
+    )
+
+
+def _sealed_template(policy_digest: bytes) -> Any:  # noqa: ANN401 - tpm2-pytss value
+    """A keyed-hash data object (sealed secret) whose only auth is ``policy_digest``."""
+    return TPM2B_PUBLIC(
+        publicArea=TPMT_PUBLIC(
+            type=TPM2_ALG.KEYEDHASH,
+            nameAlg=_POLICY_ALG,
+            objectAttributes=SEALED_ATTRIBUTES,
+            authPolicy=policy_digest,
+            parameters=TPMU_PUBLIC_PARMS(
+                keyedHashDetail=TPMS_KEYEDHASH_PARMS(
+                    scheme=TPMT_KEYEDHASH_SCHEME(scheme=TPM2_ALG.NULL)
+                )
+            ),
+        )
+    )
 
 
 class TpmDevice:
@@ -459,3 +541,153 @@ class TpmDevice:
                 auth_handle=auth_handle,
             )
             return SignedAttestation(attest.marshal()[2:], signature.marshal())
+
+    # --- PCR policies: binding key, sealing ------------------------------------------------
+
+    def pcr_policy(
+        self, selection: PcrSelection, values: Mapping[int, Mapping[int, bytes]] | None = None
+    ) -> bytes:
+        """The SHA-256 PolicyPCR digest of ``selection`` over ``values`` (default: the PCRs'
+        current values, read now). Raises :class:`TpmError` (also for missing values)."""
+        if values is None:
+            values = self.pcr_read(selection)
+        with _tpm("pcr_policy"):
+            return policy_pcr_digest(selection, values, _POLICY_ALG)
+
+    def trial_pcr_policy(
+        self, selection: PcrSelection, values: Mapping[int, Mapping[int, bytes]] | None = None
+    ) -> bytes:
+        """The TPM's own PolicyGetDigest after PolicyPCR(``selection``) in a trial session, with
+        ``values``' digest given (default: the TPM uses its current PCRs). Raises
+        :class:`TpmError`."""
+        with _tpm("trial_pcr_policy"):
+            pcr_digest = (
+                b"" if values is None else pcr_values_digest(selection, values, _POLICY_ALG)
+            )
+            session = self._policy_session(TPM2_SE.TRIAL)
+            try:
+                self._ectx.policy_pcr(session, pcr_digest, _selection(selection))
+                return bytes(self._ectx.policy_get_digest(session))
+            finally:
+                with contextlib.suppress(TSS2_Exception):
+                    self._ectx.flush_context(session)
+
+    def _policy_session(self, kind: Any = TPM2_SE.POLICY) -> Any:  # noqa: ANN401 - tpm2-pytss
+        return self._ectx.start_auth_session(
+            tpm_key=ESYS_TR.NONE,
+            bind=ESYS_TR.NONE,
+            session_type=kind,
+            symmetric=TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL),
+            auth_hash=_POLICY_ALG,
+        )
+
+    @contextlib.contextmanager
+    def _pcr_session(self, selection: PcrSelection) -> Iterator[Any]:
+        """A policy session that has run PolicyPCR(``selection``) over the current PCRs."""
+        session = self._policy_session()
+        try:
+            self._ectx.policy_pcr(session, b"", _selection(selection))
+            yield session
+        finally:
+            with contextlib.suppress(TSS2_Exception):
+                self._ectx.flush_context(session)
+
+    def create_binding_key(self, policy_digest: bytes) -> tuple[LoadedKey, ObjectBlobs]:
+        """Create and load a binding key (RSA-2048 OAEP-SHA256 decryption key under the owner
+        SRK, authPolicy = ``policy_digest``, e.g. :meth:`pcr_policy`); return it and its blobs.
+
+        Raises :class:`TpmError`; ``ValueError`` when the digest is not 32 bytes.
+        """
+        _check_policy(policy_digest)
+        with _tpm("create_binding_key"), self._srk() as srk:
+            private, public, *_ = self._ectx.create(
+                srk, TPM2B_SENSITIVE_CREATE(), _binding_template(policy_digest)
+            )
+            handle = self._ectx.load(srk, private, public)
+            return self._loaded(handle), ObjectBlobs(private.marshal(), public.marshal())
+
+    def load_object(self, blobs: ObjectBlobs) -> LoadedKey:
+        """Load an object made under the owner SRK (AK, binding key, sealed secret).
+
+        Raises :class:`TpmError`, also when the blobs are malformed or from another TPM.
+        """
+        return self.load_ak(blobs)
+
+    def rsa_decrypt_with_binding_key(
+        self, key: LoadedKey, selection: PcrSelection, ciphertext: bytes
+    ) -> bytes:
+        """RSA_Decrypt (OAEP, SHA-256, no label) with the binding ``key``, authorised by a
+        PolicyPCR session over ``selection`` (the selection the key's policy was made for).
+
+        Raises :class:`TpmError`; its ``rc`` is TPM_RC_POLICY_FAIL (0x99d) when the PCRs no
+        longer hold the values the policy was made for.
+        """
+        with _tpm("rsa_decrypt"), self._pcr_session(selection) as session:
+            clear = self._ectx.rsa_decrypt(
+                ESYS_TR(key.handle), ciphertext, _OAEP_SHA256, b"", session1=session
+            )
+            return bytes(clear)
+
+    def seal(self, policy_digest: bytes, secret: bytes) -> ObjectBlobs:
+        """Seal ``secret`` (1 to 128 bytes) under the owner SRK to ``policy_digest`` (from
+        :meth:`pcr_policy` or :func:`trustcore.tpm.policy.policy_pcr_digest` of predicted
+        values). The object is not left loaded. Raises :class:`TpmError`; ``ValueError``."""
+        _check_policy(policy_digest)
+        if not 0 < len(secret) <= MAX_SEALED_BYTES:
+            raise ValueError(f"a sealed secret has 1 to {MAX_SEALED_BYTES} bytes")
+        sensitive = TPM2B_SENSITIVE_CREATE(sensitive=TPMS_SENSITIVE_CREATE(data=secret))
+        with _tpm("seal"), self._srk() as srk:
+            private, public, *_ = self._ectx.create(srk, sensitive, _sealed_template(policy_digest))
+            return ObjectBlobs(private.marshal(), public.marshal())
+
+    def unseal(self, blobs: ObjectBlobs, selection: PcrSelection) -> bytes:
+        """Load a sealed object, unseal it through PolicyPCR(``selection``), flush it.
+
+        Raises :class:`TpmError` (rc TPM_RC_POLICY_FAIL, 0x99d, when the PCRs do not hold the
+        values it was sealed to).
+        """
+        obj = self.load_object(blobs)
+        try:
+            with _tpm("unseal"), self._pcr_session(selection) as session:
+                return bytes(self._ectx.unseal(ESYS_TR(obj.handle), session1=session))
+        finally:
+            with contextlib.suppress(TpmError):
+                self.flush(obj)
+
+    # --- NV in the owner hierarchy -----------------------------------------------------------
+
+    def nv_define(self, nv_index: int, size: int, attributes: int) -> None:
+        """TPM2_NV_DefineSpace of an ordinary index (SHA-256 name, empty auth and policy) with
+        owner authorisation. Raises :class:`TpmError` (rc 0x14c, NV_DEFINED, if it exists)."""
+        public = TPM2B_NV_PUBLIC(
+            nvPublic=TPMS_NV_PUBLIC(
+                nvIndex=nv_index, nameAlg=_POLICY_ALG, attributes=attributes, dataSize=size
+            )
+        )
+        with _tpm("nv_define"):
+            handle = self._ectx.nv_define_space(b"", public, ESYS_TR.OWNER)
+            self._ectx.tr_close(handle)
+
+    def nv_write(self, nv_index: int, data: bytes, offset: int = 0) -> None:
+        """TPM2_NV_Write with owner authorisation; raises :class:`TpmError`."""
+        with _tpm("nv_write"):
+            handle = self._ectx.tr_from_tpmpublic(nv_index)
+            try:
+                self._ectx.nv_write(handle, data, offset, auth_handle=ESYS_TR.OWNER)
+            finally:
+                self._ectx.tr_close(handle)
+
+    def nv_read(self, nv_index: int, size: int, offset: int = 0) -> bytes:
+        """TPM2_NV_Read with owner authorisation; raises :class:`TpmError`."""
+        with _tpm("nv_read"):
+            handle = self._ectx.tr_from_tpmpublic(nv_index)
+            try:
+                return bytes(self._ectx.nv_read(handle, size, offset, auth_handle=ESYS_TR.OWNER))
+            finally:
+                self._ectx.tr_close(handle)
+
+    def nv_undefine(self, nv_index: int) -> None:
+        """TPM2_NV_UndefineSpace with owner authorisation; raises :class:`TpmError`."""
+        with _tpm("nv_undefine"):
+            handle = self._ectx.tr_from_tpmpublic(nv_index)
+            self._ectx.nv_undefine_space(handle, ESYS_TR.OWNER)

@@ -413,6 +413,40 @@ class MissingEvidence:
 
 
 @dataclass(frozen=True, slots=True)
+class AssetTagEvidence:
+    """The host's tag certificate (DER) and the AK's TPM2_NV_Certify of the asset-tag NV index
+    (TPMS_ATTEST and TPMT_SIGNATURE), qualifying data
+    :func:`trustcore.assettag.assettag_qualifying_data` of the report's nonce."""
+
+    certificate: bytes
+    nv_attest: bytes
+    nv_signature: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "certificate": b64(self.certificate),
+            "nv_attest": b64(self.nv_attest),
+            "nv_signature": b64(self.nv_signature),
+        }
+
+    @classmethod
+    def from_json(cls, value: object, name: str = "asset_tag") -> AssetTagEvidence:
+        """Raises :class:`WireError`."""
+        o = _obj(value, name)
+        return cls(
+            certificate=_b64(
+                _req(o, "certificate", name), f"{name}.certificate", max_len=MAX_CERT_BYTES
+            ),
+            nv_attest=_b64(
+                _req(o, "nv_attest", name), f"{name}.nv_attest", max_len=MAX_TPM_BLOB_BYTES
+            ),
+            nv_signature=_b64(
+                _req(o, "nv_signature", name), f"{name}.nv_signature", max_len=MAX_TPM_BLOB_BYTES
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ReportBody:
     """Everything a report asserts. Bound to the quote through :func:`report_qualifying_data`."""
 
@@ -426,8 +460,16 @@ class ReportBody:
     facts: Mapping[str, str] = field(default_factory=dict)
     agent_version: str = ""
     sequence: int = 0
+    # optional, additive: the key is absent from the encoding when there is no evidence
+    asset_tag: AssetTagEvidence | None = None
 
     def to_json(self) -> dict[str, Any]:
+        out = self._to_json()
+        if self.asset_tag is not None:
+            out["asset_tag"] = self.asset_tag.to_json()
+        return out
+
+    def _to_json(self) -> dict[str, Any]:
         return {
             "type": "report_body",
             "version": PROTOCOL_VERSION,
@@ -487,6 +529,9 @@ class ReportBody:
             missing_evidence=missing,
             facts=facts,
             agent_version=_str(o.get("agent_version", ""), "agent_version", empty=True),
+            asset_tag=None
+            if o.get("asset_tag") is None
+            else AssetTagEvidence.from_json(o["asset_tag"]),
         )
 
 
@@ -565,8 +610,17 @@ class ReportResult:
     valid_until: float
     next_report_in: float
     missing_eventlogs: tuple[str, ...] = ()
+    # the host's current tag certificate (DER) when the report did not carry it; the agent
+    # writes its SHA-384 into the asset-tag NV index and reports again
+    tag_certificate: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
+        out = self._to_json()
+        if self.tag_certificate is not None:
+            out["tag_certificate"] = b64(self.tag_certificate)
+        return out
+
+    def _to_json(self) -> dict[str, Any]:
         return {
             "type": "report_result",
             "version": PROTOCOL_VERSION,
@@ -596,6 +650,9 @@ class ReportResult:
             valid_until=_number(_req(o, "valid_until", ""), "valid_until"),
             next_report_in=_number(_req(o, "next_report_in", ""), "next_report_in"),
             missing_eventlogs=tuple(_str(m, "missing_eventlogs", max_len=32) for m in missing),
+            tag_certificate=_opt_b64(
+                o.get("tag_certificate"), "tag_certificate", max_len=MAX_CERT_BYTES
+            ),
         )
 
 
