@@ -358,4 +358,12 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/alerts", alerts_page)
     app.router.add_post("/alerts/{alert_id}/ack", ack_page)
     app.router.add_get("/flavors", flavors_page)
-    app.router.add_get("/v1/flavors", list_flavors)
+    if not _has_route(app, "GET", "/v1/flavors"):  # the core may serve its own twin
+        app.router.add_get("/v1/flavors", list_flavors)
+
+
+def _has_route(app: web.Application, method: str, path: str) -> bool:
+    return any(
+        r.method == method and r.resource is not None and r.resource.canonical == path
+        for r in app.router.routes()
+    )
