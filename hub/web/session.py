@@ -4,7 +4,8 @@
 browser gets only a random session id in an ``HttpOnly; Secure; SameSite=Strict`` cookie (the
 token never goes back to the browser). :func:`session_middleware` sits between the error and
 the auth middleware: a request carrying a live session cookie (and no ``Authorization``) is
-passed on with the session's token as its bearer token, so the core's role checks decide
+passed on with the session's token as its bearer token (public routes such as
+``/login`` never see the session), so the core's role checks decide
 exactly as for an API client, and a revoked token stops working at once. A cookie-authenticated
 request that is not GET/HEAD must carry the session's CSRF token (form field ``csrf`` or header
 ``X-CSRF-Token``), or it is refused with 403 ``csrf.invalid`` before any handler runs.
@@ -28,6 +29,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 
+from hub.auth import ACCESS_ATTR
 from hub.errors import ApiError, Handler
 
 COOKIE: Final = "trustplane_session"
@@ -149,7 +151,8 @@ def session_middleware(error_page: ErrorPage) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         sid = request.cookies.get(COOKIE)
         session = request.app[SESSIONS].get(sid) if sid else None
-        if session is not None and "Authorization" not in request.headers:
+        public = getattr(request.match_info.handler, ACCESS_ATTR, None) == "public"
+        if session is not None and not public and "Authorization" not in request.headers:
             headers = CIMultiDict(request.headers)
             headers["Authorization"] = f"Bearer {session.token}"
             request = request.clone(headers=headers)

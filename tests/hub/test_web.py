@@ -185,6 +185,20 @@ def test_login_refusals(hub: HubProcess, token_kind: str, status: int, message: 
     assert COOKIE not in s.cookies
 
 
+def test_logging_in_again_replaces_the_session(hub: HubProcess, viewer: str, admin: str) -> None:
+    s = login(hub, viewer)
+    first = s.cookies[COOKIE]
+    form = s.get(base_url(hub) + "/login")
+    resp = s.post(
+        base_url(hub) + "/login",
+        data={"token": admin, "csrf": form_csrf(form.text), "next": "/alerts"},
+        allow_redirects=False,
+    )
+    assert resp.status_code == 303
+    assert s.cookies[COOKIE] != first
+    assert "alice <span" in s.get(base_url(hub) + "/alerts").text
+
+
 def test_login_without_form_csrf_is_refused(hub: HubProcess, admin: str) -> None:
     s = http(hub)
     s.get(base_url(hub) + "/login")
