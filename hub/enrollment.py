@@ -2,7 +2,8 @@
 certificate.
 
 ``POST /v1/enroll`` (no client certificate needed, rate-limited and bounded): decode the keys,
-check the AK is a restricted signing key, check the AK's Certify of the binding key when sent,
+check the AK is a restricted signing key, check the AK's Certify of the binding key when sent
+and that it is a policy-only RSA decryption key (:mod:`trustcore.binding`, ``binding.key_invalid``),
 check the EK certificate against the configured vendor CA bundle (or a registration token).
 Without either the host is ``pending`` until an operator approves it. Otherwise the hub answers
 MakeCredential(EK, name(AK), secret) and keeps only SHA-256(secret), the candidate keys and the
@@ -33,9 +34,10 @@ from hub.pki import (
 )
 from hub.state import STATE, HubState
 from hub.store import HostFacts, HostKeys, PendingEnrollment
+from trustcore.binding import verify_binding_key
 from trustcore.credential import CREDENTIAL_RANDOM_BYTES, make_credential
 from trustcore.errors import TrustcoreError
-from trustcore.quote import AttestationKey, verify_certify
+from trustcore.quote import AttestationKey
 from trustcore.tpm.public import parse_public
 from trustcore.wire import (
     ActivateRequest,
@@ -43,7 +45,6 @@ from trustcore.wire import (
     Enrollment,
     EnrollRequest,
     WireError,
-    binding_qualifying_data,
     host_id_from_ek,
 )
 
@@ -63,13 +64,14 @@ def _decode_keys(st: HubState, req: EnrollRequest) -> tuple[object, AttestationK
     if req.binding_public is not None:
         if req.binding_certify_attest is None or req.binding_certify_signature is None:
             raise ApiError(400, "certify.missing", "binding key sent without the AK's Certify")
-        try:
-            verify_certify(
+        try:  # certified by this AK for this EK, and a PCR-policy-only RSA decryption key
+            verify_binding_key(
                 ak,
-                req.binding_certify_attest,
-                req.binding_certify_signature,
-                qualifying_data=binding_qualifying_data(req.ek_public, req.ak_public),
-                certified=req.binding_public,
+                ek_public=req.ek_public,
+                ak_public=req.ak_public,
+                binding_public=req.binding_public,
+                attest=req.binding_certify_attest,
+                signature=req.binding_certify_signature,
             )
         except TrustcoreError as e:
             raise ApiError(400, e.reason, f"binding key: {e.message}") from None

@@ -232,8 +232,16 @@ class Agent:
         token: str | None = None,
         with_cert: bool = True,
         binding_qd: bytes | None = None,
+        binding_key: LoadedKey | None = None,
     ) -> EnrollRequest:
-        binding, _ = self.device.create_ak("ecc256")  # any TPM object the AK can certify
+        # the binding key: an RSA decryption key usable only under PolicyPCR of the policy PCRs
+        # (or, for refusal tests, whatever key is given; it is flushed after the Certify)
+        binding = (
+            binding_key
+            or self.device.create_binding_key(
+                self.device.pcr_policy(PcrSelection.of({TPM_ALG_SHA256: POLICY_PCRS}))
+            )[0]
+        )
         qd = binding_qualifying_data(self.ek.key.public, self.ak.public)
         try:
             certify = self.device.certify(

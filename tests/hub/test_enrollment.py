@@ -23,6 +23,8 @@ from hub.cli import main as cli_main
 from hub.pki import check_csr
 from tests.hub.conftest import ca_bundle
 from tests.hub.harness import Agent, FakeClock, HubProcess, make_state
+from trustcore.tpm import parse_public
+from trustcore.tpm.constants import TPMA_OBJECT_DECRYPT, TPMA_OBJECT_USERWITHAUTH
 from trustcore.wire import ActivateRequest, EnrollChallenge, ReportResult
 from trustplane.swtpm import SwtpmFactory
 
@@ -210,6 +212,25 @@ def test_binding_certify_with_other_qualifying_data(make_hub: Any, new_agent: Ag
     hub = make_hub()
     resp = enroll_raw(hub, new_agent, binding_qd=b"\x00" * 32)
     assert (resp.status, resp.code) == (400, "certify.qualifying_data_mismatch")
+
+
+def test_binding_key_is_stored_and_must_be_a_pcr_policy_decrypt_key(
+    make_hub: Any, new_agent: Agent
+) -> None:
+    hub = make_hub()
+    signing_key, _ = new_agent.device.create_ak("rsa2048")  # certified, but a signing key
+    resp = enroll_raw(hub, new_agent, binding_key=signing_key)
+    assert (resp.status, resp.code) == (400, "binding.key_invalid")
+    assert "not a decryption-only key" in resp.body["error"]["message"]
+    request = new_agent.enroll_request()
+    new_agent.enroll(hub)
+    keys = hub.call(hub.state.store.get_host_keys(new_agent.host_id))
+    sent = parse_public(request.binding_public)  # type: ignore[arg-type]
+    stored = parse_public(keys.binding_public)
+    assert stored.has(TPMA_OBJECT_DECRYPT)
+    assert not stored.has(TPMA_OBJECT_USERWITHAUTH)
+    assert (stored.type, stored.auth_policy) == (sent.type, sent.auth_policy)
+    assert len(stored.auth_policy) == 32
 
 
 def test_ak_that_is_not_a_restricted_signing_key(make_hub: Any, new_agent: Agent) -> None:
