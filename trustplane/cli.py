@@ -1,8 +1,8 @@
 """The ``trustplane`` command: event-log analysis and the demo.
 
 ``trustplane eventlog show|replay|txt-heap FILE`` reads a file and hands the bytes to
-:mod:`trustcore.eventlog`; ``trustplane demo`` analyses a real log and the TXT heap example from
-the shared data directory. This is the only place where errors become exit codes: 0 success,
+:mod:`trustcore.eventlog`; ``trustplane demo`` runs the local demo (:mod:`trustplane.demo`).
+This is the only place where errors become exit codes: 0 success,
 1 runtime failure, 2 bad input or usage, always with one line on stderr saying why.
 """
 
@@ -213,42 +213,13 @@ def default_eventlogs_dir() -> Path:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Analyse a real boot log and walk the TXT heap example (``--once``: the same, one pass)."""
-    logs_dir = default_eventlogs_dir()
-    log_path: Path = args.log or logs_dir / DEMO_LOG
-    result = analyse(read_input(log_path, MAX_LOG_FILE))
-    image_path = logs_dir / DEMO_TXT_IMAGE
-    image = read_input(image_path, MAX_IMAGE_FILE)
-    where = locate_txt_eventlog_in_image(image)
-    txt = analyse(read_txt_eventlog_from_image(image))
-    if args.json:
-        write_json(
-            {
-                "log": str(log_path),
-                **replay_json(result),
-                "txt_heap": {
-                    "image": str(image_path),
-                    **location_json(where),
-                    **replay_json(txt),
-                },
-            },
-            sys.stdout,
-        )
-        return EXIT_OK
-    out = sys.stdout
-    out.write(f"== boot event log {log_path}\n")
-    write_table(result.log, out)
-    out.write("\n== replayed PCRs\n")
-    write_pcrs(result.pcrs, out)
-    out.write(f"\n== TXT heap image {image_path}\n")
-    out.write(
-        f"event log found at image offset 0x{where.offset or 0:x} (physical 0x{where.address:x}),"
-        f" {where.size} bytes\n"
+    """Run the local demo: a hub and three attested hosts, one of which goes bad."""
+    from trustplane.demo import DemoOptions, run_demo  # noqa: PLC0415 - needs hub and agent
+
+    options = DemoOptions(
+        once=args.once, json=args.json, eventlogs=default_eventlogs_dir(), step_timeout=args.timeout
     )
-    write_table(txt.log, out)
-    out.write("\n== replayed DRTM PCRs\n")
-    write_pcrs(txt.pcrs, out)
-    return EXIT_OK
+    return run_demo(options)
 
 
 # --- argument parsing and the one error boundary ----------------------------------------------
@@ -288,11 +259,28 @@ def build_parser() -> argparse.ArgumentParser:
     heap.set_defaults(handler=cmd_txt_heap)
 
     demo = commands.add_parser(
-        "demo", help="analyse a real event log and the TXT heap example from the shared data"
+        "demo",
+        help="run a hub and three TPM-attested hosts on 127.0.0.1; one reboots into a change",
+        description="Starts a hub and three agents with their own swtpm (booted from a real "
+        "event log), imports flavors from host-1, assigns them to all, reboots host-3 into a "
+        "kernel update and shows it turn untrusted with an alert. Progress goes to stderr; "
+        "then the status page URL and admin token; Ctrl-C stops everything.",
     )
-    demo.add_argument("--once", action="store_true", help="run one pass and exit (the default)")
-    demo.add_argument("--json", action="store_true", help="print one JSON line")
-    demo.add_argument("--log", type=Path, metavar="FILE", help="the boot event log to analyse")
+    demo.add_argument(
+        "--once", action="store_true", help="run the scenario to the end and exit (no waiting)"
+    )
+    demo.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON line: {"hosts": [{"name", "verdict", "reasons"}], "alerts": N}',
+    )
+    demo.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="longest wait for any one step (default 60)",
+    )
     demo.set_defaults(handler=cmd_demo)
     return parser
 

@@ -21,9 +21,6 @@ TXT_IMAGE = EVENTLOGS / "intel-secl" / "txt_heap_info.bin"
 TXT_LOG: dict[str, Any] = json.loads(
     (EVENTLOGS / "intel-secl" / "txt_heap_eventlog.expected.json").read_text()
 )
-DEMO_LOG: dict[str, Any] = json.loads(
-    (EVENTLOGS / "guard-oss-evidence" / "test-before.expected.json").read_text()
-)
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -160,35 +157,7 @@ def test_replay_text_lists_banks_and_pcrs() -> None:
     )
 
 
-def test_demo_once_json_analyses_the_shared_log_and_the_txt_heap(tmp_path: Path) -> None:
-    result = run("demo", "--once", "--json", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    demo = json.loads(result.stdout)
-    assert demo["log"] == str(EVENTLOGS / "guard-oss-evidence" / "test-before.bin")
-    assert (demo["format"], demo["events"]) == ("crypto-agile", DEMO_LOG["events"])
-    assert demo["pcrs"] == DEMO_LOG["expected_pcrs"]
-    assert demo["txt_heap"]["pcrs"] == TXT_LOG["expected_pcrs"]
-    assert demo["txt_heap"]["offset"] == 0x1114C
-
-
-def test_demo_text_shows_tables_and_pcrs() -> None:
-    result = run("demo", "--once")
-    assert result.returncode == 0, result.stderr
-    for heading in (
-        "== boot event log",
-        "== replayed PCRs",
-        "== TXT heap image",
-        "== replayed DRTM PCRs",
-    ):
-        assert heading in result.stdout
-    assert f"sha256   PCR  7: {DEMO_LOG['expected_pcrs']['sha256']['7']}" in result.stdout
-
-
-def test_demo_with_another_log() -> None:
-    path = EVENTLOGS / "go-tpm-tools" / "gdc-host.bin"
-    result = run("demo", "--json", "--log", str(path))
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["events"] == 159
+# The demo (`trustplane demo`) is tested end to end in tests/e2e/test_demo.py.
 
 
 def test_version_and_help() -> None:
