@@ -414,7 +414,7 @@ def assign_flavors(hub: HubRun, hosts: Sequence[HostRun], say: Progress) -> None
     for line in out.splitlines():
         say(f"    {line.expandtabs(2)}")
     say(
-        f"    ({FLAVOR_NAME}.host_unique is {hosts[0].name}'s own boot entries and disk: not shared)"
+        f"    ({FLAVOR_NAME}.host_unique: {hosts[0].name}'s own boot entries and disks, unassigned)"
     )
     for host in hosts:
         hub.cli(["flavor", "assign"], host.name, *ASSIGNED)
