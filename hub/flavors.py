@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from trustcore.eventlog import Event
 from trustcore.flavors.document import flavor_from_json
@@ -26,6 +26,8 @@ from trustcore.flavors.evidence import evidence_from_events
 from trustcore.flavors.model import Flavor, FlavorError
 from trustcore.quote import VerifiedQuote
 
+MAX_DIFFERENCES: Final = 16  # differing events stored per rule result
+
 
 @dataclass(frozen=True, slots=True)
 class RuleOutcome:
@@ -36,6 +38,7 @@ class RuleOutcome:
     reason: str = ""
     detail: str = ""
     difference: str = ""  # the first differing event in words, for event-log rules
+    differences: tuple[Mapping[str, Any], ...] = ()  # the first MAX_DIFFERENCES, as JSON
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -46,6 +49,7 @@ class RuleOutcome:
         }
         if self.difference:
             out["difference"] = self.difference
+            out["differences"] = [dict(d) for d in self.differences]
         return out
 
 
@@ -82,6 +86,20 @@ def describe_difference(d: EventDifference) -> str:
     return f"PCR {d.pcr}: {what} measured but not expected"
 
 
+def difference_json(d: EventDifference) -> dict[str, Any]:
+    """One differing event as the status page shows it (digests in hex)."""
+    return {
+        "kind": str(d.kind),
+        "pcr": d.pcr,
+        "type_name": d.type_name,
+        "index": d.index,
+        "position": d.position,
+        "expected_digest": d.expected_digest.hex() if d.expected_digest else None,
+        "actual_digest": d.actual_digest.hex() if d.actual_digest else None,
+        "description": d.description,
+    }
+
+
 def _outcome(verdict: FlavorVerdict) -> FlavorOutcome:
     rules = tuple(
         RuleOutcome(
@@ -90,6 +108,7 @@ def _outcome(verdict: FlavorVerdict) -> FlavorOutcome:
             r.reason or "",
             "" if r.passed else f"expected {r.expected}; actual {r.actual}",
             describe_difference(r.differences[0]) if r.differences else "",
+            tuple(difference_json(d) for d in r.differences[:MAX_DIFFERENCES]),
         )
         for r in verdict.rule_results()
     )
