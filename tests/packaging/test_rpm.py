@@ -352,6 +352,7 @@ def test_packages_require_only_these_base_system_names(built: Built) -> None:
             "config(trustplane-hub) = " + f"{VERSION}-1",
             "python3-aiohttp >= 3.13",
             "python3-sqlite-utils >= 4.0",
+            "python3-jinja2 >= 3.1",
             "shadow-utils",
             "systemd",
         },
