@@ -10,6 +10,7 @@ waits until each answers. Nothing here is mocked: a missing ``swtpm`` binary is 
 from __future__ import annotations
 
 import contextlib
+import random
 import shutil
 import socket
 import subprocess
@@ -41,6 +42,36 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_PAIR_RANGE = (20000, 32000)
+"""Below Linux's default ephemeral range (32768-60999): ``bind(0)`` and outgoing connections take
+their ports from that range (even ones for bind, odd ones for connect), so ``free_port() + 1`` is
+often some client's port on a busy machine, and a client may take it between our check and
+swtpm's bind. Pairs from below the range do not race with clients."""
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair() -> int:
+    """A port ``p`` such that ``p`` and ``p + 1`` were both free on 127.0.0.1 a moment ago.
+
+    The swtpm and mssim TCTIs reach the control channel at ``port + 1``, so a TPM needs two
+    adjacent ports. Raises :class:`SwtpmUnavailable` if none is found after many tries.
+    """
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(_PAIR_RANGE[0], _PAIR_RANGE[1] - 1)
+        if _bindable(port) and _bindable(port + 1):
+            return port
+    raise SwtpmUnavailable("no two adjacent free TCP ports on 127.0.0.1")
 
 
 @dataclass
@@ -215,9 +246,9 @@ class SwtpmFactory:
         else:
             shutil.copytree(self.template, state)
         last: SwtpmUnavailable | None = None
-        for _ in range(5):
+        for _ in range(10):
             # The swtpm and mssim TCTIs reach the control channel at port + 1: keep them adjacent.
-            port = free_port()
+            port = free_port_pair()
             tpm = Swtpm(state_dir=state, port=port, ctrl_port=port + 1)
             try:
                 tpm.start()
