@@ -200,7 +200,7 @@ class HubRun:
 
     def healthy(self) -> bool | None:
         if self.proc is not None and self.proc.poll() is not None:
-            raise DemoFailure(f"the hub exited with {self.proc.returncode} (see its log)")
+            raise DemoFailure(f"the hub exited with {self.proc.returncode}")
         try:
             return True if self.get("/health") == {"status": "ok"} else None
         except (OSError, ssl.SSLError, DemoFailure):
@@ -216,11 +216,7 @@ def _port() -> int:
     return PREFERRED_PORT
 
 
-def start_hub(work: Path, factory: SwtpmFactory, children: Children, say: Progress) -> HubRun:
-    hub = HubRun(work / "hub", _port())
-    hub.dir.mkdir()
-    bundle = hub.dir / "tpm-vendor-ca.pem"
-    bundle.write_bytes(b"".join(p.read_bytes() for p in factory.ca_certificates))
+def write_hub_config(hub: HubRun, bundle: Path) -> None:
     hub.config.write_text(
         f'[server]\nlisten = "127.0.0.1:{hub.port}"\n\n'
         f'[state]\ndir = "{hub.state}"\n\n'
@@ -228,12 +224,31 @@ def start_hub(work: Path, factory: SwtpmFactory, children: Children, say: Progre
         f'[enrollment]\nek_ca_bundle = "{bundle}"\nrequire_ek_certificate = true\n\n'
         f'[alerts]\nexternal_url = "{hub.url}"\n'
     )
+
+
+def start_hub(work: Path, factory: SwtpmFactory, children: Children, say: Progress) -> HubRun:
+    """``trustplane-hub init`` and ``run``; on a port taken meanwhile, again on a free one."""
+    hub = HubRun(work / "hub", _port())
+    hub.dir.mkdir()
+    bundle = hub.dir / "tpm-vendor-ca.pem"
+    bundle.write_bytes(b"".join(p.read_bytes() for p in factory.ca_certificates))
+    write_hub_config(hub, bundle)
     out = hub.cli(["init"])
     hub.token = out.strip().rsplit(" ", 1)[-1]
     say(f"hub: state in {hub.state} (CA, server certificate, signing keys, SQLite)")
-    argv = _python("hub.cli", "run", "--config", str(hub.config))
-    hub.proc = children.start(argv, hub.dir / "hub.log")
-    wait_until("the hub to answer /health", hub.healthy, 30)
+    log = hub.dir / "hub.log"
+    for attempt in range(3):
+        hub.proc = children.start(_python("hub.cli", "run", "--config", str(hub.config)), log)
+        try:
+            wait_until("the hub to answer /health", hub.healthy, 30)
+            break
+        except DemoFailure:
+            if attempt == 2 or "address already in use" not in log.read_text(errors="replace"):
+                raise
+            children.stop(hub.proc)
+            log.unlink()
+            hub.port = free_port()
+            write_hub_config(hub, bundle)
     say(f"hub: listening on {hub.url} (TLS); EK certificates must chain to the local TPM CA")
     return hub
 
