@@ -8,8 +8,9 @@ export TRUSTPLANE_SHARED := $(SHARED)
 ARGS ?=
 
 APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libsystemd-dev pkg-config gcc python3-dev python3-venv umockdev gir1.2-umockdev-1.0 python3-gi
-# tests/packaging: building, linting and installing the RPMs, checking the systemd units
-APT_PACKAGES += rpm createrepo-c dnf rpmlint systemd python3-installer python3-packaging python3-pip python3-setuptools python3-wheel
+# tests/packaging: building, linting and installing the RPMs, checking the systemd units (and
+# running them under a real systemd in a systemd-nspawn container)
+APT_PACKAGES += rpm createrepo-c dnf rpmlint systemd systemd-container python3-installer python3-packaging python3-pip python3-setuptools python3-wheel
 # tests/e2e: the status page in headless Chromium (Playwright drives the Debian build)
 APT_PACKAGES += chromium
 STAMP_APT := $(VENV)/.apt-done
