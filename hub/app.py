@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from hub import api, attestation, enrollment
+from hub import api, assettags, attestation, enrollment
 from hub.auth import auth_middleware
 from hub.config import ConfigError, HubConfig
 from hub.errors import body_limit_middleware, error_middleware
@@ -82,7 +82,7 @@ def create_app(
             store=store,
             keys=keys,
             clock=clock,
-            verifier=ReportVerifier(store, config.attestation),
+            verifier=ReportVerifier(store, config.attestation, tag_ca=keys.tag_ca.certificate),
             events=app[EVENTS],
             enroll_limiter=RateLimiter(config.enrollment.rate_per_minute, clock),
             ek_anchors=anchors,  # type: ignore[arg-type]
@@ -103,5 +103,6 @@ def create_app(
     api.add_routes(app)
     enrollment.add_routes(app)
     attestation.add_routes(app)
+    assettags.add_routes(app)
     install_web(app)  # status pages, live updates, alerts, webhooks, metrics, OpenAPI
     return app

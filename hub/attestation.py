@@ -24,7 +24,7 @@ from hub.jws import sign_jws
 from hub.state import STATE, HubState, VerdictChange
 from hub.store import Host, HostEvidence
 from hub.verification import MissingEventlogs, NonceRejected, Outcome
-from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportResult, WireError
+from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportBody, ReportResult, WireError
 
 log = logging.getLogger("trustplane.hub")
 
@@ -40,7 +40,7 @@ def trust_report(st: HubState, host: Host, outcome: Outcome, now: float, valid_u
         "node_name": host.node_name,
         "verdict": outcome.verdict,
         "reasons": list(outcome.reasons),
-        "asset_tags": dict(host.tags),
+        "asset_tags": dict(outcome.asset_tags),  # only tags the TPM vouched for
         "flavors": list(outcome.flavors),
         "iat": int(now),
         "valid_until": int(valid_until),
@@ -105,11 +105,39 @@ async def report(request: web.Request) -> web.Response:
                 missing_eventlogs=outcome.names,
             ).to_json()
         )
-    return web.json_response(await _conclude(st, host, body.sequence, signed, outcome, now))
+    return web.json_response(
+        await _conclude(
+            st,
+            host,
+            body.sequence,
+            signed,
+            outcome,
+            now,
+            tag_certificate=await _tag_certificate_to_send(st, host, body),
+        )
+    )
+
+
+async def _tag_certificate_to_send(st: HubState, host: Host, body: ReportBody) -> bytes | None:
+    """The host's current tag certificate when the report did not carry it (the agent then
+    writes its hash into the TPM and reports again), else ``None``."""
+    if not host.tags:
+        return None
+    current = await st.store.get_tag_certificate(host.id)
+    if current is None or (body.asset_tag is not None and body.asset_tag.certificate == current):
+        return None
+    return current
 
 
 async def _conclude(  # noqa: PLR0917
-    st: HubState, host: Host, sequence: int, signed: Report, outcome: Outcome, now: float
+    st: HubState,
+    host: Host,
+    sequence: int,
+    signed: Report,
+    outcome: Outcome,
+    now: float,
+    *,
+    tag_certificate: bytes | None = None,
 ) -> dict[str, Any]:
     cfg = st.config.attestation
     valid_until = now + cfg.report_validity
@@ -136,6 +164,7 @@ async def _conclude(  # noqa: PLR0917
         trust_report=trust_report(st, host, outcome, now, valid_until),
         valid_until=valid_until,
         next_report_in=cfg.interval,
+        tag_certificate=tag_certificate,
     ).to_json()
 
 

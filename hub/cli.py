@@ -13,6 +13,7 @@ Commands::
     trustplane-hub tokens list | revoke ID
     trustplane-hub hosts list | show HOST | approve HOST
     trustplane-hub flavor import|list|show|delete|assign ...   (see hub.flavorcli)
+    trustplane-hub tags set HOST KEY=VALUE ... | clear HOST | show HOST   (see hub.tagcli)
     trustplane-hub audit verify
 """
 
@@ -30,7 +31,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Final
 
-from hub import flavorcli
+from hub import flavorcli, tagcli
 from hub.config import DEFAULT_CONFIG_FILE, ConfigError, HubConfig, load_config
 from hub.statedir import DB_FILE, ROLES, StateDirError, create_state_dir, new_token
 from hub.store import Store
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     approve = hsub.add_parser("approve", parents=[common], help="approve a pending host")
     approve.add_argument("host")
     flavorcli.add_parser(sub, common)
+    tagcli.add_parser(sub, common)
     audit = sub.add_parser("audit", help="the append-only audit log")
     asub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
     asub.add_parser("verify", parents=[common], help="check the audit log's hash chain")
@@ -234,6 +236,8 @@ async def _dispatch(args: argparse.Namespace, config: HubConfig) -> int:
         return await _with_store(config, lambda s: _hosts(args, s))
     if args.command == "flavor":
         return await _with_store(config, lambda s: flavorcli.run(args, s))
+    if args.command == "tags":
+        return await _with_store(config, lambda s: tagcli.run(args, s, config.state.dir))
     return await _with_store(config, _audit)
 
 
@@ -244,10 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = _config(args)
         return asyncio.run(_dispatch(args, config))
-    except (ConfigError, UsageError, flavorcli.FlavorInputError) as e:
+    except (ConfigError, UsageError, flavorcli.FlavorInputError, tagcli.TagInputError) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (StateDirError, OSError, flavorcli.FlavorLookupError) as e:
+    except (StateDirError, OSError, flavorcli.FlavorLookupError, tagcli.TagLookupError) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:

@@ -250,6 +250,7 @@ def schemas() -> dict[str, Any]:
                 "valid_until": _NUM,
                 "next_report_in": _NUM,
                 "missing_eventlogs": _STRS,
+                "tag_certificate": _B64,  # asset tags (hub.assettags)
             },
             ["verdict", "reasons", "trust_report", "valid_until", "next_report_in"],
         ),
@@ -302,13 +303,52 @@ def _agent_paths() -> dict[str, Any]:
                 body=_json_body(_ref("Report")),
             )
         },
+        # --- asset tags (hub.assettags) ---
+        "/v1/tags": {
+            "post": _op(
+                "This host's asset tags and current tag certificate",
+                "agent",
+                MTLS,
+                _json(_TAG_CERTIFICATE, "tags and certificate (null when none)"),
+                errors=(400, 401, 403, 413),
+                body=_json_body({"type": "object"}),
+            )
+        },
     }
+
+
+_TAG_CERTIFICATE: Final = {
+    "type": "object",
+    "properties": {
+        "type": {"const": "tag_certificate"},
+        "version": {"type": "integer"},
+        "host_id": _STR,
+        "tags": {"type": "object", "additionalProperties": _STR},
+        "certificate": _NB64,
+        "sha384": _NSTR,
+    },
+    "required": ["type", "version", "host_id", "tags", "certificate", "sha384"],
+}
 
 
 def _api_paths() -> dict[str, Any]:
     host_id = [_path_param("host_id", "the host id (hex SHA-256 of the EK public area)")]
     alert_id = [_path_param("alert_id", "the alert id")]
     return {
+        # --- asset tags (hub.assettags) ---
+        "/v1/hosts/{host_id}/tags": {
+            "put": _op(
+                "Replace a host's asset tags and issue its tag certificate (empty: remove)",
+                "api",
+                BEARER,
+                _json(_TAG_CERTIFICATE, "the issued certificate"),
+                errors=(400, 401, 403, 404, 413),
+                body=_json_body(
+                    _obj({"tags": {"type": "object", "additionalProperties": _STR}}, ["tags"])
+                ),
+                params=host_id,
+            )
+        },
         "/health": {
             "get": _op("Liveness", "api", NONE, _json(_obj({"status": _STR}), "ok"), errors=())
         },

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -22,6 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from trustcore.assettag import TAG_EXTENSION_OID, encode_tags_extension
 
 MIN_RSA_BITS = 2048
 ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
@@ -177,6 +179,35 @@ def issue_client_certificate(
     if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise PkiError("CSR key must be EC or RSA", reason="enroll.csr_invalid")
     return _leaf(ca, _name(host_id), public_key, now, days, ExtendedKeyUsageOID.CLIENT_AUTH, None)
+
+
+def issue_tag_certificate(
+    tag_ca: CertifiedKey, host_id: str, tags: Mapping[str, str], now: float, *, days: int = 3650
+) -> x509.Certificate:
+    """A host's asset-tag certificate: subject CN = ``host_id``, the tags in the extension
+    :data:`trustcore.assettag.TAG_EXTENSION_OID` (non-critical), signed by the tag CA. Its
+    public key is a throwaway (the certificate attests attributes, it authenticates nothing).
+
+    Raises :class:`trustcore.assettag.AssetTagError` for tags that cannot be issued.
+    """
+    value = encode_tags_extension(tags)
+    throwaway = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(host_id))
+        .issuer_name(tag_ca.certificate.subject)
+        .public_key(throwaway)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_utc(now - 300))
+        .not_valid_after(_utc(now + days * 86400))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.UnrecognizedExtension(TAG_EXTENSION_OID, value), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(tag_ca.key.public_key()),
+            critical=False,
+        )
+        .sign(tag_ca.key, hashes.SHA256())
+    )
 
 
 def certificate_pem(cert: x509.Certificate) -> str:

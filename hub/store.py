@@ -277,9 +277,19 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Each host's current asset-tag certificate (DER), issued by the hub's tag CA."""
+    db.table("tag_certificates").create(
+        {"host_id": str, "der": bytes, "sha384": str, "issued": float},
+        pk="host_id",
+        foreign_keys=[("host_id", "hosts", "id")],
+    )
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_1,
     _migration_2,
+    _migration_3,
 )
 
 
@@ -869,6 +879,39 @@ class Store:
                     return AuditCheck(ok=False, rows=count, first_bad=int(r["id"]))
                 prev = r["hash"]
             return AuditCheck(ok=True, rows=count)
+
+        return await self._run(run)
+
+    # --- asset tags ------------------------------------------------------------------------
+
+    async def set_tag_certificate(
+        self, host_id: str, tags: dict[str, str], der: bytes | None, now: float
+    ) -> None:
+        """Set the host's tags and its current tag certificate together (``der`` None: no
+        tags, no certificate)."""
+
+        def run() -> None:
+            with self.db.atomic():
+                self._t("hosts").update(host_id, {"tags": json.dumps(tags, sort_keys=True)})
+                self.db.execute("DELETE FROM tag_certificates WHERE host_id = ?", [host_id])
+                if der is not None:
+                    self._t("tag_certificates").insert(
+                        {
+                            "host_id": host_id,
+                            "der": der,
+                            "sha384": hashlib.sha384(der).hexdigest(),
+                            "issued": now,
+                        }
+                    )
+
+        await self._run(run)
+
+    async def get_tag_certificate(self, host_id: str) -> bytes | None:
+        """The host's current tag certificate (DER), or ``None``."""
+
+        def run() -> bytes | None:
+            rows = list(self._t("tag_certificates").rows_where("host_id = ?", [host_id]))
+            return bytes(rows[0]["der"]) if rows else None
 
         return await self._run(run)
 

@@ -4,7 +4,9 @@
 qualifying data (``report_qualifying_data(nonce, body_bytes)``, exact bytes) -> nonce unused and
 unexpired (consumed atomically in the store) -> quoted PCR selection covers the policy's PCRs ->
 PCR digest over the reported values -> event-log replay equals the quoted values -> flavor rules
-(:func:`hub.flavors.evaluate_flavors`) -> asset tag (not yet). The cryptography and parsing
+(:func:`hub.flavors.evaluate_flavors`), which see only the asset tags the TPM vouched for
+(:meth:`ReportVerifier._asset_tags`: the AK's NV certify of the tag index, the tag certificate
+from the hub's tag CA, and that it is the host's current one). The cryptography and parsing
 are trustcore's (:func:`trustcore.quote.verify_quote`, the event-log replay); this module orders
 the steps,
 supplies the time and the nonce store, caches decoded AKs and event logs, and turns the first
@@ -27,10 +29,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
+from cryptography import x509
+
 from hub.config import AttestationConfig
 from hub.flavors import FlavorOutcome, RuleOutcome, VerifiedEvidence, evaluate_flavors
 from hub.store import Host, Store
 from trustcore.algorithms import BY_NAME
+from trustcore.assettag import verify_asset_tag
 from trustcore.errors import TrustcoreError, VerificationError
 from trustcore.eventlog import EventLog, parse_eventlog, replay_eventlog
 from trustcore.quote import AttestationKey, VerifiedQuote, verify_quote
@@ -99,6 +104,8 @@ class Outcome:
     quote: VerifiedQuote | None = field(default=None, compare=False)
     # set once the quote verified and every event log replayed to it: log name -> SHA-256 hex
     replayed: Mapping[str, str] | None = field(default=None, compare=False)
+    # the asset tags the TPM vouched for (empty when the host has no tag certificate)
+    asset_tags: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def untrusted(cls, reason: str) -> Outcome:
@@ -162,8 +169,10 @@ class ReportVerifier:
         flavor_hook: FlavorHook = evaluate_flavors,
         ak_cache_size: int = 4096,
         eventlog_cache_size: int = 64,
+        tag_ca: x509.Certificate | None = None,
     ) -> None:
         self._store = store
+        self._tag_ca = tag_ca
         self._config = config
         self._policy = policy_selection(config)
         self._flavor_hook = flavor_hook
@@ -264,7 +273,10 @@ class ReportVerifier:
             ):
                 return Outcome.untrusted("quote.pcr_selection_insufficient")
             return Outcome.untrusted(deferred.reason if deferred else "quote.invalid")
-        return self._after_quote(host, body, quote, logs, flavors)
+        current_tag = await self._store.get_tag_certificate(host.id) if host.tags else None
+        return self._after_quote(
+            host, body, quote, logs, flavors, tag_context=(ak, current_tag, now)
+        )
 
     def _covers(self, selection: Mapping[int, Iterable[int]]) -> bool:
         """Whether ``selection`` includes every PCR of the policy, bank by bank."""
@@ -277,6 +289,8 @@ class ReportVerifier:
         quote: VerifiedQuote,
         logs: Mapping[str, ReplayedLog | TrustcoreError],
         flavors: Mapping[str, Mapping[str, Any]],
+        *,
+        tag_context: tuple[AttestationKey, bytes | None, float] | None = None,
     ) -> Outcome:
         if not self._covers(quote.pcr_selection.as_dict()):
             return Outcome.untrusted("quote.pcr_selection_insufficient")
@@ -290,8 +304,42 @@ class ReportVerifier:
                 return Outcome("untrusted", (e.reason,), quote=quote)
             replayed[name] = log
         events = tuple(e for log in replayed.values() for e in log.log.events)
-        evidence = VerifiedEvidence(quote, events, host.tags)
+        digests = {name: body.eventlogs[name].sha256.hex() for name in replayed}
+        tags = {} if tag_context is None else self._asset_tags(host, body, *tag_context)
+        if isinstance(tags, VerificationError):
+            return Outcome("untrusted", (tags.reason,), quote=quote, replayed=digests)
+        evidence = VerifiedEvidence(quote, events, tags)
         result = self._flavor_hook(evidence, flavors, self._config.require_flavor)
         verdict = "untrusted" if result.reasons else "trusted"
-        digests = {name: body.eventlogs[name].sha256.hex() for name in replayed}
-        return Outcome(verdict, result.reasons, result.rules, result.matched, quote, digests)
+        return Outcome(verdict, result.reasons, result.rules, result.matched, quote, digests, tags)
+
+    def _asset_tags(
+        self, host: Host, body: ReportBody, ak: AttestationKey, current: bytes | None, now: float
+    ) -> Mapping[str, str] | VerificationError:
+        """The tags the TPM vouches for, ``{}`` for a host without a tag certificate, or the
+        ``assettag.*`` error: ``missing`` (no evidence), ``nvcertify_invalid``,
+        ``certificate_invalid``, ``mismatch`` (NV contents, or not the current certificate)."""
+        if current is None:
+            return {}
+        evidence = body.asset_tag
+        if evidence is None or self._tag_ca is None:
+            return VerificationError("no asset-tag evidence", reason="assettag.missing")
+        try:
+            verified = verify_asset_tag(
+                ak,
+                certificate=evidence.certificate,
+                nv_attest=evidence.nv_attest,
+                nv_signature=evidence.nv_signature,
+                nonce=body.nonce,
+                host_id=host.id,
+                tag_ca=self._tag_ca,
+                now=now,
+            )
+        except VerificationError as e:
+            return e
+        if not hmac.compare_digest(verified.certificate_sha384, hashlib.sha384(current).digest()):
+            return VerificationError(
+                "the TPM vouches for a tag certificate that is no longer the host's",
+                reason="assettag.mismatch",
+            )
+        return verified.tags

@@ -33,9 +33,11 @@ from hub.statedir import DB_FILE, create_state_dir, new_token
 from hub.store import HostFacts, HostKeys, Store
 from nodeagent.tpm import EndorsementKey, LoadedKey, TpmDevice
 from trustcore.algorithms import TPM_ALG_SHA256
+from trustcore.assettag import ASSET_TAG_NV_INDEX, ASSET_TAG_NV_SIZE, assettag_qualifying_data
 from trustcore.tpm.pcrs import PcrSelection
 from trustcore.wire import (
     ActivateRequest,
+    AssetTagEvidence,
     Challenge,
     EnrollChallenge,
     Enrollment,
@@ -344,8 +346,20 @@ class Agent:
         eventlogs: Mapping[str, EventLogEvidence] | None = None,
         tamper_values: bool = False,
         ak: LoadedKey | None = None,
+        asset_tag_certificate: bytes | None = None,
     ) -> Report:
+        """A signed report; with ``asset_tag_certificate``, also the AK's NV certify of the
+        asset-tag index (which the test wrote) and that certificate."""
         selection = PcrSelection.of({TPM_ALG_SHA256: pcrs})
+        asset_tag = None
+        if asset_tag_certificate is not None:
+            nv = self.device.nv_certify(
+                ak or self.ak,
+                ASSET_TAG_NV_INDEX,
+                assettag_qualifying_data(nonce),
+                size=ASSET_TAG_NV_SIZE,
+            )
+            asset_tag = AssetTagEvidence(asset_tag_certificate, nv.attest, nv.signature)
         values = self.device.pcr_read(selection)
         if tamper_values:
             values[TPM_ALG_SHA256][pcrs[-1]] = b"\x5a" * 32
@@ -359,6 +373,7 @@ class Agent:
             eventlogs=dict(eventlogs or {}),
             agent_version="test",
             sequence=self.sequence,
+            asset_tag=asset_tag,
         )
         body_bytes = encode_report_body(body)
         quote = self.device.quote(

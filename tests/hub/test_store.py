@@ -27,13 +27,13 @@ async def opened(path: Path) -> Store:
     return store
 
 
-def test_new_database_is_migrated_to_version_2_and_reopens(tmp_path: Path) -> None:
+def test_new_database_is_migrated_to_version_3_and_reopens(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 2
+        assert store.schema_version == 3
         await store.close()
         again = await Store.open(tmp_path / "hub.db")
-        assert again.schema_version == 2
+        assert again.schema_version == 3
         await again.close()
 
     run(go())
@@ -41,6 +41,7 @@ def test_new_database_is_migrated_to_version_2_and_reopens(tmp_path: Path) -> No
     assert conn.execute("SELECT version, name FROM schema_migrations").fetchall() == [
         (1, "_migration_1"),
         (2, "_migration_2"),
+        (3, "_migration_3"),
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {
@@ -56,29 +57,31 @@ def test_new_database_is_migrated_to_version_2_and_reopens(tmp_path: Path) -> No
         "eventlog_cache",
         "audit_log",
         "host_evidence",
+        "tag_certificates",
     } <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_later_migration_runs_once(tmp_path: Path) -> None:
     calls: list[int] = []
+    later = len(MIGRATIONS) + 1
 
-    def _migration_3(db: sqlite_utils.Database) -> None:
-        calls.append(3)
+    def _migration_later(db: sqlite_utils.Database) -> None:
+        calls.append(later)
         db.execute("ALTER TABLE hosts ADD COLUMN extra TEXT")
 
     async def go() -> None:
         s1 = await Store.open(tmp_path / "hub.db")
         await s1.close()
-        s2 = await Store.open(tmp_path / "hub.db", migrations=(*MIGRATIONS, _migration_3))
-        assert s2.schema_version == 3
+        s2 = await Store.open(tmp_path / "hub.db", migrations=(*MIGRATIONS, _migration_later))
+        assert s2.schema_version == later
         await s2.close()
-        s3 = await Store.open(tmp_path / "hub.db", migrations=(*MIGRATIONS, _migration_3))
-        assert s3.schema_version == 3
+        s3 = await Store.open(tmp_path / "hub.db", migrations=(*MIGRATIONS, _migration_later))
+        assert s3.schema_version == later
         await s3.close()
 
     run(go())
-    assert calls == [3]
+    assert calls == [later]
     cols = [r[1] for r in sqlite3.connect(tmp_path / "hub.db").execute("PRAGMA table_info(hosts)")]
     assert "extra" in cols
 

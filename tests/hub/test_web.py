@@ -104,7 +104,7 @@ def routes(hub: HubProcess) -> list[tuple[str, str]]:
 
 
 PUBLIC = {("GET", "/health"), ("GET", "/login"), ("POST", "/login")}
-AGENT = {("POST", "/v1/challenge"), ("POST", "/v1/report")}
+AGENT = {("POST", "/v1/challenge"), ("POST", "/v1/report"), ("POST", "/v1/tags")}
 ENROLL = {("POST", "/v1/enroll"), ("POST", "/v1/enroll/activate")}
 
 
