@@ -17,6 +17,13 @@ Event logs travel with their bytes until the hub has acknowledged a report carry
 after that only their SHA-256 goes. A ``ReportResult`` listing a log in ``missing_eventlogs``
 (the hub did not record the report) makes the agent forget that acknowledgement and resend the
 same entry at once with the data.
+
+Asset tags: a ``ReportResult`` carrying ``tag_certificate`` (the hub's current tag certificate,
+sent because the report did not carry it) makes the agent write its SHA-384 into the TPM's
+asset-tag NV index, store it (``tag-certificate.der``) and, when it is new, owe a report at
+once. Every report then carries the certificate and the AK's NV_Certify of that index
+(qualifying data ``assettag_qualifying_data(nonce)``); if the TPM cannot certify the index
+(cleared TPM), the report goes without it and the hub's answer hands the certificate over again.
 """
 
 from __future__ import annotations
@@ -30,12 +37,15 @@ from dataclasses import dataclass
 
 from nodeagent import __version__
 from nodeagent.config import AgentConfig
+from nodeagent.errors import TpmError
 from nodeagent.evidence import Evidence, collect_evidence
 from nodeagent.hubclient import HubClient, HubRejected
 from nodeagent.state import QueuedReport, ReportLedger, StateDir
 from nodeagent.tpm_worker import TpmWorker
 from nodeagent.tpmsession import TpmSession
+from trustcore.assettag import assettag_qualifying_data, tag_certificate_digest
 from trustcore.wire import (
+    AssetTagEvidence,
     EventLogEvidence,
     Report,
     ReportBody,
@@ -112,7 +122,21 @@ class Attestor:
             self._state.save_ledger(self.ledger)
             last = Delivered(entry.sequence, result)
             log.info("report %d acknowledged: %s", entry.sequence, result.verdict)
+            if result.tag_certificate is not None and await self._install_tag_certificate(
+                result.tag_certificate
+            ):
+                self.enqueue("asset_tag_changed", evidence.boot_id)
         return last
+
+    async def _install_tag_certificate(self, der: bytes) -> bool:
+        """Write the certificate's SHA-384 into the asset-tag NV index and store it; True when
+        it differs from the stored one (then a report is owed at once)."""
+        new = self._state.load_tag_certificate() != der
+        digest = tag_certificate_digest(der)
+        await self._tpm.call(lambda s: s.write_asset_tag(digest))
+        self._state.save_tag_certificate(der)
+        log.info("asset-tag certificate %s written to the TPM", digest.hex()[:16])
+        return new
 
     async def _deliver(self, hub: HubClient, entry: QueuedReport, ev: Evidence) -> ReportResult:
         """Send ``entry`` until the hub records it (fresh nonce on a refused nonce, logs with data
@@ -171,7 +195,16 @@ class Attestor:
         if self.dropped:
             facts["reports_dropped"] = str(self.dropped)
 
+        tag_certificate = self._state.load_tag_certificate()
+
         def sign(session: TpmSession) -> Report:
+            asset_tag = None
+            if tag_certificate is not None:
+                try:
+                    nv = session.certify_asset_tag(assettag_qualifying_data(nonce))
+                    asset_tag = AssetTagEvidence(tag_certificate, nv.attest, nv.signature)
+                except TpmError as e:
+                    log.warning("cannot certify the asset-tag NV index: %s", e.describe())
             body = ReportBody(
                 host_id=self.host_id,
                 boot_id=ev.boot_id,
@@ -183,6 +216,7 @@ class Attestor:
                 facts=facts,
                 agent_version=__version__,
                 sequence=entry.sequence,
+                asset_tag=asset_tag,
             )
             body_bytes = encode_report_body(body)
             signed = session.quote(report_qualifying_data(nonce, body_bytes))

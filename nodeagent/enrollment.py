@@ -4,7 +4,9 @@
 certificate, AK public, host facts, registration token, CSR), answers the hub's MakeCredential
 challenge with ActivateCredential on the TPM and stores what the hub issues (client certificate,
 hub CA) in the state directory. A hub that has not approved the host yet answers ``pending``;
-the caller retries later. The binding key (and its Certify) is not sent here yet.
+the caller retries later. Every enrollment (renewals too) sends a new binding key (PolicyPCR
+over the attested selection at the current PCR values) with the AK's Certify of it; its blobs
+are stored (``binding.json``) once the hub has enrolled the host.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from nodeagent.config import AgentConfig
 from nodeagent.evidence import read_host_facts
 from nodeagent.hubclient import HubClient, HubUnavailable
-from nodeagent.state import EnrollmentState, StateDir, StateError, write_atomic
+from nodeagent.state import EnrollmentState, StateDir, StateError, StoredAk, write_atomic
 from nodeagent.tpm_worker import TpmWorker
 from trustcore.wire import ActivateRequest, EnrollRequest, host_id_from_ek
 
@@ -76,12 +78,16 @@ async def enroll(
     key = ec.generate_private_key(ec.SECP256R1()) if new_key else client_key(state)
     ek = await tpm.call(lambda s: s.endorsement())
     ak_public = await tpm.call(lambda s: s.ak_public)
+    binding = await tpm.call(lambda s: s.create_binding_key(ek.public))
     _, facts, _ = read_host_facts(cfg.evidence)
     hostname = facts.get("hostname") or socket.gethostname()
     request = EnrollRequest(
         ek_public=ek.public,
         ek_certificate=ek.certificate,
         ak_public=ak_public,
+        binding_public=binding.public,
+        binding_certify_attest=binding.certify.attest,
+        binding_certify_signature=binding.certify.signature,
         hostname=hostname,
         dmi_uuid=facts.get("dmi_uuid"),
         node_name=cfg.hub.node_name,
@@ -107,6 +113,7 @@ async def enroll(
         state.save_enrollment(outcome)
         return outcome
     outcome = EnrollmentState(host_id=host_id, status="enrolled")
+    state.save_binding(StoredAk("rsa2048-pcr", binding.blobs.public, binding.blobs.private))
     if new_key:  # the key and its certificate are replaced one after the other
         write_atomic(state.client_key, _pem(key))
     state.save_enrollment(

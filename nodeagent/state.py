@@ -8,7 +8,10 @@ fsync of the directory):
   ``hub-ca.pem``: the mTLS identity the hub issued and the CA that signs the hub;
 - ``reports.json``: the next sequence number, the last acknowledged one, the queue of reports
   owed to the hub, and the event-log digests the hub has acknowledged;
-- ``status.json``: what ``trustplane-agent status`` shows (written by the daemon only).
+- ``status.json``: what ``trustplane-agent status`` shows (written by the daemon only);
+- ``binding.json``: the TPM binding key's blobs (PolicyPCR-only RSA decryption key) sent at
+  enrollment; ``tag-certificate.der``: the hub's asset-tag certificate whose SHA-384 the agent
+  wrote into the TPM's asset-tag NV index.
 
 This module knows file formats and durability; it does not talk to the TPM or the hub.
 """
@@ -250,6 +253,47 @@ class StateDir:
 
     def save_ledger(self, ledger: ReportLedger) -> None:
         self._save("reports.json", ledger.to_json())
+
+    # --- binding key and asset tag (TPM policy features) -----------------------------------
+
+    def load_binding(self) -> StoredAk | None:
+        """The binding key's blobs (``algorithm`` ``rsa2048-pcr``), or ``None``."""
+        raw = self._load("binding.json")
+        if raw is None:
+            return None
+        try:
+            return StoredAk(
+                algorithm=str(raw["algorithm"]),
+                public=base64.b64decode(raw["public"], validate=True),
+                private=base64.b64decode(raw["private"], validate=True),
+            )
+        except (KeyError, ValueError, TypeError):
+            raise StateError(f"{self.root / 'binding.json'} is damaged") from None
+
+    def save_binding(self, key: StoredAk) -> None:
+        self._save(
+            "binding.json",
+            {
+                "algorithm": key.algorithm,
+                "public": base64.b64encode(key.public).decode(),
+                "private": base64.b64encode(key.private).decode(),
+            },
+        )
+
+    @property
+    def tag_certificate(self) -> Path:
+        return self.root / "tag-certificate.der"
+
+    def load_tag_certificate(self) -> bytes | None:
+        try:
+            return self.tag_certificate.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StateError(f"cannot read {self.tag_certificate}: {e.strerror or e}") from None
+
+    def save_tag_certificate(self, der: bytes) -> None:
+        write_atomic(self.tag_certificate, der)
 
     # --- status ----------------------------------------------------------------------------
 

@@ -19,9 +19,25 @@ from typing import Final
 from nodeagent.config import TpmConfig
 from nodeagent.errors import TpmError
 from nodeagent.state import StateDir, StoredAk
-from nodeagent.tpm import AkBlobs, EndorsementKey, KeyKind, SignedAttestation, TpmDevice
+from nodeagent.tpm import (
+    AkBlobs,
+    EndorsementKey,
+    KeyKind,
+    ObjectBlobs,
+    SignedAttestation,
+    TpmDevice,
+)
 from trustcore.algorithms import BY_NAME
+from trustcore.assettag import (
+    ASSET_TAG_NV_ATTRIBUTES,
+    ASSET_TAG_NV_INDEX,
+    ASSET_TAG_NV_SIZE,
+    expected_nv_public,
+)
+from trustcore.tpm.constants import TPMA_NV_WRITTEN
 from trustcore.tpm.pcrs import PcrSelection
+from trustcore.tpm.public import NvPublic, parse_nv_public
+from trustcore.wire import binding_qualifying_data
 
 log = logging.getLogger("trustplane.agent.tpm")
 
@@ -34,6 +50,15 @@ class EkInfo:
 
     public: bytes
     certificate: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class BindingKey:
+    """A binding key: its TPMT_PUBLIC, the blobs to store, and the AK's Certify of it."""
+
+    public: bytes
+    blobs: ObjectBlobs
+    certify: SignedAttestation
 
 
 class TpmSession:
@@ -94,6 +119,59 @@ class TpmSession:
 
     def quote(self, qualifying_data: bytes) -> SignedAttestation:
         return self._device.quote(self.ak, self.selection(), qualifying_data)
+
+    # --- binding key and asset-tag NV index (nodeagent.tpm's policy features) ----------------
+
+    def create_binding_key(self, ek_public: bytes) -> BindingKey:
+        """A new binding key whose use needs PolicyPCR over this session's selection at the
+        PCRs' current values, certified by the AK with ``binding_qualifying_data(ek_public,
+        ak_public)``. The key is not left loaded."""
+        key, blobs = self._device.create_binding_key(self._device.pcr_policy(self.selection()))
+        try:
+            certify = self._device.certify(
+                self.ak, key, binding_qualifying_data(ek_public, self.ak.public)
+            )
+        finally:
+            with contextlib.suppress(TpmError):
+                self._device.flush(key)
+        return BindingKey(key.public, blobs, certify)
+
+    def decrypt_with_binding_key(self, blobs: ObjectBlobs, ciphertext: bytes) -> bytes:
+        """RSA-OAEP decryption with the stored binding key (fails with TPM_RC_POLICY_FAIL once
+        the selected PCRs changed since the key was made)."""
+        key = self._device.load_object(blobs)
+        try:
+            return self._device.rsa_decrypt_with_binding_key(key, self.selection(), ciphertext)
+        finally:
+            with contextlib.suppress(TpmError):
+                self._device.flush(key)
+
+    def write_asset_tag(self, digest: bytes) -> None:
+        """Write ``digest`` (SHA-384 of the tag certificate) into the asset-tag NV index,
+        defining it first (again, when it exists with attributes the hub would refuse)."""
+        try:
+            current: NvPublic | None = parse_nv_public(
+                self._device.nv_read_public(ASSET_TAG_NV_INDEX).public
+            )
+        except TpmError:
+            current = None
+        wanted = parse_nv_public(expected_nv_public())
+        if current is not None and (
+            current.attributes & ~TPMA_NV_WRITTEN != ASSET_TAG_NV_ATTRIBUTES
+            or (current.name_alg, current.auth_policy, current.data_size)
+            != (wanted.name_alg, wanted.auth_policy, wanted.data_size)
+        ):
+            self._device.nv_undefine(ASSET_TAG_NV_INDEX)
+            current = None
+        if current is None:
+            self._device.nv_define(ASSET_TAG_NV_INDEX, ASSET_TAG_NV_SIZE, ASSET_TAG_NV_ATTRIBUTES)
+        self._device.nv_write(ASSET_TAG_NV_INDEX, digest)
+
+    def certify_asset_tag(self, qualifying_data: bytes) -> SignedAttestation:
+        """The AK's NV_Certify of the whole asset-tag index (index auth)."""
+        return self._device.nv_certify(
+            self.ak, ASSET_TAG_NV_INDEX, qualifying_data, size=ASSET_TAG_NV_SIZE
+        )
 
     def close(self) -> None:
         """Flush the AK and close the TPM context (errors of a TPM that is gone are ignored)."""
