@@ -8,12 +8,16 @@ PolicyPCR over the attested PCR selection, :func:`trustcore.tpm.policy.policy_pc
 The AK's TPM2_Certify of it, with qualifying data
 :func:`trustcore.wire.binding_qualifying_data`, shows that the same TPM holds it.
 
-Which PCR values the policy names cannot be told from the digest alone; a caller that knows
-the values it expects compares :attr:`VerifiedBindingKey.auth_policy` with its own digest.
+Which PCR values the policy names cannot be told from the digest alone: the key was made at
+enrollment, in whatever state the host was then. Before wrapping a secret to it, a key broker
+must check :func:`binding_policy_matches` against the PCR values of a report it judged trusted,
+so the TPM releases the secret only in that state.
 """
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -31,10 +35,18 @@ from trustcore.tpm.constants import (
     TPMA_OBJECT_SIGN_ENCRYPT,
     TPMA_OBJECT_USERWITHAUTH,
 )
+from trustcore.tpm.pcrs import PcrSelection
+from trustcore.tpm.policy import policy_pcr_digest
 from trustcore.tpm.public import Public, RsaParameters, parse_public
 from trustcore.wire import binding_qualifying_data
 
-__all__ = ["MIN_BINDING_RSA_BITS", "VerifiedBindingKey", "check_binding_key", "verify_binding_key"]
+__all__ = [
+    "MIN_BINDING_RSA_BITS",
+    "VerifiedBindingKey",
+    "binding_policy_matches",
+    "check_binding_key",
+    "verify_binding_key",
+]
 
 MIN_BINDING_RSA_BITS: Final = 2048
 
@@ -108,3 +120,15 @@ def verify_binding_key(
     )
     check_binding_key(public)
     return VerifiedBindingKey(public, public.auth_policy)
+
+
+def binding_policy_matches(
+    public: Public, selection: PcrSelection, values: Mapping[int, Mapping[int, bytes]]
+) -> bool:
+    """Whether the key's authPolicy is exactly PolicyPCR(``selection``) at ``values`` (e.g. a
+    verified quote's selection and values): then the TPM uses the key in that state only.
+
+    Raises :class:`~trustcore.tpm.policy.PolicyError` when ``values`` lack a selected PCR.
+    """
+    expected = policy_pcr_digest(selection, values, public.name_alg)
+    return hmac.compare_digest(public.auth_policy, expected)

@@ -24,6 +24,7 @@ from trustcore.assettag import (
     expected_nv_public,
     verify_asset_tag,
 )
+from trustcore.binding import binding_policy_matches, check_binding_key
 from trustcore.errors import VerificationError
 from trustcore.eventlog import parse_eventlog, replay_eventlog
 from trustcore.quote import AttestationKey, verify_certify, verify_nv_certify
@@ -142,6 +143,8 @@ def test_binding_key_decrypts_while_pcrs_unchanged_and_is_certified(device: TpmD
     assert public.has(TPMA_OBJECT_DECRYPT)
     assert not public.has(TPMA_OBJECT_USERWITHAUTH)
     assert public.auth_policy == device.trial_pcr_policy(SELECTION)
+    check_binding_key(public)
+    assert binding_policy_matches(public, SELECTION, device.pcr_read(SELECTION))
     qd = binding_qualifying_data(b"ek public", ak.public)
     certify = device.certify(ak, binding, qd)
     verified = verify_certify(
@@ -162,6 +165,7 @@ def test_binding_key_decrypts_while_pcrs_unchanged_and_is_certified(device: TpmD
     again = device.load_object(blobs)
     assert again.public == binding.public
     extend_once_more(device, 1)
+    assert not binding_policy_matches(public, SELECTION, device.pcr_read(SELECTION))
     with pytest.raises(TpmError) as info:
         device.rsa_decrypt_with_binding_key(again, SELECTION, oaep_encrypt(again, secret))
     assert info.value.rc == POLICY_FAIL
