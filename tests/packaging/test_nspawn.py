@@ -11,8 +11,9 @@ the evidence files the credentials are loaded from, the hub address and short ti
 hardening stays as shipped, which is what these tests prove workable.
 
 The container shares the host's network, so the agent inside reaches a swtpm and the real hub
-(tests/nodeagent's LoopbackHub) on the host's 127.0.0.1; stopping that swtpm (SIGSTOP) hangs the
-agent's TPM call, the agent withholds its watchdog pings and systemd must kill and restart it.
+(tests/nodeagent's LoopbackHub, which here also keeps every report body) on the host's 127.0.0.1.
+Stopping that swtpm (SIGSTOP) hangs the agent's TPM call, the agent withholds its watchdog
+pings and systemd must kill and restart it.
 
 No D-Bus or machined is needed on the host (PID 1 here need not be systemd): nspawn runs with
 ``--register=no --keep-unit``, and commands run inside through ``nsenter`` into the container's
@@ -31,7 +32,6 @@ APT_PACKAGES); without them the tests fail.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import json
 import os
@@ -45,12 +45,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from hub import attestation as hub_attestation
 from hub.config import HubConfig
+from hub.errors import read_json
 from tests.conftest import REPO
 from tests.hub.conftest import ca_bundle
 from tests.hub.harness import make_state
 from tests.nodeagent.conftest import BOOT_LOG, LoopbackHub, extend_from_log
+from trustcore.wire import MissingEvidence, Report, ReportBody
 from trustplane.swtpm import Swtpm, SwtpmFactory, free_port
 
 SYSTEMD = REPO / "systemd"
@@ -87,7 +91,7 @@ class Container:
             nspawn(),
             "--directory=/",
             "--volatile=yes",
-            f"--machine={self.name}",
+            f"--machine={self.name}-{os.getpid()}",
             "--register=no",  # no machined/D-Bus needed on the host
             "--keep-unit",  # stay in the caller's cgroup: no scope unit from a host systemd
             "--quiet",
@@ -186,13 +190,17 @@ class Container:
 
 
 def _publish(path: Path) -> None:
-    """World-readable, as the packaged files are for the services' users."""
+    """World-readable, as the packaged files are for the services' users (holds no symlinks)."""
     for p in [path, *path.rglob("*")]:
+        assert not p.is_symlink(), p
         p.chmod(0o755 if p.is_dir() else 0o644)
 
 
 def _python_binds(tmp: Path) -> tuple[str, list[str], list[tuple[Path, str]]]:
     """(interpreter path inside, extra unit lines, binds) for running the venv's scripts."""
+    assert not any(p.is_relative_to(h) for p in (REPO, VENV) for h in HIDDEN_BY_PROTECT_HOME), (
+        f"the units' ProtectHome=yes hides {REPO} and {VENV}: use a checkout outside /home"
+    )
     binds = [(REPO, str(REPO))]
     if not VENV.is_relative_to(REPO):
         binds.append((VENV, str(VENV)))
@@ -277,50 +285,75 @@ def booted(install: Install, name: str) -> Iterator[Container]:
 # --- the agent ------------------------------------------------------------------------------
 
 AGENT = "trustplane-agent.service"
+CREDENTIALS = f"/run/credentials/{AGENT}"
+
+
+class RecordingHub(LoopbackHub):
+    """The real hub on the host's loopback; ``bodies`` are the reports it was sent, decoded."""
+
+    def __init__(self, config: HubConfig) -> None:
+        super().__init__(config)
+        self.bodies: list[ReportBody] = []
+
+    async def read_json(self, request: web.Request, limit: int) -> object:
+        """hub.errors.read_json, keeping each report's body."""
+        value = await read_json(request, limit)
+        if request.path == "/v1/report":
+            self.bodies.append(Report.from_json(value).body())
+        return value
+
+    def only_host_sequences(self) -> list[int]:
+        """The sequence numbers the hub recorded for its one host, oldest first."""
+        (host,) = self.call(self.state.store.list_hosts())
+        return self.sequences(host.id)
 
 
 @pytest.fixture
-def hub_config(tmp_path: Path, swtpm_factory: SwtpmFactory) -> HubConfig:
+def hub(
+    tmp_path: Path, swtpm_factory: SwtpmFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RecordingHub]:
+    """A hub whose EK CA bundle is the swtpm factory's CA (the agent enrolls at once)."""
     tmp = tmp_path / "hub"
     tmp.mkdir()
-    return make_state(tmp, enrollment={"ek_ca_bundle": str(ca_bundle(swtpm_factory, tmp / "ek"))})
-
-
-@pytest.fixture
-def hub(hub_config: HubConfig) -> Iterator[LoopbackHub]:
-    running = LoopbackHub(hub_config)
+    bundle = ca_bundle(swtpm_factory, tmp / "ek-ca.pem")
+    running = RecordingHub(make_state(tmp, enrollment={"ek_ca_bundle": str(bundle)}))
+    monkeypatch.setattr(hub_attestation, "read_json", running.read_json)
     try:
         yield running
     finally:
         running.stop()
 
 
-@pytest.fixture
-def agent_install(tmp_path: Path, swtpm: Swtpm, hub: LoopbackHub) -> Install:
-    """The agent's unit and config for a swtpm holding BOOT_LOG's PCRs and the host's hub."""
-    extend_from_log(swtpm)
+def agent_install(tmp_path: Path, tpm: Swtpm, hub: RecordingHub, *credentials: str) -> Install:
+    """The agent's unit and config for ``tpm`` (holding BOOT_LOG's PCRs) and ``hub``, with the
+    ``credentials`` lines in the unit drop-in."""
+    extend_from_log(tpm)
     install = Install(tmp_path / "install")
-    install.unit_dropin(
-        AGENT,
-        "trustplane-agent",
-        # securityfs and DMI of this machine are not the test's: load the credentials from
-        # files (an empty LoadCredential= drops the shipped sources)
-        "LoadCredential=",
-        f"LoadCredential=uefi-eventlog:{EVIDENCE}/binary_bios_measurements",
-        f"LoadCredential=dmi-product-uuid:{EVIDENCE}/product_uuid",
-        "WatchdogSec=2s",
-        "RestartSec=1s",
-    )
+    install.unit_dropin(AGENT, "trustplane-agent", *credentials, "WatchdogSec=2s", "RestartSec=1s")
     shutil.copy(BOOT_LOG, install.evidence / "binary_bios_measurements")
     (install.evidence / "product_uuid").write_text(DMI_UUID + "\n")
     shutil.copy(hub.ca_file, install.etc / "hub-ca.pem")
     install.config_dropin(
         "agent",
         f'[hub]\nurl = "{hub.url}"\nca_file = "/etc/trustplane/hub-ca.pem"\ntimeout = 5\n'
-        f'[tpm]\ntcti = "{swtpm.tcti}"\n'
+        f'[tpm]\ntcti = "{tpm.tcti}"\n'
         "[attestation]\nstep_timeout = 5\nbackoff_initial = 0.2\nbackoff_max = 1\n",
     )
     return install
+
+
+# This machine's securityfs and DMI are not the test's: load the credentials from files (an
+# empty LoadCredential= drops the shipped sources; the shipped SetCredential= stays).
+EVIDENCE_FILES = (
+    "LoadCredential=",
+    f"LoadCredential=uefi-eventlog:{EVIDENCE}/binary_bios_measurements",
+    f"LoadCredential=dmi-product-uuid:{EVIDENCE}/product_uuid",
+)
+NO_EVIDENCE_FILES = (
+    "LoadCredential=",
+    f"LoadCredential=uefi-eventlog:{EVIDENCE}/no-such-log",
+    f"LoadCredential=dmi-product-uuid:{EVIDENCE}/no-such-uuid",
+)
 
 
 def _status_text(container: Container) -> str:
@@ -331,63 +364,99 @@ def _attested(container: Container, report: int) -> Callable[[], bool]:
     return lambda: _status_text(container).startswith(f"attested: trusted (report {report});")
 
 
-def _stop_cleanly(c: Container) -> None:
-    """``systemctl stop`` the agent; it says STOPPING=1 and exits 0.
+def _stop_cleanly(c: Container, unit: str = AGENT) -> None:
+    """``systemctl stop`` ``unit``; it exits 0 (the agent, Type=notify, says STOPPING=1 first).
 
     An inactive unit is unloaded at once (``systemctl show`` then reads defaults such as
     Result=success), so this reads PID 1's own debug log of the stop instead.
     """
     c.run("systemctl", "log-level", "debug")  # PID 1 then logs every notification
-    c.run("systemctl", "stop", AGENT)
-    assert c.run("systemctl", "is-active", AGENT, check=False).stdout == "inactive\n"
-    journal = c.journal(AGENT)
-    stop = journal[journal.rfind(f"Stopping {AGENT}") :]
-    notified = stop.find(f"{AGENT}: Got notification message from PID ")
-    stopping = stop.find("(STOPPING=1)")
-    exited = stop.find(f"{AGENT}: Main process exited, code=exited, status=0/SUCCESS (success)")
-    deactivated = stop.find(f"{AGENT}: Deactivated successfully.")
-    assert 0 < notified < stopping < exited < deactivated, journal
+    c.run("systemctl", "stop", unit)
+    assert c.run("systemctl", "is-active", unit, check=False).stdout == "inactive\n"
+    journal = c.journal(unit)
+    stop = journal[journal.rfind(f"Stopping {unit}") :]
+    exited = stop.find(f"{unit}: Main process exited, code=exited, status=0/SUCCESS (success)")
+    deactivated = stop.find(f"{unit}: Deactivated successfully.")
+    assert 0 < exited < deactivated, journal
+    if unit == AGENT:
+        notified = stop.find(f"{unit}: Got notification message from PID ")
+        assert 0 < notified < stop.find("(STOPPING=1)") < exited, journal
+
+
+def _sandbox(c: Container, unit: str, user: str) -> dict[str, str]:
+    """Check ``unit``'s main process runs as ``user`` with no capabilities, no new privileges
+    and a seccomp filter; returns its /proc status fields."""
+    pid = c.show(unit, "MainPID")["MainPID"]
+    status = c.run("cat", f"/proc/{pid}/status").stdout
+    fields = dict(line.split(":\t", 1) for line in status.splitlines())
+    uid, gid = (c.run("id", flag, user).stdout.strip() for flag in ("-u", "-g"))
+    assert (fields["Uid"].split(), fields["Gid"].split()) == ([uid] * 4, [gid] * 4)
+    assert fields["CapEff"] == fields["CapPrm"] == fields["CapBnd"] == "0" * 16
+    assert (fields["NoNewPrivs"], fields["Seccomp"]) == ("1", "2")
+    return fields
 
 
 def test_agent_unit_reaches_ready_attests_and_stops_cleanly(
-    agent_install: Install, hub: LoopbackHub
+    tmp_path: Path, swtpm: Swtpm, hub: RecordingHub
 ) -> None:
-    with booted(agent_install, "tp-agent-stop") as c:
+    install = agent_install(tmp_path, swtpm, hub, *EVIDENCE_FILES)
+    with booted(install, "tp-agent-stop") as c:
         c.run("systemctl", "start", AGENT)  # Type=notify: returns once READY=1 arrived
         assert c.run("systemctl", "is-active", AGENT).stdout == "active\n"
         c.wait_for(_attested(c, 1), 30, "the first verdict")
-        show = c.show(AGENT, "User", "NRestarts", "MainPID")
-        assert (show["User"], show["NRestarts"]) == ("trustplane", "0")
-        # the sandbox as shipped: its own user, no capabilities, seccomp filter on
-        proc = c.run("cat", f"/proc/{show['MainPID']}/status").stdout
-        fields = dict(line.split(":\t", 1) for line in proc.splitlines())
-        uid, gid = (c.run("id", flag, "trustplane").stdout.strip() for flag in ("-u", "-g"))
-        tss = c.run("getent", "group", "tss").stdout.split(":")[2]
-        assert (fields["Uid"].split(), fields["Gid"].split()) == ([uid] * 4, [gid] * 4)
-        assert sorted(fields["Groups"].split()) == sorted([gid, tss])
-        assert fields["CapEff"] == fields["CapPrm"] == fields["CapBnd"] == "0" * 16
-        assert (fields["NoNewPrivs"], fields["Seccomp"]) == ("1", "2")
+        assert c.show(AGENT, "NRestarts")["NRestarts"] == "0"
+        fields = _sandbox(c, AGENT, "trustplane")
+        groups = (c.run("getent", "group", g).stdout.split(":")[2] for g in ("trustplane", "tss"))
+        assert sorted(fields["Groups"].split()) == sorted(groups)
 
-        hosts = hub.call(hub.state.store.list_hosts())
-        assert [(h.state, h.verdict, h.dmi_uuid) for h in hosts] == [
-            ("enrolled", "trusted", DMI_UUID.lower())
-        ]
-        assert hub.sequences(hosts[0].id) == [1]
+        (host,) = hub.call(hub.state.store.list_hosts())
+        assert (host.state, host.verdict, host.dmi_uuid) == (
+            "enrolled",
+            "trusted",
+            DMI_UUID.lower(),
+        )
+        assert hub.only_host_sequences() == [1]
         # the log came through LoadCredential= and agent.toml's credential path
-        log = BOOT_LOG.read_bytes()
-        stored = hub.call(hub.state.store.get_eventlog(hashlib.sha256(log).hexdigest()))
-        assert stored == log
+        (body,) = hub.bodies
+        assert body.eventlogs["uefi"].data == BOOT_LOG.read_bytes()
+        # /dev/mem: none in the container (and DevicePolicy=closed would refuse it)
+        assert body.missing_evidence == (
+            MissingEvidence("txt", "not_present: /dev/mem does not exist"),
+        )
 
         _stop_cleanly(c)
         status = json.loads(c.run("cat", "/var/lib/trustplane/status.json").stdout)
         assert (status["phase"], status["last_acked_sequence"]) == ("stopped", 1)
 
 
+def test_agent_unit_without_evidence_sources_starts_and_reports_them_missing(
+    tmp_path: Path, swtpm: Swtpm, hub: RecordingHub
+) -> None:
+    """A host without a UEFI log or DMI UUID: the shipped SetCredential= placeholders (one
+    newline) let the unit start, and the agent reports both as not present."""
+    install = agent_install(tmp_path, swtpm, hub, *NO_EVIDENCE_FILES)
+    with booted(install, "tp-agent-noevidence") as c:
+        c.run("systemctl", "start", AGENT)
+        c.wait_for(_attested(c, 1), 30, "the first verdict")
+        for name in ("uefi-eventlog", "dmi-product-uuid"):
+            assert c.run("cat", f"{CREDENTIALS}/{name}").stdout == "\n"
+        (body,) = hub.bodies
+        assert body.eventlogs == {}
+        assert "dmi_uuid" not in body.facts
+        assert body.missing_evidence == (
+            MissingEvidence("dmi_uuid", f"not_present: {CREDENTIALS}/dmi-product-uuid is empty"),
+            MissingEvidence("uefi", f"not_present: {CREDENTIALS}/uefi-eventlog is empty"),
+            MissingEvidence("txt", "not_present: /dev/mem does not exist"),
+        )
+        _stop_cleanly(c)
+
+
 def test_stalled_agent_is_killed_by_the_watchdog_and_restarted(
-    agent_install: Install, swtpm: Swtpm, hub: LoopbackHub
+    tmp_path: Path, swtpm: Swtpm, hub: RecordingHub
 ) -> None:
     assert swtpm.process is not None
-    with booted(agent_install, "tp-agent-watchdog") as c:
+    install = agent_install(tmp_path, swtpm, hub, *EVIDENCE_FILES)
+    with booted(install, "tp-agent-watchdog") as c:
         c.run("systemctl", "start", AGENT)
         c.wait_for(_attested(c, 1), 30, "the first verdict")
         assert c.show(AGENT, "NRestarts")["NRestarts"] == "0"
@@ -414,8 +483,7 @@ def test_stalled_agent_is_killed_by_the_watchdog_and_restarted(
         # the killed run owed report 2 (persisted when it was due); the new run sends it and
         # its own start report 3
         c.wait_for(_attested(c, 3), 30, "a verdict after the restart")
-        (host,) = hub.call(hub.state.store.list_hosts())
-        assert hub.sequences(host.id) == [1, 2, 3]
+        assert hub.only_host_sequences() == [1, 2, 3]
         _stop_cleanly(c)
 
 
@@ -466,7 +534,7 @@ def test_hub_unit_starts_answers_health_and_stops(tmp_path: Path) -> None:
         c.wait_for(healthy, 30, "the hub's /health")
         assert answers[-1] == (200, {"status": "ok"})
         assert c.run("systemctl", "is-active", HUB).stdout == "active\n"
-        assert c.show(HUB, "User")["User"] == "trustplane-hub"
-        c.run("systemctl", "stop", HUB)
-        show = c.show(HUB, "ActiveState", "Result", "ExecMainStatus")
-        assert show == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
+        fields = _sandbox(c, HUB, "trustplane-hub")
+        gid = c.run("id", "-g", "trustplane-hub").stdout.strip()
+        assert fields["Groups"].split() == [gid]
+        _stop_cleanly(c, HUB)
