@@ -130,10 +130,15 @@ class Attestor:
 
     async def _install_tag_certificate(self, der: bytes) -> bool:
         """Write the certificate's SHA-384 into the asset-tag NV index and store it; True when
-        it differs from the stored one (then a report is owed at once)."""
+        it differs from the stored one (then a report is owed at once). A TPM that refuses
+        (an owner password is set, no NV space) is logged and the host stays untagged."""
         new = self._state.load_tag_certificate() != der
         digest = tag_certificate_digest(der)
-        await self._tpm.call(lambda s: s.write_asset_tag(digest))
+        try:
+            await self._tpm.call(lambda s: s.write_asset_tag(digest))
+        except TpmError as e:
+            log.warning("cannot write the asset-tag NV index: %s", e.describe())
+            return False
         self._state.save_tag_certificate(der)
         log.info("asset-tag certificate %s written to the TPM", digest.hex()[:16])
         return new

@@ -513,7 +513,10 @@ class TpmDevice:
         """TPM2_NV_ReadPublic: the index's TPMS_NV_PUBLIC and name; raises :class:`TpmError`."""
         with _tpm("nv_read_public"):
             handle = self._ectx.tr_from_tpmpublic(nv_index)
-            public, name = self._ectx.nv_read_public(handle)
+            try:
+                public, name = self._ectx.nv_read_public(handle)
+            finally:
+                self._ectx.tr_close(handle)
             return NvPublicInfo(public.marshal()[2:], bytes(name))
 
     def nv_certify(
@@ -531,15 +534,18 @@ class TpmDevice:
         with _tpm("nv_certify"):
             handle = self._ectx.tr_from_tpmpublic(nv_index)
             auth_handle = handle if auth == "index" else ESYS_TR.OWNER
-            attest, signature = self._ectx.nv_certify(
-                ESYS_TR(ak.handle),
-                handle,
-                qualifying_data,
-                _NULL_SCHEME,
-                size,
-                offset,
-                auth_handle=auth_handle,
-            )
+            try:
+                attest, signature = self._ectx.nv_certify(
+                    ESYS_TR(ak.handle),
+                    handle,
+                    qualifying_data,
+                    _NULL_SCHEME,
+                    size,
+                    offset,
+                    auth_handle=auth_handle,
+                )
+            finally:  # the ESYS object for the index is per call: a daemon certifies often
+                self._ectx.tr_close(handle)
             return SignedAttestation(attest.marshal()[2:], signature.marshal())
 
     # --- PCR policies: binding key, sealing ------------------------------------------------

@@ -245,3 +245,19 @@ def test_verify_asset_tag_refuses_an_index_with_other_attributes(device: TpmDevi
             now=0.0,
         )
     assert info.value.reason == "assettag.nvcertify_invalid"
+
+
+def test_owner_password_makes_nv_define_a_tpm_error(swtpm: Swtpm) -> None:
+    """A host whose owner hierarchy has a password: the agent cannot define the index."""
+    from tpm2_pytss import ESAPI, ESYS_TR  # noqa: PLC0415 - only to set the owner password
+
+    ectx = ESAPI(swtpm.tcti)
+    try:
+        ectx.hierarchy_change_auth(ESYS_TR.OWNER, b"owner secret")
+    finally:
+        ectx.close()
+    with TpmDevice(swtpm.tcti) as device:
+        with pytest.raises(TpmError) as info:
+            device.nv_define(ASSET_TAG_NV_INDEX, ASSET_TAG_NV_SIZE, ASSET_TAG_NV_ATTRIBUTES)
+        assert info.value.operation == "nv_define"
+        assert info.value.rc == 0x9A2  # TPM_RC_BAD_AUTH for session 1
