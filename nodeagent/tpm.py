@@ -33,6 +33,7 @@ from tpm2_pytss import (
     ESAPI,
     ESYS_TR,
     TPM2_ALG,
+    TPM2_CAP,
     TPM2_ECC,
     TPM2_SE,
     TPM2B_ENCRYPTED_SECRET,
@@ -550,13 +551,33 @@ class TpmDevice:
 
     # --- PCR policies: binding key, sealing ------------------------------------------------
 
+    def allocated_pcrs(self) -> PcrSelection:
+        """The PCR banks and PCRs this TPM has allocated (TPM2_GetCapability, TPM_CAP_PCRS)."""
+        with _tpm("allocated_pcrs"):
+            _, capability = self._ectx.get_capability(TPM2_CAP.PCRS, 0, 1)
+            allocated, _ = parse_pcr_selection(capability.data.assignedPCR.marshal())
+            return allocated
+
     def pcr_policy(
         self, selection: PcrSelection, values: Mapping[int, Mapping[int, bytes]] | None = None
     ) -> bytes:
         """The SHA-256 PolicyPCR digest of ``selection`` over ``values`` (default: the PCRs'
-        current values, read now). Raises :class:`TpmError` (also for missing values)."""
+        current values, read now).
+
+        Every selected PCR must be allocated: the TPM drops unallocated ones from the selection
+        before it hashes it, so a policy over them could never be satisfied. Raises
+        :class:`TpmError` (also for missing values and unallocated PCRs).
+        """
         if values is None:
             values = self.pcr_read(selection)
+        else:
+            allocated = self.allocated_pcrs().as_dict()
+            for alg, pcrs in selection.plan():
+                missing = sorted(set(pcrs) - set(allocated.get(alg, ())))
+                if missing:
+                    raise TpmError(
+                        "pcr_policy", 0, f"PCRs {missing} of bank 0x{alg:04x} are not allocated"
+                    )
         with _tpm("pcr_policy"):
             return policy_pcr_digest(selection, values, _POLICY_ALG)
 

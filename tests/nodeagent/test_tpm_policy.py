@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -35,7 +36,7 @@ from trustcore.wire import binding_qualifying_data
 from trustplane.swtpm import Swtpm
 from trustplane.tpmboot import boot_from_eventlog
 
-SHA1, SHA256 = 0x0004, 0x000B
+SHA1, SHA256, SHA384 = 0x0004, 0x000B, 0x000C
 SELECTION = PcrSelection.of({SHA256: (0, 1, 7)})
 POLICY_FAIL = 0x99D  # TPM_RC_POLICY_FAIL for session 1
 RHEL8 = EVENTLOGS / "go-tpm-tools" / "rhel8-uefi.bin"
@@ -74,6 +75,42 @@ def test_software_policy_digest_equals_tpm_for_given_values(device: TpmDevice) -
     software = policy_pcr_digest(SELECTION, values, SHA256)
     assert device.trial_pcr_policy(SELECTION, values) == software
     assert device.trial_pcr_policy(SELECTION) != software
+
+
+def test_software_policy_digest_equals_tpm_for_random_selections(device: TpmDevice) -> None:
+    rng = random.Random(20261126)  # fixed seed: the same 25 cases every run
+    for _ in range(25):
+        banks = {
+            alg: tuple(sorted(rng.sample(range(24), rng.randint(1, 8))))
+            for alg in rng.sample([SHA1, SHA256], rng.randint(1, 2))
+        }
+        selection = PcrSelection.of(banks)
+        sizes = {SHA1: 20, SHA256: 32, SHA384: 48}
+        values = {
+            alg: {pcr: rng.randbytes(sizes[alg]) for pcr in pcrs} for alg, pcrs in banks.items()
+        }
+        assert device.trial_pcr_policy(selection, values) == policy_pcr_digest(
+            selection, values, SHA256
+        ), banks
+
+
+def test_unallocated_bank_is_dropped_by_the_tpm_and_refused_by_pcr_policy(
+    device: TpmDevice,
+) -> None:
+    assert device.allocated_pcrs().as_dict() == {SHA1: tuple(range(24)), SHA256: tuple(range(24))}
+    selection = PcrSelection.of({SHA384: (1,)})  # swtpm: the SHA-384 bank has no PCRs
+    values = {SHA384: {1: b"\x01" * 48}}
+    # what the TPM hashes: the selection without the PCRs it does not have
+    filtered = hashlib.sha256(
+        bytes(32)
+        + bytes.fromhex("0000017f")
+        + PcrSelection.of({SHA384: ()}).marshal()
+        + hashlib.sha256(b"\x01" * 48).digest()
+    ).digest()
+    assert device.trial_pcr_policy(selection, values) == filtered
+    assert filtered != policy_pcr_digest(selection, values, SHA256)
+    with pytest.raises(TpmError, match="not allocated"):
+        device.pcr_policy(selection, values)
 
 
 # --- sealing ---------------------------------------------------------------------------------

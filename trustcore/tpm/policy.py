@@ -9,8 +9,11 @@ is that digest: a key sealed for the next boot of a known-good configuration. Th
     policyDigest' = H(policyDigest || TPM_CC_PolicyPCR || TPML_PCR_SELECTION || digestTPM)
     digestTPM     = H(value of each selected PCR, banks in selection order, PCRs ascending)
 
-with ``H`` the session's hash (the sealed object's nameAlg). This module only computes; it
-neither talks to a TPM nor decides which PCR values are good (that is the caller's policy).
+with ``H`` the session's hash (the sealed object's nameAlg). A TPM first drops from the
+selection every PCR of a bank it has not allocated (swtpm allocates SHA-384 and SHA-512 banks
+with no PCRs), so a digest computed here over such PCRs is one no session will ever reach:
+select only allocated PCRs. This module only computes; it neither talks to a TPM nor decides
+which PCR values are good (that is the caller's policy).
 """
 
 from __future__ import annotations
