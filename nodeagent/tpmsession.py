@@ -3,8 +3,10 @@
 A :class:`TpmSession` is what the TPM worker thread holds: it opens a :class:`TpmDevice` on the
 configured TCTI, loads the AK from the state directory (creating and storing it, 0600 and
 atomically, the very first time only), and offers the few operations the daemon needs (EK
-public and certificate, ActivateCredential, PCR read, quote). Only the AK stays loaded; the EK is
-created for one operation and flushed, since small TPMs (swtpm) have three object slots.
+public and certificate, ActivateCredential, PCR read, quote, a new certified binding key and
+decryption with it, writing and certifying the asset-tag NV index). Only the AK stays
+loaded; the EK and the binding key are loaded for one operation and flushed, since small TPMs
+(swtpm) have three object slots.
 Every method runs on the worker thread and raises :class:`~nodeagent.errors.TpmError`.
 """
 
