@@ -337,7 +337,9 @@ def agent_install(tmp_path: Path, tpm: Swtpm, hub: RecordingHub, *credentials: s
         "agent",
         f'[hub]\nurl = "{hub.url}"\nca_file = "/etc/trustplane/hub-ca.pem"\ntimeout = 5\n'
         f'[tpm]\ntcti = "{tpm.tcti}"\n'
-        "[attestation]\nstep_timeout = 5\nbackoff_initial = 0.2\nbackoff_max = 1\n",
+        # a hung step is given up after 8 s (enrolling takes ~1.5 s here), then the 2 s
+        # watchdog fires
+        "[attestation]\nstep_timeout = 8\nbackoff_initial = 0.2\nbackoff_max = 1\n",
     )
     return install
 
