@@ -2,7 +2,8 @@
 
 Each test boots this host's own systemd as PID 1 of a throwaway container (``systemd-nspawn
 --directory=/ --volatile=yes``: the host's /usr read-only, every other directory a fresh
-tmpfs, so /etc starts empty and the boot is a first boot) with the repository's units in
+tmpfs, so /etc starts empty and the boot is a first boot, into basic.target with
+systemd-firstboot off: about half a second) with the repository's units in
 /etc/systemd/system byte for byte as shipped, the sysusers.d and tmpfiles.d files in /etc so
 that the boot creates the users and directories as an installed package does, and the example
 configs as /etc/trustplane/*.toml. A drop-in per unit (and a config drop-in per daemon) changes
@@ -11,9 +12,10 @@ the evidence files the credentials are loaded from, the hub address and short ti
 hardening stays as shipped, which is what these tests prove workable.
 
 The container shares the host's network, so the agent inside reaches a swtpm and the real hub
-(tests/nodeagent's LoopbackHub, which here also keeps every report body) on the host's 127.0.0.1.
-Stopping that swtpm (SIGSTOP) hangs the agent's TPM call, the agent withholds its watchdog
-pings and systemd must kill and restart it.
+(tests/nodeagent's LoopbackHub; its JSON reader is wrapped to keep every report body, so the
+tests see which evidence arrived) on the host's 127.0.0.1. Stopping that swtpm (SIGSTOP) hangs
+the agent's TPM call, the agent withholds its watchdog pings and systemd must kill and restart
+it. With no evidence files at all, the shipped SetCredential= placeholders must let it start.
 
 No D-Bus or machined is needed on the host (PID 1 here need not be systemd): nspawn runs with
 ``--register=no --keep-unit``, and commands run inside through ``nsenter`` into the container's
