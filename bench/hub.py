@@ -14,9 +14,12 @@
    and enrolls through the real endpoints: ``POST /v1/enroll`` with its EK, AK, registration
    token and CSR; the hub's MakeCredential challenge is answered by a software
    ActivateCredential; ``POST /v1/enroll/activate`` returns its client certificate. The admin
-   API then assigns the host its log's flavors.
+   API then assigns the host its log's flavors. (Real enrollment rather than seeding the store:
+   the hub ends in exactly the state enrollment leaves, with no second writer on its database
+   and no reliance on store internals, and enrollment's own rate is measured on the way.)
 4. Load: ``concurrency`` workers take hosts round-robin (a host is never used by two workers at
-   once); each host keeps one keep-alive mTLS connection with its own certificate. A report is
+   once); each host keeps one keep-alive mTLS connection with its own certificate
+   (``--new-connection-per-report``: a TLS handshake per report instead). A report is
    ``POST /v1/challenge`` then ``POST /v1/report`` with a quote over PCRs 0-9 and 14 whose
    extraData is ``report_qualifying_data(nonce, body)``. A host's first report carries its event
    log; later ones only its digest, as the agent does once the hub has it. The first round (TLS
@@ -25,7 +28,11 @@
 5. Baseline in the same run: the same workers and connections doing two ``GET /health`` per
    "report" (TLS, HTTP and aiohttp with no work behind them).
 
-Prints one JSON line; progress goes to stderr.
+CPU is read from /proc for the hub (and each of its threads), this process and the whole
+machine, so ``hub_cpu_ms_per_report`` stays meaningful when other processes share the cores
+(``other_processes_cpu_cores`` says how much they took). ``--profile FILE`` samples the hub with
+py-spy during the steady state and adds ``hub_profile``: the share of each thread's samples per
+category (:mod:`bench._profile`). Prints one JSON line; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -140,15 +147,8 @@ def _free_port() -> int:
         return port
 
 
-def _hub_command(*args: str, switch_interval: float | None = None) -> list[str]:
-    if switch_interval is None:
-        return [sys.executable, "-m", "hub.cli", *args]
-    # an experiment, not a setting of the hub: the same CLI under another GIL switch interval
-    code = (
-        f"import sys; sys.setswitchinterval({switch_interval!r}); sys.argv[0] = 'trustplane-hub'; "
-        "from hub.cli import main; sys.exit(main())"
-    )
-    return [sys.executable, "-c", code, *args]
+def _hub_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hub.cli", *args]
 
 
 @dataclass(slots=True)
@@ -188,6 +188,10 @@ class HubProcess:
                 return round(int(line.split()[1]) / 1024, 1)
         return 0.0
 
+    def log_tail(self, lines: int = 20) -> str:
+        text = (self.workdir / "hub.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -203,9 +207,7 @@ def _proc_cpu(path: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_hub(
-    workdir: Path, *, history: int, require_flavor: bool, switch_interval: float | None
-) -> HubProcess:
+def start_hub(workdir: Path, *, history: int, require_flavor: bool) -> HubProcess:
     """Initialise a state directory, write the config, start the hub and wait for /health."""
     state = workdir / "state"
     init = subprocess.run(
@@ -228,13 +230,10 @@ def start_hub(
         "rate_per_minute = 100000000\n\n"
         f"[reports]\nhistory = {history}\n"
     )
-    log = (workdir / "hub.log").open("wb")
-    process = subprocess.Popen(
-        _hub_command("run", "--config", str(config), switch_interval=switch_interval),
-        stdout=log,
-        stderr=log,
-        cwd=REPO,
-    )
+    with (workdir / "hub.log").open("wb") as log:
+        process = subprocess.Popen(
+            _hub_command("run", "--config", str(config)), stdout=log, stderr=log, cwd=REPO
+        )
     hub = HubProcess(workdir, port, found.group(1), (state / "ca.pem").read_text(), process)
     try:
         asyncio.run(_wait_healthy(hub))
@@ -249,7 +248,7 @@ async def _wait_healthy(hub: HubProcess) -> None:
     deadline = time.monotonic() + 30
     while True:
         if hub.process.poll() is not None:
-            raise BenchError(f"the hub exited with {hub.process.returncode}; see its log")
+            raise BenchError(f"the hub exited with {hub.process.returncode}:\n{hub.log_tail()}")
         try:
             conn = await HttpConnection.open("127.0.0.1", hub.port, ctx, SERVER_NAME)
             status, _ = await conn.request("GET", "/health", b"")
@@ -523,67 +522,84 @@ async def _connection(hub: HubProcess, host: SimHost, st: LoadState) -> HttpConn
     return host.conn
 
 
-async def run_load(  # noqa: PLR0917
-    hub: HubProcess,
-    hosts: list[SimHost],
-    step: Step,
-    concurrency: int,
-    duration: float,
-    st: LoadState,
-    *,
-    first_round: Samples | None = None,
-    on_steady: Callable[[], None] | None = None,
-) -> Samples:
-    """Run ``step`` over hosts round-robin; with ``first_round``, every host first reports once
-    (measured there), then the steady state runs ``duration`` seconds (returned)."""
-    queue = deque(hosts)
-    steady = Samples()
-    st.unreported = sum(not h.reported for h in hosts)
-    warm = first_round is not None and st.unreported > 0
-    if first_round is not None:
-        first_round.started = time.perf_counter()
-    if not warm:
-        steady.started = time.perf_counter()
-        if on_steady is not None:
-            on_steady()
-    deadline: list[float] = [steady.started + duration if not warm else float("inf")]
+@dataclass(slots=True)
+class LoadRun:
+    """Workers that take hosts round-robin (a host is never used by two at once) and run
+    ``step`` on each. With ``first_round``, every host first steps once (measured there), then
+    the steady state runs ``duration`` seconds. Without ``keep_alive`` each host closes its
+    connection after each step (a TLS handshake per step)."""
 
-    async def worker() -> None:
-        while time.perf_counter() < deadline[0]:
-            host = queue.popleft()
-            started = time.perf_counter()
-            in_steady = not warm or (steady.started and started >= steady.started)
+    hub: HubProcess
+    hosts: list[SimHost]
+    step: Step
+    st: LoadState
+    duration: float
+    first_round: Samples | None = None
+    on_steady: Callable[[], None] | None = None
+    keep_alive: bool = True
+    steady: Samples = field(default_factory=Samples)
+    queue: deque[SimHost] = field(default_factory=deque)
+    deadline: float = float("inf")
+
+    async def run(self, concurrency: int) -> Samples:
+        """Run to the end of the steady state and return its samples."""
+        self.queue = deque(self.hosts)
+        self.st.unreported = sum(not h.reported for h in self.hosts)
+        if self.first_round is not None and self.st.unreported:
+            self.first_round.started = time.perf_counter()
+        else:
+            self._start_steady()
+        await asyncio.gather(*(self._worker() for _ in range(min(concurrency, len(self.hosts)))))
+        self.steady.ended = time.perf_counter()
+        return self.steady
+
+    def _start_steady(self) -> None:
+        self.steady.started = time.perf_counter()
+        self.deadline = self.steady.started + self.duration
+        if self.on_steady is not None:
+            self.on_steady()
+
+    async def _worker(self) -> None:
+        while time.perf_counter() < self.deadline:
+            host = self.queue.popleft()
             try:
-                conn = await _connection(hub, host, st)
-                challenge, report = await step(host, conn, st)
-            except (BenchError, HttpError, WireError, OSError, ValueError) as exc:
-                st.errors[str(exc).split(":")[0][:80]] += 1
-                if host.conn is not None and not isinstance(exc, BenchError):
-                    await host.conn.close()
-                    host.conn = None
-                continue
+                await self._one(host)
             finally:
-                queue.append(host)
-            done = time.perf_counter()
-            samples = steady if in_steady else first_round
-            if samples is not None:
-                samples.pair.append(done - started)
-                samples.challenge.append(challenge)
-                samples.report.append(report)
-            if not host.reported:
-                host.reported = True
-                st.unreported -= 1
-                if st.unreported == 0 and first_round is not None:
-                    first_round.ended = steady.started = time.perf_counter()
-                    deadline[0] = steady.started + duration
-                    if on_steady is not None:
-                        on_steady()
-                    took = steady.started - first_round.started
-                    print(f"first round done in {took:.1f} s", file=sys.stderr)
+                self.queue.append(host)
 
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(hosts)))))
-    steady.ended = time.perf_counter()
-    return steady
+    async def _one(self, host: SimHost) -> None:
+        started = time.perf_counter()
+        samples = self.steady if self.steady.started else self.first_round
+        try:
+            conn = await _connection(self.hub, host, self.st)
+            challenge, report = await self.step(host, conn, self.st)
+        except (BenchError, HttpError, WireError, OSError, ValueError) as exc:
+            self.st.errors[str(exc).split(":")[0][:80]] += 1
+            if host.conn is not None and not isinstance(exc, BenchError):
+                await host.conn.close()
+                host.conn = None
+            return
+        if samples is not None:
+            samples.pair.append(time.perf_counter() - started)
+            samples.challenge.append(challenge)
+            samples.report.append(report)
+        if not self.keep_alive and host.conn is not None:
+            await host.conn.close()
+            host.conn = None
+        if not host.reported:
+            host.reported = True
+            self._first_report_done()
+
+    def _first_report_done(self) -> None:
+        self.st.unreported -= 1
+        done = len(self.hosts) - self.st.unreported
+        if done % 1000 == 0 and self.st.unreported:
+            print(f"first round: {done} hosts reported", file=sys.stderr)
+        if self.st.unreported == 0 and self.first_round is not None:
+            self._start_steady()
+            self.first_round.ended = self.steady.started
+            took = self.steady.started - self.first_round.started
+            print(f"first round done in {took:.1f} s", file=sys.stderr)
 
 
 def _raise_fd_limit(needed: int) -> None:
@@ -686,24 +702,29 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
     first = Samples()
     watch = SteadyWatch(hub, args.profile, args.duration)
     first_cpu = CpuSnapshot.take(hub)
-    steady = await run_load(
+    steady = await LoadRun(
         hub,
         hosts,
         attest_step,
-        args.concurrency,
-        args.duration,
         st,
+        args.duration,
         first_round=first,
         on_steady=watch.start,
-    )
+        keep_alive=not args.new_connection_per_report,
+    ).run(args.concurrency)
     steady_cpu = CpuSnapshot.take(hub)
     if watch.snapshot is None:
         raise BenchError("the steady state never started (did every host report once?)")
     base_state = LoadState()
     base_cpu = CpuSnapshot.take(hub)
-    baseline = await run_load(
-        hub, hosts, health_step, args.concurrency, args.baseline_duration, base_state
-    )
+    baseline = await LoadRun(
+        hub,
+        hosts,
+        health_step,
+        base_state,
+        args.baseline_duration,
+        keep_alive=not args.new_connection_per_report,
+    ).run(args.concurrency)
     base_end = CpuSnapshot.take(hub)
     for host in hosts:
         if host.conn is not None:
@@ -714,6 +735,7 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
         "hosts": len(hosts),
         "concurrency": min(args.concurrency, len(hosts)),
         "flavors": args.flavors,
+        "keep_alive": not args.new_connection_per_report,
         **_latencies(s),
         "challenges_per_s": round(s.rate(), 1),
         "requests_per_s": round(2 * s.rate(), 1),
@@ -728,6 +750,7 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
         "reconnects_after_idle_close": st.reconnects,
         **watch.snapshot.until(steady_cpu, len(s.pair)),
         "hub_rss_mb": hub.rss_mb(),
+        "loadgen_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "db_mb": round(hub.db_bytes() / 1e6, 1),
         "first_round": _latencies(first)
         | first_cpu.until(watch.snapshot, len(first.pair))
@@ -767,12 +790,13 @@ def main(argv: list[str] | None = None) -> int:
         help="assign no flavors and do not require them (the hub without flavor evaluation)",
     )
     parser.add_argument(
-        "--hub-switch-interval",
-        type=float,
-        help="experiment: run the hub under sys.setswitchinterval(S) (default: Python's 0.005)",
+        "--profile", type=Path, help="py-spy the hub in the steady state (raw stacks to this file)"
     )
     parser.add_argument(
-        "--profile", type=Path, help="py-spy the hub in the steady state (raw stacks to this file)"
+        "--new-connection-per-report",
+        action="store_true",
+        help="a new TLS connection for every report (an agent whose keep-alive lapses between "
+        "reports, as aiohttp's 15 s default does at a 60 s interval)",
     )
     parser.add_argument("--keep", type=Path, help="keep the hub's state in this new directory")
     args = parser.parse_args(argv)
@@ -787,7 +811,6 @@ def main(argv: list[str] | None = None) -> int:
             workdir,
             history=args.history,
             require_flavor=args.flavors,
-            switch_interval=args.hub_switch_interval,
         )
         stack.callback(hub.stop)
         result = asyncio.run(_run(args, hub, workdir))
