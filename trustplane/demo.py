@@ -23,8 +23,6 @@ orchestrates processes and polls the hub's JSON API.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import http.client
 import json
 import shutil
@@ -43,7 +41,7 @@ from types import FrameType
 from typing import Any, Final, TypeVar
 
 from trustcore.errors import TrustcoreError
-from trustplane.swtpm import Swtpm, SwtpmFactory, SwtpmUnavailable, free_port
+from trustplane.swtpm import Swtpm, SwtpmFactory, SwtpmUnavailable, die_with_parent, free_port
 from trustplane.tpmboot import boot_from_eventlog
 
 __all__ = ["DemoFailure", "DemoOptions", "run_demo"]
@@ -59,7 +57,6 @@ QUOTED_PCRS: Final = tuple(range(10))  # platform PCRs 0-7, os PCRs 8-9
 PREFERRED_PORT: Final = 8443
 REPORT_INTERVAL: Final = 10  # seconds between an agent's reports (hub's next_report_in)
 STOP_GRACE: Final = 10.0
-PR_SET_PDEATHSIG: Final = 1
 
 
 class DemoFailure(Exception):
@@ -89,12 +86,6 @@ class Progress:
         sys.stderr.flush()
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Have the kernel send SIGTERM to this child when the demo dies, even by SIGKILL."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def _python(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
@@ -114,7 +105,7 @@ class Children:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run yet in the demo
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads run yet in the demo
             )
         self.running.append(proc)
         return proc

@@ -10,8 +10,10 @@ waits until each answers. Nothing here is mocked: a missing ``swtpm`` binary is 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -35,6 +37,19 @@ def _require(tool: str) -> str:
             "(make setup does this)"
         )
     return path
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Have the kernel send SIGTERM to this child when its parent dies, even by SIGKILL.
+
+    For ``subprocess.Popen(preexec_fn=...)``: a demo or test killed outright leaves no TPM,
+    agent or hub behind.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -107,6 +122,10 @@ class Swtpm:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # Its own session: a Ctrl-C meant for the demo or a test reaches only that process,
+            # which stops its TPMs in order; the kernel stops them if that process dies.
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - async-signal-safe: one prctl call
         )
         deadline = time.monotonic() + timeout
         while True:

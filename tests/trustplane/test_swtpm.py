@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from cryptography import x509
 from tpm2_pytss import ESAPI, TCTILdr
@@ -50,3 +55,30 @@ def test_stop_frees_the_port(swtpm_factory: SwtpmFactory) -> None:
     with socket.socket() as s:
         s.settimeout(1)
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_tpm_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """A demo or test killed outright (SIGKILL) leaves no swtpm behind."""
+    script = (
+        "import sys, time\n"
+        "from trustplane.swtpm import SwtpmFactory\n"
+        "from pathlib import Path\n"
+        f'f = SwtpmFactory(Path({str(tmp_path)!r}) / "tpm")\n'
+        "t = f.start()\n"
+        "print(t.process.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        os.kill(pid, 0)  # running
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{pid}").exists()
+    finally:
+        if parent.poll() is None:
+            parent.kill()
