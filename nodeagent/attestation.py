@@ -203,6 +203,10 @@ class Attestor:
         tag_certificate = self._state.load_tag_certificate()
 
         def sign(session: TpmSession) -> Report:
+            try:
+                facts.update(session.facts())
+            except TpmError as e:
+                log.warning("cannot read the TPM's properties: %s", e.describe())
             asset_tag = None
             if tag_certificate is not None:
                 try:

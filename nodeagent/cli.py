@@ -245,6 +245,7 @@ async def _tpm_info(cfg: AgentConfig, *, as_json: bool) -> int:
     async with _worker(cfg) as tpm:
         ek = await tpm.call(lambda s: s.endorsement())
         ak_public = await tpm.call(lambda s: s.ak_public)
+        tpm_facts = await tpm.call(lambda s: s.facts())
         pcrs = encode_pcr_values(await tpm.call(lambda s: s.pcr_read()))
     info = {
         "tcti": cfg.tpm.tcti,
@@ -254,11 +255,16 @@ async def _tpm_info(cfg: AgentConfig, *, as_json: bool) -> int:
         "ak_algorithm": cfg.tpm.ak_algorithm,
         "ak_public_sha256": _sha256(ak_public),
         "pcr_values": pcrs,
+        **tpm_facts,
     }
     if as_json:
         print(json.dumps(info, indent=1, sort_keys=True))
         return EXIT_OK
     print(f"TCTI:           {info['tcti']}")
+    print(
+        f"TPM:            {tpm_facts['tpm_manufacturer']} ({tpm_facts['tpm_vendor']}), "
+        f"firmware {tpm_facts['tpm_firmware']}, spec {tpm_facts['tpm_spec_revision']}"
+    )
     print(f"host id:        {info['host_id']} (SHA-256 of the EK public area)")
     cert = "present" if ek.certificate else "absent"
     print(f"EK:             {info['ek_algorithm']}, certificate {cert}")

@@ -71,6 +71,14 @@ from tpm2_pytss.utils import NoSuchIndex, NVReadEK, create_ek_template
 from nodeagent.errors import TpmError
 from trustcore.algorithms import HASH_ALGORITHMS
 from trustcore.errors import ParseError
+from trustcore.tpm.constants import (
+    TPM_PT_FIRMWARE_VERSION_1,
+    TPM_PT_FIRMWARE_VERSION_2,
+    TPM_PT_MANUFACTURER,
+    TPM_PT_REVISION,
+    TPM_PT_VENDOR_STRING_1,
+    TPM_PT_VENDOR_STRING_4,
+)
 from trustcore.tpm.pcrs import PcrSelection, parse_pcr_selection
 from trustcore.tpm.policy import PolicyError, pcr_values_digest, policy_pcr_digest
 
@@ -84,6 +92,7 @@ __all__ = [
     "ObjectBlobs",
     "SignedAttestation",
     "TpmDevice",
+    "TpmProperties",
 ]
 
 KeyKind = Literal["ecc256", "rsa2048"]
@@ -135,6 +144,25 @@ class SignedAttestation:
 class NvPublicInfo:
     public: bytes  # TPMS_NV_PUBLIC
     name: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TpmProperties:
+    """Who made the TPM and which firmware it runs (TPM2_GetCapability, fixed properties).
+
+    ``manufacturer`` is the TCG vendor id as text (``IBM``, ``INTC``, ``IFX``, ``NTC``...),
+    ``vendor`` the four vendor strings joined, ``firmware_version`` the two firmware-version
+    words as ``a.b.c.d`` (high and low 16 bits of each), as TPM vendors print them.
+    """
+
+    manufacturer: str
+    vendor: str
+    firmware_version: str
+    spec_revision: str
+
+
+def _ascii_word(value: int) -> str:
+    return value.to_bytes(4, "big").decode("ascii", "replace").replace("\0", "")
 
 
 def _rc_of(exc: TSS2_Exception) -> int:
@@ -548,6 +576,28 @@ class TpmDevice:
             finally:  # the ESYS object for the index is per call: a daemon certifies often
                 self._ectx.tr_close(handle)
             return SignedAttestation(attest.marshal()[2:], signature.marshal())
+
+    def properties(self) -> TpmProperties:
+        """The TPM's manufacturer, vendor strings, firmware version and spec revision."""
+        first, last = TPM_PT_REVISION, TPM_PT_FIRMWARE_VERSION_2
+        with _tpm("properties"):
+            _, capability = self._ectx.get_capability(
+                TPM2_CAP.TPM_PROPERTIES, first, last - first + 1
+            )
+            values = {int(p.property): int(p.value) for p in capability.data.tpmProperties}
+        vendor = "".join(
+            _ascii_word(values.get(pt, 0))
+            for pt in range(TPM_PT_VENDOR_STRING_1, TPM_PT_VENDOR_STRING_4 + 1)
+        )
+        fw1 = values.get(TPM_PT_FIRMWARE_VERSION_1, 0)
+        fw2 = values.get(TPM_PT_FIRMWARE_VERSION_2, 0)
+        rev = values.get(TPM_PT_REVISION, 0)
+        return TpmProperties(
+            manufacturer=_ascii_word(values.get(TPM_PT_MANUFACTURER, 0)).strip(),
+            vendor=" ".join(vendor.split()),
+            firmware_version=f"{fw1 >> 16}.{fw1 & 0xFFFF}.{fw2 >> 16}.{fw2 & 0xFFFF}",
+            spec_revision=f"{rev // 100}.{rev % 100:02d}",
+        )
 
     # --- PCR policies: binding key, sealing ------------------------------------------------
 

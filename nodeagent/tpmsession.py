@@ -28,6 +28,7 @@ from nodeagent.tpm import (
     ObjectBlobs,
     SignedAttestation,
     TpmDevice,
+    TpmProperties,
 )
 from trustcore.algorithms import BY_NAME
 from trustcore.assettag import (
@@ -85,6 +86,25 @@ class TpmSession:
             self._device.close()
             raise
         self.ak = ak
+        self._properties: TpmProperties | None = None
+
+    @property
+    def properties(self) -> TpmProperties:
+        """The TPM's manufacturer, vendor and firmware (read once per open TPM)."""
+        if self._properties is None:
+            self._properties = self._device.properties()
+        return self._properties
+
+    def facts(self) -> dict[str, str]:
+        """The TPM facts a report carries: ``tpm_manufacturer``, ``tpm_vendor``,
+        ``tpm_firmware``, ``tpm_spec_revision``."""
+        p = self.properties
+        return {
+            "tpm_manufacturer": p.manufacturer,
+            "tpm_vendor": p.vendor,
+            "tpm_firmware": p.firmware_version,
+            "tpm_spec_revision": p.spec_revision,
+        }
 
     @property
     def ak_public(self) -> bytes:

@@ -83,6 +83,7 @@ def test_tpm_info_json(tmp_path: Path, swtpm: Swtpm, capsys: pytest.CaptureFixtu
     info = json.loads(capsys.readouterr().out)
     assert info["host_id"] == hashlib.sha256(ek.key.public).hexdigest()
     assert info["ek_certificate"] is True
+    assert (info["tpm_manufacturer"], info["tpm_vendor"]) == ("IBM", "SW TPM")  # libtpms
     assert info["pcr_values"]["sha256"] == {str(i): "00" * 32 for i in range(8)}
     stored = json.loads((tmp_path / "state" / "ak.json").read_text())
     assert stored["algorithm"] == "ecc"

@@ -95,3 +95,11 @@ TPM_ECC_SM2_P256: Final = 0x0020
 
 # TPM_HT (Part 2, 7.2): the handle type in the top byte of a handle.
 TPM_HT_NV_INDEX: Final = 0x01
+
+# TPM_PT fixed properties (Part 2, 6.13: PT_FIXED = 0x100)
+TPM_PT_REVISION: Final = 0x102
+TPM_PT_MANUFACTURER: Final = 0x105
+TPM_PT_VENDOR_STRING_1: Final = 0x106
+TPM_PT_VENDOR_STRING_4: Final = 0x109
+TPM_PT_FIRMWARE_VERSION_1: Final = 0x10B
+TPM_PT_FIRMWARE_VERSION_2: Final = 0x10C
