@@ -23,7 +23,8 @@
    ``POST /v1/challenge`` then ``POST /v1/report`` with a quote over PCRs 0-9 and 14 whose
    extraData is ``report_qualifying_data(nonce, body)``. A host's first report carries its event
    log; later ones only its digest, as the agent does once the hub has it. The first round (TLS
-   handshakes, log uploads) is measured apart; then the steady state runs for ``--duration``.
+   handshakes, log uploads) is measured apart; then the steady state runs for ``--duration``,
+   as fast as the hub answers (closed loop), or at ``--rate`` reports per second (open loop).
    Any answer other than 200 and ``trusted`` is counted in ``errors``.
 5. Baseline in the same run: the same workers and connections doing two ``GET /health`` per
    "report" (TLS, HTTP and aiohttp with no work behind them).
@@ -537,7 +538,9 @@ class LoadRun:
     first_round: Samples | None = None
     on_steady: Callable[[], None] | None = None
     keep_alive: bool = True
+    rate: float | None = None
     steady: Samples = field(default_factory=Samples)
+    next_at: float = 0.0
     queue: deque[SimHost] = field(default_factory=deque)
     deadline: float = float("inf")
 
@@ -554,13 +557,25 @@ class LoadRun:
         return self.steady
 
     def _start_steady(self) -> None:
-        self.steady.started = time.perf_counter()
+        self.steady.started = self.next_at = time.perf_counter()
         self.deadline = self.steady.started + self.duration
         if self.on_steady is not None:
             self.on_steady()
 
+    async def _paced(self) -> None:
+        """With a ``rate``, wait for this step's start time in the steady state (open loop:
+        a slow hub delays the schedule only through the bounded concurrency)."""
+        if self.rate is None or not self.steady.started:
+            return
+        at = self.next_at
+        self.next_at += 1 / self.rate
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+
     async def _worker(self) -> None:
         while time.perf_counter() < self.deadline:
+            await self._paced()
+            if time.perf_counter() >= self.deadline:
+                return
             host = self.queue.popleft()
             try:
                 await self._one(host)
@@ -711,6 +726,7 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
         first_round=first,
         on_steady=watch.start,
         keep_alive=not args.new_connection_per_report,
+        rate=args.rate,
     ).run(args.concurrency)
     steady_cpu = CpuSnapshot.take(hub)
     if watch.snapshot is None:
@@ -736,6 +752,7 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
         "concurrency": min(args.concurrency, len(hosts)),
         "flavors": args.flavors,
         "keep_alive": not args.new_connection_per_report,
+        "offered_rate": args.rate,
         **_latencies(s),
         "challenges_per_s": round(s.rate(), 1),
         "requests_per_s": round(2 * s.rate(), 1),
@@ -781,6 +798,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="steady-state seconds")
     parser.add_argument("--baseline-duration", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=64, help="reports in flight")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="start steady-state reports at this rate (per second) instead of as fast as the "
+        "hub answers; e.g. 167 = 10000 hosts at a 60 s interval",
+    )
     parser.add_argument("--enroll-concurrency", type=int, default=16)
     parser.add_argument("--history", type=int, default=20, help="reports.history of the hub")
     parser.add_argument(

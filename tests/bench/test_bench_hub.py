@@ -72,6 +72,7 @@ def test_the_fleet_enrolled_and_sent_each_log_once(result: dict[str, Any]) -> No
     assert result["hosts"] == HOSTS
     assert result["concurrency"] == 8
     assert result["flavors"] is True
+    assert (result["keep_alive"], result["offered_rate"]) == (True, None)
     assert result["tls_handshakes"] == HOSTS
     assert result["reconnects_after_idle_close"] == 0
     # 20 hosts over 4 logs: each log uploaded by 5 hosts in their first report, never again
