@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -55,7 +56,7 @@ import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -67,10 +68,11 @@ from cryptography.x509.oid import NameOID
 from bench._httpconn import HttpConnection, HttpError
 from bench._profile import record, summarize
 from bench._simtpm import SimTpm
-from trustcore.algorithms import TPM_ALG_SHA256
+from trustcore.algorithms import HASH_ALGORITHMS, TPM_ALG_SHA256, digest
 from trustcore.eventlog import parse_eventlog, replay_eventlog
 from trustcore.flavors import flavor_from_eventlog, parse_template
 from trustcore.flavors.document import flavor_to_json
+from trustcore.flavors.model import FlavorTemplate
 from trustcore.tpm.pcrs import PcrSelection
 from trustcore.wire import (
     ActivateRequest,
@@ -100,6 +102,8 @@ LOGS: Final = (
     "go-attestation/ubuntu_2104_shielded_vm_no_secure_boot_eventlog.bin",
 )
 QUOTED_PCRS: Final = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14)
+EV_EFI_GPT_EVENT: Final = 0x80000006
+GPT_DISK_GUID: Final = slice(56, 72)  # DiskGUID in the UEFI_PARTITION_TABLE_HEADER
 SELECTION: Final = PcrSelection.of({TPM_ALG_SHA256: QUOTED_PCRS})
 REGISTRATION_TOKEN: Final = "bench-hub-registration-token"
 SERVER_NAME: Final = "localhost"
@@ -125,7 +129,14 @@ class BootLog:
     flavors: dict[str, dict[str, Any]]
 
 
+@functools.cache
+def _host_unique_template() -> FlavorTemplate:
+    template = parse_template(TEMPLATE.read_text())
+    return replace(template, parts=tuple(p for p in template.parts if p.part == "host_unique"))
+
+
 def load_bootlogs(names: tuple[str, ...] = LOGS) -> list[BootLog]:
+    """Read, replay and make flavors of ``names``; raises ``OSError`` or a TrustcoreError."""
     template = parse_template(TEMPLATE.read_text())
     out = []
     for i, name in enumerate(names):
@@ -136,6 +147,40 @@ def load_bootlogs(names: tuple[str, ...] = LOGS) -> list[BootLog]:
         flavors = {f.id: flavor_to_json(f) for f in flavor_from_eventlog(log, template, f"log{i}")}
         out.append(BootLog(name, data, hashlib.sha256(data).digest(), values, flavors))
     return out
+
+
+def host_bootlog(base: BootLog, index: int) -> BootLog:
+    """``base`` as host ``index`` booted it: the same log but for its own GPT disk GUID (in the
+    EV_EFI_GPT_EVENT of PCR 5, as on real hosts), so its PCR 5 and its log's digest are its own.
+
+    The record's digests are recomputed over the new event data. Flavors: the base log's
+    platform and os flavors (which exclude GPT events and do not compare PCR 5) and a
+    host_unique flavor of its own, ``h<index>.host_unique``. Raises ``StopIteration`` for a log
+    without a GPT event.
+    """
+    log = parse_eventlog(base.data)
+    event = next(e for e in log.events if e.event_type == EV_EFI_GPT_EVENT)
+    data = bytearray(event.data)
+    data[GPT_DISK_GUID] = hashlib.sha256(b"disk %d" % index).digest()[:16]
+    out = bytearray(base.data)
+    pos = event.offset + 8  # TCG_PCR_EVENT2: pcrIndex, eventType, then TPML_DIGEST_VALUES
+    count = int.from_bytes(out[pos : pos + 4], "little")
+    pos += 4
+    for _ in range(count):
+        alg = int.from_bytes(out[pos : pos + 2], "little")
+        size = HASH_ALGORITHMS[alg].digest_size
+        out[pos + 2 : pos + 2 + size] = digest(alg, bytes(data))
+        pos += 2 + size
+    out[pos + 4 : pos + 4 + len(data)] = data  # eventSize is unchanged
+    new = bytes(out)
+    parsed = parse_eventlog(new)
+    bank = replay_eventlog(parsed).get(TPM_ALG_SHA256, {})
+    values = {TPM_ALG_SHA256: {pcr: bank.get(pcr, bytes(32)) for pcr in QUOTED_PCRS}}
+    (unique,) = flavor_from_eventlog(parsed, _host_unique_template(), f"h{index}")
+    shared = {k: v for k, v in base.flavors.items() if not k.endswith(".host_unique")}
+    flavors = shared | {unique.id: flavor_to_json(unique)}
+    name = f"{base.name} (disk {index})"
+    return BootLog(name, new, hashlib.sha256(new).digest(), values, flavors)
 
 
 # --- the hub process --------------------------------------------------------------------------
@@ -289,6 +334,7 @@ class SimHost:
     reported: bool = False
 
     def body(self, nonce: bytes) -> bytes:
+        """The next report body's canonical bytes (the log's data until the hub acked it)."""
         self.sequence += 1
         ev = EventLogEvidence(self.log.sha256, None if self.log_acked else self.log.data)
         return encode_report_body(
@@ -313,6 +359,7 @@ class SimHost:
         )
 
     def report(self, nonce: bytes) -> bytes:
+        """The next report, quoted and signed over ``nonce``, as the JSON bytes to post."""
         body = self.body(nonce)
         attest, signature = self.tpm.quote(
             SELECTION, self.log.values, report_qualifying_data(nonce, body)
@@ -389,6 +436,15 @@ async def _enroll_one(
     )
     if not flavors:
         return
+    for name, doc in host.log.flavors.items():
+        if name.startswith(f"h{host.index}."):  # its own host_unique flavor (--unique-logs)
+            status, body = await conn.request(
+                "PUT",
+                f"/v1/flavors/{name}",
+                json.dumps(doc).encode(),
+                authorization=f"Bearer {hub.admin_token}",
+            )
+            _json(status, body, f"PUT /v1/flavors/{name}")
     status, body = await conn.request(
         "PUT",
         f"/v1/hosts/{host.host_id}/flavors",
@@ -399,7 +455,14 @@ async def _enroll_one(
 
 
 async def enroll_hosts(  # noqa: PLR0917
-    hub: HubProcess, logs: list[BootLog], count: int, concurrency: int, certs: Path, flavors: bool
+    hub: HubProcess,
+    logs: list[BootLog],
+    count: int,
+    concurrency: int,
+    certs: Path,
+    flavors: bool,
+    *,
+    unique_logs: bool = False,
 ) -> list[SimHost]:
     """Make and enroll ``count`` hosts through the real endpoints (and assign each its log's
     flavors when ``flavors``); progress on stderr."""
@@ -415,7 +478,8 @@ async def enroll_hosts(  # noqa: PLR0917
         )
         try:
             for i in next_index:
-                host = SimHost(i, SimTpm(), logs[i % len(logs)])
+                log = logs[i % len(logs)]
+                host = SimHost(i, SimTpm(), host_bootlog(log, i) if unique_logs else log)
                 await _enroll_one(hub, conn, host, certs, flavors=flavors)
                 hosts.append(host)
                 if len(hosts) % 1000 == 0:
@@ -710,7 +774,15 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
     certs = workdir / "certs"
     certs.mkdir()
     enroll_start = time.perf_counter()
-    hosts = await enroll_hosts(hub, logs, args.hosts, args.enroll_concurrency, certs, args.flavors)
+    hosts = await enroll_hosts(
+        hub,
+        logs,
+        args.hosts,
+        args.enroll_concurrency,
+        certs,
+        args.flavors,
+        unique_logs=args.unique_logs,
+    )
     enroll_s = time.perf_counter() - enroll_start
     print(f"{len(hosts)} hosts enrolled in {enroll_s:.1f} s", file=sys.stderr)
     st = LoadState()
@@ -753,6 +825,7 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
         "flavors": args.flavors,
         "keep_alive": not args.new_connection_per_report,
         "offered_rate": args.rate,
+        "unique_logs": args.unique_logs,
         **_latencies(s),
         "challenges_per_s": round(s.rate(), 1),
         "requests_per_s": round(2 * s.rate(), 1),
@@ -814,6 +887,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile", type=Path, help="py-spy the hub in the steady state (raw stacks to this file)"
+    )
+    parser.add_argument(
+        "--unique-logs",
+        action="store_true",
+        help="give every host its own log (its own GPT disk GUID) and host_unique flavor, as in "
+        "a real fleet, instead of sharing the few real logs' exact bytes",
     )
     parser.add_argument(
         "--new-connection-per-report",

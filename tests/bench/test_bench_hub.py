@@ -37,12 +37,11 @@ CPU_KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
-def result() -> dict[str, Any]:
+def run_bench(hosts: int, *extra: str) -> dict[str, Any]:
     proc = subprocess.run(
         [
-            sys.executable, "-m", "bench.hub", "--json", "--hosts", str(HOSTS),
-            "--duration", "2", "--baseline-duration", "0.5", "--concurrency", "8",
+            sys.executable, "-m", "bench.hub", "--json", "--hosts", str(hosts),
+            "--duration", "2", "--baseline-duration", "0.5", "--concurrency", "8", *extra,
         ],
         cwd=REPO,
         capture_output=True,
@@ -55,6 +54,11 @@ def result() -> dict[str, Any]:
     assert len(lines) == 1, proc.stdout
     out: dict[str, Any] = json.loads(lines[0])
     return out
+
+
+@pytest.fixture(scope="module")
+def result() -> dict[str, Any]:
+    return run_bench(HOSTS)
 
 
 def test_every_report_is_trusted_and_nothing_failed(result: dict[str, Any]) -> None:
@@ -101,3 +105,21 @@ def test_json_shape(result: dict[str, Any]) -> None:
     assert set(result["enroll"]) == {"seconds", "hosts_per_s"}
     assert set(result["target"]) == {"reports_per_s", "p99_ms", "met"}
     assert (result["target"]["reports_per_s"], result["target"]["p99_ms"]) == (1000, 250)
+
+
+def test_unique_logs_are_trusted_and_uploaded_once_each() -> None:
+    """Every host its own log (own GPT disk GUID) and host_unique flavor: still all trusted,
+    with the hub finding digest-only logs in its store, never asking for them again."""
+    out = run_bench(6, "--unique-logs", "--new-connection-per-report")
+    assert (out["unique_logs"], out["keep_alive"]) == (True, False)
+    assert out["errors"] == {}
+    assert set(out["verdicts"]) == {"trusted"}
+    assert out["reports"] > 0
+    # a new TLS connection per report: at least one handshake per completed report
+    completed = out["reports"] + out["first_round"]["reports"]
+    assert out["tls_handshakes"] >= completed
+    # the same bytes as the shared logs (only 16 bytes of one event differ), once per host
+    sizes = [(EVENTLOGS / name).stat().st_size for name in LOG_FILES]
+    assert out["first_round"]["eventlog_mb_sent"] == round(
+        (sum(sizes) + sizes[0] + sizes[1]) / 1e6, 1
+    )
