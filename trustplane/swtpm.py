@@ -148,13 +148,18 @@ class Swtpm:
                 raise SwtpmUnavailable(f"swtpm did not listen on port {self.port} in {timeout}s")
             time.sleep(0.02)
 
-    def ioctl(self, *args: str) -> None:
-        """Run ``swtpm_ioctl`` against this TPM's control port (e.g. ``-l 4``, ``-h data``)."""
+    def ioctl(self, *args: str, stdin: bytes = b"") -> None:
+        """Run ``swtpm_ioctl`` against this TPM's control port (e.g. ``-l 4``, ``-h data``);
+        ``stdin`` feeds ``-h -`` (binary data to hash).
+
+        Raises :class:`subprocess.CalledProcessError` when swtpm_ioctl fails.
+        """
         tool = _require("swtpm_ioctl")
         subprocess.run(
             [tool, "--tcp", f"127.0.0.1:{self.ctrl_port}", *args],
             check=True,
             capture_output=True,
+            input=stdin,
             timeout=10,
         )
 
