@@ -54,6 +54,7 @@ bench: setup
 	$(PY) -m bench.flavors --json
 	$(PY) -m bench.hub_verify --json
 	$(PY) -m bench.hub --json --hosts 10000
+	$(PY) -m bench.agent --json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

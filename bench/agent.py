@@ -217,6 +217,19 @@ def daemon_with_hub(tmp: Path, tcti: str, ca_bundle: Path, cycles: int) -> dict[
                 proc.wait(timeout=30)
 
 
+def run_step(what: str, command: list[str]) -> str:
+    """Run one benchmark subprocess and return its stdout; when it fails, print its stderr and
+    then one line naming the step and exit status, and exit 1 (no traceback)."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        if done.stderr and not done.stderr.endswith("\n"):
+            sys.stderr.write("\n")
+        print(f"bench.agent: {what} failed with exit status {done.returncode}", file=sys.stderr)
+        raise SystemExit(1)
+    return done.stdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON line")
@@ -233,27 +246,21 @@ def main() -> None:
         tmp = Path(d)
         tpm = factory.start()
         _extend(tpm.tcti)
-        bare = subprocess.run(
-            [sys.executable, "-c", "print(open('/proc/self/status').read())"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        bare = run_step(
+            "bare python", [sys.executable, "-c", "print(open('/proc/self/status').read())"]
+        )
         python_rss = int(next(x for x in bare.splitlines() if x.startswith("VmRSS:")).split()[1])
         cycle_dir = tmp / "cycle"
         cycle_dir.mkdir()
-        out = subprocess.run(
+        out = run_step(
+            "cycle worker",
             [
                 *(sys.executable, "-m", "bench.agent", "--worker"),
                 str(_config(cycle_dir, tpm.tcti, "https://127.0.0.1:9", None)),
                 str(args.cycles),
             ],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=REPO,
         )
-        cycle = json.loads(out.stdout)
+        cycle = json.loads(out)
         bundle = tmp / "ek-ca.pem"
         bundle.write_bytes(b"".join(p.read_bytes() for p in factory.ca_certificates))
         hub_dir = tmp / "hub"
