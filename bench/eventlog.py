@@ -3,8 +3,10 @@
 ``python -m bench.eventlog --json`` measures, over every log in the shared eventlogs directory
 that trustcore accepts, the median time to parse and replay it in process, and in the same run
 the median wall time of Debian's ``tpm2_eventlog FILE`` (tpm2-tools) on the same files (it
-also parses and replays, printing YAML). Files tpm2_eventlog rejects are left out of its median
-and listed. Prints one JSON line; the target is a speedup of at least 10.
+also parses and replays, printing YAML). The headline (``logs``, both medians, ``speedup``) is
+over the files both accept; files tpm2_eventlog rejects are listed, and our figures over every
+file trustcore accepts are in the ``*_all_logs`` keys. Prints one JSON line; the target is a
+speedup of at least 10.
 """
 
 from __future__ import annotations
@@ -68,6 +70,30 @@ def time_tool(tool: str, path: Path, repeat: int) -> float | None:
     return statistics.median(samples) / 1000
 
 
+def summarize(
+    root: Path, ours: dict[Path, float], theirs: dict[Path, float | None]
+) -> dict[str, object]:
+    """The headline figures over the SAME files (those tpm2_eventlog accepts): ``logs``,
+    ``ours_median_us``, ``tpm2_eventlog_median_us``, ``speedup``; our figures over every log
+    trustcore accepts are kept apart (``all_logs``, ``ours_median_us_all_logs``...)."""
+    tool_ok = {p: t for p, t in theirs.items() if t is not None}
+    if not tool_ok:
+        raise SystemExit("bench.eventlog: tpm2_eventlog accepted none of the logs")
+    failed = sorted(str(p.relative_to(root)) for p, t in theirs.items() if t is None)
+    ours_same = statistics.median(ours[p] for p in tool_ok)
+    tool_median = statistics.median(tool_ok.values())
+    return {
+        "logs": len(tool_ok),
+        "ours_median_us": round(ours_same, 1),
+        "tpm2_eventlog_median_us": round(tool_median, 1),
+        "speedup": round(tool_median / ours_same, 1),
+        "tpm2_eventlog_failed": failed,
+        "all_logs": len(ours),
+        "ours_median_us_all_logs": round(statistics.median(ours.values()), 1),
+        "ours_max_us_all_logs": round(max(ours.values()), 1),
+    }
+
+
 def run(repeat: int, tool_repeat: int) -> dict[str, object]:
     root = eventlogs_dir()
     tool = shutil.which("tpm2_eventlog")
@@ -76,21 +102,8 @@ def run(repeat: int, tool_repeat: int) -> dict[str, object]:
     logs = accepted_logs(root)
     ours = {path: time_ours(data, repeat) for path, data in logs}
     theirs = {path: time_tool(tool, path, tool_repeat) for path, _ in logs}
-    failed = sorted(str(p.relative_to(root)) for p, t in theirs.items() if t is None)
-    tool_ok = {p: t for p, t in theirs.items() if t is not None}
-    ours_median = statistics.median(ours.values())
-    tool_median = statistics.median(tool_ok.values())
-    ours_same = statistics.median(ours[p] for p in tool_ok)
     return {
-        "logs": len(logs),
-        "ours_median_us": round(ours_median, 1),
-        "tpm2_eventlog_median_us": round(tool_median, 1),
-        "speedup": round(tool_median / ours_median, 1),
-        "tpm2_eventlog_logs": len(tool_ok),
-        "tpm2_eventlog_failed": failed,
-        "ours_median_us_on_tpm2_eventlog_logs": round(ours_same, 1),
-        "speedup_on_tpm2_eventlog_logs": round(tool_median / ours_same, 1),
-        "ours_max_us": round(max(ours.values()), 1),
+        **summarize(root, ours, theirs),
         "repeat": repeat,
         "tpm2_eventlog_repeat": tool_repeat,
     }
