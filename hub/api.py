@@ -101,9 +101,15 @@ async def approve_host(request: web.Request) -> web.Response:
     return web.json_response({"id": host.id, "state": "approved"})
 
 
+_OPEN_FLAGS: Final = {"1": True, "true": True, "0": False, "false": False}
+
+
 @role("viewer")
 async def list_alerts(request: web.Request) -> web.Response:
-    open_only = request.query.get("open") in ("1", "true")
+    flag = request.query.get("open", "false")
+    if flag not in _OPEN_FLAGS:
+        raise ApiError(400, "query.open_invalid", "open must be one of 1, true, 0, false")
+    open_only = _OPEN_FLAGS[flag]
     alerts = await request.app[STATE].store.list_alerts(open_only=open_only)
     return web.json_response({"alerts": [alert_json(a) for a in alerts]})
 

@@ -164,8 +164,15 @@ async def _serve(config: HubConfig) -> int:
     return EXIT_OK
 
 
+def _check_token_name(name: str) -> None:
+    """A token name is 1-100 printable characters, not only blanks; raises :class:`UsageError`."""
+    if not name.strip() or len(name) > 100 or not name.isprintable():
+        raise UsageError(f"token name {name!r} must be 1-100 printable characters, not blank")
+
+
 async def _tokens(args: argparse.Namespace, store: Store) -> int:
     if args.action == "create":
+        _check_token_name(args.name)
         token, digest = new_token()
         token_id = await store.add_token(digest, args.role, args.name, time.time())
         await store.audit(
@@ -183,7 +190,7 @@ async def _tokens(args: argparse.Namespace, store: Store) -> int:
             print(f"{t.id}\t{t.role}\t{t.name}\t{state}")
         return EXIT_OK
     if not await store.revoke_token(args.id):
-        print(f"no active token with id {args.id}", file=sys.stderr)
+        print(f"trustplane-hub: no active token with id {args.id}", file=sys.stderr)
         return EXIT_RUNTIME
     await store.audit(
         at=time.time(), actor="cli", action="token.revoke", subject=str(args.id), details={}
@@ -198,7 +205,7 @@ async def _hosts(args: argparse.Namespace, store: Store) -> int:
         return EXIT_OK
     host = await store.get_host(args.host)
     if host is None:
-        print(f"no such host: {args.host}", file=sys.stderr)
+        print(f"trustplane-hub: no such host: {args.host}", file=sys.stderr)
         return EXIT_RUNTIME
     if args.action == "show":
         from hub.api import host_json  # noqa: PLC0415 - the JSON shape of the API
@@ -206,7 +213,7 @@ async def _hosts(args: argparse.Namespace, store: Store) -> int:
         print(json.dumps(host_json(host, detail=True), indent=2, sort_keys=True))
         return EXIT_OK
     if host.state != "pending":
-        print(f"host {host.id} is {host.state}, not pending", file=sys.stderr)
+        print(f"trustplane-hub: host {host.id} is {host.state}, not pending", file=sys.stderr)
         return EXIT_RUNTIME
     await store.set_host_state(host.id, "approved")
     await store.audit(
@@ -221,7 +228,7 @@ async def _audit(store: Store) -> int:
     if check.ok:
         print(f"audit log intact: {check.rows} rows")
         return EXIT_OK
-    print(f"audit log broken at row {check.first_bad}", file=sys.stderr)
+    print(f"trustplane-hub: audit log broken at row {check.first_bad}", file=sys.stderr)
     return EXIT_RUNTIME
 
 

@@ -402,10 +402,12 @@ def _api_paths() -> dict[str, Any]:
                         "name": "open",
                         "in": "query",
                         "required": False,
-                        "description": "1 or true: only alerts not yet acknowledged",
-                        "schema": {"type": "string"},
+                        "description": "1 or true: only alerts not yet acknowledged; 0 or "
+                        "false (the default): all (anything else: 400 query.open_invalid)",
+                        "schema": {"type": "string", "enum": ["1", "true", "0", "false"]},
                     }
                 ],
+                errors=(400, 401, 403),
             )
         },
         "/v1/alerts/{alert_id}/ack": {

@@ -23,7 +23,7 @@ from typing import Any
 from hub.assettags import UnknownHost, set_host_tags, tags_answer
 from hub.statedir import load_hub_keys
 from hub.store import Store
-from trustcore.assettag import AssetTagError
+from trustcore.assettag import AssetTagError, check_tags
 
 
 class TagInputError(Exception):
@@ -60,7 +60,14 @@ def parse_pairs(pairs: list[str]) -> dict[str, str]:
 
 
 async def run(args: argparse.Namespace, store: Store, state_dir: Path) -> int:
-    """Run one ``tags`` action; raises :class:`TagInputError`, :class:`TagLookupError`."""
+    """Run one ``tags`` action; raises :class:`TagInputError`, :class:`TagLookupError`.
+
+    Bad tags are refused before the host is looked up (a usage error whatever the host)."""
+    tags = parse_pairs(args.tags) if args.action == "set" else {}
+    try:
+        tags = check_tags(tags)
+    except AssetTagError as e:
+        raise TagInputError(e.message) from None
     host = await store.get_host(args.host)
     if host is None:
         raise TagLookupError(f"no such host: {args.host}")
@@ -68,7 +75,6 @@ async def run(args: argparse.Namespace, store: Store, state_dir: Path) -> int:
         der = await store.get_tag_certificate(host.id)
         print(json.dumps(tags_answer(host.id, dict(host.tags), der), indent=2, sort_keys=True))
         return 0
-    tags = parse_pairs(args.tags) if args.action == "set" else {}
     try:
         der = await set_host_tags(
             store, load_hub_keys(state_dir).tag_ca, host.id, tags, now=time.time(), actor="cli"

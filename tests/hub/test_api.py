@@ -87,6 +87,19 @@ def test_roles(bare_hub: HubProcess) -> None:
     assert (resp.status, resp.code) == (404, "host.unknown")
 
 
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [("", 200), ("?open=1", 200), ("?open=false", 200), ("?open=maybe", 400), ("?open=", 400)],
+)
+def test_alerts_open_flag_is_checked(bare_hub: HubProcess, query: str, status: int) -> None:
+    resp = bare_hub.client(token=bare_hub.token("viewer")).get(f"/v1/alerts{query}")
+    assert resp.status == status
+    if status == 400:
+        assert resp.code == "query.open_invalid"
+    else:
+        assert isinstance(resp.body["alerts"], list)
+
+
 def test_revoked_token_stops_working(bare_hub: HubProcess) -> None:
     token = bare_hub.token("viewer", "short-lived")
     client = bare_hub.client(token=token)

@@ -100,6 +100,44 @@ def test_hosts_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "no such host" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["", "   ", "tab\there", "x" * 101])
+def test_tokens_create_refuses_a_bad_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    state = tmp_path / "state"
+    cfg = ["--config", str(tmp_path / "none.toml"), "--state-dir", str(state)]
+    assert init(state) == 0
+    capsys.readouterr()
+    assert main(["tokens", "create", "--role", "viewer", "--name", name, *cfg]) == 2
+    assert capsys.readouterr().err.startswith("trustplane-hub: token name ")
+    rows = sqlite3.connect(state / "hub.db").execute("SELECT name FROM tokens").fetchall()
+    assert rows == [("initial-admin",)]
+
+
+def test_bad_tags_are_exit_2_before_the_host_is_looked_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    cfg = ["--config", str(tmp_path / "none.toml"), "--state-dir", str(state)]
+    assert init(state) == 0
+    capsys.readouterr()
+    assert main(["tags", "set", *cfg, "nosuch", "bad key=1"]) == 2
+    assert capsys.readouterr().err.startswith("trustplane-hub: tag key 'bad key'")
+    assert main(["tags", "set", *cfg, "nosuch", "region=EU"]) == 1
+    assert capsys.readouterr().err == "trustplane-hub: no such host: nosuch\n"
+
+
+def test_hosts_show_unknown_host_has_the_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    cfg = ["--config", str(tmp_path / "none.toml"), "--state-dir", str(state)]
+    assert init(state) == 0
+    capsys.readouterr()
+    assert main(["hosts", "show", "nosuch", *cfg]) == 1
+    assert capsys.readouterr().err == "trustplane-hub: no such host: nosuch\n"
+
+
 def test_bad_config_is_exit_2_naming_file_and_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
