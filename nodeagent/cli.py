@@ -63,12 +63,20 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("enroll", help="enroll this host with the hub once and exit")
     st = sub.add_parser("status", help="identity, last verdict and next attestation")
     st.add_argument("--json", action="store_true", help="machine-readable output")
-    ev = sub.add_parser("evidence", help="show the evidence a report would carry")
+    ev = sub.add_parser(
+        "evidence",
+        help="show the evidence a report would carry, TPM facts and PCRs included "
+        "(read-only: creates no AK, writes no state)",
+    )
     ev.add_argument("--dump", action="store_true", required=True, help="collect and print it")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
     tpm = sub.add_parser("tpm", help="TPM commands")
     tpm_sub = tpm.add_subparsers(dest="tpm_command", required=True, metavar="TPM_COMMAND")
-    info = tpm_sub.add_parser("info", help="EK, AK and PCR values of the configured TPM")
+    info = tpm_sub.add_parser(
+        "info",
+        help="EK, AK and PCR values of the configured TPM (read-only: creates no AK, writes "
+        "no state; the AK shows as none before the first run or enroll)",
+    )
     info.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
@@ -127,7 +135,7 @@ async def _enroll(cfg: AgentConfig) -> int:
 
     state = StateDir(cfg.state_dir)
     state.ensure()
-    async with _worker(cfg) as tpm, HubClient(cfg.hub) as hub:
+    async with _worker(cfg, read_only=False) as tpm, HubClient(cfg.hub) as hub:
         outcome = await enroll(cfg, state, tpm, hub)
     print(f"host {outcome.host_id}: {outcome.status}")
     return EXIT_OK if outcome.status == "enrolled" else EXIT_NOT_ENROLLED
@@ -174,15 +182,18 @@ def _format_status(s: dict[str, Any], now: float) -> str:
     return "\n".join(lines)
 
 
-class _worker:  # used as ``async with _worker(cfg) as tpm``
-    def __init__(self, cfg: AgentConfig) -> None:
+class _worker:  # used as ``async with _worker(cfg, read_only=...) as tpm``
+    def __init__(self, cfg: AgentConfig, *, read_only: bool) -> None:
+        """``read_only``: the state directory is neither created nor written; a missing AK is
+        not created (the session's ``has_ak`` says so)."""
         from nodeagent.state import StateDir  # noqa: PLC0415
         from nodeagent.tpm_worker import TpmWorker  # noqa: PLC0415
         from nodeagent.tpmsession import TpmSession  # noqa: PLC0415
 
         state = StateDir(cfg.state_dir)
-        state.ensure()  # the AK is created and stored on first use
-        self.worker = TpmWorker(lambda: TpmSession(cfg.tpm, state))
+        if not read_only:
+            state.ensure()  # the AK is created and stored on first use
+        self.worker = TpmWorker(lambda: TpmSession(cfg.tpm, state, create_ak=not read_only))
 
     async def __aenter__(self) -> Any:  # noqa: ANN401
         return self.worker
@@ -197,15 +208,17 @@ async def _evidence(cfg: AgentConfig, *, as_json: bool) -> int:
 
     ev = await asyncio.to_thread(collect_evidence, cfg.evidence)
     pcrs: dict[str, dict[str, str]] | None = None
+    tpm_facts: dict[str, str] = {}
     tpm_problem = None
     try:
-        async with _worker(cfg) as tpm:
+        async with _worker(cfg, read_only=True) as tpm:
+            tpm_facts = await tpm.call(lambda s: s.facts())
             pcrs = encode_pcr_values(await tpm.call(lambda s: s.pcr_read()))
     except TpmError as e:
         tpm_problem = e.describe()
     out: dict[str, Any] = {
         "boot_id": ev.boot_id,
-        "facts": ev.facts,
+        "facts": {**ev.facts, **tpm_facts},  # as a report carries them
         "eventlogs": {
             name: {"size": len(data), "sha256": _sha256(data)}
             for name, data in sorted(ev.eventlogs.items())
@@ -220,7 +233,7 @@ async def _evidence(cfg: AgentConfig, *, as_json: bool) -> int:
         print(json.dumps(out, indent=1, sort_keys=True))
         return EXIT_OK
     print(f"boot id: {ev.boot_id}")
-    for key, value in sorted(ev.facts.items()):
+    for key, value in sorted(out["facts"].items()):
         print(f"fact {key}: {value}")
     for name, info in out["eventlogs"].items():
         print(f"event log {name}: {info['size']} bytes, sha256 {info['sha256']}")
@@ -242,9 +255,9 @@ def _sha256(data: bytes) -> str:
 async def _tpm_info(cfg: AgentConfig, *, as_json: bool) -> int:
     from trustcore.wire import encode_pcr_values, host_id_from_ek  # noqa: PLC0415
 
-    async with _worker(cfg) as tpm:
+    async with _worker(cfg, read_only=True) as tpm:
         ek = await tpm.call(lambda s: s.endorsement())
-        ak_public = await tpm.call(lambda s: s.ak_public)
+        ak_public = await tpm.call(lambda s: s.ak_public if s.has_ak else None)
         tpm_facts = await tpm.call(lambda s: s.facts())
         pcrs = encode_pcr_values(await tpm.call(lambda s: s.pcr_read()))
     info = {
@@ -253,7 +266,7 @@ async def _tpm_info(cfg: AgentConfig, *, as_json: bool) -> int:
         "ek_algorithm": cfg.tpm.ek_algorithm,
         "ek_certificate": ek.certificate is not None,
         "ak_algorithm": cfg.tpm.ak_algorithm,
-        "ak_public_sha256": _sha256(ak_public),
+        "ak_public_sha256": None if ak_public is None else _sha256(ak_public),
         "pcr_values": pcrs,
         **tpm_facts,
     }
@@ -268,7 +281,10 @@ async def _tpm_info(cfg: AgentConfig, *, as_json: bool) -> int:
     print(f"host id:        {info['host_id']} (SHA-256 of the EK public area)")
     cert = "present" if ek.certificate else "absent"
     print(f"EK:             {info['ek_algorithm']}, certificate {cert}")
-    print(f"AK:             {info['ak_algorithm']}, public sha256 {info['ak_public_sha256']}")
+    if ak_public is None:
+        print("AK:             none yet (`run` or `enroll` creates and stores it)")
+    else:
+        print(f"AK:             {info['ak_algorithm']}, public sha256 {info['ak_public_sha256']}")
     for bank, values in pcrs.items():
         for pcr, value in values.items():
             print(f"PCR {bank}:{pcr}: {value}")

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from nodeagent.config import TpmConfig
-from nodeagent.errors import TpmError
+from nodeagent.errors import NodeAgentError, TpmError
 from nodeagent.state import StateDir, StoredAk
 from nodeagent.tpm import (
     AkBlobs,
     EndorsementKey,
     KeyKind,
+    LoadedKey,
     ObjectBlobs,
     SignedAttestation,
     TpmDevice,
@@ -47,6 +48,10 @@ log = logging.getLogger("trustplane.agent.tpm")
 _KINDS: Final[Mapping[str, KeyKind]] = {"ecc": "ecc256", "rsa": "rsa2048"}
 
 
+class NoAkError(NodeAgentError):
+    """The session was opened without creating an AK, and none is stored yet."""
+
+
 @dataclass(frozen=True, slots=True)
 class EkInfo:
     """The EK's marshalled TPMT_PUBLIC and its certificate (DER) when the TPM holds one."""
@@ -67,26 +72,44 @@ class BindingKey:
 class TpmSession:
     """One open TPM with the agent's AK loaded. Not thread-safe: the worker thread owns it."""
 
-    def __init__(self, cfg: TpmConfig, state: StateDir) -> None:
+    def __init__(self, cfg: TpmConfig, state: StateDir, *, create_ak: bool = True) -> None:
         """Open the TPM and load (or, the first time, create and store) the AK.
 
-        Raises :class:`TpmError`; :class:`~nodeagent.state.StateError` if the AK cannot be stored.
+        With ``create_ak=False`` (the read-only CLI commands) a missing AK stays missing and
+        nothing is written: :attr:`has_ak` is false and what needs the AK raises
+        :class:`NoAkError`.
+
+        Raises :class:`TpmError`; :class:`~nodeagent.state.StateError` if the AK cannot be
+        loaded or stored.
         """
         self._cfg = cfg
         self._device = TpmDevice(cfg.tcti)
+        ak: LoadedKey | None = None
         try:
             stored = state.load_ak()
-            if stored is None:
+            if stored is not None:
+                ak = self._device.load_ak(AkBlobs(private=stored.private, public=stored.public))
+            elif create_ak:
                 ak, blobs = self._device.create_ak(_KINDS[cfg.ak_algorithm])
                 state.save_ak(StoredAk(cfg.ak_algorithm, blobs.public, blobs.private))
                 log.info("created a new AK (%s) and stored it in %s", cfg.ak_algorithm, state.root)
-            else:
-                ak = self._device.load_ak(AkBlobs(private=stored.private, public=stored.public))
         except BaseException:
             self._device.close()
             raise
-        self.ak = ak
+        self._ak = ak
         self._properties: TpmProperties | None = None
+
+    @property
+    def has_ak(self) -> bool:
+        """Whether an AK is loaded (false only for ``create_ak=False`` before any enrollment)."""
+        return self._ak is not None
+
+    @property
+    def ak(self) -> LoadedKey:
+        """The loaded AK; raises :class:`NoAkError` when none is stored yet."""
+        if self._ak is None:
+            raise NoAkError("no AK yet: `trustplane-agent run` or `enroll` creates and stores it")
+        return self._ak
 
     @property
     def properties(self) -> TpmProperties:
@@ -197,6 +220,7 @@ class TpmSession:
 
     def close(self) -> None:
         """Flush the AK and close the TPM context (errors of a TPM that is gone are ignored)."""
-        with contextlib.suppress(TpmError):
-            self._device.flush(self.ak)
+        if self._ak is not None:
+            with contextlib.suppress(TpmError):
+                self._device.flush(self._ak)
         self._device.close()

@@ -15,9 +15,13 @@ import pytest
 
 from nodeagent import __version__
 from nodeagent.cli import main
+from nodeagent.config import TpmConfig
+from nodeagent.state import StateDir
 from nodeagent.tpm import TpmDevice
+from nodeagent.tpmsession import TpmSession
 from tests.conftest import REPO
 from tests.nodeagent.conftest import BOOT_LOG, LoopbackHub, expected_sha256_pcrs
+from tests.nodeagent.test_tpm_properties import getcap_raw
 from trustplane.swtpm import Swtpm, free_port
 
 
@@ -75,16 +79,40 @@ def test_tpm_unreachable_is_5(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().err.startswith("trustplane-agent: TPM error: tpm.error: TPM open")
 
 
+def _tree(root: Path) -> dict[str, bytes] | None:
+    """Every file under ``root`` with its bytes (None when ``root`` does not exist)."""
+    if not root.exists():
+        return None
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
 def test_tpm_info_json(tmp_path: Path, swtpm: Swtpm, capsys: pytest.CaptureFixture[str]) -> None:
     with TpmDevice(swtpm.tcti) as device:
         ek = device.create_ek("rsa2048")
         device.flush(ek.key)
-    assert main(["--config", str(_config(tmp_path, swtpm)), "tpm", "info", "--json"]) == 0
+    cfg = _config(tmp_path, swtpm)
+    assert main(["--config", str(cfg), "tpm", "info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["host_id"] == hashlib.sha256(ek.key.public).hexdigest()
     assert info["ek_certificate"] is True
     assert (info["tpm_manufacturer"], info["tpm_vendor"]) == ("IBM", "SW TPM")  # libtpms
     assert info["pcr_values"]["sha256"] == {str(i): "00" * 32 for i in range(8)}
+    # read-only: no AK is made, the state directory is not even created
+    assert info["ak_public_sha256"] is None
+    assert _tree(tmp_path / "state") is None
+    assert main(["--config", str(cfg), "tpm", "info"]) == 0
+    assert "AK:             none yet (`run` or `enroll` creates and stores it)\n" in (
+        capsys.readouterr().out
+    )
+    assert _tree(tmp_path / "state") is None
+
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    TpmSession(TpmConfig(tcti=swtpm.tcti), state).close()  # as run/enroll do: AK stored
+    before = _tree(tmp_path / "state")
+    assert main(["--config", str(cfg), "tpm", "info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert _tree(tmp_path / "state") == before
     stored = json.loads((tmp_path / "state" / "ak.json").read_text())
     assert stored["algorithm"] == "ecc"
     # the stored blob is a TPM2B_PUBLIC: a 2-byte size, then the TPMT_PUBLIC that is hashed
@@ -109,11 +137,26 @@ def test_evidence_dump(
     ]
     expected = expected_sha256_pcrs()
     assert dump["pcr_values"]["sha256"] == {str(p): expected[p] for p in range(8)}
+    # the TPM facts every report carries, as tpm2-tools reads them
+    raw = getcap_raw(booted_tpm.tcti)
+    fw1, fw2 = raw["TPM2_PT_FIRMWARE_VERSION_1"], raw["TPM2_PT_FIRMWARE_VERSION_2"]
+    rev = raw["TPM2_PT_REVISION"]
+    tpm_facts = {
+        "tpm_manufacturer": "IBM",
+        "tpm_vendor": "SW TPM",
+        "tpm_firmware": f"{fw1 >> 16}.{fw1 & 0xFFFF}.{fw2 >> 16}.{fw2 & 0xFFFF}",
+        "tpm_spec_revision": f"{rev // 100}.{rev % 100:02d}",
+    }
+    assert {k: v for k, v in dump["facts"].items() if k.startswith("tpm_")} == tpm_facts
     assert main(["--config", str(cfg), "evidence", "--dump"]) == 0
     text = capsys.readouterr().out
     assert f"event log uefi: {len(log)} bytes, sha256 {hashlib.sha256(log).hexdigest()}" in text
     assert f"PCR sha256:7: {expected[7]}" in text
     assert "missing txt: disabled: evidence.txt is false in the config" in text
+    for key, value in tpm_facts.items():
+        assert f"fact {key}: {value}\n" in text
+    # read-only: no AK made, no state directory created
+    assert _tree(tmp_path / "state") is None
 
 
 def test_enroll_then_status_after_a_daemon_run(
