@@ -13,7 +13,8 @@ reset PCRs and is booted from ``test-update.bin``, the agent starts again and at
 turns untrusted with the flavor reason ids and the first differing event in words, and the hub
 raises an alert. Progress goes to stderr. Interactive mode then prints the status page URL and
 the admin token and runs until Ctrl-C or SIGTERM; ``--once --json`` prints one JSON line
-``{"hosts": [{"name", "verdict", "reasons"}], "alerts": N}`` and exits 0. Any failed or timed-out
+``{"hosts": [{"name", "verdict", "reasons", "explanation"}], "alerts": N}`` (``reasons``
+are reason ids, ``explanation`` one sentence for a person) and exits 0. Any failed or timed-out
 step (every wait is bounded) exits 1 with one line on stderr. Every process the demo starts is
 stopped and the working directory removed on every way out.
 
@@ -388,11 +389,27 @@ def wait_verdict(
     return wait_until(f"{names} to be {verdict} against the flavors", check, timeout)
 
 
-def explain(detail: dict[str, Any]) -> list[str]:
-    """The host's reason ids, then the first differing event in words (if a rule found one)."""
-    reasons = [str(r) for r in detail["reasons"]]
-    differences = [r["difference"] for r in detail["rules"] if r.get("difference")]
-    return reasons + differences[:1]
+TRUSTED_EXPLANATION: Final = "the quote verified, the event logs replayed, the flavors matched"
+
+
+def explain(detail: dict[str, Any]) -> str:
+    """One sentence for a person: the first differing event in words when a rule found one."""
+    differences = [str(r["difference"]) for r in detail["rules"] if r.get("difference")]
+    if differences:
+        return differences[0]
+    if detail["verdict"] == "trusted":
+        return TRUSTED_EXPLANATION
+    return f"{detail['verdict']}: {', '.join(str(r) for r in detail['reasons'])}"
+
+
+def summarise(name: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """A host's line of the JSON summary: reason ids only, the sentence apart."""
+    return {
+        "name": name,
+        "verdict": detail["verdict"],
+        "reasons": [str(r) for r in detail["reasons"]],
+        "explanation": explain(detail),
+    }
 
 
 def wait_alert(hub: HubRun, host_id: str, since: float, timeout: float) -> dict[str, Any]:
@@ -450,14 +467,14 @@ def scenario(
     say(f"{bad.name}: swtpm restarted, PCRs extended with the {count} events of {update.name}")
     untrusted = wait_verdict(hub, [bad], ids, "untrusted", since=since, timeout=timeout)
     detail = untrusted[bad.name]
-    reasons = explain(detail)
-    say(f"{bad.name}: untrusted {time.time() - since:.1f}s after the reboot: {'; '.join(reasons)}")
+    words = "; ".join([*map(str, detail["reasons"]), explain(detail)])
+    say(f"{bad.name}: untrusted {time.time() - since:.1f}s after the reboot: {words}")
     alert = wait_alert(hub, ids[bad.name], since, timeout)
     say(f"alert {alert['id']}: {bad.name} {alert['kind']} ({', '.join(alert['reasons'])})")
     summary = []
     for host in hosts:
         d = _detail(hub, ids[host.name])
-        summary.append({"name": host.name, "verdict": d["verdict"], "reasons": explain(d)})
+        summary.append(summarise(host.name, d))
     alerts = len(hub.get("/v1/alerts")["alerts"])
     result = {"hosts": summary, "alerts": alerts}
     if not options.once:
@@ -508,8 +525,9 @@ def run_demo(options: DemoOptions) -> int:
             sys.stdout.write(json.dumps(result) + "\n")
         else:
             for host in result["hosts"]:
+                reasons = ", ".join(host["reasons"])
                 sys.stdout.write(
-                    f"{host['name']}\t{host['verdict']}\t{'; '.join(host['reasons'])}\n"
+                    f"{host['name']}\t{host['verdict']}\t{reasons}\t{host['explanation']}\n"
                 )
             sys.stdout.write(f"alerts\t{result['alerts']}\n")
         code = 0
