@@ -59,8 +59,11 @@ def create_app(
     *,
     clock: Clock = time.time,
     random_bytes: RandomBytes = os.urandom,
+    credentials_dir: Path | None = None,
 ) -> web.Application:
-    """The hub application for ``config``; raises :class:`ConfigError` for a bad CA bundle."""
+    """The hub application for ``config``; raises :class:`ConfigError` for a bad CA bundle.
+
+    ``credentials_dir`` is systemd's ``$CREDENTIALS_DIRECTORY`` (the master key's credential)."""
     anchors = _load_anchors(config)
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
@@ -75,7 +78,7 @@ def create_app(
     app[EVENTS] = VerdictEvents()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        keys = load_hub_keys(config.state.dir)
+        keys = load_hub_keys(config.state.dir, credentials_dir)
         store = await Store.open(config.state.dir / DB_FILE)
         state = HubState(
             config=config,

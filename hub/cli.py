@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -33,7 +34,14 @@ from typing import Any, Final
 
 from hub import flavorcli, tagcli
 from hub.config import DEFAULT_CONFIG_FILE, ConfigError, HubConfig, load_config
-from hub.statedir import DB_FILE, ROLES, StateDirError, create_state_dir, new_token
+from hub.statedir import (
+    DB_FILE,
+    ROLES,
+    StateDirError,
+    create_state_dir,
+    credentials_directory,
+    new_token,
+)
 from hub.store import Store
 
 EXIT_OK: Final = 0
@@ -150,7 +158,7 @@ async def _serve(config: HubConfig) -> int:
     from hub.app import create_app  # noqa: PLC0415 - only `run` needs aiohttp's app
     from hub.server import start_hub  # noqa: PLC0415
 
-    app = create_app(config)
+    app = create_app(config, credentials_dir=credentials_directory(os.environ))
     running = await start_hub(app, config)
     log.info("trustplane hub listening on %s", running.url)
     stop = asyncio.Event()
@@ -244,7 +252,8 @@ async def _dispatch(args: argparse.Namespace, config: HubConfig) -> int:
     if args.command == "flavor":
         return await _with_store(config, lambda s: flavorcli.run(args, s))
     if args.command == "tags":
-        return await _with_store(config, lambda s: tagcli.run(args, s, config.state.dir))
+        creds = credentials_directory(os.environ)
+        return await _with_store(config, lambda s: tagcli.run(args, s, config.state.dir, creds))
     return await _with_store(config, _audit)
 
 

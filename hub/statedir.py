@@ -6,7 +6,9 @@ Layout (directory 0700, every file 0600)::
     server.pem, server.key      the TLS server certificate (listed names, localhost, 127.0.0.1)
     jws.key                     ES256 key that signs trust reports
     tag-ca.pem, tag-ca.key      the asset-tag CA
-    master.key                  32 random bytes: the key broker's key-encryption key
+    master.key                  32 random bytes: the key broker's key-encryption key (unless
+                                systemd passes the credential trustplane-hub.master-key in
+                                $CREDENTIALS_DIRECTORY, which is then read instead)
     hub.db                      the SQLite database (see :mod:`hub.store`)
 
 Tokens are generated here too (:func:`new_token`) and stored only as their SHA-256.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -41,6 +43,7 @@ FILES: Final = (
 DB_FILE: Final = "hub.db"
 TOKEN_PREFIX: Final = "tph_"  # noqa: S105 - a prefix, not a secret
 ROLES: Final = ("admin", "pipeline", "viewer")
+MASTER_KEY_CREDENTIAL: Final = "trustplane-hub.master-key"
 
 
 class StateDirError(Exception):
@@ -148,11 +151,32 @@ def _load_certified(state_dir: Path, stem: str) -> CertifiedKey:
     return CertifiedKey(_load_key(state_dir / f"{stem}.key"), cert)
 
 
-def load_hub_keys(state_dir: Path) -> HubKeys:
-    """Read every key and certificate; raises :class:`StateDirError` naming what is wrong."""
-    master = _read(state_dir / "master.key")
+def credentials_directory(environ: Mapping[str, str]) -> Path | None:
+    """systemd's ``$CREDENTIALS_DIRECTORY`` from ``environ`` (the entry point passes
+    ``os.environ``), or None when the service was started without credentials."""
+    value = environ.get("CREDENTIALS_DIRECTORY", "")
+    return Path(value) if value else None
+
+
+def master_key_path(state_dir: Path, credentials_dir: Path | None) -> Path:
+    """Where the master key is read from: the systemd credential
+    ``trustplane-hub.master-key`` when ``credentials_dir`` holds it, else ``state_dir/master.key``.
+    """
+    if credentials_dir is not None:
+        credential = credentials_dir / MASTER_KEY_CREDENTIAL
+        if credential.is_file():
+            return credential
+    return state_dir / "master.key"
+
+
+def load_hub_keys(state_dir: Path, credentials_dir: Path | None = None) -> HubKeys:
+    """Read every key and certificate; the master key from :func:`master_key_path`.
+
+    Raises :class:`StateDirError` naming what is wrong."""
+    master_path = master_key_path(state_dir, credentials_dir)
+    master = _read(master_path)
     if len(master) != 32:
-        raise StateDirError(f"{state_dir / 'master.key'}: expected 32 bytes")
+        raise StateDirError(f"{master_path}: expected 32 bytes, got {len(master)}")
     return HubKeys(
         ca=_load_certified(state_dir, "ca"),
         server=_load_certified(state_dir, "server"),

@@ -59,7 +59,9 @@ def parse_pairs(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-async def run(args: argparse.Namespace, store: Store, state_dir: Path) -> int:
+async def run(
+    args: argparse.Namespace, store: Store, state_dir: Path, credentials_dir: Path | None = None
+) -> int:
     """Run one ``tags`` action; raises :class:`TagInputError`, :class:`TagLookupError`.
 
     Bad tags are refused before the host is looked up (a usage error whatever the host)."""
@@ -77,7 +79,12 @@ async def run(args: argparse.Namespace, store: Store, state_dir: Path) -> int:
         return 0
     try:
         der = await set_host_tags(
-            store, load_hub_keys(state_dir).tag_ca, host.id, tags, now=time.time(), actor="cli"
+            store,
+            load_hub_keys(state_dir, credentials_dir).tag_ca,
+            host.id,
+            tags,
+            now=time.time(),
+            actor="cli",
         )
     except AssetTagError as e:
         raise TagInputError(e.message) from None
