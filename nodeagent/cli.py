@@ -164,6 +164,8 @@ def _format_status(s: dict[str, Any], now: float) -> str:
         + (f" ({s['tpm_problem']})" if s.get("tpm_problem") else ""),
         f"hub:              {'problem: ' + s['hub_problem'] if s.get('hub_problem') else 'ok'}",
     ]
+    if s.get("agent_problem"):
+        lines.append(f"agent:            internal error, retrying: {s['agent_problem']}")
     last = s.get("last_report")
     if last:
         reasons = ", ".join(last.get("reasons") or []) or "none"

@@ -5,7 +5,11 @@ ledger, the udev watcher (for ``device:`` TCTIs), systemd notification and the w
 loop attests at start, every ``attestation.interval`` seconds (with jitter), at once when the TPM
 reappears, and sooner when the hub asks (``next_report_in``). Failures never end the loop: the
 hub away (:class:`HubUnavailable`) or a TPM fault (:class:`TpmError`) mean exponential backoff
-with jitter, a STATUS line saying so, and owed reports kept in the queue. Every step renews the
+with jitter, a STATUS line saying so, and owed reports kept in the queue. An unexpected
+exception from a step (a bug, an ``OSError`` or ``TrustcoreError`` nobody turned into an agent
+error) is caught at the loop boundary, logged with its traceback, shown in STATUS and
+``status.json`` (``agent_problem``), and retried the same way after the TPM session is reopened;
+systemd's watchdog and ``Restart=on-failure`` stay the outer guard. Every step renews the
 watchdog promise (:class:`~nodeagent.notify.Health`). SIGTERM and SIGINT stop it cleanly;
 SIGUSR1 makes an attestation due at once.
 ``status.json`` in the state directory is rewritten after every step for ``trustplane-agent
@@ -86,6 +90,7 @@ class Daemon:
         self.tpm_present = True
         self.tpm_problem = ""
         self.hub_problem = ""
+        self.agent_problem = ""
         self.enrollment: EnrollmentState | None = None
         self.attestor: Attestor | None = None
         self.last: Delivered | None = None
@@ -129,7 +134,7 @@ class Daemon:
 
     async def run(self) -> None:
         """Run until stopped. Raises :class:`~nodeagent.state.StateError` if the state
-        directory is unusable (nothing else ends the loop)."""
+        directory cannot be created (nothing else ends the loop but BaseExceptions)."""
         self.state.ensure()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -145,7 +150,7 @@ class Daemon:
         stopped = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({main, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if main.done():  # the loop ended on an unexpected error: let it end the process
+            if main.done():  # only a BaseException ends the loop: let it end the process
                 main.result()
             self.notifier.stopping()
             self.notifier.status("stopping")
@@ -192,7 +197,10 @@ class Daemon:
             # stops vouching for us
             step = self.cfg.attestation.step_timeout
             self.health.expect(step)
-            delay = await self._step()
+            try:
+                delay = await self._step()
+            except Exception as e:  # the loop boundary: logged with its traceback, then retried
+                delay = await self._recover(e)
             self._write_status("running", next_in=delay)
             if not self._ready:
                 self._ready = True
@@ -205,6 +213,16 @@ class Daemon:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, delay))
         self._wake.clear()
+
+    async def _recover(self, error: Exception) -> float:
+        """After an unexpected exception from a step: log it with its traceback, reopen the
+        TPM session, back off. Returns seconds to sleep."""
+        self.agent_problem = f"{type(error).__name__}: {error}"
+        log.error("unexpected error in the attestation loop", exc_info=error)
+        await self.tpm.reset()
+        delay = self._backoff.next()
+        self.notifier.status(f"internal error, retrying in {_secs(delay)}: {self.agent_problem}")
+        return delay
 
     async def _step(self) -> float:
         """One round: enroll if needed, queue a due report, deliver. Returns seconds to sleep."""
@@ -249,7 +267,7 @@ class Daemon:
             self.notifier.status(f"error, retrying in {_secs(delay)}: {e.describe()}")
             return delay
         self._backoff.reset()
-        self.hub_problem = self.tpm_problem = ""
+        self.hub_problem = self.tpm_problem = self.agent_problem = ""
         return self._after_delivery(delivered)
 
     def _after_delivery(self, delivered: Delivered | None) -> float:
@@ -334,6 +352,7 @@ class Daemon:
             "tpm": "ok" if self.tpm_present and not self.tpm_problem else "fault",
             "tpm_problem": self.tpm_problem or None,
             "hub_problem": self.hub_problem or None,
+            "agent_problem": self.agent_problem or None,
             "next_attestation_at": None if next_in is None else now + next_in,
             "queued_reports": len(self.attestor.ledger.queue) if self.attestor else 0,
             "last_acked_sequence": self.attestor.ledger.last_acked if self.attestor else 0,
