@@ -236,7 +236,10 @@ async def _audit(store: Store) -> int:
     if check.ok:
         print(f"audit log intact: {check.rows} rows")
         return EXIT_OK
-    print(f"trustplane-hub: audit log broken at row {check.first_bad}", file=sys.stderr)
+    print(
+        f"trustplane-hub: audit log broken at row {check.first_bad}: {check.problem}",
+        file=sys.stderr,
+    )
     return EXIT_RUNTIME
 
 

@@ -10,6 +10,7 @@ Layout (directory 0700, every file 0600)::
                                 systemd passes the credential trustplane-hub.master-key in
                                 $CREDENTIALS_DIRECTORY, which is then read instead)
     hub.db                      the SQLite database (see :mod:`hub.store`)
+    hub.db-audit-head.json      the audit log's last row id and hash (see :mod:`hub.store`)
 
 Tokens are generated here too (:func:`new_token`) and stored only as their SHA-256.
 """
@@ -107,7 +108,7 @@ def create_state_dir(
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(state_dir, 0o700)
     if force and (state_dir / DB_FILE).exists():
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-audit-head.json"):
             (state_dir / f"{DB_FILE}{suffix}").unlink(missing_ok=True)
     ca = make_ca("trustplane hub CA", now)
     server = make_server_certificate(ca, hostnames, now)

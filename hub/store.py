@@ -7,8 +7,12 @@ migration functions recorded in ``schema_migrations``; a new database runs them 
 
 The audit log is append-only and hash-chained: each row stores
 ``sha256(prev_hash || canonical JSON of the row)``, and :meth:`Store.verify_audit_chain` finds
-the first row that no longer fits. Policy (what a verdict means, who may do what) lives in the
-callers; this module stores and fetches.
+the first row that no longer fits. The chain alone cannot show that its newest rows were
+deleted, so the head (last row id and hash) is also kept outside the table, in
+``<database>-audit-head.json`` next to the database file (written atomically after each append;
+in memory for ``:memory:``), and verification compares the table's last row with it.
+Policy (what a verdict means, who may do what) lives in the callers; this module stores and
+fetches.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -140,6 +145,7 @@ class AuditCheck:
     ok: bool
     rows: int
     first_bad: int | None = None
+    problem: str | None = None
 
 
 def _canonical(obj: object) -> bytes:
@@ -149,6 +155,53 @@ def _canonical(obj: object) -> bytes:
 def audit_row_hash(prev_hash: str, row: dict[str, Any]) -> str:
     """``sha256(prev_hash || canonical row)`` in hex; ``row`` excludes ``id`` and ``hash``."""
     return hashlib.sha256(bytes.fromhex(prev_hash) + _canonical(row)).hexdigest()
+
+
+AUDIT_HEAD_SUFFIX: Final = "-audit-head.json"
+
+
+def _write_audit_head(path: Path, head: tuple[int, str]) -> None:
+    """Replace ``path`` atomically with ``{"id", "hash"}`` (0600)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(_canonical({"id": head[0], "hash": head[1]}))
+    os.replace(tmp, path)
+
+
+class AuditHeadError(Exception):
+    """The audit head file exists but cannot be read as one."""
+
+
+def _read_audit_head(path: Path) -> tuple[int, str] | None:
+    """The recorded head, None when the file is missing; raises :class:`AuditHeadError`."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise AuditHeadError(f"{path}: {e}") from None
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("id"), int)
+        and isinstance(data.get("hash"), str)
+    ):
+        raise AuditHeadError(f"{path}: not an audit head")
+    return data["id"], data["hash"]
+
+
+def _check_audit_head(
+    head: tuple[int, str] | None, last: tuple[int, str] | None, rows: int
+) -> AuditCheck:
+    """Compare the table's last row with the recorded head."""
+    if head == last:
+        return AuditCheck(ok=True, rows=rows)
+    if head is None:
+        return AuditCheck(False, rows, None if last is None else last[0], "audit head missing")
+    if last is None or last[0] < head[0]:
+        end = "the table is empty" if last is None else f"the table ends at row {last[0]}"
+        return AuditCheck(False, rows, head[0], f"rows up to {head[0]} missing ({end})")
+    return AuditCheck(False, rows, head[0], f"row {head[0]} is not the recorded head")
 
 
 # --- migrations ------------------------------------------------------------------------------
@@ -324,6 +377,10 @@ class Store:
     ) -> None:
         self._path = str(path)
         self._migrations = migrations
+        self._audit_head_file = (
+            None if self._path == ":memory:" else Path(self._path + AUDIT_HEAD_SUFFIX)
+        )
+        self._memory_audit_head: tuple[int, str] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-store")
         self._db: sqlite_utils.Database | None = None
         self.schema_version = 0
@@ -857,28 +914,47 @@ class Store:
                     "details": json.dumps(details, sort_keys=True),
                     "prev_hash": prev,
                 }
-                table = self._t("audit_log").insert({**row, "hash": audit_row_hash(prev, row)})
-                return _last_id(table)
+                digest = audit_row_hash(prev, row)
+                row_id = _last_id(self._t("audit_log").insert({**row, "hash": digest}))
+            self._record_audit_head((row_id, digest))
+            return row_id
 
         return await self._run(run)
+
+    def _record_audit_head(self, head: tuple[int, str]) -> None:
+        self._memory_audit_head = head
+        if self._audit_head_file is not None:
+            _write_audit_head(self._audit_head_file, head)
+
+    def _recorded_audit_head(self) -> tuple[int, str] | None:
+        if self._audit_head_file is None:
+            return self._memory_audit_head
+        return _read_audit_head(self._audit_head_file)
 
     async def list_audit(self) -> list[dict[str, Any]]:
         return await self._run(lambda: list(self._t("audit_log").rows_where(order_by="id")))
 
     async def verify_audit_chain(self) -> AuditCheck:
-        """Recompute every row's hash and link; report the first row that does not fit."""
+        """Recompute every row's hash and link, then compare the last row with the recorded
+        head (so deleted newest rows show); report the first row that does not fit."""
 
         def run() -> AuditCheck:
             prev = GENESIS_HASH
             count = 0
+            last: tuple[int, str] | None = None
             for r in self._t("audit_log").rows_where(order_by="id"):
                 count += 1
                 row = {k: r[k] for k in ("at", "actor", "action", "subject", "details")}
                 row["prev_hash"] = r["prev_hash"]
                 if r["prev_hash"] != prev or audit_row_hash(prev, row) != r["hash"]:
-                    return AuditCheck(ok=False, rows=count, first_bad=int(r["id"]))
+                    return AuditCheck(False, count, int(r["id"]), "hash chain broken")
                 prev = r["hash"]
-            return AuditCheck(ok=True, rows=count)
+                last = (int(r["id"]), str(r["hash"]))
+            try:
+                head = self._recorded_audit_head()
+            except AuditHeadError as e:
+                return AuditCheck(False, count, None, f"audit head unreadable: {e}")
+            return _check_audit_head(head, last, count)
 
         return await self._run(run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import sqlite3
 from pathlib import Path
 
@@ -189,6 +190,76 @@ def test_audit_chain_verifies_and_detects_tampering(tmp_path: Path) -> None:
         await store.execute_raw("UPDATE audit_log SET subject = 'forged' WHERE id = 3")
         check = await store.verify_audit_chain()
         assert (check.ok, check.first_bad) == (False, 3)
+        await store.close()
+
+    run(go())
+
+
+def test_deleting_the_newest_audit_rows_is_detected(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await Store.open(tmp_path / "hub.db")
+        assert (await store.verify_audit_chain()).ok is True  # empty, no head yet
+        for i in range(3):
+            await store.audit(at=float(i), actor="cli", action="x", subject=str(i), details={})
+        rows = await store.list_audit()
+        head = json.loads((tmp_path / "hub.db-audit-head.json").read_text())
+        assert head == {"id": 3, "hash": rows[2]["hash"]}
+        assert ((tmp_path / "hub.db-audit-head.json").stat().st_mode & 0o777) == 0o600
+        await store.execute_raw("DROP TRIGGER audit_log_no_delete")
+        await store.execute_raw("DELETE FROM audit_log WHERE id = 3")
+        check = await store.verify_audit_chain()
+        assert (check.ok, check.rows, check.first_bad) == (False, 2, 3)
+        assert check.problem == "rows up to 3 missing (the table ends at row 2)"
+        await store.execute_raw("DELETE FROM audit_log")
+        check = await store.verify_audit_chain()
+        assert (check.ok, check.rows, check.first_bad) == (False, 0, 3)
+        assert check.problem == "rows up to 3 missing (the table is empty)"
+        await store.close()
+        # a reopened store still compares against the file
+        store = await Store.open(tmp_path / "hub.db")
+        assert (await store.verify_audit_chain()).ok is False
+        (tmp_path / "hub.db-audit-head.json").unlink()
+        await store.audit(at=9.0, actor="cli", action="x", subject="9", details={})
+        assert (await store.verify_audit_chain()).ok is True
+        await store.close()
+
+    run(go())
+
+
+def test_a_removed_or_replaced_audit_head_is_detected(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await Store.open(tmp_path / "hub.db")
+        for i in range(2):
+            await store.audit(at=float(i), actor="cli", action="x", subject=str(i), details={})
+        head_file = tmp_path / "hub.db-audit-head.json"
+        saved = head_file.read_bytes()
+        head_file.unlink()
+        check = await store.verify_audit_chain()
+        assert (check.ok, check.first_bad, check.problem) == (False, 2, "audit head missing")
+        head_file.write_text('{"id": 2, "hash": "' + "ab" * 32 + '"}')
+        check = await store.verify_audit_chain()
+        assert (check.ok, check.problem) == (False, "row 2 is not the recorded head")
+        head_file.write_text("[]")
+        check = await store.verify_audit_chain()
+        assert check.ok is False
+        assert check.problem == f"audit head unreadable: {head_file}: not an audit head"
+        head_file.write_bytes(saved)
+        assert (await store.verify_audit_chain()).ok is True
+        await store.close()
+
+    run(go())
+
+
+def test_in_memory_store_keeps_the_head_in_memory() -> None:
+    async def go() -> None:
+        store = await Store.open(":memory:")
+        await store.audit(at=1.0, actor="cli", action="x", subject="1", details={})
+        await store.audit(at=2.0, actor="cli", action="x", subject="2", details={})
+        assert (await store.verify_audit_chain()).ok is True
+        await store.execute_raw("DROP TRIGGER audit_log_no_delete")
+        await store.execute_raw("DELETE FROM audit_log WHERE id = 2")
+        check = await store.verify_audit_chain()
+        assert (check.ok, check.first_bad) == (False, 2)
         await store.close()
 
     run(go())
