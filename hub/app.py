@@ -20,7 +20,7 @@ from aiohttp import web
 from hub import api, assettags, attestation, enrollment
 from hub.auth import auth_middleware
 from hub.config import ConfigError, HubConfig
-from hub.errors import body_limit_middleware, error_middleware
+from hub.errors import MAX_BODY, body_limit_middleware, error_middleware
 from hub.pki import PkiError, load_ca_bundle
 from hub.state import (
     CLOCK,
@@ -74,6 +74,7 @@ def create_app(
         ],
     )
     app[CONFIG] = config
+    app[MAX_BODY] = config.server.max_body_bytes
     app[CLOCK] = clock
     app[EVENTS] = VerdictEvents()
 

@@ -29,7 +29,9 @@ from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportBody, ReportResu
 log = logging.getLogger("trustplane.hub")
 
 CHALLENGE_BODY_LIMIT: Final = 1024
-REPORT_BODY_LIMIT: Final = 24 * 1024 * 1024  # a 12 MiB body string plus base64 evidence
+# the wire body is at most 12 MiB (trustcore.wire.MAX_BODY_BYTES) plus its envelope; the
+# configured server.max_body_bytes (default the same 16 MiB) caps it further (hub.errors)
+REPORT_BODY_LIMIT: Final = 16 * 1024 * 1024
 ALERTING: Final = frozenset({"untrusted", "stale"})
 EVENTLOG_RETENTION: Final = 7 * 86400.0  # seconds a stored event log is kept for digest-only use
 

@@ -68,20 +68,32 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(500, "internal", "internal error (see the hub's log)")
 
 
+MAX_BODY: Final = web.AppKey("max_body_bytes", int)
+"""The configured ``server.max_body_bytes``: no route accepts more (set by the app factory)."""
+
+
 @web.middleware
 async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """413 for a declared body above the app's ``client_max_size``, read or not."""
-    limit = request.app._client_max_size
+    """413 for a declared body above ``server.max_body_bytes``, read or not. Bodies without a
+    declared length (chunked) are counted while :func:`read_json` reads them."""
+    limit = request.app[MAX_BODY]
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "http.body_too_large", f"request body exceeds {limit} bytes")
     return await handler(request)
 
 
+def body_limit(request: web.Request, route_limit: int) -> int:
+    """The limit that applies: the smaller of the route's and the configured server limit."""
+    return min(route_limit, request.app[MAX_BODY])
+
+
 async def read_json(request: web.Request, limit: int) -> object:
-    """The request's JSON body, at most ``limit`` bytes.
+    """The request's JSON body, at most :func:`body_limit` (``limit``) bytes, counted as it
+    arrives, so a chunked body is cut off at the limit too.
 
     Raises :class:`ApiError`: 413 ``http.body_too_large``, 400 ``http.malformed_json``.
     """
+    limit = body_limit(request, limit)
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "http.body_too_large", f"request body exceeds {limit} bytes")
     chunks: list[bytes] = []

@@ -4,8 +4,10 @@ staleness and alerts. No TPM is needed here."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,6 +160,38 @@ def test_body_above_server_limit_is_413(bare_hub: HubProcess) -> None:
     resp = admin.post("/v1/alerts/1/ack", raw=b"x" * (200 * 1024))
     assert resp.status == 413
     assert resp.code == "http.body_too_large"
+
+
+def chunked_put(hub: HubProcess, token: str, path: str, body: bytes) -> tuple[int, dict]:
+    """PUT ``body`` with Transfer-Encoding: chunked (no Content-Length) in 16 KiB chunks."""
+    ctx = ssl.create_default_context(cafile=str(hub.ca_file))
+    conn = http.client.HTTPSConnection("127.0.0.1", hub.port, context=ctx, timeout=30)
+    chunks = (body[i : i + 16384] for i in range(0, len(body), 16384))
+    try:
+        conn.request(
+            "PUT",
+            path,
+            body=chunks,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            encode_chunked=True,
+        )
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def test_chunked_body_above_server_limit_is_413(bare_hub: HubProcess) -> None:
+    # the flavor route allows 4 MiB, this hub's server.max_body_bytes is 128 KiB: the smaller
+    # limit applies while the chunked body is read
+    token = bare_hub.token("admin")
+    body = b'{"pad": "' + b"x" * (160 * 1024) + b'"}'
+    status, answer = chunked_put(bare_hub, token, "/v1/flavors/big", body)
+    assert (status, answer["error"]["code"]) == (413, "http.body_too_large")
+    assert answer["error"]["message"] == f"request body exceeds {128 * 1024} bytes"
+    # just under the limit the body is read (and refused for what it is, not its size)
+    status, answer = chunked_put(bare_hub, token, "/v1/flavors/big", b"[" * (100 * 1024))
+    assert (status, answer["error"]["code"]) == (400, "http.malformed_json")
 
 
 def test_agent_endpoints_need_a_client_certificate(bare_hub: HubProcess) -> None:
