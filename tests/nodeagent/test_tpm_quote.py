@@ -1,6 +1,7 @@
 """Differential tests: what swtpm signs through nodeagent.tpm (tpm2-pytss) verifies with
 trustcore, trustcore decodes the same bytes as tpm2-pytss's unmarshal, and every single-bit
-change of signature, attestation data, PCR values or nonce is refused with a precise reason.
+change of signature, attestation data, PCR values or nonce is refused with a precise reason,
+for ECC P-256 and RSA-2048 AKs, in quotes, certifies and NV certifies alike.
 """
 
 from __future__ import annotations
@@ -8,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from tpm2_pytss import TPM2B_PUBLIC, TPMS_ATTEST, TPMS_NV_PUBLIC, TPMT_PUBLIC, TPMT_SIGNATURE
 from tpm2_pytss.internal.crypto import public_to_key
 
-from nodeagent.tpm import LoadedKey, SignedAttestation, TpmDevice
+from nodeagent.tpm import KeyKind, LoadedKey, SignedAttestation, TpmDevice
 from trustcore.errors import ParseError, VerificationError
 from trustcore.quote import (
     AttestationKey,
@@ -180,19 +181,28 @@ def test_quote_of_another_selection_is_refused(device: TpmDevice) -> None:
 # --- every bit ----------------------------------------------------------------------------------
 
 
-def expected_for_signature_flip(flipped: bytes) -> str:
-    """What a flip in an ECDSA TPMT_SIGNATURE (P-256, SHA-256) must yield, by its layout:
-    sigAlg(2) hash(2) rSize(2) r sSize(2) s."""
-    sig_alg, _hash, r_size = struct.unpack_from(">HHH", flipped)
-    if sig_alg not in (0x0018, 0x001A, 0x001B, 0x001C):  # not TPMS_SIGNATURE_ECC-shaped
-        return "quote.malformed"
-    end_r = 6 + r_size
-    if r_size > 128 or end_r + 2 > len(flipped):
-        return "quote.malformed"
+ECC_SIG_ALGS = (0x0018, 0x001A, 0x001B, 0x001C)  # ECDSA, ECDAA, SM2, ECSCHNORR
+RSA_SIG_ALGS = (0x0014, 0x0016)  # RSASSA, RSAPSS
+
+
+def expected_for_signature_flip(flipped: bytes, prefix: str = "quote") -> str:
+    """What a flip in a TPMT_SIGNATURE must yield, by its layout: ECC sigAlg(2) hash(2)
+    rSize(2) r sSize(2) s, RSA sigAlg(2) hash(2) size(2) sig. A flip that keeps the structure
+    (another scheme or hash, other signature bytes) breaks the signature; one that changes a
+    size or makes the algorithm unknown makes it malformed."""
+    sig_alg, _hash, size = struct.unpack_from(">HHH", flipped)
+    if sig_alg in RSA_SIG_ALGS:
+        fits = size <= 512 and 6 + size == len(flipped)
+        return f"{prefix}.signature_invalid" if fits else f"{prefix}.malformed"
+    if sig_alg not in ECC_SIG_ALGS:
+        return f"{prefix}.malformed"
+    end_r = 6 + size
+    if size > 128 or end_r + 2 > len(flipped):
+        return f"{prefix}.malformed"
     (s_size,) = struct.unpack_from(">H", flipped, end_r)
     if s_size > 128 or end_r + 2 + s_size != len(flipped):
-        return "quote.malformed"
-    return "quote.signature_invalid"
+        return f"{prefix}.malformed"
+    return f"{prefix}.signature_invalid"
 
 
 def flips(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -202,12 +212,16 @@ def flips(data: bytes) -> Iterator[tuple[int, bytes]]:
         yield bit, bytes(changed)
 
 
-def test_every_bit_flip_is_refused_with_its_reason(device: TpmDevice) -> None:
-    ak, _ = device.create_ak("ecc256")
+SIGNATURE_SIZES = {"ecc256": 72, "rsa2048": 262}  # P-256 r and s; RSA-2048 RSASSA
+
+
+@pytest.mark.parametrize("kind", ["ecc256", "rsa2048"])
+def test_every_bit_flip_is_refused_with_its_reason(device: TpmDevice, kind: KeyKind) -> None:
+    ak, _ = device.create_ak(kind)
     quote, values = quote_and_values(device, ak)
     key = AttestationKey.from_tpmt_public(ak.public)
     assert check(key, quote, values).pcr_values == values
-    assert len(quote.signature) == 72
+    assert len(quote.signature) == SIGNATURE_SIZES[kind]
 
     def run(
         attest: bytes, signature: bytes, pcrs: dict[int, dict[int, bytes]], nonce: bytes
@@ -244,11 +258,16 @@ def test_every_bit_flip_is_refused_with_its_reason(device: TpmDevice) -> None:
     assert seen["attest:quote.signature_invalid"] == 8 * len(quote.attest)
     assert seen["pcr:quote.pcr_digest_mismatch"] == 8 * 8 * 32
     assert seen["nonce:quote.qualifying_data_mismatch"] == 8 * 32
-    # r and s (64 bytes) and the hash field (2) can only break the signature; sigAlg and the
-    # two sizes mostly make the structure malformed.
-    assert seen["signature:quote.signature_invalid"] >= 8 * 66
-    assert seen["signature:quote.malformed"] >= 8 * 4
-    assert sum(v for k, v in seen.items() if k.startswith("signature:")) == 8 * 72
+    assert_signature_flip_counts(seen, "signature:quote", kind, len(quote.signature))
+
+
+def assert_signature_flip_counts(seen: Counter[str], key: str, kind: str, size: int) -> None:
+    """The signature bytes (r and s, or the RSA signature) and the hash field can only break
+    the signature; sigAlg and the sizes mostly make the structure malformed."""
+    body = 64 if kind == "ecc256" else 256
+    assert seen[key + ".signature_invalid"] >= 8 * (body + 2)
+    assert seen[key + ".malformed"] >= 8 * (4 if kind == "ecc256" else 2)
+    assert seen[key + ".signature_invalid"] + seen[key + ".malformed"] == 8 * size
 
 
 # --- certify and NV certify ----------------------------------------------------------------------
@@ -363,3 +382,72 @@ def test_nv_certify_of_the_ek_certificate(device: TpmDevice) -> None:
         )
         == "nvcertify.name_mismatch"
     )
+
+
+def assert_every_flip_refused(
+    prefix: str,
+    kind: str,
+    verify: Callable[[bytes, bytes, bytes], object],
+    attested: SignedAttestation,
+    qualifying_data: bytes,
+) -> None:
+    """Every single-bit flip of ``attested``'s attest bytes, its signature, and the expected
+    qualifying data is refused by ``verify(attest, signature, qualifying_data)`` with its
+    exact reason."""
+
+    def run(attest: bytes, signature: bytes, nonce: bytes) -> str:
+        return reason(verify, attest, signature, nonce)
+
+    assert run(attested.attest, attested.signature, qualifying_data) == "accepted"
+    seen: Counter[str] = Counter()
+    for bit, flipped in flips(attested.signature):
+        got = run(attested.attest, flipped, qualifying_data)
+        assert got == expected_for_signature_flip(flipped, prefix), f"signature bit {bit}"
+        seen[f"signature:{got}"] += 1
+    for bit, flipped in flips(attested.attest):
+        got = run(flipped, attested.signature, qualifying_data)
+        assert got == f"{prefix}.signature_invalid", f"attest bit {bit}"
+        seen[f"attest:{got}"] += 1
+    for bit, flipped in flips(qualifying_data):
+        got = run(attested.attest, attested.signature, flipped)
+        assert got == f"{prefix}.qualifying_data_mismatch", f"qualifying data bit {bit}"
+        seen[f"nonce:{got}"] += 1
+    assert seen[f"attest:{prefix}.signature_invalid"] == 8 * len(attested.attest)
+    assert seen[f"nonce:{prefix}.qualifying_data_mismatch"] == 8 * len(qualifying_data)
+    assert_signature_flip_counts(seen, f"signature:{prefix}", kind, len(attested.signature))
+
+
+@pytest.mark.parametrize("kind", ["ecc256", "rsa2048"])
+def test_every_bit_flip_of_a_certify_is_refused(device: TpmDevice, kind: KeyKind) -> None:
+    ak, _ = device.create_ak(kind)
+    other, _ = device.create_ak("ecc256")
+    result = device.certify(ak, other, NONCE)
+    key = AttestationKey.from_tpmt_public(ak.public)
+
+    def verify(attest: bytes, signature: bytes, nonce: bytes) -> object:
+        return verify_certify(key, attest, signature, qualifying_data=nonce, certified=other.public)
+
+    assert_every_flip_refused("certify", kind, verify, result, NONCE)
+
+
+@pytest.mark.parametrize("kind", ["ecc256", "rsa2048"])
+def test_every_bit_flip_of_an_nv_certify_is_refused(device: TpmDevice, kind: KeyKind) -> None:
+    ek = device.create_ek("rsa2048")
+    device.flush(ek.key)
+    assert ek.certificate is not None
+    ak, _ = device.create_ak(kind)
+    nv_public = parse_nv_public(device.nv_read_public(EK_CERT_NV).public)
+    result = device.nv_certify(ak, EK_CERT_NV, NONCE, size=32)
+    key = AttestationKey.from_tpmt_public(ak.public)
+
+    def verify(attest: bytes, signature: bytes, nonce: bytes) -> object:
+        return verify_nv_certify(
+            key,
+            attest,
+            signature,
+            qualifying_data=nonce,
+            nv_public=nv_public,
+            contents=ek.certificate[:32] if ek.certificate else None,
+        )
+
+    assert_every_flip_refused("nvcertify", kind, verify, result, NONCE)
