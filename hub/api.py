@@ -32,6 +32,7 @@ def host_json(host: Host, *, detail: bool = False) -> dict[str, Any]:
         "valid_until": host.valid_until,
         "tags": host.tags,
         "flavors": list(host.flavors),
+        "group": host.group,
     }
     if detail:
         out["dmi_uuid"] = host.dmi_uuid

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from hub import api, assettags, attestation, enrollment
+from hub import api, assettags, attestation, enrollment, groups
 from hub.auth import auth_middleware
 from hub.config import ConfigError, HubConfig
 from hub.errors import MAX_BODY, body_limit_middleware, error_middleware
@@ -108,5 +108,6 @@ def create_app(
     enrollment.add_routes(app)
     attestation.add_routes(app)
     assettags.add_routes(app)
+    groups.add_routes(app)
     install_web(app)  # status pages, live updates, alerts, webhooks, metrics, OpenAPI
     return app

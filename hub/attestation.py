@@ -89,7 +89,7 @@ async def report(request: web.Request) -> web.Response:
     if host is None:
         raise ApiError(403, "host.unknown", "this host is not enrolled")
     now = st.clock()
-    flavors = await st.store.get_flavors(list(host.flavors))
+    flavors = await st.store.flavors_for_host(host)  # its own, then its group's
     try:
         outcome = await st.verifier.verify(host, signed, body, flavors, now)
     except NonceRejected as e:

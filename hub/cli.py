@@ -11,8 +11,9 @@ Commands::
     trustplane-hub run [--config FILE] [--listen HOST:PORT]
     trustplane-hub tokens create --role admin|pipeline|viewer --name NAME
     trustplane-hub tokens list | revoke ID
-    trustplane-hub hosts list | show HOST | approve HOST
+    trustplane-hub hosts list | show HOST | approve HOST | group HOST (GROUP | --none)
     trustplane-hub flavor import|list|show|delete|assign ...   (see hub.flavorcli)
+    trustplane-hub flavor assign --group GROUP ID...          (a host group's flavors)
     trustplane-hub tags set HOST KEY=VALUE ... | clear HOST | show HOST   (see hub.tagcli)
     trustplane-hub audit verify
 """
@@ -34,6 +35,7 @@ from typing import Any, Final
 
 from hub import flavorcli, tagcli
 from hub.config import DEFAULT_CONFIG_FILE, ConfigError, HubConfig, load_config
+from hub.groups import GroupError, set_host_group
 from hub.statedir import (
     DB_FILE,
     ROLES,
@@ -105,6 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("host")
     approve = hsub.add_parser("approve", parents=[common], help="approve a pending host")
     approve.add_argument("host")
+    group = hsub.add_parser(
+        "group",
+        parents=[common],
+        help="put a host in a host group (its flavors apply too), or in none",
+    )
+    group.add_argument("host", help="host id, id prefix, node name or hostname")
+    which = group.add_mutually_exclusive_group(required=True)
+    which.add_argument("group", nargs="?", help="the group (made if new)")
+    which.add_argument("--none", action="store_true", help="take the host out of its group")
     flavorcli.add_parser(sub, common)
     tagcli.add_parser(sub, common)
     audit = sub.add_parser("audit", help="the append-only audit log")
@@ -206,7 +217,20 @@ async def _tokens(args: argparse.Namespace, store: Store) -> int:
     return EXIT_OK
 
 
+async def _host_group(args: argparse.Namespace, store: Store) -> int:
+    host = await flavorcli.resolve_host(store, args.host)
+    group = None if args.none else args.group
+    try:
+        await set_host_group(store, host.id, group, now=time.time(), actor="cli")
+    except GroupError as e:
+        raise UsageError(e.message) from None
+    print(f"{host.id}\t{group or '-'}")
+    return EXIT_OK
+
+
 async def _hosts(args: argparse.Namespace, store: Store) -> int:
+    if args.action == "group":
+        return await _host_group(args, store)
     if args.action == "list":
         for h in await store.list_hosts():
             print(f"{h.id}\t{h.state}\t{h.verdict}\t{h.hostname}\t{','.join(h.reasons)}")

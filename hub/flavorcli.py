@@ -8,14 +8,17 @@ running: SQLite serialises the writes) and audits every write with actor ``cli``
     flavor import FILE.json                                       a firmware_measurements flavor
     flavor list
     flavor show ID [--json]
-    flavor delete ID                                              refused while a host uses it
+    flavor delete ID                                              refused while assigned
     flavor assign HOST ID...                                      the host's flavors become ID...
+    flavor assign --group GROUP ID...                             the host group's flavors
 
 A template ``T`` is a built-in name (``uefi-secure-boot``, ``txt-tboot``: the files in the
 repository's ``firmware_measurements/templates/``) or a template file. ``HOST`` is a host id, a
-unique id prefix, or a unique node name or hostname. The hub has no host groups: flavors are
-assigned per host. Turning errors into exit codes is :mod:`hub.cli`'s job: this module raises
-:class:`FlavorInputError` (exit 2) and :class:`FlavorLookupError` (exit 1).
+unique id prefix, or a unique node name or hostname. Flavors are assigned to a host, to a host
+group (:mod:`hub.groups`; ``trustplane-hub hosts group HOST GROUP`` puts a host in one), or
+both: a host is verified against its own and its group's (``delete`` is refused while a host
+or a group uses the flavor). Turning errors into exit codes is :mod:`hub.cli`'s job: this
+module raises :class:`FlavorInputError` (exit 2) and :class:`FlavorLookupError` (exit 1).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from hub.groups import GroupError, set_group_flavors
 from hub.store import Host, Store
 from trustcore.errors import TrustcoreError
 from trustcore.eventlog import Event, parse_eventlog
@@ -94,10 +98,15 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:  # noqa: ANN4
     delete = fsub.add_parser("delete", parents=[common], help="delete a flavor no host uses")
     delete.add_argument("id")
     assign = fsub.add_parser(
-        "assign", parents=[common], help="set the flavors a host is verified against"
+        "assign",
+        parents=[common],
+        help="set the flavors a host (or, with --group, a host group) is verified against",
+        usage="trustplane-hub flavor assign [options] (HOST | --group GROUP) ID [ID ...]",
     )
-    assign.add_argument("host")
-    assign.add_argument("ids", nargs="+", metavar="ID")
+    assign.add_argument(
+        "--group", metavar="GROUP", help="assign to this host group (made if new), not a host"
+    )
+    assign.add_argument("items", nargs="+", metavar="HOST|ID", help="HOST (without --group), IDs")
 
 
 async def run(args: argparse.Namespace, store: Store) -> int:
@@ -110,7 +119,11 @@ async def run(args: argparse.Namespace, store: Store) -> int:
         return await _show(store, args.id, as_json=args.json)
     if args.action == "delete":
         return await _delete(store, args.id)
-    return await _assign(store, args.host, args.ids)
+    if args.group is not None:
+        return await _assign_group(store, args.group, args.items)
+    if len(args.items) < 2:
+        raise FlavorInputError("flavor assign needs HOST and at least one flavor ID")
+    return await _assign(store, args.items[0], args.items[1:])
 
 
 # --- lookups ---------------------------------------------------------------------------------
@@ -236,11 +249,15 @@ def _pcr_list(flavor: Flavor) -> str:
 # --- list, show, delete, assign --------------------------------------------------------------
 
 
-async def _users(store: Store) -> dict[str, list[Host]]:
-    users: dict[str, list[Host]] = {}
+async def _users(store: Store) -> dict[str, list[str]]:
+    """Flavor id -> labels of the hosts and host groups (``group:NAME``) it is assigned to."""
+    users: dict[str, list[str]] = {}
     for host in await store.list_hosts():
         for name in host.flavors:
-            users.setdefault(name, []).append(host)
+            users.setdefault(name, []).append(_host_label(host))
+    for group in await store.list_groups():
+        for name in group.flavors:
+            users.setdefault(name, []).append(f"group:{group.name}")
     return users
 
 
@@ -252,7 +269,7 @@ async def _list(store: Store) -> int:
     users = await _users(store)
     for stored in await store.list_flavors():
         flavor = flavor_from_json(stored.document, f"flavor {stored.name}")
-        hosts = ",".join(_host_label(h) for h in users.get(stored.name, ())) or "-"
+        hosts = ",".join(users.get(stored.name, ())) or "-"
         print(f"{flavor.id}\t{flavor.part}\t{_pcr_list(flavor)}\t{hosts}")
     return 0
 
@@ -275,7 +292,7 @@ async def _show(store: Store, flavor_id: str, *, as_json: bool) -> int:
     print(f"part: {flavor.part}")
     print(f"source: {flavor.meta.source or '-'}")
     print(f"template: {flavor.meta.template or '-'}")
-    print(f"hosts: {','.join(_host_label(h) for h in users.get(flavor.id, ())) or '-'}")
+    print(f"hosts: {','.join(users.get(flavor.id, ())) or '-'}")
     for ref in flavor.pcrs:
         value = ref.value.hex() if ref.value is not None else "-"
         events = "-" if ref.events is None else f"{len(ref.events)} events"
@@ -289,7 +306,7 @@ async def _delete(store: Store, flavor_id: str) -> int:
     await _document(store, flavor_id)
     using = (await _users(store)).get(flavor_id, [])
     if using:
-        names = ", ".join(_host_label(h) for h in using)
+        names = ", ".join(using)
         raise FlavorLookupError(f"flavor {flavor_id} is assigned to {names}; reassign them first")
     await store.delete_flavor(flavor_id)
     await store.audit(
@@ -315,4 +332,15 @@ async def _assign(store: Store, text: str, ids: Sequence[str]) -> int:
         details={"flavors": names},
     )
     print(f"{host.id}\t{_host_label(host)}\t{json.dumps(names)}")
+    return 0
+
+
+async def _assign_group(store: Store, group: str, ids: Sequence[str]) -> int:
+    try:
+        names = await set_group_flavors(store, group, list(ids), now=time.time(), actor="cli")
+    except GroupError as e:
+        if e.reason == "flavor.unknown":
+            raise FlavorLookupError(e.message) from None
+        raise FlavorInputError(e.message) from None
+    print(f"group:{group}\t{json.dumps(names)}")
     return 0

@@ -134,8 +134,9 @@ def schemas() -> dict[str, Any]:
             "valid_until": _NNUM,
             "tags": {"type": "object", "additionalProperties": _STR},
             "flavors": _STRS,
+            "group": _NSTR,
         },
-        ["id", "state", "hostname", "verdict", "reasons", "tags", "flavors"],
+        ["id", "state", "hostname", "verdict", "reasons", "tags", "flavors", "group"],
     )
     return {
         "Error": _obj(
@@ -171,6 +172,9 @@ def schemas() -> dict[str, Any]:
                 "acked_by": _NSTR,
             },
             ["id", "host_id", "at", "kind", "reasons"],
+        ),
+        "HostGroup": _obj(
+            {"name": _STR, "flavors": _STRS, "hosts": _STRS}, ["name", "flavors", "hosts"]
         ),
         "Flavor": _obj(
             {
@@ -389,6 +393,36 @@ def _api_paths() -> dict[str, Any]:
                 errors=(400, 401, 403, 404, 413),
                 body=_json_body(_obj({"flavors": _STRS}, ["flavors"])),
                 params=host_id,
+            )
+        },
+        "/v1/hosts/{host_id}/group": {
+            "put": _op(
+                "Put a host in a host group, or in none with null (admin)",
+                "api",
+                BEARER,
+                _json(_obj({"id": _STR, "group": _NSTR}), "the host's group"),
+                errors=(400, 401, 403, 404, 413),
+                body=_json_body(_obj({"group": _NSTR}, ["group"])),
+                params=host_id,
+            )
+        },
+        "/v1/groups": {
+            "get": _op(
+                "Host groups with their flavors and member hosts",
+                "api",
+                VIEWER,
+                _json(_obj({"groups": {"type": "array", "items": _ref("HostGroup")}}), "groups"),
+            )
+        },
+        "/v1/groups/{name}/flavors": {
+            "put": _op(
+                "Assign flavors to a host group (admin; made if new)",
+                "api",
+                BEARER,
+                _json(_obj({"name": _STR, "flavors": _STRS}), "assigned"),
+                errors=(400, 401, 403, 413),
+                body=_json_body(_obj({"flavors": _STRS}, ["flavors"])),
+                params=[_path_param("name", "the group name (1-63 of a-z0-9._-)")],
             )
         },
         "/v1/alerts": {

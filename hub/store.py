@@ -51,6 +51,16 @@ class Host:
     reasons: tuple[str, ...]
     valid_until: float | None
     rule_results: tuple[dict[str, Any], ...]
+    group: str | None = None  # its host group (whose flavors it is verified against too)
+
+
+@dataclass(frozen=True, slots=True)
+class HostGroup:
+    """A named set of hosts sharing assigned flavors (a host is in at most one group)."""
+
+    name: str
+    flavors: tuple[str, ...]
+    hosts: tuple[str, ...]  # member host ids, sorted
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,10 +349,20 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_4(db: sqlite_utils.Database) -> None:
+    """Host groups: a group's assigned flavors; each host names at most one group."""
+    db.table("host_groups").create(
+        {"name": str, "flavors": str, "created": float}, pk="name", not_null={"flavors"}
+    )
+    db.execute("ALTER TABLE hosts ADD COLUMN group_name TEXT REFERENCES host_groups(name)")
+    db.execute("CREATE INDEX hosts_group_name ON hosts(group_name)")
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_1,
     _migration_2,
     _migration_3,
+    _migration_4,
 )
 
 
@@ -495,6 +515,69 @@ class Store:
 
     async def set_host_flavors(self, host_id: str, flavors: list[str]) -> None:
         await self._run(lambda: self._t("hosts").update(host_id, {"flavors": json.dumps(flavors)}))
+
+    # --- host groups -----------------------------------------------------------------------
+
+    async def set_host_group(self, host_id: str, group: str | None, now: float) -> None:
+        """Put the host in ``group`` (made, without flavors, if new) or in none."""
+
+        def run() -> None:
+            with self.db.atomic():
+                if group is not None:
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO host_groups (name, flavors, created) "
+                        "VALUES (?, '[]', ?)",
+                        [group, now],
+                    )
+                self.db.execute("UPDATE hosts SET group_name = ? WHERE id = ?", [group, host_id])
+
+        await self._run(run)
+
+    async def set_group_flavors(self, group: str, flavors: list[str], now: float) -> None:
+        """Set ``group``'s assigned flavors (the group is made if new)."""
+
+        def run() -> None:
+            with self.db.atomic():
+                self.db.execute(
+                    "INSERT INTO host_groups (name, flavors, created) VALUES (?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET flavors = excluded.flavors",
+                    [group, json.dumps(flavors), now],
+                )
+
+        await self._run(run)
+
+    async def list_groups(self) -> list[HostGroup]:
+        """Every host group with its flavors and members, by name."""
+
+        def run() -> list[HostGroup]:
+            members: dict[str, list[str]] = {}
+            for host_id, name in self.db.execute(
+                "SELECT id, group_name FROM hosts WHERE group_name IS NOT NULL ORDER BY id"
+            ).fetchall():
+                members.setdefault(name, []).append(host_id)
+            return [
+                HostGroup(name, tuple(json.loads(flavors)), tuple(members.get(name, ())))
+                for name, flavors in self.db.execute(
+                    "SELECT name, flavors FROM host_groups ORDER BY name"
+                ).fetchall()
+            ]
+
+        return await self._run(run)
+
+    async def flavors_for_host(self, host: Host) -> dict[str, dict[str, Any]]:
+        """The documents of the flavors ``host`` is verified against: its own assigned flavors,
+        then its group's (each once; names without a stored flavor are left out)."""
+
+        def run() -> dict[str, dict[str, Any]]:
+            names = list(host.flavors)
+            if host.group is not None:
+                row = self.db.execute(
+                    "SELECT flavors FROM host_groups WHERE name = ?", [host.group]
+                ).fetchone()
+                names += json.loads(row[0]) if row else []
+            return self._get_flavors_sync(list(dict.fromkeys(names)))
+
+        return await self._run(run)
 
     async def get_host_keys(self, host_id: str) -> HostKeys | None:
         def run() -> HostKeys | None:
@@ -791,15 +874,15 @@ class Store:
         )
 
     async def get_flavors(self, names: list[str]) -> dict[str, dict[str, Any]]:
-        def run() -> dict[str, dict[str, Any]]:
-            out: dict[str, dict[str, Any]] = {}
-            for name in names:
-                rows = list(self._t("flavors").rows_where("name = ?", [name]))
-                if rows:
-                    out[name] = json.loads(rows[0]["document"])
-            return out
+        return await self._run(self._get_flavors_sync, names)
 
-        return await self._run(run)
+    def _get_flavors_sync(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            rows = list(self._t("flavors").rows_where("name = ?", [name]))
+            if rows:
+                out[name] = json.loads(rows[0]["document"])
+        return out
 
     async def list_flavors(self) -> list[StoredFlavor]:
         """Every stored flavor, by name."""
@@ -1016,6 +1099,7 @@ def _host(r: dict[str, Any]) -> Host:
         reasons=tuple(json.loads(r["reasons"] or "[]")),
         valid_until=r["valid_until"],
         rule_results=tuple(json.loads(r["rule_results"] or "[]")),
+        group=r.get("group_name"),
     )
 
 

@@ -267,3 +267,54 @@ def test_from_host_assign_and_delete(
         ("host.flavors", host.host_id),
         ("host.flavors", host.host_id),
     ]
+
+
+def test_host_groups_from_the_command_line(
+    hub: HubProcess, host: Agent, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = hub.config.state.dir
+    code, _, _ = cli(state, capsys, "flavor", "import", "--from-eventlog", str(LOG), "--name", "g")
+    assert code == 0
+    # the host has no flavors of its own: only its group's count
+    code, _, err = cli(state, capsys, "flavor", "assign", "direct")
+    assert (code, err) == (
+        2,
+        "trustplane-hub: flavor assign needs HOST and at least one flavor ID\n",
+    )
+    hub.call(hub.state.store.set_host_flavors(host.host_id, []))
+    assert attest(hub, host).reasons == ("flavor.none_assigned",)
+
+    code, out, _ = cli(state, capsys, "flavor", "assign", "--group", "rack-7", "g.platform", "g.os")
+    assert (code, out) == (0, 'group:rack-7\t["g.platform", "g.os"]\n')
+    code, out, _ = cli(state, capsys, "hosts", "group", "direct", "rack-7")
+    assert (code, out) == (0, f"{host.host_id}\track-7\n")
+    assert (attest(hub, host).verdict, attest(hub, host).reasons) == ("trusted", ())
+    code, out, _ = cli(state, capsys, "flavor", "list")
+    assert "g.os\tos\tPCR 8,9\tgroup:rack-7" in out.splitlines()
+    code, out, err = cli(state, capsys, "flavor", "delete", "g.os")
+    assert (code, err) == (
+        1,
+        "trustplane-hub: flavor g.os is assigned to group:rack-7; reassign them first\n",
+    )
+
+    code, out, _ = cli(state, capsys, "hosts", "group", "direct", "--none")
+    assert (code, out) == (0, f"{host.host_id}\t-\n")
+    assert attest(hub, host).reasons == ("flavor.none_assigned",)
+
+    code, _, err = cli(state, capsys, "hosts", "group", "direct", "Rack 7")
+    assert (code, err) == (
+        2,
+        "trustplane-hub: group name 'Rack 7' is not 1-63 of [a-z0-9._-] with alphanumeric ends\n",
+    )
+    code, _, err = cli(state, capsys, "hosts", "group", "nosuch", "rack-7")
+    assert (code, err) == (1, "trustplane-hub: no such host: nosuch\n")
+    code, _, err = cli(state, capsys, "flavor", "assign", "--group", "rack-7", "nope")
+    assert (code, err) == (1, "trustplane-hub: no such flavors: nope\n")
+    code, _, err = cli(state, capsys, "flavor", "assign", "--group=-bad", "g.os")
+    assert code == 2
+    actions = [a for a in audit_actions(state) if a[0] in ("host.group", "group.flavors")]
+    assert actions == [
+        ("group.flavors", "rack-7"),
+        ("host.group", host.host_id),
+        ("host.group", host.host_id),
+    ]

@@ -126,3 +126,63 @@ def test_assigning_unknown_flavor_is_refused(hub: HubProcess, booted: Agent) -> 
     admin = hub.client(token=hub.token("admin"))
     resp = admin.request("PUT", f"/v1/hosts/{booted.host_id}/flavors", {"flavors": ["nope"]})
     assert (resp.status, resp.code) == (400, "flavor.unknown")
+
+
+def test_group_flavors_apply_to_its_hosts(hub: HubProcess, booted: Agent) -> None:
+    admin = hub.client(token=hub.token("admin", "grouper"))
+    viewer = hub.client(token=hub.token("viewer"))
+    assert admin.request("PUT", "/v1/flavors/sample.platform", platform_flavor()).status == 200
+    resp = admin.request("PUT", f"/v1/hosts/{booted.host_id}/flavors", {"flavors": []})
+    assert resp.status == 200, resp.body
+    assert report(hub, booted).reasons == ("flavor.none_assigned",)
+
+    resp = admin.request("PUT", "/v1/groups/rack-7/flavors", {"flavors": ["sample.platform"]})
+    assert (resp.status, resp.body) == (200, {"name": "rack-7", "flavors": ["sample.platform"]})
+    resp = admin.request("PUT", f"/v1/hosts/{booted.host_id}/group", {"group": "rack-7"})
+    assert (resp.status, resp.body) == (200, {"id": booted.host_id, "group": "rack-7"})
+    res = report(hub, booted)
+    assert (res.verdict, res.reasons) == ("trusted", ())
+    host = viewer.get(f"/v1/hosts/{booted.host_id}").body
+    assert (host["flavors"], host["group"]) == ([], "rack-7")
+    assert {r["rule"].split("/")[0] for r in host["rules"]} == {"sample.platform"}
+    groups = viewer.get("/v1/groups").body["groups"]
+    assert {"name": "rack-7", "flavors": ["sample.platform"], "hosts": [booted.host_id]} in groups
+
+    resp = admin.request("PUT", f"/v1/hosts/{booted.host_id}/group", {"group": None})
+    assert (resp.status, resp.body) == (200, {"id": booted.host_id, "group": None})
+    res = report(hub, booted)
+    assert (res.verdict, res.reasons) == ("untrusted", ("flavor.none_assigned",))
+    audit = [
+        (r["action"], r["subject"], r["details"])
+        for r in hub.call(hub.state.store.list_audit())
+        if r["actor"] == "token:grouper" and r["action"] in ("host.group", "group.flavors")
+    ]
+    assert audit == [
+        ("group.flavors", "rack-7", '{"flavors": ["sample.platform"]}'),
+        ("host.group", booted.host_id, '{"group": "rack-7"}'),
+        ("host.group", booted.host_id, '{"group": null}'),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("PUT", "/v1/groups/Bad_Name/flavors", {"flavors": []}, 400, "group.name_invalid"),
+        ("PUT", "/v1/groups/rack-9/flavors", {"flavors": ["nope"]}, 400, "flavor.unknown"),
+        ("PUT", "/v1/groups/rack-9/flavors", {"flavors": "x"}, 400, "flavor.assignment_invalid"),
+        ("PUT", "/v1/hosts/{host}/group", {"group": "-x"}, 400, "group.name_invalid"),
+        ("PUT", "/v1/hosts/{host}/group", {"group": 7}, 400, "group.invalid"),
+        ("PUT", "/v1/hosts/{host}/group", {}, 400, "group.invalid"),
+        ("PUT", "/v1/hosts/" + "ef" * 32 + "/group", {"group": "rack-9"}, 404, "host.unknown"),
+    ],
+)
+def test_group_refusals(
+    hub: HubProcess, booted: Agent, method: str, path: str, body: object, status: int, code: str
+) -> None:
+    admin = hub.client(token=hub.token("admin"))
+    resp = admin.request(method, path.format(host=booted.host_id), body)
+    assert (resp.status, resp.code) == (status, code)
+    viewer = hub.client(token=hub.token("viewer"))
+    resp = viewer.request("PUT", "/v1/groups/rack-9/flavors", {"flavors": []})
+    assert (resp.status, resp.code) == (403, "auth.forbidden")
+    assert "rack-9" not in [g["name"] for g in viewer.get("/v1/groups").body["groups"]]

@@ -34,6 +34,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         seed_host(process, "a" * 64, flavors=["x.platform"])
         report_verdict(process, "a" * 64, "trusted")
         report_verdict(process, "a" * 64, "untrusted", ("quote.pcr_digest_mismatch",))
+        process.call(process.state.store.set_host_group("a" * 64, "rack-1", 1.0))
         yield process
     finally:
         process.stop()
@@ -177,6 +178,7 @@ def test_json_answers_match_their_described_schemas(hub: HubProcess) -> None:
         "/v1/hosts/{host_id}",
         "/v1/alerts",
         "/v1/flavors",
+        "/v1/groups",
         "/v1/openapi.json",
     }
 

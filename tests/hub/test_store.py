@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from hub.store import GENESIS_HASH, MIGRATIONS, Store, audit_row_hash
+from hub.store import GENESIS_HASH, MIGRATIONS, HostGroup, Store, audit_row_hash
 
 HOST = "ab" * 32
 
@@ -28,13 +28,13 @@ async def opened(path: Path) -> Store:
     return store
 
 
-def test_new_database_is_migrated_to_version_3_and_reopens(tmp_path: Path) -> None:
+def test_new_database_is_migrated_to_version_4_and_reopens(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 3
+        assert store.schema_version == 4
         await store.close()
         again = await Store.open(tmp_path / "hub.db")
-        assert again.schema_version == 3
+        assert again.schema_version == 4
         await again.close()
 
     run(go())
@@ -43,6 +43,7 @@ def test_new_database_is_migrated_to_version_3_and_reopens(tmp_path: Path) -> No
         (1, "_migration_1"),
         (2, "_migration_2"),
         (3, "_migration_3"),
+        (4, "_migration_4"),
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {
@@ -59,6 +60,7 @@ def test_new_database_is_migrated_to_version_3_and_reopens(tmp_path: Path) -> No
         "audit_log",
         "host_evidence",
         "tag_certificates",
+        "host_groups",
     } <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -260,6 +262,58 @@ def test_in_memory_store_keeps_the_head_in_memory() -> None:
         await store.execute_raw("DELETE FROM audit_log WHERE id = 2")
         check = await store.verify_audit_chain()
         assert (check.ok, check.first_bad) == (False, 2)
+        await store.close()
+
+    run(go())
+
+
+def test_version_3_database_gains_host_groups(tmp_path: Path) -> None:
+    async def go() -> None:
+        old = await Store.open(tmp_path / "hub.db", migrations=MIGRATIONS[:3])
+        await old.register_host(
+            host_id=HOST, state="approved", hostname="h1", node_name="n1", dmi_uuid=None, now=1.0
+        )
+        await old.close()
+        store = await Store.open(tmp_path / "hub.db")
+        assert store.schema_version == 4
+        host = await store.get_host(HOST)
+        assert host is not None
+        assert host.group is None
+        await store.close()
+
+    run(go())
+
+
+def test_host_groups_and_the_flavors_a_host_is_verified_against(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(tmp_path / "hub.db")
+        for name in ("a", "b", "c"):
+            await store.put_flavor(name, {"id": name}, 1.0)
+        await store.set_host_flavors(HOST, ["a", "b"])
+        host = await store.get_host(HOST)
+        assert host is not None
+        assert list(await store.flavors_for_host(host)) == ["a", "b"]
+        await store.set_group_flavors("rack-7", ["c", "a"], 2.0)
+        await store.set_host_group(HOST, "rack-7", 3.0)
+        host = await store.get_host(HOST)
+        assert host is not None
+        assert host.group == "rack-7"
+        assert list(await store.flavors_for_host(host)) == ["a", "b", "c"]
+        assert await store.list_groups() == [HostGroup("rack-7", ("c", "a"), (HOST,))]
+        # a new group is made by naming it; a host is in at most one group
+        await store.set_host_group(HOST, "rack-8", 4.0)
+        assert await store.list_groups() == [
+            HostGroup("rack-7", ("c", "a"), ()),
+            HostGroup("rack-8", (), (HOST,)),
+        ]
+        await store.set_host_group(HOST, None, 5.0)
+        host = await store.get_host(HOST)
+        assert host is not None
+        assert host.group is None
+        assert list(await store.flavors_for_host(host)) == ["a", "b"]
+        # the database refuses a group that does not exist
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.execute_raw("UPDATE hosts SET group_name = 'nope' WHERE id = ?", [HOST])
         await store.close()
 
     run(go())
