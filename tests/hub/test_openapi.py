@@ -1,6 +1,8 @@
 """The OpenAPI document against the real application: every registered route is described and
 every described operation is registered; the served document needs a token; and Schemathesis
-(property-based requests generated from the served document) never gets a 5xx from the hub."""
+(property-based requests generated from the served document) never gets a 5xx from the hub,
+neither with a bearer token nor, on the agent operations, with an enrolled agent's client
+certificate."""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from jsonschema import Draft202012Validator
 from schemathesis import GenerationMode
 
 from hub.openapi import build_openapi
-from tests.hub.harness import HubProcess
+from tests.hub.harness import Agent, HubProcess
 from tests.hub.weblib import base_url, http, report_verdict, seed_host, start_hub
+from trustplane.swtpm import SwtpmFactory
 
 METHODS = {"get", "post", "put", "delete", "patch"}
 STREAMS = {("GET", "/v1/events")}  # endless by design: checked in test_web instead
@@ -132,8 +135,67 @@ def test_generated_requests_never_get_a_server_error(hub: HubProcess) -> None:
     assert negative >= 10
 
 
+AGENT_OPERATIONS = {("POST", "/v1/challenge"), ("POST", "/v1/report"), ("POST", "/v1/tags")}
+
+
+@pytest.fixture(scope="module")
+def agent(
+    hub: HubProcess, swtpm_factory: SwtpmFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Agent]:
+    """An enrolled agent (real swtpm keys, client certificate issued by the hub's CA)."""
+    tpm = swtpm_factory.start()
+    a = Agent(tpm, tmp_path_factory.mktemp("openapi-agent"))
+    try:
+        a.enroll_direct(hub)
+        yield a
+    finally:
+        a.close()
+        tpm.stop()
+
+
+def test_agent_operations_fuzzed_with_a_client_certificate(hub: HubProcess, agent: Agent) -> None:
+    token = hub.token("admin", "schemathesis-agent")
+    doc = (
+        http(hub)
+        .get(base_url(hub) + "/v1/openapi.json", headers={"Authorization": f"Bearer {token}"})
+        .json()
+    )
+    schema = schemathesis.openapi.from_dict(doc)
+    operations = [
+        op
+        for op in (result.ok() for result in schema.get_all_operations())
+        if (op.method.upper(), op.path) in AGENT_OPERATIONS
+    ]
+    assert {(op.method.upper(), op.path) for op in operations} == AGENT_OPERATIONS
+    assert agent.cert_files is not None
+    session = http(hub)
+    session.cert = (str(agent.cert_files[0]), str(agent.cert_files[1]))
+    for op in operations:
+        statuses: list[int] = []
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            _fuzz(
+                op.as_strategy(generation_mode=mode),
+                session=session,
+                base=base_url(hub),
+                token=None,
+                ca=str(hub.ca_file),
+                statuses=statuses,
+            )
+        # the certificate was accepted: the requests reached the handlers, not only auth
+        assert len(statuses) >= EXAMPLES, op.path
+        assert 401 not in statuses, (op.path, sorted(set(statuses)))
+    # the agent's own calls still work after the fuzzing
+    assert agent.mtls(hub).post("/v1/challenge", {}).status == 200
+
+
 def _fuzz(
-    strategy: st.SearchStrategy[Any], *, session: requests.Session, base: str, token: str, ca: str
+    strategy: st.SearchStrategy[Any],
+    *,
+    session: requests.Session,
+    base: str,
+    token: str | None,
+    ca: str,
+    statuses: list[int] | None = None,
 ) -> None:
     @settings(
         max_examples=EXAMPLES,
@@ -145,11 +207,14 @@ def _fuzz(
     )
     @given(case=strategy)
     def run(case: Any) -> None:
-        for headers in ({"Authorization": f"Bearer {token}"}, {}):
+        tries = ({"Authorization": f"Bearer {token}"}, {}) if token is not None else ({},)
+        for headers in tries:
             resp = case.call(base_url=base, session=session, headers=headers, timeout=10, verify=ca)
             assert resp.status_code < 500, (
                 f"{case.method} {case.formatted_path} -> {resp.status_code}: {resp.text[:300]}"
             )
+            if statuses is not None:
+                statuses.append(resp.status_code)
 
     run()
 
