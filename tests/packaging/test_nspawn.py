@@ -198,6 +198,20 @@ def _publish(path: Path) -> None:
         p.chmod(0o755 if p.is_dir() else 0o644)
 
 
+HIDDEN_BY_PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))
+
+
+def _private_tmp_binds() -> list[str]:
+    """A checkout under /tmp (CI may clone there) is hidden from the service by PrivateTmp=yes:
+    bind it into the service's namespace at the same path, read-only. Only the paths move; the
+    sandbox stays as shipped (systemd mounts the deeper bind over the private /tmp)."""
+    return [
+        f"BindReadOnlyPaths={p}"
+        for p in dict.fromkeys((REPO, VENV))
+        if any(p.is_relative_to(t) for t in HIDDEN_BY_PRIVATE_TMP)
+    ]
+
+
 def _python_binds(tmp: Path) -> tuple[str, list[str], list[tuple[Path, str]]]:
     """(interpreter path inside, extra unit lines, binds) for running the venv's scripts."""
     assert not any(p.is_relative_to(h) for p in (REPO, VENV) for h in HIDDEN_BY_PROTECT_HOME), (
@@ -251,7 +265,7 @@ class Install:
         (d / "test.conf").write_text(
             "[Service]\nExecStart=\n"
             f"ExecStart={self.python} {VENV / 'bin' / program} run\n"
-            + "".join(f"{line}\n" for line in (*self.unit_env, *lines))
+            + "".join(f"{line}\n" for line in (*self.unit_env, *_private_tmp_binds(), *lines))
         )
 
     def config_dropin(self, daemon: str, text: str) -> None:
