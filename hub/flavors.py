@@ -2,10 +2,13 @@
 
 :func:`evaluate_flavors` is the one hook the verification path calls after the quote and the
 event-log replay have been verified. It decodes the stored flavor documents
-(:func:`trustcore.flavors.document.flavor_from_json`), builds the flavor engine's
+(:func:`trustcore.flavors.document.flavor_from_json`; documents that carry a content
+``revision``, :class:`hub.store.FlavorDocuments`, are decoded once and kept in a bounded cache
+keyed by name and content digest), builds the flavor engine's
 :class:`~trustcore.flavors.evidence.Evidence` from the *quoted* PCR values and the *replayed*
-events, and runs :func:`trustcore.flavors.evaluation.evaluate`. Assigning flavors to hosts and
-importing documents are the API's job.
+events (already in the engine's form: :func:`measured_events` runs once per event log), and
+runs :func:`trustcore.flavors.evaluation.evaluate`. Assigning flavors to hosts and importing
+documents are the API's job.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from hub.cache import LruCache
 from trustcore.eventlog import Event
 from trustcore.flavors.document import flavor_from_json
 from trustcore.flavors.evaluation import (
@@ -22,11 +26,12 @@ from trustcore.flavors.evaluation import (
     FlavorVerdict,
     evaluate,
 )
-from trustcore.flavors.evidence import evidence_from_events
+from trustcore.flavors.evidence import Evidence, MeasuredEvent, evidence_from_events
 from trustcore.flavors.model import Flavor, FlavorError
 from trustcore.quote import VerifiedQuote
 
 MAX_DIFFERENCES: Final = 16  # differing events stored per rule result
+DECODED_CACHE_SIZE: Final = 16384  # decoded flavors kept, by (name, content SHA-256)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +72,34 @@ class VerifiedEvidence:
     """What flavor rules may look at: a verified quote and events proved by replay against it."""
 
     quote: VerifiedQuote
-    events: tuple[Event, ...]
+    events: tuple[MeasuredEvent, ...]  # from :func:`measured_events`, in log order
     asset_tags: Mapping[str, str]
 
 
+def measured_events(events: Sequence[Event]) -> tuple[MeasuredEvent, ...]:
+    """A log's events in the flavor engine's form (tags, cut descriptions; events that extend
+    no PCR left out). Decodes every event's data: done once per log, cached with it."""
+    return evidence_from_events(events, {}, replay_ok=True).events
+
+
+# decoded flavors by "name:sha256" (hub.store.FlavorDocuments.revision): content-addressed,
+# so an entry can never stand for a changed document
+_decoded: LruCache[str, Flavor] = LruCache(DECODED_CACHE_SIZE)
+
+
 def _decode(documents: Mapping[str, Mapping[str, Any]]) -> list[Flavor]:
-    return [flavor_from_json(doc, f"flavor {name}") for name, doc in sorted(documents.items())]
+    revision: tuple[str, ...] | None = getattr(documents, "revision", None)
+    keys = dict(zip(documents, revision, strict=True)) if revision is not None else {}
+    out: list[Flavor] = []
+    for name, doc in sorted(documents.items()):
+        key = keys.get(name)
+        flavor = _decoded.get(key) if key is not None else None
+        if flavor is None:
+            flavor = flavor_from_json(doc, f"flavor {name}")
+            if key is not None:
+                _decoded.put(key, flavor)
+        out.append(flavor)
+    return out
 
 
 def describe_difference(d: EventDifference) -> str:
@@ -136,11 +163,11 @@ def evaluate_flavors(
         return FlavorOutcome()
     try:
         flavors: Sequence[Flavor] = _decode(documents)
-        measured = evidence_from_events(
-            evidence.events,
-            evidence.quote.pcr_values,
+        measured = Evidence(
+            pcrs={alg: dict(v) for alg, v in evidence.quote.pcr_values.items()},
+            events=evidence.events,
             replay_ok=True,
-            asset_tags=evidence.asset_tags,
+            asset_tags=dict(evidence.asset_tags),
         )
         return _outcome(evaluate(flavors, measured))
     except FlavorError as e:

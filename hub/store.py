@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,8 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 import sqlite_utils
 from sqlite_utils.db import Table
+
+from hub.cache import LruCache
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -146,6 +148,32 @@ class StoredFlavor:
     name: str
     document: dict[str, Any]
     created: float
+
+
+class FlavorDocuments(Mapping[str, Mapping[str, Any]]):
+    """Flavor documents by name, in assignment order, read-only.
+
+    ``revision`` names each document with the SHA-256 of its stored text, so two equal
+    revisions are the same documents: a cache keyed by it never serves a changed flavor.
+    """
+
+    __slots__ = ("_documents", "revision")
+
+    def __init__(self, documents: dict[str, Mapping[str, Any]], revision: tuple[str, ...]) -> None:
+        self._documents = documents
+        self.revision = revision
+
+    def __getitem__(self, name: str) -> Mapping[str, Any]:
+        return self._documents[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._documents)
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+
+FLAVOR_CACHE_SIZE: Final = 65536  # decoded flavor rows kept (each a parsed JSON document)
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +432,13 @@ class Store:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-store")
         self._db: sqlite_utils.Database | None = None
         self.schema_version = 0
+        # flavor rows as (SHA-256 of the stored text, document), ("", None) for no such flavor;
+        # cleared by this store's own flavor writes and when another connection (the CLI)
+        # commits anything (PRAGMA data_version)
+        self._flavor_rows: LruCache[str, tuple[str, Mapping[str, Any] | None]] = LruCache(
+            FLAVOR_CACHE_SIZE
+        )
+        self._data_version: int | None = None
 
     @classmethod
     async def open(cls, path: Path | str, **kwargs: Any) -> Store:  # noqa: ANN401
@@ -564,20 +599,47 @@ class Store:
 
         return await self._run(run)
 
-    async def flavors_for_host(self, host: Host) -> dict[str, dict[str, Any]]:
+    async def flavors_for_host(self, host: Host) -> FlavorDocuments:
         """The documents of the flavors ``host`` is verified against: its own assigned flavors,
-        then its group's (each once; names without a stored flavor are left out)."""
+        then its group's (each once; names without a stored flavor are left out). Served from
+        memory while no flavor changed; the documents must not be modified."""
 
-        def run() -> dict[str, dict[str, Any]]:
+        def run() -> FlavorDocuments:
             names = list(host.flavors)
             if host.group is not None:
                 row = self.db.execute(
                     "SELECT flavors FROM host_groups WHERE name = ?", [host.group]
                 ).fetchone()
                 names += json.loads(row[0]) if row else []
-            return self._get_flavors_sync(list(dict.fromkeys(names)))
+            return self._cached_flavors_sync(list(dict.fromkeys(names)))
 
         return await self._run(run)
+
+    def _cached_flavors_sync(self, names: list[str]) -> FlavorDocuments:
+        version = self.db.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:  # another connection committed: trust nothing
+            self._flavor_rows.clear()
+            self._data_version = version
+        documents: dict[str, Mapping[str, Any]] = {}
+        revision: list[str] = []
+        for name in names:
+            entry = self._flavor_rows.get(name)
+            if entry is None:
+                row = self.db.conn.execute(
+                    "SELECT document FROM flavors WHERE name = ?", [name]
+                ).fetchone()
+                text = None if row is None else str(row[0])
+                entry = (
+                    ("", None)
+                    if text is None
+                    else (hashlib.sha256(text.encode()).hexdigest(), json.loads(text))
+                )
+                self._flavor_rows.put(name, entry)
+            sha, document = entry
+            if document is not None:
+                documents[name] = document
+                revision.append(f"{name}:{sha}")
+        return FlavorDocuments(documents, tuple(revision))
 
     async def get_host_keys(self, host_id: str) -> HostKeys | None:
         def run() -> HostKeys | None:
@@ -867,11 +929,13 @@ class Store:
     # --- flavors -------------------------------------------------------------------------
 
     async def put_flavor(self, name: str, document: dict[str, Any], now: float) -> None:
-        await self._run(
-            lambda: self._t("flavors").upsert(
+        def run() -> None:
+            self._flavor_rows.discard(name)
+            self._t("flavors").upsert(
                 {"name": name, "document": json.dumps(document), "created": now}, pk="name"
             )
-        )
+
+        await self._run(run)
 
     async def get_flavors(self, names: list[str]) -> dict[str, dict[str, Any]]:
         return await self._run(self._get_flavors_sync, names)
@@ -898,6 +962,7 @@ class Store:
         caller's to check (a host keeps naming a deleted flavor until reassigned)."""
 
         def run() -> bool:
+            self._flavor_rows.discard(name)
             with self.db.atomic():
                 cur = self.db.execute("DELETE FROM flavors WHERE name = ?", [name])
                 return cur.rowcount == 1
@@ -1078,6 +1143,7 @@ class Store:
         """Run one SQL statement (for tests that need to tamper with the database)."""
 
         def run() -> None:
+            self._flavor_rows.clear()
             with self.db.atomic():
                 self.db.execute(sql, params or [])
 

@@ -9,8 +9,17 @@ PCR digest over the reported values -> event-log replay equals the quoted values
 from the hub's tag CA, and that it is the host's current one). The cryptography and parsing
 are trustcore's (:func:`trustcore.quote.verify_quote`, the event-log replay); this module orders
 the steps,
-supplies the time and the nonce store, caches decoded AKs and event logs, and turns the first
-failure into a verdict with its reason id.
+supplies the time and the nonce store, caches decoded AKs, replayed event logs (with their
+events in the flavor engine's form) and flavor verdicts, and turns the first failure into a
+verdict with its reason id.
+
+The flavor verdict is a pure function of the evidence and the documents, so it is cached under
+a digest of exactly what it depends on: each replayed log's SHA-256, the quoted PCR values, the
+TPM-vouched asset tags, the flavor documents' content revision
+(:attr:`hub.store.FlavorDocuments.revision`) and ``require_flavor``. Identical evidence against
+unchanged flavors gets the identical result without re-evaluating; a changed, deleted or
+unassigned flavor changes the key. Everything before it (signature, nonce, digest, replay) runs
+on every report.
 
 Two kinds of failure leave it differently: evidence that does not verify yields an
 ``untrusted`` :class:`Outcome` (stored, alerted, signed); a nonce that is unknown, replayed or
@@ -24,58 +33,39 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections import OrderedDict
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final
 
 from cryptography import x509
 
+from hub.cache import LruCache
 from hub.config import AttestationConfig
-from hub.flavors import FlavorOutcome, RuleOutcome, VerifiedEvidence, evaluate_flavors
+from hub.flavors import (
+    FlavorOutcome,
+    RuleOutcome,
+    VerifiedEvidence,
+    evaluate_flavors,
+    measured_events,
+)
 from hub.store import Host, Store
 from trustcore.algorithms import BY_NAME
 from trustcore.assettag import verify_asset_tag
 from trustcore.errors import TrustcoreError, VerificationError
 from trustcore.eventlog import EventLog, parse_eventlog, replay_eventlog
+from trustcore.flavors.evidence import MeasuredEvent
 from trustcore.quote import AttestationKey, VerifiedQuote, verify_quote
 from trustcore.tpm.pcrs import PcrSelection
 from trustcore.wire import Report, ReportBody, report_qualifying_data
 
-K = TypeVar("K")
-V = TypeVar("V")
+__all__ = ["LruCache", "MissingEventlogs", "NonceRejected", "Outcome", "ReportVerifier"]
 
 # verify_quote raises these after signature, type and qualifying data have passed; the nonce
 # is checked before they are reported, as DESIGN.md orders.
 _AFTER_NONCE: Final = frozenset(
     {"quote.pcr_selection_mismatch", "quote.pcr_values_missing", "quote.pcr_digest_mismatch"}
 )
-
-
-class LruCache(Generic[K, V]):
-    """A small bounded mapping that forgets the least recently used entry."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._data: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self._size:
-            self._data.popitem(last=False)
-
-    def discard(self, key: K) -> None:
-        self._data.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 class NonceRejected(Exception):
@@ -117,16 +107,18 @@ FlavorHook = Callable[[VerifiedEvidence, Mapping[str, Mapping[str, Any]], bool],
 
 @dataclass(frozen=True, slots=True)
 class ReplayedLog:
-    """A parsed event log and the PCR values its replay implies (not yet compared)."""
+    """A parsed event log, the PCR values its replay implies (not yet compared), and its events
+    in the flavor engine's form (:func:`hub.flavors.measured_events`)."""
 
     log: EventLog
     pcrs: Mapping[int, Mapping[int, bytes]]
+    measured: tuple[MeasuredEvent, ...] = ()
 
 
 def replay_log(data: bytes) -> ReplayedLog:
     """Parse and replay; raises :class:`~trustcore.errors.TrustcoreError` (parse or replay)."""
     log = parse_eventlog(data)
-    return ReplayedLog(log, replay_eventlog(log))
+    return ReplayedLog(log, replay_eventlog(log), measured_events(log.events))
 
 
 def check_replay(name: str, replayed: ReplayedLog, quote: VerifiedQuote) -> None:
@@ -159,7 +151,9 @@ def policy_selection(config: AttestationConfig) -> dict[int, frozenset[int]]:
 
 
 class ReportVerifier:
-    """Verifies reports for the hub; holds the AK and event-log caches (bounded LRU)."""
+    """Verifies reports for the hub; holds the AK, event-log and flavor-verdict caches
+    (bounded LRU: AKs and verdicts are small and sized for a large fleet, parsed logs are
+    large and fleets share few of them)."""
 
     def __init__(
         self,
@@ -167,8 +161,9 @@ class ReportVerifier:
         config: AttestationConfig,
         *,
         flavor_hook: FlavorHook = evaluate_flavors,
-        ak_cache_size: int = 4096,
-        eventlog_cache_size: int = 64,
+        ak_cache_size: int = 65536,
+        eventlog_cache_size: int = 256,
+        verdict_cache_size: int = 16384,
         tag_ca: x509.Certificate | None = None,
     ) -> None:
         self._store = store
@@ -178,6 +173,7 @@ class ReportVerifier:
         self._flavor_hook = flavor_hook
         self.aks: LruCache[str, AttestationKey] = LruCache(ak_cache_size)
         self.eventlogs: LruCache[bytes, ReplayedLog] = LruCache(eventlog_cache_size)
+        self.verdicts: LruCache[bytes, FlavorOutcome] = LruCache(verdict_cache_size)
 
     async def attestation_key(self, host_id: str) -> AttestationKey | None:
         """The host's AK, decoded once and cached; ``None`` for an unknown host."""
@@ -303,15 +299,46 @@ class ReportVerifier:
             except VerificationError as e:
                 return Outcome("untrusted", (e.reason,), quote=quote)
             replayed[name] = log
-        events = tuple(e for log in replayed.values() for e in log.log.events)
         digests = {name: body.eventlogs[name].sha256.hex() for name in replayed}
         tags = {} if tag_context is None else self._asset_tags(host, body, *tag_context)
         if isinstance(tags, VerificationError):
             return Outcome("untrusted", (tags.reason,), quote=quote, replayed=digests)
-        evidence = VerifiedEvidence(quote, events, tags)
-        result = self._flavor_hook(evidence, flavors, self._config.require_flavor)
+        key = self._verdict_key(digests, quote, tags, flavors)
+        result = self.verdicts.get(key) if key is not None else None
+        if result is None:
+            events = tuple(e for log in replayed.values() for e in log.measured)
+            evidence = VerifiedEvidence(quote, events, tags)
+            result = self._flavor_hook(evidence, flavors, self._config.require_flavor)
+            if key is not None:
+                self.verdicts.put(key, result)
         verdict = "untrusted" if result.reasons else "trusted"
         return Outcome(verdict, result.reasons, result.rules, result.matched, quote, digests, tags)
+
+    def _verdict_key(
+        self,
+        digests: Mapping[str, str],
+        quote: VerifiedQuote,
+        tags: Mapping[str, str],
+        flavors: Mapping[str, Mapping[str, Any]],
+    ) -> bytes | None:
+        """SHA-256 of everything the flavor verdict depends on, or ``None`` (no caching) when
+        the documents carry no content revision."""
+        revision: tuple[str, ...] | None = getattr(flavors, "revision", None)
+        if revision is None:
+            return None
+        pcrs = sorted(
+            (alg, pcr, value.hex())
+            for alg, bank in quote.pcr_values.items()
+            for pcr, value in bank.items()
+        )
+        material = [
+            sorted(digests.items()),
+            pcrs,
+            sorted(tags.items()),
+            list(revision),
+            self._config.require_flavor,
+        ]
+        return hashlib.sha256(json.dumps(material, separators=(",", ":")).encode()).digest()
 
     def _asset_tags(
         self, host: Host, body: ReportBody, ak: AttestationKey, current: bytes | None, now: float
