@@ -18,11 +18,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from hub.auth import agent, principal
+from hub.auth import AGENT_HOST_KEY, agent, principal
 from hub.errors import ApiError, read_json
 from hub.jws import sign_jws
 from hub.state import STATE, HubState, VerdictChange
-from hub.store import Host, HostEvidence
+from hub.store import Host, HostEvidence, NonceRefused
 from hub.verification import MissingEventlogs, NonceRejected, Outcome
 from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportBody, ReportResult, WireError
 
@@ -85,15 +85,18 @@ async def report(request: web.Request) -> web.Response:
         raise ApiError(400, e.reason, e.message) from None
     if body.host_id != host_id:
         raise ApiError(403, "report.host_mismatch", "the body's host_id is not this client's")
-    host = await st.store.get_host(host_id)
+    host = request.get(AGENT_HOST_KEY)  # read by the auth middleware for this request
+    if host is None:
+        host = await st.store.get_host(host_id)
     if host is None:
         raise ApiError(403, "host.unknown", "this host is not enrolled")
     now = st.clock()
     flavors = await st.store.flavors_for_host(host)  # its own, then its group's
     try:
-        outcome = await st.verifier.verify(host, signed, body, flavors, now)
+        # the nonce is spent in the transaction that records the outcome (_conclude)
+        outcome = await st.verifier.verify(host, signed, body, flavors, now, defer_nonce=True)
     except NonceRejected as e:
-        raise ApiError(409, e.reason, f"the report's nonce was refused: {e.reason}") from None
+        raise _nonce_refused(e.reason) from None
     if isinstance(outcome, MissingEventlogs):
         current = Outcome(host.verdict, host.reasons)
         until = host.valid_until or now
@@ -116,8 +119,13 @@ async def report(request: web.Request) -> web.Response:
             outcome,
             now,
             tag_certificate=await _tag_certificate_to_send(st, host, body),
+            nonce=body.nonce,
         )
     )
+
+
+def _nonce_refused(reason: str) -> ApiError:
+    return ApiError(409, reason, f"the report's nonce was refused: {reason}")
 
 
 async def _tag_certificate_to_send(st: HubState, host: Host, body: ReportBody) -> bytes | None:
@@ -140,6 +148,7 @@ async def _conclude(  # noqa: PLR0917
     now: float,
     *,
     tag_certificate: bytes | None = None,
+    nonce: bytes | None = None,
 ) -> dict[str, Any]:
     cfg = st.config.attestation
     valid_until = now + cfg.report_validity
@@ -147,18 +156,28 @@ async def _conclude(  # noqa: PLR0917
     if outcome.quote is not None and outcome.replayed is not None:
         pcrs = {alg: dict(v) for alg, v in outcome.quote.pcr_values.items()}
         evidence = HostEvidence(host.id, now, pcrs, dict(outcome.replayed))
-    previous = await st.store.record_report(
-        host_id=host.id,
-        received=now,
-        verdict=outcome.verdict,
-        reasons=outcome.reasons,
-        sequence=sequence,
-        body_sha256=hashlib.sha256(signed.body_bytes).hexdigest(),
-        valid_until=valid_until,
-        rule_results=[r.to_json() for r in outcome.rules],
-        history=st.config.reports.history,
-        evidence=evidence,
-    )
+    if outcome.nonce_pending and nonce is None:  # never record without spending it
+        raise RuntimeError("the report's nonce is still to be consumed")
+    try:
+        previous = await st.store.record_report(
+            host_id=host.id,
+            received=now,
+            verdict=outcome.verdict,
+            reasons=outcome.reasons,
+            sequence=sequence,
+            body_sha256=hashlib.sha256(signed.body_bytes).hexdigest(),
+            valid_until=valid_until,
+            rule_results=(
+                outcome.rules_json
+                if outcome.rules_json is not None
+                else [r.to_json() for r in outcome.rules]
+            ),
+            history=st.config.reports.history,
+            evidence=evidence,
+            nonce=nonce if outcome.nonce_pending else None,
+        )
+    except NonceRefused as e:
+        raise _nonce_refused(f"nonce.{e.status}") from None
     await record_transition(st, host.id, previous, outcome.verdict, outcome.reasons, now)
     return ReportResult(
         verdict=outcome.verdict,

@@ -20,7 +20,7 @@ from aiohttp.typedefs import Middleware
 
 from hub.errors import ApiError, Handler
 from hub.statedir import token_hash
-from hub.store import Store
+from hub.store import Host, Store
 
 Access = Literal["public", "enrollment", "agent", "viewer", "pipeline", "admin"]
 ACCESS_ATTR: Final = "__trustplane_access__"
@@ -47,6 +47,8 @@ class Principal:
 
 ANONYMOUS: Final = Principal("anonymous")
 PRINCIPAL_KEY: Final = web.RequestKey("trustplane_principal", Principal)
+# an agent's host as the middleware read it (handlers need not fetch it again)
+AGENT_HOST_KEY: Final = web.RequestKey("trustplane_agent_host", Host)
 
 
 def _access(rule: Access) -> Callable[[H], H]:
@@ -131,6 +133,7 @@ def auth_middleware(store_of: Callable[[web.Request], Store]) -> Middleware:
             if host is None or host.state != "enrolled":
                 raise ApiError(403, "host.unknown", "this host is not enrolled")
             request[PRINCIPAL_KEY] = Principal("agent", name=host_id, host_id=host_id)
+            request[AGENT_HOST_KEY] = host
             return await handler(request)
         if rule == "enrollment":
             return await handler(request)

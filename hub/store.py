@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -205,6 +206,15 @@ def _write_audit_head(path: Path, head: tuple[int, str]) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(_canonical({"id": head[0], "hash": head[1]}))
     os.replace(tmp, path)
+
+
+class NonceRefused(Exception):
+    """:meth:`Store.record_report` was given a nonce that is not usable (``status``:
+    ``unknown``, ``replayed`` or ``expired``); nothing was recorded."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class AuditHeadError(Exception):
@@ -483,8 +493,9 @@ class Store:
         return await self._run(self._get_host_sync, host_id)
 
     def _get_host_sync(self, host_id: str) -> Host | None:
-        rows = list(self._t("hosts").rows_where("id = ?", [host_id]))
-        return _host(rows[0]) if rows else None
+        cur = self.db.conn.execute("SELECT * FROM hosts WHERE id = ?", [host_id])
+        row = cur.fetchone()
+        return None if row is None else _host(dict(zip(_columns(cur), row, strict=True)))
 
     async def list_hosts(self) -> list[Host]:
         return await self._run(
@@ -729,11 +740,14 @@ class Store:
     # --- nonces --------------------------------------------------------------------------
 
     async def put_nonce(self, nonce: bytes, host_id: str, expires: float) -> None:
-        await self._run(
-            lambda: self._t("nonces").insert(
-                {"nonce": nonce, "host_id": host_id, "expires": expires, "consumed": 0}
-            )
-        )
+        def run() -> None:
+            with self.db.atomic():
+                self.db.conn.execute(
+                    "INSERT INTO nonces (nonce, host_id, expires, consumed) VALUES (?, ?, ?, 0)",
+                    [nonce, host_id, expires],
+                )
+
+        await self._run(run)
 
     async def consume_nonce(self, nonce: bytes, host_id: str, now: float) -> str:
         """Use a nonce once. Returns ``ok``, ``unknown``, ``replayed`` or ``expired``.
@@ -744,21 +758,26 @@ class Store:
 
         def run() -> str:
             with self.db.atomic():
-                cur = self.db.execute(
-                    "UPDATE nonces SET consumed = 1 WHERE nonce = ? AND host_id = ? "
-                    "AND consumed = 0 AND expires >= ?",
-                    [nonce, host_id, now],
-                )
-                if cur.rowcount == 1:
-                    return "ok"
-                rows = list(
-                    self._t("nonces").rows_where("nonce = ? AND host_id = ?", [nonce, host_id])
-                )
-            if not rows:
-                return "unknown"
-            return "replayed" if rows[0]["consumed"] else "expired"
+                return self._consume_nonce_sync(nonce, host_id, now)
 
         return await self._run(run)
+
+    def _consume_nonce_sync(self, nonce: bytes, host_id: str, now: float) -> str:
+        """The check-and-set of :meth:`consume_nonce`; the caller holds the transaction."""
+        conn = self.db.conn
+        cur = conn.execute(
+            "UPDATE nonces SET consumed = 1 WHERE nonce = ? AND host_id = ? "
+            "AND consumed = 0 AND expires >= ?",
+            [nonce, host_id, now],
+        )
+        if cur.rowcount == 1:
+            return "ok"
+        row = conn.execute(
+            "SELECT consumed FROM nonces WHERE nonce = ? AND host_id = ?", [nonce, host_id]
+        ).fetchone()
+        if row is None:
+            return "unknown"
+        return "replayed" if row[0] else "expired"
 
     async def prune_nonces(self, now: float, *, keep_for: float = 600.0) -> int:
         """Delete nonces expired more than ``keep_for`` seconds ago; returns how many."""
@@ -783,49 +802,59 @@ class Store:
         sequence: int,
         body_sha256: str,
         valid_until: float,
-        rule_results: list[dict[str, Any]],
+        rule_results: list[dict[str, Any]] | str,
         history: int,
         evidence: HostEvidence | None = None,
+        nonce: bytes | None = None,
     ) -> str:
         """Store a report's outcome, update the host, keep the last ``history`` reports, and
         replace the host's verified evidence when ``evidence`` is given.
 
+        With ``nonce``, the nonce is consumed first, in the same transaction (as
+        :meth:`consume_nonce`, at ``received``): unless it is ``ok`` nothing is written and
+        :class:`NonceRefused` is raised, so a report is recorded exactly when its nonce is spent.
         Returns the host's previous verdict; a change is also written to ``verdicts``.
+        ``rule_results`` may be given already as JSON text.
         """
+        reasons_json = json.dumps(list(reasons))
+        rules_json = rule_results if isinstance(rule_results, str) else json.dumps(rule_results)
+        evidence_row = None if evidence is None else _evidence_row(evidence)
 
         def run() -> str:
+            conn = self.db.conn
             with self.db.atomic():
-                prev = self._get_host_sync(host_id)
-                self._t("reports").insert(
-                    {
-                        "host_id": host_id,
-                        "received": received,
-                        "verdict": verdict,
-                        "reasons": json.dumps(list(reasons)),
-                        "sequence": sequence,
-                        "body_sha256": body_sha256,
-                    }
+                if nonce is not None:
+                    status = self._consume_nonce_sync(nonce, host_id, received)
+                    if status != "ok":
+                        raise NonceRefused(status)
+                row = conn.execute("SELECT verdict FROM hosts WHERE id = ?", [host_id]).fetchone()
+                conn.execute(
+                    "INSERT INTO reports (host_id, received, verdict, reasons, sequence, "
+                    "body_sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                    [host_id, received, verdict, reasons_json, sequence, body_sha256],
                 )
-                self.db.execute(
-                    "DELETE FROM reports WHERE host_id = ? AND id NOT IN "
-                    "(SELECT id FROM reports WHERE host_id = ? ORDER BY id DESC LIMIT ?)",
+                # ids only grow: everything at or below the host's history-th newest goes
+                conn.execute(
+                    "DELETE FROM reports WHERE host_id = ? AND id <= (SELECT id FROM reports "
+                    "WHERE host_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                     [host_id, host_id, history],
                 )
-                self._t("hosts").update(
-                    host_id,
-                    {
-                        "last_report": received,
-                        "verdict": verdict,
-                        "reasons": json.dumps(list(reasons)),
-                        "valid_until": valid_until,
-                        "rule_results": json.dumps(rule_results),
-                    },
+                conn.execute(
+                    "UPDATE hosts SET last_report = ?, verdict = ?, reasons = ?, "
+                    "valid_until = ?, rule_results = ? WHERE id = ?",
+                    [received, verdict, reasons_json, valid_until, rules_json, host_id],
                 )
-                previous = prev.verdict if prev else "pending"
+                previous = str(row[0]) if row is not None else "pending"
                 if previous != verdict:
                     self._insert_verdict(host_id, received, verdict, previous, reasons)
-                if evidence is not None:
-                    self._t("host_evidence").upsert(_evidence_row(evidence), pk="host_id")
+                if evidence_row is not None:
+                    conn.execute(
+                        "INSERT INTO host_evidence (host_id, received, pcrs, eventlogs) "
+                        "VALUES (:host_id, :received, :pcrs, :eventlogs) ON CONFLICT(host_id) "
+                        "DO UPDATE SET received = excluded.received, pcrs = excluded.pcrs, "
+                        "eventlogs = excluded.eventlogs",
+                        evidence_row,
+                    )
             return previous
 
         return await self._run(run)
@@ -1167,6 +1196,10 @@ def _host(r: dict[str, Any]) -> Host:
         rule_results=tuple(json.loads(r["rule_results"] or "[]")),
         group=r.get("group_name"),
     )
+
+
+def _columns(cur: sqlite3.Cursor) -> list[str]:
+    return [d[0] for d in cur.description]
 
 
 def _evidence_row(e: HostEvidence) -> dict[str, Any]:

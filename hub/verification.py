@@ -24,6 +24,11 @@ on every report.
 Two kinds of failure leave it differently: evidence that does not verify yields an
 ``untrusted`` :class:`Outcome` (stored, alerted, signed); a nonce that is unknown, replayed or
 expired raises :class:`NonceRejected` (the report proves nothing about the host either way).
+With ``defer_nonce`` the verifier does not spend the nonce itself: every outcome reached after
+the nonce step comes back with ``nonce_pending`` set, and the caller must consume the nonce in
+the same transaction that records the outcome (:meth:`hub.store.Store.record_report`'s
+``nonce``), refusing the report if that fails. The outcome cannot depend on the nonce beyond
+that, so the result is the same as spending it first, with one store round trip less.
 A report that names an event log only by digest which the hub does not hold yields
 :class:`MissingEventlogs` before the nonce is spent, so the agent can resend at once.
 """
@@ -35,7 +40,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from cryptography import x509
@@ -96,6 +101,10 @@ class Outcome:
     replayed: Mapping[str, str] | None = field(default=None, compare=False)
     # the asset tags the TPM vouched for (empty when the host has no tag certificate)
     asset_tags: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # ``rules`` as JSON text (made once per cached flavor verdict), or None
+    rules_json: str | None = field(default=None, compare=False)
+    # the report's nonce is still to be consumed by the caller (``verify(defer_nonce=True)``)
+    nonce_pending: bool = field(default=False, compare=False)
 
     @classmethod
     def untrusted(cls, reason: str) -> Outcome:
@@ -173,7 +182,7 @@ class ReportVerifier:
         self._flavor_hook = flavor_hook
         self.aks: LruCache[str, AttestationKey] = LruCache(ak_cache_size)
         self.eventlogs: LruCache[bytes, ReplayedLog] = LruCache(eventlog_cache_size)
-        self.verdicts: LruCache[bytes, FlavorOutcome] = LruCache(verdict_cache_size)
+        self.verdicts: LruCache[bytes, tuple[FlavorOutcome, str]] = LruCache(verdict_cache_size)
 
     async def attestation_key(self, host_id: str) -> AttestationKey | None:
         """The host's AK, decoded once and cached; ``None`` for an unknown host."""
@@ -226,10 +235,14 @@ class ReportVerifier:
         body: ReportBody,
         flavors: Mapping[str, Mapping[str, Any]],
         now: float,
+        *,
+        defer_nonce: bool = False,
     ) -> Outcome | MissingEventlogs:
         """Verify ``report`` from ``host`` (whose id the caller matched to ``body.host_id``).
 
-        Raises :class:`NonceRejected`; every other failure is an ``untrusted`` outcome.
+        Raises :class:`NonceRejected`; every other failure is an ``untrusted`` outcome. With
+        ``defer_nonce``, the nonce is left for the caller to consume (see the module's
+        docstring) and nothing here raises :class:`NonceRejected`.
         """
         ak = await self.attestation_key(host.id)
         if ak is None:
@@ -256,9 +269,24 @@ class ReportVerifier:
         logs, missing = await self._eventlogs(body, now)
         if missing:
             return MissingEventlogs(missing)
-        status = await self._store.consume_nonce(body.nonce, host.id, now)
-        if status != "ok":
-            raise NonceRejected(f"nonce.{status}")
+        if not defer_nonce:
+            status = await self._store.consume_nonce(body.nonce, host.id, now)
+            if status != "ok":
+                raise NonceRejected(f"nonce.{status}")
+        outcome = await self._after_nonce(host, body, quote, deferred, logs, flavors, ak, now)
+        return replace(outcome, nonce_pending=True) if defer_nonce else outcome
+
+    async def _after_nonce(  # noqa: PLR0917
+        self,
+        host: Host,
+        body: ReportBody,
+        quote: VerifiedQuote | None,
+        deferred: VerificationError | None,
+        logs: Mapping[str, ReplayedLog | TrustcoreError],
+        flavors: Mapping[str, Mapping[str, Any]],
+        ak: AttestationKey,
+        now: float,
+    ) -> Outcome:
         if deferred is not None or quote is None:
             # the quote selected what the body says unless the selection itself mismatched:
             # coverage of the policy's PCRs is checked before the digest (DESIGN.md's order)
@@ -304,15 +332,26 @@ class ReportVerifier:
         if isinstance(tags, VerificationError):
             return Outcome("untrusted", (tags.reason,), quote=quote, replayed=digests)
         key = self._verdict_key(digests, quote, tags, flavors)
-        result = self.verdicts.get(key) if key is not None else None
-        if result is None:
+        cached = self.verdicts.get(key) if key is not None else None
+        if cached is None:
             events = tuple(e for log in replayed.values() for e in log.measured)
             evidence = VerifiedEvidence(quote, events, tags)
             result = self._flavor_hook(evidence, flavors, self._config.require_flavor)
+            cached = (result, json.dumps([r.to_json() for r in result.rules]))
             if key is not None:
-                self.verdicts.put(key, result)
+                self.verdicts.put(key, cached)
+        result, rules_json = cached
         verdict = "untrusted" if result.reasons else "trusted"
-        return Outcome(verdict, result.reasons, result.rules, result.matched, quote, digests, tags)
+        return Outcome(
+            verdict,
+            result.reasons,
+            result.rules,
+            result.matched,
+            quote,
+            digests,
+            tags,
+            rules_json=rules_json,
+        )
 
     def _verdict_key(
         self,

@@ -1,0 +1,126 @@
+"""hub.store's report write path: a report recorded together with its nonce (one transaction,
+exactly once), evidence upserts, history pruning, and the flavor-row cache's revisions."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.store import HostEvidence, NonceRefused, Store
+
+HOST = "ab" * 32
+NONCE = b"\x07" * 32
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def opened(path: Path) -> Store:
+    store = await Store.open(path)
+    await store.register_host(
+        host_id=HOST, state="approved", hostname="h1", node_name="n1", dmi_uuid=None, now=1.0
+    )
+    return store
+
+
+async def record(store: Store, seq: int, *, nonce: bytes | None, at: float = 50.0) -> str:
+    return await store.record_report(
+        host_id=HOST,
+        received=at,
+        verdict="trusted",
+        reasons=(),
+        sequence=seq,
+        body_sha256="11" * 32,
+        valid_until=at + 600.0,
+        rule_results='[{"rule": "r", "passed": true}]',
+        history=2,
+        evidence=HostEvidence(HOST, at, {11: {0: bytes([seq]) * 32}}, {"uefi": "22" * 32}),
+        nonce=nonce,
+    )
+
+
+def test_a_report_is_recorded_once_with_its_nonce(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(tmp_path / "hub.db")
+        await store.put_nonce(NONCE, HOST, expires=100.0)
+        assert await record(store, 1, nonce=NONCE) == "pending"
+        with pytest.raises(NonceRefused) as replayed:
+            await record(store, 2, nonce=NONCE)
+        assert replayed.value.status == "replayed"
+        with pytest.raises(NonceRefused) as unknown:
+            await record(store, 3, nonce=b"\x08" * 32)
+        assert unknown.value.status == "unknown"
+        await store.put_nonce(b"\x09" * 32, HOST, expires=100.0)
+        with pytest.raises(NonceRefused) as expired:
+            await record(store, 4, nonce=b"\x09" * 32, at=100.5)
+        assert expired.value.status == "expired"
+        # only the first report was written, with its rules and evidence
+        assert [r.sequence for r in await store.list_reports(HOST)] == [1]
+        host = await store.get_host(HOST)
+        assert host is not None
+        assert (host.verdict, host.rule_results) == ("trusted", ({"rule": "r", "passed": True},))
+        evidence = await store.get_host_evidence(HOST)
+        assert evidence == HostEvidence(HOST, 50.0, {11: {0: b"\x01" * 32}}, {"uefi": "22" * 32})
+        await store.close()
+
+    run(go())
+
+
+def test_concurrent_reports_with_one_nonce_record_one(tmp_path: Path) -> None:
+    async def go() -> list[object]:
+        store = await opened(tmp_path / "hub.db")
+        await store.put_nonce(NONCE, HOST, expires=100.0)
+        results = await asyncio.gather(
+            *(record(store, i, nonce=NONCE) for i in range(20)), return_exceptions=True
+        )
+        assert len(await store.list_reports(HOST)) == 1
+        await store.close()
+        return results
+
+    results = run(go())
+    assert results.count("pending") == 1
+    refused = [r for r in results if isinstance(r, NonceRefused)]
+    assert [r.status for r in refused] == ["replayed"] * 19
+
+
+def test_history_keeps_the_newest_and_evidence_is_replaced(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(tmp_path / "hub.db")
+        for seq in range(1, 6):
+            await record(store, seq, nonce=None, at=10.0 * seq)
+        assert [r.sequence for r in await store.list_reports(HOST)] == [4, 5]
+        evidence = await store.get_host_evidence(HOST)
+        assert evidence == HostEvidence(HOST, 50.0, {11: {0: b"\x05" * 32}}, {"uefi": "22" * 32})
+        await store.close()
+
+    run(go())
+
+
+def test_flavor_revisions_follow_the_stored_text(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(tmp_path / "hub.db")
+        await store.put_flavor("f", {"v": 1}, 1.0)
+        host = await store.get_host(HOST)
+        assert host is not None
+        host = replace(host, flavors=("f",))
+        first = await store.flavors_for_host(host)
+        again = await store.flavors_for_host(host)
+        # each name with the SHA-256 of its stored text (json.dumps of the document)
+        assert first.revision == again.revision == ("f:" + sha256(b'{"v": 1}').hexdigest(),)
+        assert dict(first) == {"f": {"v": 1}}
+        await store.put_flavor("f", {"v": 2}, 2.0)
+        changed = await store.flavors_for_host(host)
+        assert dict(changed) == {"f": {"v": 2}}
+        assert changed.revision != first.revision
+        await store.delete_flavor("f")
+        gone = await store.flavors_for_host(host)
+        assert (dict(gone), gone.revision) == ({}, ())
+        await store.close()
+
+    run(go())
