@@ -16,7 +16,6 @@ peer address say what happened.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -153,15 +152,6 @@ class AlertCenter:
                 )
                 return
 
-    async def follow(self, queue: asyncio.Queue[VerdictChange]) -> None:
-        """Handle every verdict change from ``queue``, for ever (the loop boundary logs)."""
-        while True:
-            change = await queue.get()
-            try:
-                await self.on_verdict_change(change)
-            except Exception:  # the loop boundary: log and keep following
-                log.exception("alert notice for %s failed", change.host_id)
-
 
 ALERT_FEED: web.AppKey[Fanout[AlertNotice]] = web.AppKey("trustplane_alert_feed")
 ALERT_CENTER = web.AppKey("trustplane_alert_center", AlertCenter)
@@ -204,15 +194,8 @@ async def alerts_context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the alert center follows the verdict bus while the app runs."""
     center = AlertCenter(app[STATE].store, app[CLOCK], app[ALERT_FEED])
     app[ALERT_CENTER] = center
-    queue = app[EVENTS].subscribe()
-    task = asyncio.create_task(center.follow(queue), name="hub-alerts")
-    try:
+    async with app[EVENTS].following(center.on_verdict_change, name="hub-alerts"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        app[EVENTS].unsubscribe(queue)
 
 
 def setup_alerts(app: web.Application) -> None:

@@ -20,7 +20,6 @@ failed, dropped), ``trustplane_hub_webhook_attempts_failed_total``.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import contextlib
 import hmac
@@ -240,21 +239,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def metrics_context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: count verdict changes from the bus."""
-    m = app[METRICS]
-    queue = app[EVENTS].subscribe()
-
-    async def follow() -> None:
-        while True:
-            m.count_change(await queue.get())
-
-    task = asyncio.create_task(follow(), name="hub-metrics")
-    try:
+    async with app[EVENTS].following(app[METRICS].count_change, name="hub-metrics"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        app[EVENTS].unsubscribe(queue)
 
 
 def setup_metrics(app: web.Application) -> None:

@@ -8,7 +8,6 @@ code built on top of the app (status page, metrics, webhooks) without reaching i
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from aiohttp import web
 from cryptography import x509
 
 from hub.config import HubConfig
+from hub.fanout import Fanout
 from hub.statedir import HubKeys
 from hub.store import Store
 from hub.verification import ReportVerifier
@@ -40,30 +40,14 @@ class VerdictChange:
     alert_id: int | None = None
 
 
-class VerdictEvents:
+class VerdictEvents(Fanout[VerdictChange]):
     """Fan-out of :class:`VerdictChange` to subscribers, each with a bounded queue.
 
     A subscriber that falls behind loses events (logged), it never blocks the hub.
     """
 
     def __init__(self, queue_size: int = 256) -> None:
-        self._queue_size = queue_size
-        self._subscribers: set[asyncio.Queue[VerdictChange]] = set()
-
-    def subscribe(self) -> asyncio.Queue[VerdictChange]:
-        queue: asyncio.Queue[VerdictChange] = asyncio.Queue(self._queue_size)
-        self._subscribers.add(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[VerdictChange]) -> None:
-        self._subscribers.discard(queue)
-
-    def publish(self, change: VerdictChange) -> None:
-        for queue in list(self._subscribers):
-            try:
-                queue.put_nowait(change)
-            except asyncio.QueueFull:
-                log.warning("verdict event subscriber is full; dropped %s", change.host_id)
+        super().__init__("verdict event", queue_size)
 
 
 class RateLimiter:

@@ -232,20 +232,12 @@ async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
         sender = WebhookSender(config, session)
         app[WEBHOOKS] = sender
         sender.start()
-        queue = feed.subscribe(config.alerts.webhook_queue)
-
-        async def pump() -> None:
-            while True:
-                sender.submit(await queue.get())
-
-        task = asyncio.create_task(pump(), name="hub-webhook-feed")
         try:
-            yield
+            async with feed.following(
+                sender.submit, name="hub-webhook-feed", queue_size=config.alerts.webhook_queue
+            ):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            feed.unsubscribe(queue)
             await sender.stop()
 
 
