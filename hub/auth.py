@@ -47,7 +47,8 @@ class Principal:
 
 ANONYMOUS: Final = Principal("anonymous")
 PRINCIPAL_KEY: Final = web.RequestKey("trustplane_principal", Principal)
-# an agent's host as the middleware read it (handlers need not fetch it again)
+# an agent's host as the middleware read it (handlers need not fetch it again), without its
+# rule_results (Store.get_host(with_rules=False))
 AGENT_HOST_KEY: Final = web.RequestKey("trustplane_agent_host", Host)
 
 
@@ -129,7 +130,7 @@ def auth_middleware(store_of: Callable[[web.Request], Store]) -> Middleware:
         if rule == "agent":
             if host_id is None:
                 raise ApiError(401, "auth.client_certificate_required", "client certificate needed")
-            host = await store.get_host(host_id)
+            host = await store.get_host(host_id, with_rules=False)
             if host is None or host.state != "enrolled":
                 raise ApiError(403, "host.unknown", "this host is not enrolled")
             request[PRINCIPAL_KEY] = Principal("agent", name=host_id, host_id=host_id)

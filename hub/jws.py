@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from typing import Any
@@ -52,6 +53,11 @@ def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     return b64url(hashlib.sha256(spki).digest()[:16])
 
 
+@functools.lru_cache(maxsize=8)
+def _encoded_header(key: ec.EllipticCurvePrivateKey) -> str:
+    return b64url(_json({"alg": "ES256", "typ": "JWT", "kid": key_id(key.public_key())}))
+
+
 def _json(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
@@ -60,8 +66,7 @@ def sign_jws(payload: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
     """The compact JWS of ``payload`` signed with the P-256 ``key``."""
     if not isinstance(key.curve, ec.SECP256R1):
         raise JwsError("ES256 needs a P-256 key")
-    header = {"alg": "ES256", "typ": "JWT", "kid": key_id(key.public_key())}
-    signing_input = f"{b64url(_json(header))}.{b64url(_json(payload))}".encode("ascii")
+    signing_input = f"{_encoded_header(key)}.{b64url(_json(payload))}".encode("ascii")
     r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
     return f"{signing_input.decode('ascii')}.{b64url(r.to_bytes(_COORD) + s.to_bytes(_COORD))}"
 

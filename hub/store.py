@@ -489,13 +489,20 @@ class Store:
 
     # --- hosts ---------------------------------------------------------------------------
 
-    async def get_host(self, host_id: str) -> Host | None:
-        return await self._run(self._get_host_sync, host_id)
+    async def get_host(self, host_id: str, *, with_rules: bool = True) -> Host | None:
+        """The host, or ``None``. ``with_rules=False`` leaves ``rule_results`` empty (the
+        largest column: the per-request agent check does not need it decoded)."""
+        return await self._run(self._get_host_sync, host_id, with_rules=with_rules)
 
-    def _get_host_sync(self, host_id: str) -> Host | None:
+    def _get_host_sync(self, host_id: str, *, with_rules: bool = True) -> Host | None:
         cur = self.db.conn.execute("SELECT * FROM hosts WHERE id = ?", [host_id])
         row = cur.fetchone()
-        return None if row is None else _host(dict(zip(_columns(cur), row, strict=True)))
+        if row is None:
+            return None
+        fields = dict(zip(_columns(cur), row, strict=True))
+        if not with_rules:
+            fields["rule_results"] = None  # decoded as ()
+        return _host(fields)
 
     async def list_hosts(self) -> list[Host]:
         return await self._run(

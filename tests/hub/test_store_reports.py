@@ -124,3 +124,18 @@ def test_flavor_revisions_follow_the_stored_text(tmp_path: Path) -> None:
         await store.close()
 
     run(go())
+
+
+def test_get_host_without_rules_leaves_only_the_rules_out(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(tmp_path / "hub.db")
+        await record(store, 1, nonce=None)
+        full = await store.get_host(HOST)
+        light = await store.get_host(HOST, with_rules=False)
+        assert full is not None
+        assert full.rule_results == ({"rule": "r", "passed": True},)
+        assert light == replace(full, rule_results=())
+        assert await store.get_host("cd" * 32, with_rules=False) is None
+        await store.close()
+
+    run(go())
