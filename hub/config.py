@@ -15,6 +15,7 @@ key                                default                      meaning
 server.listen                      ``"127.0.0.1:8443"``         HOST:PORT to listen on
 server.tls                         ``true``                     HTTPS with the state dir's cert
 server.max_body_bytes              ``16777216``                 largest request body (413 above)
+server.keepalive_timeout           ``75``                       seconds an idle connection stays
 state.dir                          ``/var/lib/trustplane/hub``  keys, certificates, database
 attestation.nonce_ttl              ``120``                      seconds a nonce stays usable
 attestation.report_validity        ``600``                      seconds a trust report is valid
@@ -69,6 +70,7 @@ class ServerConfig:
     listen: str = "127.0.0.1:8443"
     tls: bool = True
     max_body_bytes: int = 16 * 1024 * 1024
+    keepalive_timeout: float = 75.0
 
     @property
     def host(self) -> str:
@@ -229,6 +231,7 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
         "listen": _check_listen,
         "tls": _check_bool,
         "max_body_bytes": _check_positive_int,
+        "keepalive_timeout": _check_seconds,
     },
     "state": {"dir": _check_path},
     "attestation": {

@@ -44,7 +44,12 @@ async def start_hub(
     app: web.Application, config: HubConfig, *, port: int | None = None
 ) -> RunningHub:
     """Start ``app`` on ``server.listen`` (``port`` overrides, 0 = any free port)."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=config.server.keepalive_timeout,
+    )
     await runner.setup()
     host = config.server.host
     ssl_context = server_ssl_context(config) if config.server.tls else None
