@@ -174,6 +174,7 @@ class FlavorDocuments(Mapping[str, Mapping[str, Any]]):
         return len(self._documents)
 
 
+CACHE_KIB: Final = 65536  # SQLite page cache per connection (KiB)
 FLAVOR_CACHE_SIZE: Final = 65536  # decoded flavor rows kept (each a parsed JSON document)
 
 
@@ -396,11 +397,19 @@ def _migration_4(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX hosts_group_name ON hosts(group_name)")
 
 
+def _migration_5(db: sqlite_utils.Database) -> None:
+    """Indexes for the hub's own scans: pending-host counts at enrollment (state) and the
+    stale sweep (valid_until)."""
+    db.execute("CREATE INDEX hosts_state ON hosts(state)")
+    db.execute("CREATE INDEX hosts_valid_until ON hosts(valid_until)")
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 )
 
 
@@ -442,6 +451,7 @@ class Store:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-store")
         self._db: sqlite_utils.Database | None = None
         self.schema_version = 0
+        self._host_light_sql = ""
         # flavor rows as (SHA-256 of the stored text, document), ("", None) for no such flavor;
         # cleared by this store's own flavor writes and when another connection (the CLI)
         # commits anything (PRAGMA data_version)
@@ -465,7 +475,13 @@ class Store:
         # WAL + NORMAL: commits are atomic and survive a crash of the process; only a power
         # loss can lose the last commits (at worst re-opening a nonce within its short TTL).
         db.conn.execute("PRAGMA synchronous = NORMAL")
+        # the hot rows (hosts, nonces) stay in memory instead of SQLite's 2 MiB default
+        db.conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         self.schema_version = _migrate(db, self._migrations)
+        # every hosts column but rule_results (the largest; overflow pages), as migrated
+        columns = [r[1] for r in db.conn.execute("PRAGMA table_info(hosts)").fetchall()]
+        names = ", ".join(f'"{c}"' for c in columns if c != "rule_results")
+        self._host_light_sql = f"SELECT {names} FROM hosts WHERE id = ?"  # noqa: S608 - schema names
         self._db = db
 
     async def close(self) -> None:
@@ -495,7 +511,8 @@ class Store:
         return await self._run(self._get_host_sync, host_id, with_rules=with_rules)
 
     def _get_host_sync(self, host_id: str, *, with_rules: bool = True) -> Host | None:
-        cur = self.db.conn.execute("SELECT * FROM hosts WHERE id = ?", [host_id])
+        sql = "SELECT * FROM hosts WHERE id = ?" if with_rules else self._host_light_sql
+        cur = self.db.conn.execute(sql, [host_id])
         row = cur.fetchone()
         if row is None:
             return None

@@ -28,13 +28,13 @@ async def opened(path: Path) -> Store:
     return store
 
 
-def test_new_database_is_migrated_to_version_4_and_reopens(tmp_path: Path) -> None:
+def test_new_database_is_migrated_to_version_5_and_reopens(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 4
+        assert store.schema_version == 5
         await store.close()
         again = await Store.open(tmp_path / "hub.db")
-        assert again.schema_version == 4
+        assert again.schema_version == 5
         await again.close()
 
     run(go())
@@ -44,6 +44,7 @@ def test_new_database_is_migrated_to_version_4_and_reopens(tmp_path: Path) -> No
         (2, "_migration_2"),
         (3, "_migration_3"),
         (4, "_migration_4"),
+        (5, "_migration_5"),
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {
@@ -275,7 +276,7 @@ def test_version_3_database_gains_host_groups(tmp_path: Path) -> None:
         )
         await old.close()
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 4
+        assert store.schema_version == 5
         host = await store.get_host(HOST)
         assert host is not None
         assert host.group is None

@@ -4,6 +4,7 @@ exactly once), evidence upserts, history pruning, and the flavor-row cache's rev
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import replace
 from hashlib import sha256
 from pathlib import Path
@@ -139,3 +140,24 @@ def test_get_host_without_rules_leaves_only_the_rules_out(tmp_path: Path) -> Non
         await store.close()
 
     run(go())
+
+
+def test_enrollment_and_stale_scans_use_indexes(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(tmp_path / "hub.db")
+        await store.close()
+
+    run(go())
+    conn = sqlite3.connect(tmp_path / "hub.db")
+    plans = {
+        sql: " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", [1.0]))
+        for sql in (
+            "SELECT count(*) FROM hosts WHERE state = ?",
+            "SELECT id FROM hosts WHERE valid_until IS NOT NULL AND valid_until < ?",
+        )
+    }
+    conn.close()
+    assert list(plans.values()) == [
+        "SEARCH hosts USING COVERING INDEX hosts_state (state=?)",
+        "SEARCH hosts USING INDEX hosts_valid_until (valid_until>? AND valid_until<?)",
+    ]
