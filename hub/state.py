@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -56,11 +57,12 @@ class RateLimiter:
     def __init__(self, per_minute: int, clock: Clock) -> None:
         self._limit = per_minute
         self._clock = clock
-        self._times: list[float] = []
+        self._times: deque[float] = deque()  # allowed events, oldest first
 
     def allow(self) -> bool:
         now = self._clock()
-        self._times = [t for t in self._times if now - t < 60.0]
+        while self._times and now - self._times[0] >= 60.0:
+            self._times.popleft()
         if len(self._times) >= self._limit:
             return False
         self._times.append(now)
