@@ -2,7 +2,11 @@
 
 This is the only module that imports ``sqlite3``/``sqlite_utils``. One worker thread owns the
 connection (WAL mode); every public method is ``async`` and runs on that thread, so writes are
-serialised and a check-and-set such as consuming a nonce is atomic. Schema changes are numbered
+serialised and a check-and-set such as consuming a nonce is atomic. The report path's jobs
+(host reads, nonces, recording a report) are committed in groups: the worker takes the ones
+queued together, runs each in its own savepoint inside one transaction, commits once, and only
+then answers them all, so an answered write is a committed one (a failing job rolls back only
+its savepoint). Schema changes are numbered
 migration functions recorded in ``schema_migrations``; a new database runs them all.
 
 The audit log is append-only and hash-chained: each row stores
@@ -18,12 +22,14 @@ fetches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
@@ -207,6 +213,34 @@ def _write_audit_head(path: Path, head: tuple[int, str]) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(_canonical({"id": head[0], "hash": head[1]}))
     os.replace(tmp, path)
+
+
+MAX_GROUP: Final = 64  # jobs committed together at most
+
+
+@dataclass(slots=True)
+class _Job:
+    """One call for the store's thread; ``group``: may share a transaction with its
+    neighbours (see the module docstring)."""
+
+    call: Callable[[], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    group: bool
+
+
+def _answer_all(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in answers:
+        _answer(future, ok, value)
+
+
+def _answer(future: asyncio.Future[Any], ok: bool, value: Any) -> None:  # noqa: ANN401
+    if future.done():  # the caller was cancelled meanwhile
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 class NonceRefused(Exception):
@@ -448,7 +482,10 @@ class Store:
             None if self._path == ":memory:" else Path(self._path + AUDIT_HEAD_SUFFIX)
         )
         self._memory_audit_head: tuple[int, str] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-store")
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="hub-store", daemon=True)
+        self._thread.start()
+        self._closed = False
         self._db: sqlite_utils.Database | None = None
         self.schema_version = 0
         self._host_light_sql = ""
@@ -485,14 +522,104 @@ class Store:
         self._db = db
 
     async def close(self) -> None:
+        if self._closed:
+            return
         if self._db is not None:
             await self._run(self._db.close)
             self._db = None
-        self._executor.shutdown(wait=True)
+        self._closed = True
+        self._jobs.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
     async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._submit(lambda: fn(*args, **kwargs), group=False)
+
+    async def _run_grouped(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Like :meth:`_run` for a job that may share a transaction (its writes must be in
+        ``db.atomic()`` blocks, and it must have no effects outside the database)."""
+        return await self._submit(lambda: fn(*args, **kwargs), group=True)
+
+    async def _submit(self, call: Callable[[], T], *, group: bool) -> T:
+        if self._closed:
+            raise RuntimeError("store is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(call, future, loop, group))
+        return await future
+
+    # --- the store's thread ----------------------------------------------------------------
+
+    def _work(self) -> None:
+        taken: _Job | None = None  # a job already taken off the queue, not yet run
+        while True:
+            job = taken if taken is not None else self._jobs.get()
+            taken = None
+            if job is None:
+                return
+            if not job.group or self._db is None:
+                self._reply(job, *self._call(job))
+                continue
+            group = [job]
+            stop = False
+            while len(group) < MAX_GROUP:
+                try:
+                    queued = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if queued is not None and queued.group:
+                    group.append(queued)
+                    continue
+                taken, stop = queued, queued is None
+                break
+            self._run_group(group)
+            if stop:
+                return
+
+    @staticmethod
+    def _call(job: _Job) -> tuple[bool, Any]:
+        try:
+            return True, job.call()
+        except BaseException as e:
+            return False, e
+
+    @staticmethod
+    def _reply(job: _Job, ok: bool, value: Any) -> None:  # noqa: ANN401
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
+            job.loop.call_soon_threadsafe(_answer, job.future, ok, value)
+
+    def _run_group(self, group: list[_Job]) -> None:
+        """Run ``group`` in one transaction, commit, then answer every job."""
+        if len(group) == 1:
+            self._reply(group[0], *self._call(group[0]))
+            return
+        conn = self.db.conn
+        conn.execute("BEGIN")
+        results = []
+        for job in group:
+            results.append(self._call(job))
+            if not conn.in_transaction:  # a job's error ended the whole transaction
+                break
+        try:
+            if not conn.in_transaction:
+                raise sqlite3.OperationalError("the group's transaction was rolled back")
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            # nothing of the group was committed: every job fails, queued ones run again alone
+            done = len(results)
+            for job in group[:done]:
+                self._reply(job, False, sqlite3.OperationalError(f"not committed: {e}"))
+            for job in group[done:]:
+                self._reply(job, *self._call(job))
+            return
+        # one wake-up per event loop for the whole group
+        answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for job, (ok, value) in zip(group, results, strict=True):
+            answers.setdefault(job.loop, []).append((job.future, ok, value))
+        for loop, batch in answers.items():
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed
+                loop.call_soon_threadsafe(_answer_all, batch)
 
     def _t(self, name: str) -> Table:
         return self.db.table(name)
@@ -508,7 +635,7 @@ class Store:
     async def get_host(self, host_id: str, *, with_rules: bool = True) -> Host | None:
         """The host, or ``None``. ``with_rules=False`` leaves ``rule_results`` empty (the
         largest column: the per-request agent check does not need it decoded)."""
-        return await self._run(self._get_host_sync, host_id, with_rules=with_rules)
+        return await self._run_grouped(self._get_host_sync, host_id, with_rules=with_rules)
 
     def _get_host_sync(self, host_id: str, *, with_rules: bool = True) -> Host | None:
         sql = "SELECT * FROM hosts WHERE id = ?" if with_rules else self._host_light_sql
@@ -648,7 +775,7 @@ class Store:
                 names += json.loads(row[0]) if row else []
             return self._cached_flavors_sync(list(dict.fromkeys(names)))
 
-        return await self._run(run)
+        return await self._run_grouped(run)
 
     def _cached_flavors_sync(self, names: list[str]) -> FlavorDocuments:
         version = self.db.conn.execute("PRAGMA data_version").fetchone()[0]
@@ -771,7 +898,7 @@ class Store:
                     [nonce, host_id, expires],
                 )
 
-        await self._run(run)
+        await self._run_grouped(run)
 
     async def consume_nonce(self, nonce: bytes, host_id: str, now: float) -> str:
         """Use a nonce once. Returns ``ok``, ``unknown``, ``replayed`` or ``expired``.
@@ -784,7 +911,7 @@ class Store:
             with self.db.atomic():
                 return self._consume_nonce_sync(nonce, host_id, now)
 
-        return await self._run(run)
+        return await self._run_grouped(run)
 
     def _consume_nonce_sync(self, nonce: bytes, host_id: str, now: float) -> str:
         """The check-and-set of :meth:`consume_nonce`; the caller holds the transaction."""
@@ -881,7 +1008,7 @@ class Store:
                     )
             return previous
 
-        return await self._run(run)
+        return await self._run_grouped(run)
 
     def _insert_verdict(
         self, host_id: str, at: float, verdict: str, previous: str, reasons: tuple[str, ...]

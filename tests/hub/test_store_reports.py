@@ -161,3 +161,33 @@ def test_enrollment_and_stale_scans_use_indexes(tmp_path: Path) -> None:
         "SEARCH hosts USING COVERING INDEX hosts_state (state=?)",
         "SEARCH hosts USING INDEX hosts_valid_until (valid_until>? AND valid_until<?)",
     ]
+
+
+def test_grouped_jobs_fail_alone_and_are_committed_when_answered(tmp_path: Path) -> None:
+    """Reports, nonces and host reads queued together share a transaction: a refused nonce
+    rolls back only its own report, and every answered write is visible to another
+    connection at once."""
+
+    async def go() -> list[object]:
+        store = await opened(tmp_path / "hub.db")
+        good = [bytes([i]) * 32 for i in range(1, 11)]
+        await asyncio.gather(*(store.put_nonce(n, HOST, expires=100.0) for n in good))
+        jobs = []
+        for i, nonce in enumerate(good):
+            jobs.append(record(store, 2 * i, nonce=nonce))
+            jobs.append(record(store, 2 * i + 1, nonce=b"\xee" * 31 + bytes([i])))
+            jobs.append(store.get_host(HOST, with_rules=False))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        other = sqlite3.connect(tmp_path / "hub.db")
+        seen = [r[0] for r in other.execute("SELECT sequence FROM reports ORDER BY sequence")]
+        spent = other.execute("SELECT count(*) FROM nonces WHERE consumed = 1").fetchone()[0]
+        other.close()
+        assert (seen, spent) == ([16, 18], 10)  # history=2 keeps the newest two
+        await store.close()
+        return results
+
+    results = run(go())
+    refused = [r.status for r in results[1::3] if isinstance(r, NonceRefused)]
+    assert refused == ["unknown"] * 10
+    assert results[0::3] == ["pending"] + ["trusted"] * 9
+    assert all(h is not None and h.id == HOST for h in results[2::3])
