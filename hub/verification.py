@@ -39,6 +39,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -63,6 +64,8 @@ from trustcore.flavors.evidence import MeasuredEvent
 from trustcore.quote import AttestationKey, VerifiedQuote, verify_quote
 from trustcore.tpm.pcrs import PcrSelection
 from trustcore.wire import Report, ReportBody, report_qualifying_data
+
+_PCR_ENTRY: Final = struct.Struct(">HBB")
 
 __all__ = ["LruCache", "MissingEventlogs", "NonceRejected", "Outcome", "ReportVerifier"]
 
@@ -365,19 +368,17 @@ class ReportVerifier:
         revision: tuple[str, ...] | None = getattr(flavors, "revision", None)
         if revision is None:
             return None
-        pcrs = sorted(
-            (alg, pcr, value.hex())
-            for alg, bank in quote.pcr_values.items()
-            for pcr, value in bank.items()
-        )
-        material = [
+        names = [
             sorted(digests.items()),
-            pcrs,
             sorted(tags.items()),
-            list(revision),
+            revision,
             self._config.require_flavor,
         ]
-        return hashlib.sha256(json.dumps(material, separators=(",", ":")).encode()).digest()
+        key = hashlib.sha256(json.dumps(names, separators=(",", ":")).encode())
+        for alg, bank in sorted(quote.pcr_values.items()):  # (bank, PCR, length, value) each
+            for pcr, value in sorted(bank.items()):
+                key.update(_PCR_ENTRY.pack(alg, pcr, len(value)) + value)
+        return key.digest()
 
     def _asset_tags(
         self, host: Host, body: ReportBody, ak: AttestationKey, current: bytes | None, now: float
