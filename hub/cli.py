@@ -167,6 +167,7 @@ async def _init(args: argparse.Namespace, config: HubConfig) -> int:
 
 async def _serve(config: HubConfig) -> int:
     from hub.app import create_app  # noqa: PLC0415 - only `run` needs aiohttp's app
+    from hub.gcpolicy import freeze_after_full  # noqa: PLC0415
     from hub.server import start_hub  # noqa: PLC0415
 
     app = create_app(config, credentials_dir=credentials_directory(os.environ))
@@ -176,9 +177,11 @@ async def _serve(config: HubConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    gc_policy = asyncio.create_task(freeze_after_full(), name="hub-gc-policy")
     try:
         await stop.wait()
     finally:
+        gc_policy.cancel()
         await running.stop()
     return EXIT_OK
 
