@@ -229,6 +229,11 @@ class _Job:
     group: bool
 
 
+def _in_transaction(conn: sqlite3.Connection) -> bool:
+    """Read afresh each time (a statement may have opened or ended the transaction)."""
+    return conn.in_transaction
+
+
 def _answer_all(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
     for future, ok, value in answers:
         _answer(future, ok, value)
@@ -571,7 +576,11 @@ class Store:
                     continue
                 taken, stop = queued, queued is None
                 break
-            self._run_group(group)
+            try:
+                self._run_group(group)
+            except BaseException as e:  # the thread must outlive any failure; answer them all
+                for job in group:
+                    self._reply(job, False, e)  # a job answered already keeps its answer
             if stop:
                 return
 
@@ -589,22 +598,23 @@ class Store:
 
     def _run_group(self, group: list[_Job]) -> None:
         """Run ``group`` in one transaction, commit, then answer every job."""
-        if len(group) == 1:
-            self._reply(group[0], *self._call(group[0]))
-            return
         conn = self.db.conn
+        if len(group) == 1 or _in_transaction(conn):  # (one left open: run them alone)
+            for job in group:
+                self._reply(job, *self._call(job))
+            return
         conn.execute("BEGIN")
         results = []
         for job in group:
             results.append(self._call(job))
-            if not conn.in_transaction:  # a job's error ended the whole transaction
+            if not _in_transaction(conn):  # a job's error ended the whole transaction
                 break
         try:
-            if not conn.in_transaction:
+            if not _in_transaction(conn):
                 raise sqlite3.OperationalError("the group's transaction was rolled back")
             conn.execute("COMMIT")
         except sqlite3.Error as e:
-            if conn.in_transaction:
+            if _in_transaction(conn):
                 conn.execute("ROLLBACK")
             # nothing of the group was committed: every job fails, queued ones run again alone
             done = len(results)
