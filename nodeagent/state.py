@@ -152,8 +152,8 @@ class StateDir:
 
     # --- identity --------------------------------------------------------------------------
 
-    def load_ak(self) -> StoredAk | None:
-        raw = self._load("ak.json")
+    def _load_blobs(self, name: str) -> StoredAk | None:
+        raw = self._load(name)
         if raw is None:
             return None
         try:
@@ -163,17 +163,23 @@ class StateDir:
                 private=base64.b64decode(raw["private"], validate=True),
             )
         except (KeyError, ValueError, TypeError):
-            raise StateError(f"{self.root / 'ak.json'} is damaged") from None
+            raise StateError(f"{self.root / name} is damaged") from None
 
-    def save_ak(self, ak: StoredAk) -> None:
+    def _save_blobs(self, name: str, key: StoredAk) -> None:
         self._save(
-            "ak.json",
+            name,
             {
-                "algorithm": ak.algorithm,
-                "public": base64.b64encode(ak.public).decode(),
-                "private": base64.b64encode(ak.private).decode(),
+                "algorithm": key.algorithm,
+                "public": base64.b64encode(key.public).decode(),
+                "private": base64.b64encode(key.private).decode(),
             },
         )
+
+    def load_ak(self) -> StoredAk | None:
+        return self._load_blobs("ak.json")
+
+    def save_ak(self, ak: StoredAk) -> None:
+        self._save_blobs("ak.json", ak)
 
     def load_enrollment(self) -> EnrollmentState | None:
         raw = self._load("enrollment.json")
@@ -258,27 +264,10 @@ class StateDir:
 
     def load_binding(self) -> StoredAk | None:
         """The binding key's blobs (``algorithm`` ``rsa2048-pcr``), or ``None``."""
-        raw = self._load("binding.json")
-        if raw is None:
-            return None
-        try:
-            return StoredAk(
-                algorithm=str(raw["algorithm"]),
-                public=base64.b64decode(raw["public"], validate=True),
-                private=base64.b64decode(raw["private"], validate=True),
-            )
-        except (KeyError, ValueError, TypeError):
-            raise StateError(f"{self.root / 'binding.json'} is damaged") from None
+        return self._load_blobs("binding.json")
 
     def save_binding(self, key: StoredAk) -> None:
-        self._save(
-            "binding.json",
-            {
-                "algorithm": key.algorithm,
-                "public": base64.b64encode(key.public).decode(),
-                "private": base64.b64encode(key.private).decode(),
-            },
-        )
+        self._save_blobs("binding.json", key)
 
     @property
     def tag_certificate(self) -> Path:
