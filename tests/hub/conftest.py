@@ -37,19 +37,46 @@ def hub(
         process.stop()
 
 
+def running_agent(
+    hub: HubProcess,
+    factory: SwtpmFactory,
+    workdir: Path,
+    *,
+    enroll: str = "direct",
+    booted: bool = False,
+    unique: bool = False,
+) -> Iterator[Agent]:
+    """An agent on a fresh swtpm, enrolled in ``hub``, closed afterwards (for fixtures).
+
+    ``enroll="full"`` goes through the EK certificate chain, MakeCredential and the client
+    certificate; ``"direct"`` binds its keys in the store (attestation tests). ``booted`` first
+    extends the TPM with exactly the events of ``LOG``; ``unique`` gives the TPM its own EK (its
+    own host id) instead of the factory's shared one.
+    """
+    tpm = factory.start(unique=unique)
+    agent = Agent(tpm, workdir)
+    try:
+        if booted:
+            for event in parse_eventlog(LOG.read_bytes()).events:
+                if event.event_type != EV_NO_ACTION:
+                    digest = event.digests[TPM_ALG_SHA256]
+                    agent.device.pcr_extend(event.pcr, {TPM_ALG_SHA256: digest})
+        if enroll == "full":
+            agent.enroll(hub)
+        else:
+            agent.enroll_direct(hub)
+        yield agent
+    finally:
+        agent.close()
+        tpm.stop()
+
+
 @pytest.fixture(scope="module")
 def agent(
     hub: HubProcess, swtpm_factory: SwtpmFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Agent]:
     """An agent enrolled in ``hub`` (EK certificate chain, MakeCredential, client cert)."""
-    tpm = swtpm_factory.start()
-    a = Agent(tpm, tmp_path_factory.mktemp("agent"))
-    try:
-        a.enroll(hub)
-        yield a
-    finally:
-        a.close()
-        tpm.stop()
+    yield from running_agent(hub, swtpm_factory, tmp_path_factory.mktemp("agent"), enroll="full")
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +84,7 @@ def direct_agent(
     hub: HubProcess, swtpm_factory: SwtpmFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Agent]:
     """An agent whose keys are bound in the store directly (attestation tests)."""
-    tpm = swtpm_factory.start()
-    a = Agent(tpm, tmp_path_factory.mktemp("direct-agent"))
-    try:
-        a.enroll_direct(hub)
-        yield a
-    finally:
-        a.close()
-        tpm.stop()
+    yield from running_agent(hub, swtpm_factory, tmp_path_factory.mktemp("direct-agent"))
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +92,4 @@ def booted(
     hub: HubProcess, swtpm_factory: SwtpmFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Agent]:
     """An agent whose TPM measured exactly the events of go-attestation's sample UEFI log."""
-    tpm = swtpm_factory.start()
-    agent = Agent(tpm, tmp_path_factory.mktemp("booted"))
-    try:
-        for event in parse_eventlog(LOG.read_bytes()).events:
-            if event.event_type != EV_NO_ACTION:
-                agent.device.pcr_extend(event.pcr, {TPM_ALG_SHA256: event.digests[TPM_ALG_SHA256]})
-        agent.enroll_direct(hub)
-        yield agent
-    finally:
-        agent.close()
-        tpm.stop()
+    yield from running_agent(hub, swtpm_factory, tmp_path_factory.mktemp("booted"), booted=True)

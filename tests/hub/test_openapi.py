@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 from schemathesis import GenerationMode
 
 from hub.openapi import build_openapi
+from tests.hub.conftest import running_agent
 from tests.hub.harness import Agent, HubProcess
 from tests.hub.weblib import base_url, http, report_verdict, seed_host, start_hub
 from trustplane.swtpm import SwtpmFactory
@@ -143,14 +144,7 @@ def agent(
     hub: HubProcess, swtpm_factory: SwtpmFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Agent]:
     """An enrolled agent (real swtpm keys, client certificate issued by the hub's CA)."""
-    tpm = swtpm_factory.start()
-    a = Agent(tpm, tmp_path_factory.mktemp("openapi-agent"))
-    try:
-        a.enroll_direct(hub)
-        yield a
-    finally:
-        a.close()
-        tpm.stop()
+    yield from running_agent(hub, swtpm_factory, tmp_path_factory.mktemp("openapi-agent"))
 
 
 def test_agent_operations_fuzzed_with_a_client_certificate(hub: HubProcess, agent: Agent) -> None:

@@ -14,11 +14,9 @@ from typing import Any
 import pytest
 
 from hub.store import Store
-from tests.hub.conftest import EV_NO_ACTION, LOG, ca_bundle
+from tests.hub.conftest import LOG, ca_bundle, running_agent
 from tests.hub.harness import Agent, FakeClock, HubProcess, make_state
 from tests.hub.test_flavors import platform_flavor
-from trustcore.algorithms import TPM_ALG_SHA256
-from trustcore.eventlog import parse_eventlog
 from trustcore.quote import AttestationKey
 from trustcore.wire import EventLogEvidence, ReportResult
 from trustplane.swtpm import SwtpmFactory
@@ -45,17 +43,7 @@ def hub(
 
 
 def _booted(hub: HubProcess, factory: SwtpmFactory, workdir: Path) -> Iterator[Agent]:
-    tpm = factory.start(unique=True)  # its own EK: its own host id
-    agent = Agent(tpm, workdir)
-    try:
-        for event in parse_eventlog(LOG.read_bytes()).events:
-            if event.event_type != EV_NO_ACTION:
-                agent.device.pcr_extend(event.pcr, {TPM_ALG_SHA256: event.digests[TPM_ALG_SHA256]})
-        agent.enroll_direct(hub)
-        yield agent
-    finally:
-        agent.close()
-        tpm.stop()
+    yield from running_agent(hub, factory, workdir, booted=True, unique=True)
 
 
 @pytest.fixture(scope="module")
