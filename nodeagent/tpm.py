@@ -401,10 +401,16 @@ class TpmDevice:
 
         Raises :class:`TpmError`.
         """
-        with _tpm("create_ak"), self._srk() as srk:
-            private, public, *_ = self._ectx.create(
-                srk, TPM2B_SENSITIVE_CREATE(), _ak_template(kind)
-            )
+        return self._create_loaded("create_ak", _ak_template(kind))
+
+    def _create_loaded(
+        self,
+        operation: str,
+        template: Any,  # noqa: ANN401 - a tpm2-pytss TPM2B_PUBLIC
+    ) -> tuple[LoadedKey, AkBlobs]:
+        """Create an object from ``template`` under the owner SRK and load it."""
+        with _tpm(operation), self._srk() as srk:
+            private, public, *_ = self._ectx.create(srk, TPM2B_SENSITIVE_CREATE(), template)
             handle = self._ectx.load(srk, private, public)
             return self._loaded(handle), AkBlobs(private.marshal(), public.marshal())
 
@@ -676,12 +682,7 @@ class TpmDevice:
         Raises :class:`TpmError`; ``ValueError`` when the digest is not 32 bytes.
         """
         _check_policy(policy_digest)
-        with _tpm("create_binding_key"), self._srk() as srk:
-            private, public, *_ = self._ectx.create(
-                srk, TPM2B_SENSITIVE_CREATE(), _binding_template(policy_digest)
-            )
-            handle = self._ectx.load(srk, private, public)
-            return self._loaded(handle), ObjectBlobs(private.marshal(), public.marshal())
+        return self._create_loaded("create_binding_key", _binding_template(policy_digest))
 
     def load_object(self, blobs: ObjectBlobs) -> LoadedKey:
         """Load an object made under the owner SRK (AK, binding key, sealed secret).
