@@ -3,8 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SHARED ?= $(abspath ../shared)
-export TRUSTPLANE_SHARED := $(SHARED)
+# The test data (event-log corpus, recorded ocicrypt traffic) lives in tests/data; SHARED=DIR
+# points the tests, benchmarks and the demo at another copy laid out the same way.
+ifdef SHARED
+export TRUSTPLANE_SHARED := $(abspath $(SHARED))
+endif
 ARGS ?=
 
 APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libsystemd-dev pkg-config gcc python3-dev python3-venv umockdev gir1.2-umockdev-1.0 python3-gi

@@ -38,7 +38,7 @@ BIN = Path(sys.executable).parent
 
 def _shared() -> Path:
     shared = os.environ.get("TRUSTPLANE_SHARED")
-    return Path(shared) if shared else REPO.parent / "shared"
+    return Path(shared) if shared else REPO / "tests" / "data"
 
 
 BOOT_LOG = _shared() / "eventlogs" / "tpm2-tools" / "event-arch-linux.bin"

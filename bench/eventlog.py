@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def eventlogs_dir() -> Path:
     shared = os.environ.get("TRUSTPLANE_SHARED")
-    return (Path(shared) if shared else REPO.parent / "shared") / "eventlogs"
+    return (Path(shared) if shared else REPO / "tests" / "data") / "eventlogs"
 
 
 def accepted_logs(root: Path) -> list[tuple[Path, bytes]]:

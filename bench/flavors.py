@@ -25,7 +25,7 @@ from trustcore.eventlog import parse_eventlog, replay_eventlog
 from trustcore.flavors import evaluate, evidence_from_eventlog, flavor_from_eventlog, parse_template
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("TRUSTPLANE_SHARED", REPO.parent / "shared"))
+SHARED = Path(os.environ.get("TRUSTPLANE_SHARED", REPO / "tests" / "data"))
 LOGS = SHARED / "eventlogs" / "guard-oss-evidence"
 TEMPLATE = REPO / "firmware_measurements" / "templates" / "uefi-secure-boot.json"
 

@@ -6,7 +6,7 @@
    127.0.0.1 as a separate process (the load generator and the hub share the machine's cores).
    The config turns on ``attestation.require_flavor`` and accepts a registration token, and
    lifts the enrollment rate limit (a fleet enrolling at once is what is being simulated).
-2. A few real ~100-event crypto-agile UEFI logs from shared/eventlogs are replayed; each log's
+2. A few real ~100-event crypto-agile UEFI logs from tests/data/eventlogs are replayed; each log's
    SHA-256 PCRs are the PCR values of the hosts it is assigned to (round-robin), and the
    project's UEFI Secure Boot template makes three flavors from it (platform, os, host_unique),
    stored with the admin API.
@@ -91,7 +91,7 @@ from trustcore.wire import (
 )
 
 REPO: Final = Path(__file__).resolve().parent.parent
-SHARED: Final = Path(os.environ.get("TRUSTPLANE_SHARED", REPO.parent / "shared"))
+SHARED: Final = Path(os.environ.get("TRUSTPLANE_SHARED", REPO / "tests" / "data"))
 EVENTLOGS: Final = SHARED / "eventlogs"
 TEMPLATE: Final = REPO / "firmware_measurements" / "templates" / "uefi-secure-boot.json"
 # real crypto-agile UEFI logs of 95 to 106 events that the UEFI Secure Boot template fits

@@ -1,7 +1,7 @@
 """The hub's report verification throughput, against bare ECDSA, on the same swtpm quotes.
 
 ``python -m bench.hub_verify --json`` starts its own swtpm, extends PCRs 0-7 with the events of
-go-attestation's sample UEFI log (from shared/eventlogs), makes N reports (distinct nonces, body
+go-attestation's sample UEFI log (from tests/data/eventlogs), makes N reports (distinct nonces, body
 bound by ``report_qualifying_data``, the log sent by digest only after the first report) and
 measures reports per second, one core, best of several rounds:
 
@@ -51,7 +51,9 @@ from trustcore.wire import (
 from trustplane.swtpm import SwtpmFactory
 
 SELECTION = PcrSelection.of({TPM_ALG_SHA256: range(8)})
-SHARED = Path(os.environ.get("TRUSTPLANE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = Path(
+    os.environ.get("TRUSTPLANE_SHARED", Path(__file__).resolve().parents[1] / "tests" / "data")
+)
 LOG = SHARED / "eventlogs" / "go-attestation" / "crypto_agile_eventlog.bin"
 
 

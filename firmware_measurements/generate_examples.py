@@ -3,8 +3,8 @@
     python firmware_measurements/generate_examples.py           # write examples/
     python firmware_measurements/generate_examples.py --check   # exit 1 if examples/ differ
 
-The logs are read from the shared event-log corpus ($TRUSTPLANE_SHARED/eventlogs, default
-../shared/eventlogs next to the repository). Everything else is trustcore: parse the log,
+The logs are read from the event-log corpus ($TRUSTPLANE_SHARED/eventlogs, default
+tests/data/eventlogs in the repository). Everything else is trustcore: parse the log,
 replay it, make one flavor per template part, encode deterministically. The test suite runs
 :func:`render` and compares with the committed files, so a change to trustcore that changes a
 flavor shows up as a diff to review, not as a silent drift.
@@ -52,7 +52,7 @@ EXAMPLES_FROM_LOGS = (
 
 def shared_eventlogs() -> Path:
     shared = os.environ.get("TRUSTPLANE_SHARED")
-    root = Path(shared) if shared else HERE.parent.parent / "shared"
+    root = Path(shared) if shared else HERE.parent / "tests" / "data"
     return root.resolve() / "eventlogs"
 
 

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test package: paths to shared/ data and real swtpm TPMs."""
+"""Fixtures shared by every test package: paths to tests/data and real swtpm TPMs."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ import pytest
 from trustplane.swtpm import Swtpm, SwtpmFactory
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("TRUSTPLANE_SHARED", REPO.parent / "shared")).resolve()
+SHARED = Path(os.environ.get("TRUSTPLANE_SHARED", REPO / "tests" / "data")).resolve()
 EVENTLOGS = SHARED / "eventlogs"
 
 
 def expected_logs() -> list[tuple[Path, dict[str, Any]]]:
-    """Every (log, expected.json) pair in shared/eventlogs, sorted by path."""
+    """Every (log, expected.json) pair in the event-log corpus, sorted by path."""
     if not EVENTLOGS.is_dir():
-        raise RuntimeError(f"shared event logs not found at {EVENTLOGS} (set TRUSTPLANE_SHARED)")
+        raise RuntimeError(
+            f"event logs not found at {EVENTLOGS} (tests/data/eventlogs, or set TRUSTPLANE_SHARED)"
+        )
     pairs = []
     for exp in sorted(EVENTLOGS.rglob("*.expected.json")):
         data = json.loads(exp.read_text())

@@ -205,11 +205,11 @@ def _print_replay(result: Analysis, *, json_out: bool) -> int:
 
 
 def default_eventlogs_dir() -> Path:
-    """``$TRUSTPLANE_SHARED/eventlogs``, else ``../shared/eventlogs`` next to the repository."""
+    """``$TRUSTPLANE_SHARED/eventlogs``, else the corpus the repository carries (tests/data)."""
     shared = os.environ.get("TRUSTPLANE_SHARED")
     if shared:
         return Path(shared) / "eventlogs"
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "eventlogs"
+    return Path(__file__).resolve().parent.parent / "tests" / "data" / "eventlogs"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -505,7 +505,9 @@ def _tails(work: Path, lines: int = 5) -> None:
 def check_eventlogs(eventlogs: Path) -> None:
     for log in (BEFORE_LOG, UPDATE_LOG):
         if not (eventlogs / log).is_file():
-            raise DemoFailure(f"{eventlogs / log} not found (set TRUSTPLANE_SHARED)")
+            raise DemoFailure(
+                f"{eventlogs / log} not found (the repository carries it in tests/data/eventlogs; TRUSTPLANE_SHARED=DIR points elsewhere)"
+            )
 
 
 def run_demo(options: DemoOptions) -> int:

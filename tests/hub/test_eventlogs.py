@@ -1,5 +1,5 @@
 """Reports that carry a real UEFI event log (go-attestation's crypto-agile sample, from
-shared/eventlogs) whose events were extended into a real swtpm: replay, cache, digest-only
+tests/data/eventlogs) whose events were extended into a real swtpm: replay, cache, digest-only
 reports, and logs that do not replay or are truncated."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """End to end on swtpm: PCRs extended as firmware would from a real event log, quoted through
 nodeagent.tpm, verified by trustcore (quote, then event-log replay); the verified values equal
-the log's expected PCRs computed by tpm2-tools (shared/eventlogs/.../expected.json)."""
+the log's expected PCRs computed by tpm2-tools (tests/data/eventlogs/.../expected.json)."""
 
 from __future__ import annotations
 

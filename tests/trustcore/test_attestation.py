@@ -1,4 +1,4 @@
-"""trustcore.attestation: a real event log (shared/eventlogs) checked against a verified quote
+"""trustcore.attestation: a real event log (tests/data/eventlogs) checked against a verified quote
 whose PCR values are the log's expected PCRs as tpm2-tools computed them (expected.json), signed
 by a software AK. The same against a real swtpm is in tests/nodeagent/test_tpm_attestation.py."""
 

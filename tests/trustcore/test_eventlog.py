@@ -1,4 +1,4 @@
-"""trustcore.eventlog: every real log in shared/eventlogs, the replay rules, named bad inputs.
+"""trustcore.eventlog: every real log in tests/data/eventlogs, the replay rules, named bad inputs.
 
 The expected values come from each log's ``.expected.json`` (other projects' tools and the real
 TPMs), or are computed here with hashlib from hand-built logs, never from our own output.
