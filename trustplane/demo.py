@@ -506,7 +506,7 @@ def check_eventlogs(eventlogs: Path) -> None:
     for log in (BEFORE_LOG, UPDATE_LOG):
         if not (eventlogs / log).is_file():
             raise DemoFailure(
-                f"{eventlogs / log} not found (the repository carries it in tests/data/eventlogs; TRUSTPLANE_SHARED=DIR points elsewhere)"
+                f"{eventlogs / log} not found (the repository carries it in tests/data/eventlogs)"
             )
 
 
