@@ -16,6 +16,8 @@ APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libsystemd-dev pkg-conf
 APT_PACKAGES += rpm createrepo-c dnf rpmlint systemd systemd-container python3-installer python3-packaging python3-pip python3-setuptools python3-wheel
 # tests/e2e: the status page in headless Chromium (Playwright drives the Debian build)
 APT_PACKAGES += chromium
+# tests/test_manpages.py: the manual pages rendered with groff
+APT_PACKAGES += groff-base man-db
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PY := $(VENV)/.py-done
 

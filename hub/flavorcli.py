@@ -13,7 +13,8 @@ running: SQLite serialises the writes) and audits every write with actor ``cli``
     flavor assign --group GROUP ID...                             the host group's flavors
 
 A template ``T`` is a built-in name (``uefi-secure-boot``, ``txt-tboot``: the files in the
-repository's ``firmware_measurements/templates/``) or a template file. ``HOST`` is a host id, a
+repository's ``firmware_measurements/templates/``, installed by the hub RPM in
+``/usr/share/trustplane/templates/``) or a template file. ``HOST`` is a host id, a
 unique id prefix, or a unique node name or hostname. Flavors are assigned to a host, to a host
 group (:mod:`hub.groups`; ``trustplane-hub hosts group HOST GROUP`` puts a host in one), or
 both: a host is verified against its own and its group's (``delete`` is refused while a host
@@ -52,7 +53,11 @@ from trustcore.flavors import (
 
 __all__ = ["FlavorInputError", "FlavorLookupError", "add_parser", "run"]
 
-TEMPLATES: Final = Path(__file__).resolve().parent.parent / "firmware_measurements" / "templates"
+TEMPLATE_DIRS: Final = (
+    # a checkout (the repository's templates), then where the hub RPM installs them
+    Path(__file__).resolve().parent.parent / "firmware_measurements" / "templates",
+    Path("/usr/share/trustplane/templates"),
+)
 DEFAULT_TEMPLATE: Final = "uefi-secure-boot"
 MAX_INPUT_BYTES: Final = 16 * 1024 * 1024
 
@@ -151,8 +156,12 @@ async def resolve_host(store: Store, text: str) -> Host:
 
 def load_template(spec: str) -> FlavorTemplate:
     """A built-in template by name, or a template file; raises :class:`FlavorInputError`."""
-    path = TEMPLATES / f"{spec}.json" if "/" not in spec and not spec.endswith(".json") else None
-    if path is None or not path.is_file():
+    path = None
+    if "/" not in spec and not spec.endswith(".json"):
+        path = next(
+            (d / f"{spec}.json" for d in TEMPLATE_DIRS if (d / f"{spec}.json").is_file()), None
+        )
+    if path is None:
         path = Path(spec)
     if not path.is_file():
         raise FlavorInputError(

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from hub import flavorcli
 from hub.cli import main
 from hub.store import Store
 from tests.conftest import EVENTLOGS, REPO
@@ -318,3 +319,18 @@ def test_host_groups_from_the_command_line(
         ("host.group", host.host_id),
         ("host.group", host.host_id),
     ]
+
+
+def test_built_in_template_names_resolve_where_the_rpm_installs_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an installed hub has no checkout: the names resolve from /usr/share/trustplane/templates
+    assert flavorcli.TEMPLATE_DIRS[1] == Path("/usr/share/trustplane/templates")
+    installed = tmp_path / "share"
+    installed.mkdir()
+    source = REPO / "firmware_measurements" / "templates" / "txt-tboot.json"
+    (installed / "txt-tboot.json").write_bytes(source.read_bytes())
+    monkeypatch.setattr(flavorcli, "TEMPLATE_DIRS", (tmp_path / "no-checkout", installed))
+    assert flavorcli.load_template("txt-tboot").name == "txt-tboot"
+    with pytest.raises(flavorcli.FlavorInputError, match="no template 'uefi-secure-boot'"):
+        flavorcli.load_template("uefi-secure-boot")

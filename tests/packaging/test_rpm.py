@@ -258,6 +258,9 @@ def expected_files(pyver: str) -> dict[str, tuple[int, str, str]]:
         "/etc/trustplane/hub.toml": (f | 0o640, "root", "trustplane-hub"),
         "/etc/trustplane/hub.d": (d | 0o750, "root", "trustplane-hub"),
         "/var/lib/trustplane-hub": (d | 0o700, "trustplane-hub", "trustplane-hub"),
+        "/usr/share/trustplane/templates/uefi-secure-boot.json": (f | 0o644, "root", "root"),
+        "/usr/share/trustplane/templates/txt-tboot.json": (f | 0o644, "root", "root"),
+        "/usr/share/trustplane/flavor.schema.json": (f | 0o644, "root", "root"),
     }
 
 
@@ -391,6 +394,32 @@ def test_rpmlint_with_fedora_settings_finds_nothing(built: Built) -> None:
         built.topdir / "SOURCES/trustplane.spec", built.srpm, *built.rpms.values(),
     )  # fmt: skip
     assert "0 errors, 0 warnings" in out, out
+
+
+MAN_PAGES = {
+    "python3-trustplane": {"man1/trustplane.1"},
+    "trustplane-agent": {"man8/trustplane-agent.8", "man5/trustplane-agent.toml.5"},
+    "trustplane-hub": {"man8/trustplane-hub.8", "man5/trustplane-hub.toml.5"},
+}
+
+
+@pytest.mark.parametrize("package", sorted(MAN_PAGES))
+def test_each_package_carries_its_manual_pages(built: Built, package: str) -> None:
+    files = run("rpm", "-qpl", built.rpms[package]).split()
+    pages = {
+        f.removeprefix("/usr/share/man/").removesuffix(".gz")
+        for f in files
+        if f.startswith("/usr/share/man/")
+    }
+    assert pages == MAN_PAGES[package]
+
+
+def test_the_hub_package_carries_the_templates(built: Built) -> None:
+    # a host installed by dnf can repeat the README's flavor steps: the hub's built-in template
+    # names resolve to these files (hub.flavorcli.TEMPLATE_DIRS)
+    hub_files = set(run("rpm", "-qpl", built.rpms["trustplane-hub"]).split())
+    for template in sorted((REPO / "firmware_measurements/templates").glob("*.json")):
+        assert f"/usr/share/trustplane/templates/{template.name}" in hub_files
 
 
 def test_dnf_installs_both_packages_and_the_library(lifecycle: Lifecycle) -> None:
