@@ -99,6 +99,14 @@ class AttestationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``[metrics]``: Prometheus metrics, off unless one of the two is set."""
+
+    listen: tuple[str, int] | None = None  # a loopback HOST:PORT serving /metrics
+    textfile: Path | None = None  # node_exporter textfile collector file, rewritten each step
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     """The whole agent configuration (defaults run the local demo as is)."""
 
@@ -108,6 +116,7 @@ class AgentConfig:
     tpm: TpmConfig = field(default_factory=TpmConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     attestation: AttestationConfig = field(default_factory=AttestationConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 # --- value checkers: value -> typed value, raising _Invalid with the problem ------------------
@@ -198,6 +207,30 @@ def _pcrs(value: object) -> tuple[int, ...]:
     return tuple(sorted(idx))
 
 
+_LOOPBACK_NAMES: Final = ("localhost", "::1", "[::1]")
+
+
+def _loopback_listen(value: object) -> tuple[str, int] | None:
+    text = _string(value) if value != "" else ""
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _Invalid("expected HOST:PORT (port 1-65535)")
+    if host not in _LOOPBACK_NAMES and not _is_ipv4_loopback(host):
+        raise _Invalid("must be a loopback address (127.0.0.0/8, ::1 or localhost)")
+    return host.strip("[]"), int(port)
+
+
+def _is_ipv4_loopback(host: str) -> bool:
+    parts = host.split(".")
+    return (
+        len(parts) == 4
+        and parts[0] == "127"
+        and all(p.isdigit() and len(p) <= 3 and int(p) < 256 for p in parts)
+    )
+
+
 _TABLES: Final[Mapping[str, tuple[type[Any], Mapping[str, Checker]]]] = {
     "hub": (
         HubConfig,
@@ -247,6 +280,13 @@ _TABLES: Final[Mapping[str, tuple[type[Any], Mapping[str, Checker]]]] = {
             "backoff_max": _number(0.01, 86400),
             "queue_max": _integer(1, 1024),
             "step_timeout": _number(0.1, 3600),
+        },
+    ),
+    "metrics": (
+        MetricsConfig,
+        {
+            "listen": _loopback_listen,
+            "textfile": _opt_path,
         },
     ),
 }

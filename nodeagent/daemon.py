@@ -34,6 +34,7 @@ from nodeagent.config import AgentConfig
 from nodeagent.devices import TpmDeviceWatcher, TpmNode, find_tpm_devices
 from nodeagent.errors import NodeAgentError, TpmError
 from nodeagent.hubclient import HubClient, HubRejected, HubUnavailable
+from nodeagent.metrics import AgentMetrics, start_metrics_server
 from nodeagent.notify import Health, Notifier, run_watchdog, watchdog_interval
 from nodeagent.state import EnrollmentState, StateDir
 from nodeagent.tpm_worker import TpmWorker
@@ -102,6 +103,7 @@ class Daemon:
         self.renewals = 0
         self._renew_now = False
         self._background: set[asyncio.Task[None]] = set()
+        self.metrics = AgentMetrics()
 
     # --- events from outside the loop ------------------------------------------------------
 
@@ -146,6 +148,13 @@ class Daemon:
             dog = asyncio.create_task(
                 run_watchdog(self.notifier, self.health, self._watchdog_every)
             )
+        metrics_server = None
+        if self.cfg.metrics.listen is not None:
+            host, port = self.cfg.metrics.listen
+            try:
+                metrics_server = await start_metrics_server(self.metrics, host, port)
+            except OSError as e:
+                log.warning("cannot serve metrics on %s:%d: %s", host, port, e)
         main = asyncio.create_task(self._loop())
         stopped = asyncio.create_task(self._stop.wait())
         try:
@@ -170,6 +179,8 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             if self._hub is not None:
                 await self._hub.close()
+            if metrics_server is not None:
+                await metrics_server.cleanup()
             await self.tpm.close()
             self._write_status("stopped")
 
@@ -218,6 +229,7 @@ class Daemon:
         """After an unexpected exception from a step: log it with its traceback, reopen the
         TPM session, back off. Returns seconds to sleep."""
         self.agent_problem = f"{type(error).__name__}: {error}"
+        self.metrics.record_failure("internal")
         log.error("unexpected error in the attestation loop", exc_info=error)
         await self.tpm.reset()
         delay = self._backoff.next()
@@ -228,6 +240,7 @@ class Daemon:
         """One round: enroll if needed, queue a due report, deliver. Returns seconds to sleep."""
         self.steps += 1
         if not self.tpm_present:
+            self.metrics.record_failure("tpm_absent")
             self.notifier.status(f"TPM gone ({self.tpm_problem}): not attesting, waiting for it")
             return self.cfg.attestation.interval
         try:
@@ -245,11 +258,13 @@ class Daemon:
                 self._next_due = now + jittered(interval.interval, interval.jitter, self._rng)
             delivered = await self.attestor.drain(self._hub_client())
         except HubUnavailable as e:
+            self.metrics.record_failure("hub_unreachable")
             self.hub_problem = e.message
             delay = self._backoff.next()
             self.notifier.status(f"hub unreachable, retrying in {_secs(delay)}: {e.message}")
             return delay
         except HubRejected as e:
+            self.metrics.record_failure("hub_refused")
             self.hub_problem = e.message
             if e.status in (401, 403) and e.code.startswith("auth."):
                 self._renew_now = True  # our client certificate is refused: enroll again
@@ -257,12 +272,14 @@ class Daemon:
             self.notifier.status(f"hub refused us, retrying in {_secs(delay)}: {e.message}")
             return delay
         except TpmError as e:
+            self.metrics.record_failure("tpm_fault")
             self.tpm_problem = e.message
             await self.tpm.reset()
             delay = self._backoff.next()
             self.notifier.status(f"TPM fault, retrying in {_secs(delay)}: {e.message}")
             return delay
         except NodeAgentError as e:  # the loop boundary: state directory, evidence...
+            self.metrics.record_failure("error")
             delay = self._backoff.next()
             self.notifier.status(f"error, retrying in {_secs(delay)}: {e.describe()}")
             return delay
@@ -275,6 +292,7 @@ class Daemon:
         if delivered is not None:
             self.cycles += 1
             self.last, self.last_at = delivered, now
+            self.metrics.record_delivery(now, delivered.result.verdict)
             asked = delivered.result.next_report_in
             if asked > 0:
                 self._next_due = min(self._next_due, now + asked)
@@ -330,7 +348,10 @@ class Daemon:
         if self._hub is None:
             ca = self.state.hub_ca if self.state.hub_ca.exists() else self.cfg.hub.ca_file
             self._hub = HubClient(
-                self.cfg.hub, ca_file=ca, client=(self.state.client_cert, self.state.client_key)
+                self.cfg.hub,
+                ca_file=ca,
+                client=(self.state.client_cert, self.state.client_key),
+                on_round_trip=self.metrics.record_round_trip,
             )
         return self._hub
 
@@ -370,3 +391,9 @@ class Daemon:
             self.state.save_status(status)
         except NodeAgentError as e:
             log.warning("cannot write the status file: %s", e.message)
+        self.metrics.record_queue(status["queued_reports"])
+        if self.cfg.metrics.textfile is not None:
+            try:
+                self.metrics.write_textfile(self.cfg.metrics.textfile)
+            except OSError as e:
+                log.warning("cannot write the metrics file %s: %s", self.cfg.metrics.textfile, e)

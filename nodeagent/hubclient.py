@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,8 +75,10 @@ class HubClient:
         *,
         ca_file: Path | None = None,
         client: tuple[Path, Path] | None = None,
+        on_round_trip: Callable[[str, float], None] | None = None,
     ) -> None:
         self._cfg = cfg
+        self._on_round_trip = on_round_trip  # (path, seconds) of each answered request
         self._ssl: ssl.SSLContext | bool = False
         if cfg.url.startswith("https://"):
             self._ssl = tls_context(ca_file or cfg.ca_file, client)
@@ -103,12 +106,15 @@ class HubClient:
 
     async def _post(self, path: str, body: dict[str, Any], parse: Callable[[object], T]) -> T:
         url = self._cfg.url + path
+        started = time.monotonic()
         try:
             async with self._get_session().post(url, json=body) as resp:
                 raw = await self._read_capped(resp)
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as e:
             raise HubUnavailable(f"POST {url}: {type(e).__name__}: {e}") from None
+        if self._on_round_trip is not None:
+            self._on_round_trip(path, time.monotonic() - started)
         try:
             value = json.loads(raw)
         except ValueError:

@@ -346,6 +346,7 @@ def test_packages_require_only_these_base_system_names(built: Built) -> None:
             "python3-aiohttp >= 3.9",
             "python3-systemd >= 235",
             "python3-pyudev >= 0.24",
+            "python3-prometheus_client >= 0.20",
             "shadow-utils",
             "systemd",
         },
@@ -365,7 +366,10 @@ def test_packages_require_only_these_base_system_names(built: Built) -> None:
     }
 
 
-FEDORA_NAMES = {"systemd-python": "python3-systemd"}
+FEDORA_NAMES = {
+    "systemd-python": "python3-systemd",
+    "prometheus-client": "python3-prometheus_client",
+}
 
 
 def test_requires_follow_setup_cfg_extras(built: Built) -> None:
