@@ -59,6 +59,7 @@ bench: setup
 	$(PY) -m bench.flavors --json
 	$(PY) -m bench.hub_verify --json
 	$(PY) -m bench.hub --json --hosts 10000
+	$(PY) -m bench.idle_connections --json
 	$(PY) -m bench.agent --json
 
 clean:

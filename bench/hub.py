@@ -253,8 +253,11 @@ def _proc_cpu(path: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_hub(workdir: Path, *, history: int, require_flavor: bool) -> HubProcess:
-    """Initialise a state directory, write the config, start the hub and wait for /health."""
+def start_hub(
+    workdir: Path, *, history: int, require_flavor: bool, server_extra: str = ""
+) -> HubProcess:
+    """Initialise a state directory, write the config, start the hub and wait for /health.
+    ``server_extra`` holds more ``[server]`` lines (``key = value``)."""
     state = workdir / "state"
     init = subprocess.run(
         _hub_command("init", "--state-dir", str(state), "--config", str(workdir / "none.toml")),
@@ -269,7 +272,7 @@ def start_hub(workdir: Path, *, history: int, require_flavor: bool) -> HubProces
     port = _free_port()
     config = workdir / "hub.toml"
     config.write_text(
-        f'[server]\nlisten = "127.0.0.1:{port}"\n\n'
+        f'[server]\nlisten = "127.0.0.1:{port}"\n{server_extra}\n'
         f'[state]\ndir = "{state}"\n\n'
         f"[attestation]\nrequire_flavor = {str(require_flavor).lower()}\n\n"
         f'[enrollment]\ntokens = ["{REGISTRATION_TOKEN}"]\n'
@@ -901,6 +904,13 @@ def main(argv: list[str] | None = None) -> int:
         "reports, as aiohttp's 15 s default does at a 60 s interval)",
     )
     parser.add_argument("--keep", type=Path, help="keep the hub's state in this new directory")
+    parser.add_argument(
+        "--idle-connections",
+        type=int,
+        default=2000,
+        help="afterwards, measure idle_tls_conn_kb with this many idle TLS connections to a "
+        "fresh hub (bench.idle_connections; 0 = skip)",
+    )
     args = parser.parse_args(argv)
     _raise_fd_limit(args.hosts + 1024)
     with contextlib.ExitStack() as stack:
@@ -913,9 +923,20 @@ def main(argv: list[str] | None = None) -> int:
             workdir,
             history=args.history,
             require_flavor=args.flavors,
+            # every simulated host connects from 127.0.0.1
+            server_extra=(
+                f"max_connections = {args.hosts + 1024}\nmax_connections_per_address = 0\n"
+            ),
         )
         stack.callback(hub.stop)
         result = asyncio.run(_run(args, hub, workdir))
+        hub.stop()
+    if args.idle_connections > 0:
+        from bench.idle_connections import measure_idle_tls  # noqa: PLC0415 - imports this module
+
+        idle = measure_idle_tls(args.idle_connections)
+        result["idle_tls_conn_kb"] = idle["idle_tls_conn_kb"]
+        result["idle_rss_returned"] = idle["rss_returned"]
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 

@@ -16,6 +16,10 @@ server.listen                      ``"127.0.0.1:8443"``         HOST:PORT to lis
 server.tls                         ``true``                     HTTPS with the state dir's cert
 server.max_body_bytes              ``16777216``                 largest request body (413 above)
 server.keepalive_timeout           ``75``                       seconds an idle connection stays
+server.header_timeout              ``10``                       seconds for handshake + 1st headers
+server.max_connections             ``20000``                    open connections (refused above)
+server.max_connections_per_address ``512``                      per client address (0 = no cap)
+server.tls_read_buffer             ``17408``                    bytes of TLS read buffer per conn.
 state.dir                          ``/var/lib/trustplane/hub``  keys, certificates, database
 attestation.nonce_ttl              ``120``                      seconds a nonce stays usable
 attestation.report_validity        ``600``                      seconds a trust report is valid
@@ -71,6 +75,10 @@ class ServerConfig:
     tls: bool = True
     max_body_bytes: int = 16 * 1024 * 1024
     keepalive_timeout: float = 75.0
+    header_timeout: float = 10.0
+    max_connections: int = 20000
+    max_connections_per_address: int = 512
+    tls_read_buffer: int = 17408
 
     @property
     def host(self) -> str:
@@ -173,6 +181,21 @@ def _check_positive_int(value: object) -> int:
     return value
 
 
+def _check_non_negative_int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _check_buffer_size(value: object) -> int:
+    size = _check_positive_int(value)
+    if not 17 * 1024 <= size <= 1024 * 1024:
+        raise ValueError("must be between 17408 (one TLS record) and 1048576 bytes")
+    return size
+
+
 def _check_seconds(value: object) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise TypeError(f"expected a number of seconds, got {type(value).__name__}")
@@ -232,6 +255,10 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
         "tls": _check_bool,
         "max_body_bytes": _check_positive_int,
         "keepalive_timeout": _check_seconds,
+        "header_timeout": _check_seconds,
+        "max_connections": _check_positive_int,
+        "max_connections_per_address": _check_non_negative_int,
+        "tls_read_buffer": _check_buffer_size,
     },
     "state": {"dir": _check_path},
     "attestation": {

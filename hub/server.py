@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from hub.config import HubConfig
+from hub.connections import GuardedRunner, GuardedSite, set_tls_read_buffer
 
 
 def server_ssl_context(config: HubConfig) -> ssl.SSLContext:
@@ -44,18 +45,21 @@ async def start_hub(
     app: web.Application, config: HubConfig, *, port: int | None = None
 ) -> RunningHub:
     """Start ``app`` on ``server.listen`` (``port`` overrides, 0 = any free port)."""
-    runner = web.AppRunner(
+    server = config.server
+    set_tls_read_buffer(server.tls_read_buffer)
+    runner = GuardedRunner(
         app,
+        header_timeout=server.header_timeout,
+        max_connections=server.max_connections,
+        max_per_address=server.max_connections_per_address,
         access_log=None,
         handle_signals=False,
-        keepalive_timeout=config.server.keepalive_timeout,
+        keepalive_timeout=server.keepalive_timeout,
     )
     await runner.setup()
-    host = config.server.host
-    ssl_context = server_ssl_context(config) if config.server.tls else None
-    site = web.TCPSite(
-        runner, host, config.server.port if port is None else port, ssl_context=ssl_context
-    )
+    host = server.host
+    ssl_context = server_ssl_context(config) if server.tls else None
+    site = GuardedSite(runner, host, server.port if port is None else port, ssl_context=ssl_context)
     try:
         await site.start()
     except BaseException:
