@@ -4,7 +4,9 @@
 ``POST /v1/report`` decodes a :class:`~trustcore.wire.Report`, runs
 :class:`~hub.verification.ReportVerifier`, records the outcome (bounded history), raises an alert
 on every transition to ``untrusted`` or ``stale``, publishes the change on the event bus, and
-answers a :class:`~trustcore.wire.ReportResult` with a JWS-signed trust report.
+answers a :class:`~trustcore.wire.ReportResult` with a JWS-signed trust report and the nonce
+for the host's next report (single use, valid ``attestation.interval + attestation.nonce_ttl``
+seconds), so that a steady-state report is one request.
 :func:`watch_staleness` is the background timer that turns hosts whose last report's validity
 has passed into ``stale``.
 """
@@ -67,11 +69,16 @@ async def challenge(request: web.Request) -> web.Response:
     st = request.app[STATE]
     if request.can_read_body:  # the protocol sends {}; an empty body is fine too
         await read_json(request, CHALLENGE_BODY_LIMIT)
-    now = st.clock()
+    issued = await issue_challenge(st, principal(request).host_id, st.config.attestation.nonce_ttl)
+    return web.json_response(issued.to_json())
+
+
+async def issue_challenge(st: HubState, host_id: str, ttl: float) -> Challenge:
+    """A fresh single-use nonce for ``host_id``, stored until ``ttl`` seconds from now."""
     nonce = st.random_bytes(NONCE_SIZE)
-    expires = now + st.config.attestation.nonce_ttl
-    await st.store.put_nonce(nonce, principal(request).host_id, expires)
-    return web.json_response(Challenge(nonce=nonce, expires_at=expires).to_json())
+    expires = st.clock() + ttl
+    await st.store.put_nonce(nonce, host_id, expires)
+    return Challenge(nonce=nonce, expires_at=expires)
 
 
 @agent
@@ -186,6 +193,7 @@ async def _conclude(  # noqa: PLR0917
         valid_until=valid_until,
         next_report_in=cfg.interval,
         tag_certificate=tag_certificate,
+        next_challenge=await issue_challenge(st, host.id, cfg.interval + cfg.nonce_ttl),
     ).to_json()
 
 

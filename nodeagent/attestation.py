@@ -46,6 +46,7 @@ from nodeagent.tpmsession import TpmSession
 from trustcore.assettag import assettag_qualifying_data, tag_certificate_digest
 from trustcore.wire import (
     AssetTagEvidence,
+    Challenge,
     EventLogEvidence,
     Report,
     ReportBody,
@@ -88,6 +89,8 @@ class Attestor:
         self._clock = clock
         self.ledger: ReportLedger = state.load_ledger()
         self.dropped = 0
+        self._next_challenge: Challenge | None = None
+        self._next_received = 0.0
 
     def enqueue(self, reason: str, boot_id: str = "") -> QueuedReport:
         """Reserve the next sequence number for a report owed now; persisted before returning."""
@@ -177,9 +180,16 @@ class Attestor:
     ) -> tuple[ReportResult, dict[str, str]]:
         """One challenge, quote and post for ``entry``; returns the answer and the logs sent
         (name -> sha256 hex)."""
-        challenge = await hub.challenge()
+        challenge, self._next_challenge = self._next_challenge, None
+        max_age = 2 * self._cfg.attestation.interval  # the hub keeps it interval + nonce_ttl
+        if challenge is None or time.monotonic() - self._next_received > max_age:
+            challenge = await hub.challenge()
         report, sent = await self.build_report(challenge.nonce, entry, ev)
-        return await hub.report(report), sent
+        result = await hub.report(report)
+        # the hub's nonce for our next report (one request instead of two); if it has expired
+        # by then, the hub refuses it (409) and _deliver asks a fresh challenge
+        self._next_challenge, self._next_received = result.next_challenge, time.monotonic()
+        return result, sent
 
     async def build_report(
         self, nonce: bytes, entry: QueuedReport, ev: Evidence

@@ -613,11 +613,16 @@ class ReportResult:
     # the host's current tag certificate (DER) when the report did not carry it; the agent
     # writes its SHA-384 into the asset-tag NV index and reports again
     tag_certificate: bytes | None = None
+    # a single-use nonce for the host's next report, so that a steady-state report is one
+    # request (docs/protocol.md, "The next report's nonce"); absent from older hubs
+    next_challenge: Challenge | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = self._to_json()
         if self.tag_certificate is not None:
             out["tag_certificate"] = b64(self.tag_certificate)
+        if self.next_challenge is not None:
+            out["next_challenge"] = self.next_challenge.to_json()
         return out
 
     def _to_json(self) -> dict[str, Any]:
@@ -652,6 +657,11 @@ class ReportResult:
             missing_eventlogs=tuple(_str(m, "missing_eventlogs", max_len=32) for m in missing),
             tag_certificate=_opt_b64(
                 o.get("tag_certificate"), "tag_certificate", max_len=MAX_CERT_BYTES
+            ),
+            next_challenge=(
+                None
+                if o.get("next_challenge") is None
+                else Challenge.from_json(o["next_challenge"])
             ),
         )
 

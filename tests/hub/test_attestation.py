@@ -21,8 +21,10 @@ from cryptography.x509.oid import NameOID
 
 from hub.jws import verify_jws
 from hub.pki import certificate_pem, issue_client_certificate, make_ca
+from tests.hub.conftest import running_agent
 from tests.hub.harness import Agent, HubProcess
 from trustcore.wire import ReportResult, encode_report_body
+from trustplane.swtpm import SwtpmFactory
 
 
 def result(resp) -> ReportResult:
@@ -225,3 +227,57 @@ def test_concurrent_copies_of_one_report_are_accepted_once(
         responses = list(pool.map(lambda _: direct_agent.send(hub, report), range(8)))
     statuses = sorted((r.status, r.code) for r in responses)
     assert statuses == [(200, None)] + [(409, "nonce.replayed")] * 7
+
+
+# --- the next report's nonce (docs/protocol.md, "The next report's nonce") ---------------------
+
+
+def test_a_report_answer_carries_the_next_nonce_which_works_once(
+    hub: HubProcess, direct_agent: Agent
+) -> None:
+    now = hub.clock()
+    first = result(direct_agent.attest(hub))
+    assert first.next_challenge is not None
+    assert first.next_challenge.expires_at == now + 60 + 120  # interval + nonce_ttl
+    # the next report needs no /v1/challenge
+    report = direct_agent.build_report(first.next_challenge.nonce)
+    second = result(direct_agent.send(hub, report))
+    assert second.verdict == "trusted"
+    assert second.next_challenge is not None
+    assert second.next_challenge.nonce != first.next_challenge.nonce
+    again = direct_agent.send(hub, direct_agent.build_report(first.next_challenge.nonce))
+    assert (again.status, again.code) == (409, "nonce.replayed")
+
+
+def test_another_host_cannot_use_a_hosts_next_nonce(
+    hub: HubProcess,
+    direct_agent: Agent,
+    swtpm_factory: SwtpmFactory,
+    tmp_path: Path,
+) -> None:
+    ahead = result(direct_agent.attest(hub)).next_challenge
+    assert ahead is not None
+    stranger_agents = running_agent(hub, swtpm_factory, tmp_path / "stranger", unique=True)
+    stranger = next(stranger_agents)
+    assert stranger.host_id != direct_agent.host_id
+    try:
+        stolen = stranger.send(hub, stranger.build_report(ahead.nonce))
+    finally:
+        stranger_agents.close()
+    assert stolen.status == 409
+    assert stolen.code is not None
+    assert stolen.code.startswith("nonce.")
+    # and the owner can still use it: the stranger's attempt did not spend it
+    assert result(direct_agent.send(hub, direct_agent.build_report(ahead.nonce))).verdict
+
+
+# last: it moves the module hub's clock, and agents made after it get certificates from the
+# hub's future
+def test_the_next_nonce_expires_after_interval_plus_nonce_ttl(
+    hub: HubProcess, direct_agent: Agent
+) -> None:
+    ahead = result(direct_agent.attest(hub)).next_challenge
+    assert ahead is not None
+    hub.clock.advance(180.5)
+    late = direct_agent.send(hub, direct_agent.build_report(ahead.nonce))
+    assert (late.status, late.code) == (409, "nonce.expired")

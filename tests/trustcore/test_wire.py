@@ -11,6 +11,7 @@ import pytest
 
 from trustcore import wire
 from trustcore.algorithms import TPM_ALG_SHA1, TPM_ALG_SHA256
+from trustcore.wire import Challenge, ReportResult, WireError
 
 HOST = "ab" * 32
 NONCE = bytes(range(32))
@@ -132,3 +133,47 @@ def test_pcr_values_cover_sha1_bank() -> None:
     values = wire.decode_pcr_values({"sha1": {"17": "11" * 20}})
     assert values == {TPM_ALG_SHA1: {17: b"\x11" * 20}}
     assert wire.encode_pcr_values(values) == {"sha1": {"17": "11" * 20}}
+
+
+def _result(**extra: Any) -> dict[str, Any]:
+    return {
+        "type": "report_result",
+        "version": 1,
+        "verdict": "trusted",
+        "reasons": [],
+        "trust_report": "a.b.c",
+        "valid_until": 1700000600.0,
+        "next_report_in": 60.0,
+        "missing_eventlogs": [],
+        **extra,
+    }
+
+
+def test_report_result_carries_the_next_challenge() -> None:
+    ahead = Challenge(nonce=bytes(range(32)), expires_at=1700000180.0)
+    decoded = ReportResult.from_json(_result(next_challenge=ahead.to_json()))
+    assert decoded.next_challenge == ahead
+    assert decoded.to_json()["next_challenge"] == {
+        "type": "challenge",
+        "version": 1,
+        "nonce": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        "expires_at": 1700000180.0,
+    }
+    # an older hub sends none (and null means none)
+    assert ReportResult.from_json(_result()).next_challenge is None
+    assert ReportResult.from_json(_result(next_challenge=None)).next_challenge is None
+    assert "next_challenge" not in ReportResult.from_json(_result()).to_json()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "nonce",
+        {"type": "challenge", "version": 1, "nonce": "AAEC", "expires_at": 1},
+        {"type": "report_result", "version": 1},
+        {"type": "challenge", "version": 1, "nonce": "A" * 44, "expires_at": "soon"},
+    ],
+)
+def test_a_malformed_next_challenge_is_a_wire_error(bad: object) -> None:
+    with pytest.raises(WireError):
+        ReportResult.from_json(_result(next_challenge=bad))
