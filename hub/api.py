@@ -11,7 +11,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from hub.auth import principal, public, role
-from hub.errors import ApiError, read_json
+from hub.errors import ApiError, path_id, read_json
 from hub.state import STATE
 from hub.store import Alert, Host
 from trustcore.errors import TrustcoreError
@@ -118,10 +118,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 @role("admin")
 async def ack_alert(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    try:
-        alert_id = int(request.match_info["alert_id"])
-    except ValueError:
-        raise ApiError(404, "alert.unknown", "no such alert") from None
+    alert_id = path_id(request, "alert_id", code="alert.unknown", message="no such alert")
     who = principal(request)
     now = st.clock()
     if not await st.store.ack_alert(alert_id, now, who.name):

@@ -82,6 +82,38 @@ async def body_limit_middleware(request: web.Request, handler: Handler) -> web.S
     return await handler(request)
 
 
+MAX_ID: Final = 2**63 - 1  # SQLite's largest INTEGER: no id the store hands out is larger
+
+
+def path_id(request: web.Request, name: str, *, code: str, message: str) -> int:
+    """The path parameter ``name`` as a row id: 1 to :data:`MAX_ID`, decimal digits only (no sign,
+    no white space, no other digits Python's ``int`` would take). Anything else is 404 ``code``
+    (no such row could exist), never an error from the database.
+    """
+    text = request.match_info[name]
+    if not (0 < len(text) <= 19 and text.isascii() and text.isdigit()):
+        raise ApiError(404, code, message)
+    value = int(text)
+    if not 1 <= value <= MAX_ID:
+        raise ApiError(404, code, message)
+    return value
+
+
+async def read_form(request: web.Request, limit: int) -> dict[str, str]:
+    """A urlencoded or multipart form of at most ``limit`` bytes, as text fields.
+
+    Raises :class:`ApiError`: 413 ``http.body_too_large``, 400 ``http.malformed_form`` (not
+    UTF-8, not a form).
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "http.body_too_large", f"form exceeds {limit} bytes")
+    try:
+        form = await request.post()
+    except (UnicodeDecodeError, ValueError, LookupError) as e:
+        raise ApiError(400, "http.malformed_form", "the form is not valid UTF-8 form data") from e
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
 def body_limit(request: web.Request, route_limit: int) -> int:
     """The limit that applies: the smaller of the route's and the configured server limit."""
     return min(route_limit, request.app[MAX_BODY])

@@ -31,7 +31,7 @@ from aiohttp import web
 from hub import api
 from hub.alerts import ALERT_CENTER, ENROLLMENT_FAILED
 from hub.auth import principal, public, role
-from hub.errors import ApiError
+from hub.errors import ApiError, read_form
 from hub.state import CLOCK, STATE
 from hub.statedir import token_hash
 from hub.store import Alert, Host, Store
@@ -131,10 +131,8 @@ async def _login_refused(request: web.Request, status: int, message: str, nxt: s
 @public
 @page
 async def login(request: web.Request) -> web.StreamResponse:
-    if request.content_length is not None and request.content_length > LOGIN_FORM_LIMIT:
-        raise ApiError(413, "http.body_too_large", "login form too large")
-    form = await request.post()
-    nxt = safe_next(str(form.get("next", "")))
+    form = await read_form(request, LOGIN_FORM_LIMIT)
+    nxt = safe_next(form.get("next", ""))
     given = str(form.get("csrf", ""))
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):

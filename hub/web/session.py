@@ -30,7 +30,7 @@ from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 
 from hub.auth import ACCESS_ATTR
-from hub.errors import ApiError, Handler
+from hub.errors import ApiError, Handler, read_form
 
 COOKIE: Final = "trustplane_session"
 LOGIN_COOKIE: Final = "trustplane_login"
@@ -122,9 +122,24 @@ def login_redirect(request: web.Request) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
+FORM_LIMIT = 16 * 1024  # the page forms (ack, logout) carry a CSRF token and little else
+_NEXT_MAX = 2048
+
+
 def safe_next(target: str | None) -> str:
-    """Only a local path (never ``//host`` or a scheme) may follow a login."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Where a login may send the browser: a same-origin path of printable ASCII (no space, no
+    control character, no backslash) that starts with one ``/``; anything else gives ``/``.
+
+    Browsers drop tabs and newlines inside URLs and read ``\\`` as ``/``, so ``/<TAB>/evil``
+    or ``/\\evil`` would become ``//evil``, another origin; a newline would also break the
+    ``Location`` header."""
+    if (
+        not target
+        or len(target) > _NEXT_MAX
+        or not target.startswith("/")
+        or target.startswith("//")
+        or any(not 0x21 <= ord(c) <= 0x7E or c == "\\" for c in target)
+    ):
         return "/"
     return target
 
@@ -135,9 +150,8 @@ async def _csrf_ok(request: web.Request, session: Session) -> bool:
         "application/x-www-form-urlencoded",
         "multipart/form-data",
     ):
-        form = await request.post()
-        value = form.get("csrf")
-        given = value if isinstance(value, str) else None
+        form = await read_form(request, FORM_LIMIT)
+        given = form.get("csrf")
     return given is not None and hmac.compare_digest(given.encode(), session.csrf.encode())
 
 
