@@ -135,18 +135,29 @@ def _check_event_count(index: int, offset: int) -> None:
 
 
 _MAX_LOOSE_TAIL: Final = 8
-"""Bytes after the last record that are not fill are tolerated only when too few to hold a
-record's PCR index and event type (a header whose size misses its vendor data leaves 4): a longer
-tail is a record cut short, and a log that was cut must not pass as a shorter good one."""
+"""A tail of this many bytes or more after the last record (before any fill) is a record cut
+short (``eventlog.truncated``): a log that was cut must not pass as a shorter good one."""
 
 
-def _check_tail(pos: int, fill_start: int, index: int) -> None:
-    if fill_start - pos >= _MAX_LOOSE_TAIL:
+def _check_tail(pos: int, fill_start: int, index: int, *, vendor_bytes: int = 0) -> None:
+    """Nothing but 0x00/0xFF fill may follow the last record: appended bytes are nobody's
+    measurement. The one tail allowed is the rest of the Spec ID header's vendor data when the
+    header is the log's only record and its size field left those bytes out (``vendor_bytes``).
+    """
+    loose = fill_start - pos
+    if loose <= 0 or (index == 1 and loose == vendor_bytes):  # <0: the last record ends in 0s
+        return
+    if loose >= _MAX_LOOSE_TAIL:
         raise ParseError(
-            f"record {index} is cut short: {fill_start - pos} bytes remain, fewer than a record",
+            f"record {index} is cut short: {loose} bytes remain, fewer than a record",
             offset=pos,
             reason="eventlog.truncated",
         )
+    raise ParseError(
+        f"{loose} bytes after the last record that are neither a record nor fill",
+        offset=pos,
+        reason="eventlog.trailing_data",
+    )
 
 
 def _parse_legacy(data: bytes, first: Event, fill_start: int) -> EventLog:
@@ -211,7 +222,7 @@ def _parse_agile(data: bytes, header: Event, fill_start: int) -> EventLog:
         txt = txt or is_txt_event_type(etype)
         events.append(Event(index, pcr, etype, digests, data[p + 4 : end], pos))
         pos = end
-    _check_tail(pos, fill_start, len(events))
+    _check_tail(pos, fill_start, len(events), vendor_bytes=spec.vendor_info_missing)
     fmt = FORMAT_TXT if txt else FORMAT_CRYPTO_AGILE
     return EventLog(fmt, tuple(events), tuple(sizes), n - pos)
 

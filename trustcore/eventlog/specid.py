@@ -34,6 +34,7 @@ class SpecIdEvent:
     algorithms: tuple[tuple[int, int], ...]
     vendor_info: bytes
     vendor_info_truncated: bool
+    vendor_info_missing: int = 0  # declared vendor bytes past the end of the event data
 
 
 def parse_spec_id_event(data: bytes, offset: int = 0) -> SpecIdEvent:
@@ -83,6 +84,7 @@ def parse_spec_id_event(data: bytes, offset: int = 0) -> SpecIdEvent:
         algorithms=tuple(algorithms),
         vendor_info=vendor,
         vendor_info_truncated=truncated,
+        vendor_info_missing=vsize - len(vendor) if truncated else 0,
     )
 
 

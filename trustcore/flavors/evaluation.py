@@ -214,6 +214,8 @@ def evaluate_rule(flavor: Flavor, rule: Rule, evidence: Evidence) -> RuleResult:
         return _eventlog_equals(flavor, rule, evidence)
     if rule.kind is RuleKind.EVENTLOG_INCLUDES:
         return _eventlog_includes(flavor, rule, evidence)
+    if rule.kind is RuleKind.EVENTLOG_DATA_VERIFIED:
+        return _data_verified(flavor, rule, evidence)
     if rule.kind is RuleKind.EVENTLOG_INTEGRITY:
         actual = "replay ok" if evidence.replay_ok else "replay failed"
         return _result(
@@ -242,6 +244,23 @@ def _result(
         expected=expected,
         actual=actual,
         differences=differences,
+    )
+
+
+def _data_verified(flavor: Flavor, rule: Rule, evidence: Evidence) -> RuleResult:
+    """Every event in the flavor's PCRs whose type is hashed over its data carries data that
+    gives its digests (trustcore.eventlog.datadigest)."""
+    pcrs = {ref.index for ref in flavor.pcrs}
+    bad = [e for e in evidence.events if e.pcr in pcrs and e.data_check == "mismatch"]
+    named = ", ".join(f"PCR {e.pcr} event {e.index} {e.type_name}" for e in bad[:3])
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    return _result(
+        flavor,
+        rule,
+        not bad,
+        part_reason(flavor.part, "event_data_unverified"),
+        expected="the data of every data-hashed event gives its digest",
+        actual=f"unverified: {named}{more}" if bad else "all verified",
     )
 
 

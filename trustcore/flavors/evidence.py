@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from trustcore.eventlog.datadigest import DataCheck, check_event_data
+
 EV_EFI_VARIABLE_DRIVER_CONFIG: Final = 0x80000001
 EV_EFI_VARIABLE_BOOT: Final = 0x80000002
 EV_EFI_VARIABLE_BOOT2: Final = 0x8000000C
@@ -46,6 +48,8 @@ class MeasuredEvent:
     digests: Mapping[int, bytes]
     tags: tuple[str, ...] = ()
     description: str = ""
+    # trustcore.eventlog.DataCheck's value: "verified", "mismatch" or "not_data_hashed"
+    data_check: str = "not_data_hashed"
 
     def carries_any(self, tags: frozenset[str]) -> bool:
         """Whether this event has its type name or one of its tags in ``tags``."""
@@ -125,6 +129,27 @@ def event_tags(event_type: int, data: bytes) -> tuple[str, ...]:
     return (extra,) if extra else ()
 
 
+UNVERIFIED_MARK: Final = "[data does not match the measured digest] "
+
+
+def _measured(e: EventLike) -> MeasuredEvent:
+    """One event as evidence. Data that does not give the record's digests is never shown as
+    fact: its description is marked and its names (variable name, module label) are not used
+    as tags, so no rule's tag selection depends on bytes nobody measured."""
+    check = check_event_data(e)
+    mismatch = check is DataCheck.MISMATCH
+    return MeasuredEvent(
+        index=e.index,
+        pcr=e.pcr,
+        event_type=e.event_type,
+        type_name=e.type_name,
+        digests=dict(e.digests),
+        tags=() if mismatch else event_tags(e.event_type, e.data),
+        description=_cut((UNVERIFIED_MARK if mismatch else "") + e.description),
+        data_check=check.value,
+    )
+
+
 def evidence_from_events(
     events: Iterable[EventLike],
     pcrs: Mapping[int, Mapping[int, bytes]],
@@ -138,17 +163,7 @@ def evidence_from_events(
     cut to DESCRIPTION_CHARS. Raises nothing.
     """
     measured = tuple(
-        MeasuredEvent(
-            index=e.index,
-            pcr=e.pcr,
-            event_type=e.event_type,
-            type_name=e.type_name,
-            digests=dict(e.digests),
-            tags=event_tags(e.event_type, e.data),
-            description=_cut(e.description),
-        )
-        for e in events
-        if e.event_type != EV_NO_ACTION and 0 <= e.pcr <= MAX_PCR_INDEX
+        _measured(e) for e in events if e.event_type != EV_NO_ACTION and 0 <= e.pcr <= MAX_PCR_INDEX
     )
     return Evidence(
         pcrs={alg: dict(v) for alg, v in pcrs.items()},

@@ -62,12 +62,15 @@ class RuleKind(StrEnum):
     EVENTLOG_INCLUDES = "eventlog_includes"
     EVENTLOG_INTEGRITY = "eventlog_integrity"
     ASSET_TAG_MATCHES = "asset_tag_matches"
+    EVENTLOG_DATA_VERIFIED = "eventlog_data_verified"
 
 
 PCR_RULES: Final = frozenset(
     {RuleKind.PCR_MATCHES, RuleKind.EVENTLOG_EQUALS, RuleKind.EVENTLOG_INCLUDES}
 )
-FLAVOR_RULES: Final = frozenset({RuleKind.EVENTLOG_INTEGRITY, RuleKind.ASSET_TAG_MATCHES})
+FLAVOR_RULES: Final = frozenset(
+    {RuleKind.EVENTLOG_INTEGRITY, RuleKind.ASSET_TAG_MATCHES, RuleKind.EVENTLOG_DATA_VERIFIED}
+)
 
 
 class MatchPolicy(StrEnum):
