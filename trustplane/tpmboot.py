@@ -15,8 +15,13 @@ reset to 0, PCR 17 extended with their hash); every later DRTM record is extende
 The result is trustcore's replay, which starts PCRs 17-22 at ``00..00``. A TXT log whose first
 DRTM record is not such a HASH_START is refused.
 
-H-CRTM logs (StartupLocality 4) are refused: their PCR 0 comes from the TPM's own hash sequence,
-which this module does not reproduce.
+An H-CRTM log (PCR 0's first record an EV_EFI_HCRTM_EVENT) is booted the same way: the TPM is
+power-cycled, ``swtpm_ioctl -h`` runs _TPM_Hash_Start/Data/End over the H-CRTM record's data
+*before* TPM2_Startup (PCR 0 reset to ``00..04`` and extended with its hash), then TPM2_Startup
+follows from locality 0. That needs the hashed bytes, so it works for records whose digests are
+their data's hash (the tests' logs); a real H-CRTM measures code that is not in its log and is
+refused, as is a StartupLocality of 4 without an H-CRTM record (a PC Client TPM does not start
+from locality 4).
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from typing import Final
 
 from nodeagent.tpm import TpmDevice
 from trustcore.algorithms import HASH_ALGORITHMS
-from trustcore.eventlog import Event, EventLog, parse_eventlog, startup_locality
-from trustcore.eventlog.eventtypes import EV_NO_ACTION
+from trustcore.eventlog import Event, EventLog, parse_eventlog, pcr0_start
+from trustcore.eventlog.eventtypes import EV_EFI_HCRTM_EVENT, EV_NO_ACTION
 from trustplane.swtpm import Swtpm
 
 __all__ = ["BootError", "boot_from_eventlog", "extend_eventlog", "launch_drtm"]
@@ -81,6 +86,19 @@ def _extend_command(pcr: int, digests: dict[int, bytes]) -> bytes:
     return b"\x80\x02" + (len(body) + 6).to_bytes(4, "big") + body
 
 
+def _hashed_data(event: Event, what: str) -> bytes:
+    """``event``'s data, when its every digest is that data's hash (so a TPM hash sequence over
+    it reproduces the record); else :class:`BootError`."""
+    for alg, digest in event.digests.items():
+        known = HASH_ALGORITHMS.get(alg)
+        name = known.hashlib_name if known else None
+        if name is None or name not in hashlib.algorithms_available:
+            raise BootError(f"{what} digest for algorithm 0x{alg:04x} cannot be reproduced")
+        if hashlib.new(name, event.data).digest() != digest:
+            raise BootError(f"{what} digest for algorithm 0x{alg:04x} is not its data's hash")
+    return event.data
+
+
 def _hash_start_data(events: list[Event]) -> bytes:
     """The bytes the CPU hashed at SENTER: the first DRTM record's data, when it is a
     HASH_START on PCR 17 whose every digest is the hash of that data."""
@@ -90,14 +108,18 @@ def _hash_start_data(events: list[Event]) -> bytes:
             f"DRTM log starts with event type 0x{first.event_type:x} on PCR {first.pcr}, "
             "not EVTYPE_HASH_START on PCR 17"
         )
-    for alg, digest in first.digests.items():
-        known = HASH_ALGORITHMS.get(alg)
-        name = known.hashlib_name if known else None
-        if name is None or name not in hashlib.algorithms_available:
-            raise BootError(f"HASH_START digest for algorithm 0x{alg:04x} cannot be reproduced")
-        if hashlib.new(name, first.data).digest() != digest:
-            raise BootError(f"HASH_START digest for algorithm 0x{alg:04x} is not its data's hash")
-    return first.data
+    return _hashed_data(first, "HASH_START")
+
+
+def _start_after_hcrtm(tpm: Swtpm, data: bytes) -> None:
+    """Power-cycle, run the H-CRTM hash sequence over ``data`` before TPM2_Startup (PCR 0 =
+    extend(00..04, H(data))), then TPM2_Startup(CLEAR) from locality 0."""
+    tpm.ioctl("-i")
+    tpm.ioctl("-h", "-", stdin=data)
+    tpm.ioctl("-l", "0")
+    answer = _send_raw(tpm, _STARTUP_CLEAR)
+    if answer != _RC_SUCCESS:
+        raise BootError(f"TPM2_Startup after the H-CRTM sequence answered {answer.hex()}")
 
 
 def launch_drtm(tpm: Swtpm, events: Iterable[Event]) -> int:
@@ -122,9 +144,9 @@ def launch_drtm(tpm: Swtpm, events: Iterable[Event]) -> int:
     return len(drtm)
 
 
-def extend_eventlog(tpm: Swtpm, log: EventLog) -> int:
-    """Extend every measured record of ``log`` into ``tpm`` (already started); returns how many.
-    Records on PCRs 17-22 go through :func:`launch_drtm`.
+def extend_eventlog(tpm: Swtpm, log: EventLog, *, skip: Event | None = None) -> int:
+    """Extend every measured record of ``log`` (but ``skip``, already in the TPM) into ``tpm``
+    (already started); returns how many. Records on PCRs 17-22 go through :func:`launch_drtm`.
 
     Raises :class:`nodeagent.errors.TpmError` when the TPM refuses a locality-0 extend, and what
     :func:`launch_drtm` raises.
@@ -132,7 +154,7 @@ def extend_eventlog(tpm: Swtpm, log: EventLog) -> int:
     measured = [
         event
         for event in log.events
-        if event.event_type != EV_NO_ACTION and 0 <= event.pcr <= MAX_PCR
+        if event.event_type != EV_NO_ACTION and 0 <= event.pcr <= MAX_PCR and event is not skip
     ]
     with TpmDevice(tpm.tcti) as device:
         for event in measured:
@@ -146,17 +168,25 @@ def boot_from_eventlog(tpm: Swtpm, log: Path | bytes | EventLog) -> int:
     """Start ``tpm`` (freshly started or restarted: PCRs at their reset values) as the log's
     firmware did and extend its records; returns the number of records extended.
 
-    Raises :class:`BootError` for a locality-4 (H-CRTM) log or a DRTM log without a usable
-    HASH_START record, :class:`OSError` when the file
-    cannot be read, :class:`~trustcore.errors.ParseError` when it is no event log, and
-    :class:`nodeagent.errors.TpmError` when the TPM refuses an extend.
+    Raises :class:`BootError` for an H-CRTM record whose digests are not its data's hash, a
+    StartupLocality of 4 without one, or a DRTM log without a usable HASH_START record;
+    :class:`OSError` when the file cannot be read, :class:`~trustcore.errors.ParseError` when it
+    is no event log, :class:`~trustcore.eventlog.ReplayError` when its PCR 0 records break the
+    start rules, and :class:`nodeagent.errors.TpmError` when the TPM refuses an extend.
     """
     if isinstance(log, Path):
         log = log.read_bytes()
     parsed = parse_eventlog(log) if isinstance(log, bytes) else log
-    locality = startup_locality(parsed)
+    locality = pcr0_start(parsed)
+    first = next((e for e in parsed.events if e.pcr == 0 and e.event_type != EV_NO_ACTION), None)
+    if first is not None and first.event_type == EV_EFI_HCRTM_EVENT:
+        _start_after_hcrtm(tpm, _hashed_data(first, "H-CRTM"))
+        return 1 + extend_eventlog(tpm, parsed, skip=first)
     if locality == 3:  # PC Client: a TPM started from locality 3
         _start_at_locality(tpm, locality)
     elif locality != 0:
-        raise BootError(f"StartupLocality {locality} (H-CRTM) logs are not supported")
+        raise BootError(
+            f"StartupLocality {locality} without an H-CRTM record: a PC Client TPM starts "
+            "from locality 0 or 3"
+        )
     return extend_eventlog(tpm, parsed)

@@ -17,8 +17,8 @@ from tests.conftest import EVENTLOGS
 from tests.trustcore.test_eventlog import agile_record, header
 from trustcore.algorithms import TPM_ALG_SHA1, TPM_ALG_SHA256
 from trustcore.attestation import verify_events
-from trustcore.eventlog import parse_eventlog
-from trustcore.eventlog.eventtypes import EV_NO_ACTION
+from trustcore.eventlog import parse_eventlog, replay_eventlog
+from trustcore.eventlog.eventtypes import EV_EFI_HCRTM_EVENT, EV_NO_ACTION
 from trustcore.quote import AttestationKey, verify_quote
 from trustcore.tpm.pcrs import PcrSelection
 from trustplane.swtpm import Swtpm
@@ -54,16 +54,55 @@ def test_pcrs_equal_the_logs_replay(swtpm: Swtpm, log: str) -> None:
     assert {pcr: got[pcr] for pcr in want} == want
 
 
-def test_hcrtm_logs_are_refused(swtpm: Swtpm) -> None:
+def test_locality_4_without_an_hcrtm_record_is_refused(swtpm: Swtpm) -> None:
     locality4 = agile_record(
         0,
         EV_NO_ACTION,
         {TPM_ALG_SHA1: bytes(20), TPM_ALG_SHA256: bytes(32)},
         b"StartupLocality\0\x04",
     )
-    with pytest.raises(BootError, match="StartupLocality 4"):
+    with pytest.raises(BootError, match="StartupLocality 4 without an H-CRTM record"):
         boot_from_eventlog(swtpm, header() + locality4)
     assert set(read_pcrs(swtpm).values()) == {"00" * 32}
+
+
+@pytest.mark.parametrize("with_locality_record", [False, True])
+def test_an_hcrtm_boot_of_a_real_tpm_gives_pcr0_as_trustcore_replays_it(
+    swtpm: Swtpm, with_locality_record: bool
+) -> None:
+    """The TPM's own H-CRTM sequence (libtpms in swtpm: _TPM_Hash_Start/Data/End before
+    TPM2_Startup) against trustcore's PCR 0 rule: start at 00..04, extend the H-CRTM record."""
+    code = b"trustplane test H-CRTM code"
+    digests = {TPM_ALG_SHA1: hashlib.sha1(code).digest(), TPM_ALG_SHA256: sha256(code)}
+    crtm = b"crtm 1.0"
+    log = (
+        header()
+        + (
+            agile_record(
+                0,
+                EV_NO_ACTION,
+                {TPM_ALG_SHA1: bytes(20), TPM_ALG_SHA256: bytes(32)},
+                b"StartupLocality\0\x04",
+            )
+            if with_locality_record
+            else b""
+        )
+        + agile_record(0, EV_EFI_HCRTM_EVENT, digests, code)
+        + agile_record(
+            0,
+            8,
+            {TPM_ALG_SHA1: hashlib.sha1(crtm).digest(), TPM_ALG_SHA256: sha256(crtm)},
+            crtm,
+        )
+    )
+    assert boot_from_eventlog(swtpm, log) == 2
+    want = sha256(sha256(bytes(31) + b"\x04" + sha256(code)) + sha256(crtm))
+    assert read_pcrs(swtpm)[0] == want.hex()
+    assert replay_eventlog(parse_eventlog(log))[TPM_ALG_SHA256][0] == want
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
 
 
 TXT_LOG = EVENTLOGS / "intel-secl" / "txt_heap_eventlog.bin"

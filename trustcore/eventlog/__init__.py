@@ -26,7 +26,7 @@ from trustcore.eventlog.records import (
     Event,
     EventLog,
 )
-from trustcore.eventlog.replay import ReplayError, replay_eventlog, startup_locality
+from trustcore.eventlog.replay import ReplayError, pcr0_start, replay_eventlog, startup_locality
 from trustcore.eventlog.specid import SpecIdEvent, parse_spec_id_event
 from trustcore.eventlog.txtheap import (
     TxtLogLocation,
@@ -59,6 +59,7 @@ __all__ = [
     "locate_txt_eventlog_in_image",
     "parse_eventlog",
     "parse_spec_id_event",
+    "pcr0_start",
     "read_txt_eventlog_from_image",
     "replay_eventlog",
     "startup_locality",
