@@ -24,7 +24,7 @@ from hub.auth import AGENT_HOST_KEY, agent, principal
 from hub.errors import ApiError, read_json
 from hub.jws import sign_jws
 from hub.state import STATE, HubState, VerdictChange
-from hub.store import Host, HostEvidence, NonceRefused
+from hub.store import Host, HostEvidence, NonceRefused, SequenceRefused
 from hub.verification import MissingEventlogs, NonceRejected, Outcome
 from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportBody, ReportResult, WireError
 
@@ -185,6 +185,13 @@ async def _conclude(  # noqa: PLR0917
         )
     except NonceRefused as e:
         raise _nonce_refused(f"nonce.{e.status}") from None
+    except SequenceRefused as e:
+        raise ApiError(
+            409,
+            "report.sequence_old",
+            f"report {sequence} is not above the last recorded report {e.last} of this host",
+            extra={"last_sequence": e.last},
+        ) from None
     await record_transition(st, host.id, previous, outcome.verdict, outcome.reasons, now)
     return ReportResult(
         verdict=outcome.verdict,

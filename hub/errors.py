@@ -36,15 +36,21 @@ _HTTP_CODES: Final = {
 class ApiError(Exception):
     """An answer with a 4xx/5xx status and a stable error code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, extra: dict[str, object] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.extra = extra or {}  # more fields of the error object (e.g. last_sequence)
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def error_response(
+    status: int, code: str, message: str, extra: dict[str, object] | None = None
+) -> web.Response:
+    body = {"error": {**(extra or {}), "code": code, "message": message}}
+    return web.json_response(body, status=status)
 
 
 @web.middleware
@@ -53,7 +59,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as e:
-        return error_response(e.status, e.code, e.message)
+        return error_response(e.status, e.code, e.message, e.extra)
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -140,7 +140,14 @@ def schemas() -> dict[str, Any]:
     )
     return {
         "Error": _obj(
-            {"error": _obj({"code": _STR, "message": _STR}, ["code", "message"])}, ["error"]
+            {
+                "error": _obj(
+                    # last_sequence: with report.sequence_old, the host's last recorded report
+                    {"code": _STR, "message": _STR, "last_sequence": {"type": "integer"}},
+                    ["code", "message"],
+                )
+            },
+            ["error"],
         ),
         "Host": host,
         "HostDetail": {

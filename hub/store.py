@@ -257,6 +257,14 @@ class NonceRefused(Exception):
         self.status = status
 
 
+class SequenceRefused(Exception):
+    """A report whose sequence number is not above the host's last recorded one."""
+
+    def __init__(self, last: int) -> None:
+        super().__init__(f"sequence not above the last recorded ({last})")
+        self.last = last
+
+
 class AuditHeadError(Exception):
     """The audit head file exists but cannot be read as one."""
 
@@ -443,12 +451,18 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX hosts_valid_until ON hosts(valid_until)")
 
 
+def _migration_6(db: sqlite_utils.Database) -> None:
+    """The highest report sequence number recorded per host (reset when the host enrolls)."""
+    db.execute("ALTER TABLE hosts ADD COLUMN last_sequence INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_6,
 )
 
 
@@ -885,6 +899,8 @@ class Store:
                         "hostname": facts.hostname,
                         "node_name": facts.node_name,
                         "dmi_uuid": facts.dmi_uuid,
+                        # an agent that enrolls again may have lost its ledger: count anew
+                        "last_sequence": 0,
                     },
                 )
 
@@ -974,6 +990,9 @@ class Store:
         With ``nonce``, the nonce is consumed first, in the same transaction (as
         :meth:`consume_nonce`, at ``received``): unless it is ``ok`` nothing is written and
         :class:`NonceRefused` is raised, so a report is recorded exactly when its nonce is spent.
+        With ``nonce`` (a report whose quote verified), a ``sequence`` not above the host's last
+        such one raises :class:`SequenceRefused` (with that last number) and writes nothing, the
+        nonce included; otherwise it becomes the host's last.
         Returns the host's previous verdict; a change is also written to ``verdicts``.
         ``rule_results`` may be given already as JSON text.
         """
@@ -988,7 +1007,13 @@ class Store:
                     status = self._consume_nonce_sync(nonce, host_id, received)
                     if status != "ok":
                         raise NonceRefused(status)
-                row = conn.execute("SELECT verdict FROM hosts WHERE id = ?", [host_id]).fetchone()
+                row = conn.execute(
+                    "SELECT verdict, last_sequence FROM hosts WHERE id = ?", [host_id]
+                ).fetchone()
+                # only reports whose quote verified (their nonce spent here) count: a forged
+                # one must not move the host's sequence
+                if nonce is not None and row is not None and sequence <= row[1]:
+                    raise SequenceRefused(int(row[1]))
                 conn.execute(
                     "INSERT INTO reports (host_id, received, verdict, reasons, sequence, "
                     "body_sha256) VALUES (?, ?, ?, ?, ?, ?)",
@@ -1002,8 +1027,18 @@ class Store:
                 )
                 conn.execute(
                     "UPDATE hosts SET last_report = ?, verdict = ?, reasons = ?, "
-                    "valid_until = ?, rule_results = ? WHERE id = ?",
-                    [received, verdict, reasons_json, valid_until, rules_json, host_id],
+                    "valid_until = ?, rule_results = ?, "
+                    "last_sequence = CASE WHEN ? THEN ? ELSE last_sequence END WHERE id = ?",
+                    [
+                        received,
+                        verdict,
+                        reasons_json,
+                        valid_until,
+                        rules_json,
+                        nonce is not None,
+                        sequence,
+                        host_id,
+                    ],
                 )
                 previous = str(row[0]) if row is not None else "pending"
                 if previous != verdict:

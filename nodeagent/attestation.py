@@ -33,7 +33,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nodeagent import __version__
 from nodeagent.config import AgentConfig
@@ -115,11 +115,20 @@ class Attestor:
         """Deliver every owed report in order; return the last acknowledgement (None if none)."""
         last: Delivered | None = None
         evidence: Evidence | None = None
+        renumbered = False
         while self.ledger.queue:
             entry = self.ledger.queue[0]
             if evidence is None:
                 evidence = await asyncio.to_thread(collect_evidence, self._cfg.evidence)
-            result = await self._deliver(hub, entry, evidence)
+            try:
+                result = await self._deliver(hub, entry, evidence)
+            except HubRejected as e:
+                if e.code != "report.sequence_old" or e.last_sequence is None or renumbered:
+                    raise
+                self._renumber_after(e.last_sequence)
+                renumbered = True
+                continue
+            entry = self.ledger.queue[0]
             self.ledger.queue.pop(0)
             self.ledger.last_acked = max(self.ledger.last_acked, entry.sequence)
             self._state.save_ledger(self.ledger)
@@ -130,6 +139,24 @@ class Attestor:
             ):
                 self.enqueue("asset_tag_changed", evidence.boot_id)
         return last
+
+    def _renumber_after(self, last: int) -> None:
+        """The hub has recorded report ``last`` (sequence numbers only grow): our ledger is
+        behind it (restored from a backup, or we crashed after the hub recorded a report but
+        before we wrote its acknowledgement). Owed reports keep their order and facts and take
+        the numbers after ``last``; the one the hub may already hold is sent again, once."""
+        log.warning(
+            "the hub has recorded report %d, past our owed reports %s: renumbering them from %d",
+            last,
+            [e.sequence for e in self.ledger.queue],
+            last + 1,
+        )
+        self.ledger.queue = [
+            replace(entry, sequence=last + 1 + i) for i, entry in enumerate(self.ledger.queue)
+        ]
+        self.ledger.next_sequence = last + 1 + len(self.ledger.queue)
+        self.ledger.last_acked = min(self.ledger.last_acked, last)
+        self._state.save_ledger(self.ledger)
 
     async def _install_tag_certificate(self, der: bytes) -> bool:
         """Write the certificate's SHA-384 into the asset-tag NV index and store it; True when

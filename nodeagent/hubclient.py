@@ -46,10 +46,14 @@ class HubRejected(NodeAgentError):
 
     reason = "hub.rejected"
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, last_sequence: int | None = None
+    ) -> None:
         super().__init__(f"hub refused ({status} {code}): {message}")
         self.status = status
         self.code = code
+        # with report.sequence_old: the host's last report the hub recorded
+        self.last_sequence = last_sequence
 
 
 def tls_context(ca_file: Path | None, client: tuple[Path, Path] | None) -> ssl.SSLContext:
@@ -123,7 +127,7 @@ class HubClient:
             raise HubUnavailable(f"POST {url}: hub answered {status}: {_error_text(value)}")
         if status >= 400:
             code, message = _error_fields(value)
-            raise HubRejected(status, code, message)
+            raise HubRejected(status, code, message, _last_sequence(value))
         try:
             return parse(value)
         except ParseError as e:
@@ -172,6 +176,14 @@ def _error_fields(value: object) -> tuple[str, str]:
         err = value["error"]
         return str(err.get("code", "unknown"))[:128], str(err.get("message", ""))[:1024]
     return "unknown", "answer without an error object"
+
+
+def _last_sequence(value: object) -> int | None:
+    if isinstance(value, dict) and isinstance(value.get("error"), dict):
+        last = value["error"].get("last_sequence")
+        if type(last) is int and 0 <= last < 2**63:
+            return last
+    return None
 
 
 def _error_text(value: object) -> str:

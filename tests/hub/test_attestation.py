@@ -281,3 +281,37 @@ def test_the_next_nonce_expires_after_interval_plus_nonce_ttl(
     hub.clock.advance(180.5)
     late = direct_agent.send(hub, direct_agent.build_report(ahead.nonce))
     assert (late.status, late.code) == (409, "nonce.expired")
+
+
+# --- sequence numbers (docs/protocol.md, "Sequence numbers") -----------------------------------
+
+
+def test_a_report_not_above_the_last_sequence_is_refused_and_spends_nothing(
+    hub: HubProcess, direct_agent: Agent
+) -> None:
+    assert result(direct_agent.attest(hub)).verdict == "trusted"
+    last = direct_agent.sequence
+    for old in (last, last - 1):
+        nonce = direct_agent.challenge(hub)
+        direct_agent.sequence = old - 1  # build_report counts up to ``old``
+        stale = direct_agent.send(hub, direct_agent.build_report(nonce))
+        assert (stale.status, stale.code) == (409, "report.sequence_old")
+        assert stale.body["error"]["last_sequence"] == last
+        # nothing was written: the same nonce still works for a report numbered after ``last``
+        direct_agent.sequence = last
+        assert result(direct_agent.send(hub, direct_agent.build_report(nonce))).verdict
+        last = direct_agent.sequence
+
+
+def test_a_forged_report_does_not_move_the_sequence(hub: HubProcess, direct_agent: Agent) -> None:
+    assert result(direct_agent.attest(hub)).verdict == "trusted"
+    nonce = direct_agent.challenge(hub)
+    direct_agent.sequence += 1000
+    forged = direct_agent.build_report(nonce)
+    sig = bytearray(forged.signature)
+    sig[-1] ^= 0x01
+    assert result(direct_agent.send(hub, replace(forged, signature=bytes(sig)))).verdict == (
+        "untrusted"
+    )
+    direct_agent.sequence -= 1000  # the next honest number is still accepted
+    assert result(direct_agent.attest(hub)).verdict == "trusted"

@@ -28,13 +28,13 @@ async def opened(path: Path) -> Store:
     return store
 
 
-def test_new_database_is_migrated_to_version_5_and_reopens(tmp_path: Path) -> None:
+def test_new_database_is_migrated_to_version_6_and_reopens(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 5
+        assert store.schema_version == 6
         await store.close()
         again = await Store.open(tmp_path / "hub.db")
-        assert again.schema_version == 5
+        assert again.schema_version == 6
         await again.close()
 
     run(go())
@@ -45,6 +45,7 @@ def test_new_database_is_migrated_to_version_5_and_reopens(tmp_path: Path) -> No
         (3, "_migration_3"),
         (4, "_migration_4"),
         (5, "_migration_5"),
+        (6, "_migration_6"),
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {
@@ -276,7 +277,7 @@ def test_version_3_database_gains_host_groups(tmp_path: Path) -> None:
         )
         await old.close()
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 5
+        assert store.schema_version == 6
         host = await store.get_host(HOST)
         assert host is not None
         assert host.group is None

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hub.store import HostEvidence, NonceRefused, Store
+from hub.store import HostEvidence, HostFacts, HostKeys, NonceRefused, SequenceRefused, Store
 
 HOST = "ab" * 32
 NONCE = b"\x07" * 32
@@ -78,7 +78,7 @@ def test_concurrent_reports_with_one_nonce_record_one(tmp_path: Path) -> None:
         store = await opened(tmp_path / "hub.db")
         await store.put_nonce(NONCE, HOST, expires=100.0)
         results = await asyncio.gather(
-            *(record(store, i, nonce=NONCE) for i in range(20)), return_exceptions=True
+            *(record(store, i, nonce=NONCE) for i in range(1, 21)), return_exceptions=True
         )
         assert len(await store.list_reports(HOST)) == 1
         await store.close()
@@ -174,15 +174,15 @@ def test_grouped_jobs_fail_alone_and_are_committed_when_answered(tmp_path: Path)
         await asyncio.gather(*(store.put_nonce(n, HOST, expires=100.0) for n in good))
         jobs = []
         for i, nonce in enumerate(good):
-            jobs.append(record(store, 2 * i, nonce=nonce))
-            jobs.append(record(store, 2 * i + 1, nonce=b"\xee" * 31 + bytes([i])))
+            jobs.append(record(store, 2 * i + 2, nonce=nonce))
+            jobs.append(record(store, 2 * i + 3, nonce=b"\xee" * 31 + bytes([i])))
             jobs.append(store.get_host(HOST, with_rules=False))
         results = await asyncio.gather(*jobs, return_exceptions=True)
         other = sqlite3.connect(tmp_path / "hub.db")
         seen = [r[0] for r in other.execute("SELECT sequence FROM reports ORDER BY sequence")]
         spent = other.execute("SELECT count(*) FROM nonces WHERE consumed = 1").fetchone()[0]
         other.close()
-        assert (seen, spent) == ([16, 18], 10)  # history=2 keeps the newest two
+        assert (seen, spent) == ([18, 20], 10)  # history=2 keeps the newest two
         await store.close()
         return results
 
@@ -191,3 +191,24 @@ def test_grouped_jobs_fail_alone_and_are_committed_when_answered(tmp_path: Path)
     assert refused == ["unknown"] * 10
     assert results[0::3] == ["pending"] + ["trusted"] * 9
     assert all(h is not None and h.id == HOST for h in results[2::3])
+
+
+def test_sequence_numbers_only_grow_until_the_host_enrolls_again(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(tmp_path / "hub.db")
+        nonces = [bytes([0x40 + i]) * 32 for i in range(4)]
+        for nonce in nonces:
+            await store.put_nonce(nonce, HOST, expires=100.0)
+        await record(store, 5, nonce=nonces[0])
+        with pytest.raises(SequenceRefused) as old:
+            await record(store, 5, nonce=nonces[1])
+        assert old.value.last == 5
+        # the refusal wrote nothing: that nonce is still unspent
+        await record(store, 6, nonce=nonces[1])
+        keys = HostKeys(HOST, b"ek", b"ak", None, None, ek_verified=True)
+        await store.complete_enrollment(keys, HostFacts("h1", "n1", None))
+        await record(store, 1, nonce=nonces[2])  # a new ledger counts from 1 again
+        assert [r.sequence for r in await store.list_reports(HOST)] == [6, 1]
+        await store.close()
+
+    run(go())

@@ -6,6 +6,7 @@ logins through the real login form, and a real aiohttp webhook receiver on 127.0
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import threading
@@ -54,6 +55,9 @@ def form_csrf(html: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', html)
     assert found, "no CSRF field in the page"
     return found.group(1)
+
+
+_SEQUENCES = itertools.count(1)
 
 
 @dataclass
@@ -111,7 +115,7 @@ def report_verdict(
             received=now,
             verdict=verdict,
             reasons=reasons,
-            sequence=1,
+            sequence=next(_SEQUENCES),  # only grows, as an agent's do
             body_sha256="00" * 32,
             valid_until=now + st.config.attestation.report_validity,
             rule_results=rules or [],

@@ -289,3 +289,42 @@ def test_client_certificate_renewed_by_enrolling_again(
     cn = new_cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     assert [a.value for a in cn] == [host_id]
     assert hub.sequences(host_id) == [1, 2]
+
+
+def test_a_ledger_behind_the_hub_is_renumbered_after_its_last_report(
+    tmp_path: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    """The agent crashed after the hub recorded report 1 and before it wrote the
+    acknowledgement (or its state came back from a backup): report 1 is owed again. The hub
+    refuses the old number (409 report.sequence_old, last_sequence 1), the agent renumbers its
+    owed reports after it, and delivers."""
+    host_id = _ek_host_id(booted_tpm)
+    cfg = agent_config(tmp_path, booted_tpm, hub.url, hub.ca_file)
+
+    async def first() -> None:
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+
+    asyncio.run(first())
+    assert hub.sequences(host_id) == [1]
+    state = StateDir(cfg.state_dir)
+    ledger = state.load_ledger()
+    assert (ledger.next_sequence, ledger.queue) == (2, [])
+    owed = json.loads((cfg.state_dir / "reports.json").read_text())
+    owed["next_sequence"] = 2
+    owed["last_acked"] = 0
+    owed["queue"] = [
+        {"sequence": 1, "observed_at": time.time(), "boot_id": "", "reason": "interval"}
+    ]
+    (cfg.state_dir / "reports.json").write_text(json.dumps(owed))
+
+    async def again() -> None:
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+            assert daemon.last is not None
+            assert daemon.last.result.verdict == "trusted"
+
+    asyncio.run(again())
+    # the owed report became 2, the start-up report 3: nothing recorded twice under one number
+    assert hub.sequences(host_id) == [1, 2, 3]
+    assert state.load_ledger().next_sequence == 4
