@@ -13,7 +13,7 @@ from aiohttp import web
 from hub.auth import principal, public, role
 from hub.errors import ApiError, path_id, read_json
 from hub.state import STATE
-from hub.store import Alert, Host
+from hub.store import Alert, Host, Store
 from trustcore.errors import TrustcoreError
 from trustcore.flavors.document import flavor_from_json
 
@@ -92,14 +92,33 @@ async def show_host(request: web.Request) -> web.Response:
 async def approve_host(request: web.Request) -> web.Response:
     st = request.app[STATE]
     host = await _host_or_404(request)
-    if host.state != "pending":
-        raise ApiError(409, "host.not_pending", f"host is {host.state}, not pending")
+    if host.state not in APPROVABLE:
+        raise ApiError(409, "host.not_pending", f"host is {host.state}, not pending or revoked")
     await st.store.set_host_state(host.id, "approved")
     who = principal(request)
     await st.store.audit(
         at=st.clock(), actor=f"token:{who.name}", action="host.approve", subject=host.id, details={}
     )
     return web.json_response({"id": host.id, "state": "approved"})
+
+
+APPROVABLE: Final = frozenset({"pending", "revoked"})
+
+
+async def revoke_host(store: Store, host_id: str, *, actor: str, now: float) -> None:
+    """Revoke a host: its client certificate stops working at once (only ``enrolled`` hosts are
+    served), it cannot enroll again until an operator approves it, and it goes stale."""
+    await store.set_host_state(host_id, "revoked")
+    await store.audit(at=now, actor=actor, action="host.revoke", subject=host_id, details={})
+
+
+@role("admin")
+async def revoke(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    host = await _host_or_404(request)
+    who = principal(request)
+    await revoke_host(st.store, host.id, actor=f"token:{who.name}", now=st.clock())
+    return web.json_response({"id": host.id, "state": "revoked"})
 
 
 _OPEN_FLAGS: Final = {"1": True, "true": True, "0": False, "false": False}
@@ -180,6 +199,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/hosts", list_hosts)
     app.router.add_get("/v1/hosts/{host_id}", show_host)
     app.router.add_post("/v1/hosts/{host_id}/approve", approve_host)
+    app.router.add_post("/v1/hosts/{host_id}/revoke", revoke)
     app.router.add_get("/v1/alerts", list_alerts)
     app.router.add_post("/v1/alerts/{alert_id}/ack", ack_alert)
     app.router.add_put("/v1/flavors/{name}", put_flavor)

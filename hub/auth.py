@@ -102,6 +102,19 @@ def peer_host_id(request: web.Request) -> str | None:
     return names[0] if len(names) == 1 else None
 
 
+def peer_serial(request: web.Request) -> int | None:
+    """The serial number of the TLS-verified client certificate, or ``None``."""
+    transport = request.transport
+    cert = transport.get_extra_info("peercert") if transport is not None else None
+    if not isinstance(cert, dict):
+        return None
+    serial = cert.get("serialNumber")
+    try:
+        return int(serial, 16) if isinstance(serial, str) else None
+    except ValueError:
+        return None
+
+
 async def _token_principal(request: web.Request, store: Store) -> Principal | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -133,6 +146,10 @@ def auth_middleware(store_of: Callable[[web.Request], Store]) -> Middleware:
             host = await store.get_host(host_id, with_rules=False)
             if host is None or host.state != "enrolled":
                 raise ApiError(403, "host.unknown", "this host is not enrolled")
+            if host.cert_serial is not None and peer_serial(request) != int(host.cert_serial, 16):
+                raise ApiError(
+                    401, "auth.certificate_superseded", "a newer client certificate was issued"
+                )
             request[PRINCIPAL_KEY] = Principal("agent", name=host_id, host_id=host_id)
             request[AGENT_HOST_KEY] = host
             return await handler(request)

@@ -11,7 +11,7 @@ Commands::
     trustplane-hub run [--config FILE] [--listen HOST:PORT]
     trustplane-hub tokens create --role admin|pipeline|viewer --name NAME
     trustplane-hub tokens list | revoke ID
-    trustplane-hub hosts list | show HOST | approve HOST | group HOST (GROUP | --none)
+    trustplane-hub hosts list | show HOST | approve HOST | revoke HOST | group HOST (GROUP | --none)
     trustplane-hub flavor import|list|show|delete|assign ...   (see hub.flavorcli)
     trustplane-hub flavor assign --group GROUP ID...          (a host group's flavors)
     trustplane-hub tags set HOST KEY=VALUE ... | clear HOST | show HOST   (see hub.tagcli)
@@ -105,8 +105,16 @@ def _parser() -> argparse.ArgumentParser:
     hsub.add_parser("list", parents=[common], help="every host with its verdict")
     show = hsub.add_parser("show", parents=[common], help="one host as JSON")
     show.add_argument("host")
-    approve = hsub.add_parser("approve", parents=[common], help="approve a pending host")
+    approve = hsub.add_parser(
+        "approve", parents=[common], help="approve a pending host (or re-admit a revoked one)"
+    )
     approve.add_argument("host")
+    revoke = hsub.add_parser(
+        "revoke",
+        parents=[common],
+        help="revoke a host: its certificate stops working, it cannot enroll until approved",
+    )
+    revoke.add_argument("host")
     group = hsub.add_parser(
         "group",
         parents=[common],
@@ -247,8 +255,17 @@ async def _hosts(args: argparse.Namespace, store: Store) -> int:
 
         print(json.dumps(host_json(host, detail=True), indent=2, sort_keys=True))
         return EXIT_OK
-    if host.state != "pending":
-        print(f"trustplane-hub: host {host.id} is {host.state}, not pending", file=sys.stderr)
+    if args.action == "revoke":
+        from hub.api import revoke_host  # noqa: PLC0415
+
+        await revoke_host(store, host.id, actor="cli", now=time.time())
+        print(f"revoked {host.id}")
+        return EXIT_OK
+    if host.state not in ("pending", "revoked"):
+        print(
+            f"trustplane-hub: host {host.id} is {host.state}, not pending or revoked",
+            file=sys.stderr,
+        )
         return EXIT_RUNTIME
     await store.set_host_state(host.id, "approved")
     await store.audit(

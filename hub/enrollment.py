@@ -124,6 +124,8 @@ async def enroll(request: web.Request) -> web.Response:
             403, "enroll.ek_certificate_required", "an EK certificate from a known vendor CA"
         )
     existing = await st.store.get_host(host_id)
+    if existing is not None and existing.state == "revoked":
+        raise ApiError(403, "enroll.revoked", "this host was revoked by an operator")
     approved = ek_verified or _token_ok(st, req.registration_token)
     if existing is None:
         open_now = await st.store.count_open_enrollments(now)
@@ -211,7 +213,9 @@ async def activate(request: web.Request) -> web.Response:
         )
     except PkiError as e:
         raise ApiError(400, e.reason, str(e)) from None
-    await st.store.complete_enrollment(pending.keys, pending.facts)
+    # the new certificate is the host's only one from now on: the previous one stops at once
+    serial = format(cert.serial_number, "x")
+    await st.store.complete_enrollment(pending.keys, pending.facts, cert_serial=serial)
     st.verifier.forget(req.host_id)
     await st.store.audit(
         at=now,

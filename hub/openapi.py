@@ -383,11 +383,22 @@ def _api_paths() -> dict[str, Any]:
         },
         "/v1/hosts/{host_id}/approve": {
             "post": _op(
-                "Approve a pending host (admin)",
+                "Approve a pending host, or re-admit a revoked one (admin)",
                 "api",
                 BEARER,
                 _json(_obj({"id": _STR, "state": _STR}), "approved"),
                 errors=(401, 403, 404, 409),
+                params=host_id,
+            )
+        },
+        "/v1/hosts/{host_id}/revoke": {
+            "post": _op(
+                "Revoke a host: its client certificate stops working, it cannot enroll again "
+                "until approved (admin)",
+                "api",
+                BEARER,
+                _json(_obj({"id": _STR, "state": _STR}), "revoked"),
+                errors=(401, 403, 404),
                 params=host_id,
             )
         },

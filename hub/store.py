@@ -48,7 +48,7 @@ GENESIS_HASH: Final = "0" * 64
 @dataclass(frozen=True, slots=True)
 class Host:
     id: str
-    state: str  # pending | approved | enrolled
+    state: str  # pending | approved | enrolled | revoked
     hostname: str
     node_name: str | None
     dmi_uuid: str | None
@@ -61,6 +61,9 @@ class Host:
     valid_until: float | None
     rule_results: tuple[dict[str, Any], ...]
     group: str | None = None  # its host group (whose flavors it is verified against too)
+    # hex serial of the one client certificate that authenticates it (None: enrolled before the
+    # hub recorded serials, any certificate for it from the hub's CA is accepted)
+    cert_serial: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +454,11 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX hosts_valid_until ON hosts(valid_until)")
 
 
+def _migration_7(db: sqlite_utils.Database) -> None:
+    """The serial of each host's current client certificate (older ones stop working)."""
+    db.execute("ALTER TABLE hosts ADD COLUMN cert_serial TEXT")
+
+
 def _migration_6(db: sqlite_utils.Database) -> None:
     """The highest report sequence number recorded per host (reset when the host enrolls)."""
     db.execute("ALTER TABLE hosts ADD COLUMN last_sequence INTEGER NOT NULL DEFAULT 0")
@@ -463,6 +471,7 @@ MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 )
 
 
@@ -876,8 +885,11 @@ class Store:
 
         return await self._run(run)
 
-    async def complete_enrollment(self, keys: HostKeys, facts: HostFacts) -> None:
-        """Bind the activated keys and the facts to the host and mark it ``enrolled``."""
+    async def complete_enrollment(
+        self, keys: HostKeys, facts: HostFacts, *, cert_serial: str | None = None
+    ) -> None:
+        """Bind the activated keys and the facts to the host and mark it ``enrolled``; with
+        ``cert_serial``, that certificate becomes the only one that authenticates the host."""
 
         def run() -> None:
             with self.db.atomic():
@@ -901,6 +913,7 @@ class Store:
                         "dmi_uuid": facts.dmi_uuid,
                         # an agent that enrolls again may have lost its ledger: count anew
                         "last_sequence": 0,
+                        "cert_serial": cert_serial,
                     },
                 )
 
@@ -1391,6 +1404,7 @@ def _host(r: dict[str, Any]) -> Host:
         valid_until=r["valid_until"],
         rule_results=tuple(json.loads(r["rule_results"] or "[]")),
         group=r.get("group_name"),
+        cert_serial=r.get("cert_serial"),
     )
 
 

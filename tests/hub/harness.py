@@ -299,6 +299,8 @@ class Agent:
         host_id = host_id_from_ek(self.ek.key.public)
         keys = HostKeys(host_id, self.ek.key.public, self.ak.public, None, None, ek_verified=False)
 
+        cert = issue_client_certificate(hub.state.keys.ca, self.csr(), host_id, hub.clock())
+
         async def bind() -> None:
             store = hub.state.store
             await store.register_host(
@@ -309,10 +311,13 @@ class Agent:
                 dmi_uuid=None,
                 now=hub.clock(),
             )
-            await store.complete_enrollment(keys, HostFacts("direct", "direct", None))
+            await store.complete_enrollment(
+                keys,
+                HostFacts("direct", "direct", None),
+                cert_serial=format(cert.serial_number, "x"),
+            )
 
         hub.call(bind())
-        cert = issue_client_certificate(hub.state.keys.ca, self.csr(), host_id, hub.clock())
         self._store_certificate(host_id, certificate_pem(cert))
 
     def _store_certificate(self, host_id: str, pem: str) -> None:
