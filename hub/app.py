@@ -30,8 +30,8 @@ from hub.state import (
     STORE,
     Clock,
     HubState,
+    KeyedRateLimiter,
     RandomBytes,
-    RateLimiter,
     VerdictEvents,
 )
 from hub.statedir import DB_FILE, load_hub_keys
@@ -88,7 +88,8 @@ def create_app(
             clock=clock,
             verifier=ReportVerifier(store, config.attestation, tag_ca=keys.tag_ca.certificate),
             events=app[EVENTS],
-            enroll_limiter=RateLimiter(config.enrollment.rate_per_minute, clock),
+            enroll_limiter=KeyedRateLimiter(config.enrollment.rate_per_minute, clock),
+            ek_limiter=KeyedRateLimiter(config.enrollment.rate_per_ek, clock),
             ek_anchors=anchors,  # type: ignore[arg-type]
             random_bytes=random_bytes,
         )

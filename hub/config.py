@@ -32,7 +32,8 @@ enrollment.require_ek_certificate  ``false``                    refuse hosts wit
 enrollment.tokens                  ``[]``                       registration tokens (auto-approve)
 enrollment.challenge_ttl           ``300``                      seconds to activate a credential
 enrollment.max_pending             ``1000``                     open challenges + pending hosts
-enrollment.rate_per_minute         ``60``                       enrollment requests per minute
+enrollment.rate_per_minute         ``60``                       anonymous requests/min per address
+enrollment.rate_per_ek             ``10``                       requests/min per EK (and renewals)
 enrollment.client_cert_days        ``30``                       agent certificate validity (days)
 reports.history                    ``20``                       reports kept per host
 alerts.webhooks                    ``[]``                       Alertmanager-format webhook URLs
@@ -114,6 +115,7 @@ class EnrollmentConfig:
     challenge_ttl: float = 300.0
     max_pending: int = 1000
     rate_per_minute: int = 60
+    rate_per_ek: int = 10
     client_cert_days: int = 30
 
 
@@ -276,6 +278,7 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
         "challenge_ttl": _check_seconds,
         "max_pending": _check_positive_int,
         "rate_per_minute": _check_positive_int,
+        "rate_per_ek": _check_positive_int,
         "client_cert_days": _check_positive_int,
     },
     "reports": {"history": _check_positive_int},

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from typing import Final
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from hub.auth import enrollment
+from hub.auth import enrollment, peer_host_id
 from hub.errors import ApiError, read_json
 from hub.pki import (
     PkiError,
@@ -50,6 +51,35 @@ from trustcore.wire import (
 
 ENROLL_BODY_LIMIT: Final = 64 * 1024
 SECRET_SIZE: Final = 32
+
+
+def _limited(retry: float | None) -> None:
+    if retry is not None:
+        raise ApiError(
+            429,
+            "enroll.rate_limited",
+            "too many enrollment requests; retry later",
+            headers={"Retry-After": str(max(1, math.ceil(retry)))},
+        )
+
+
+def _admit(st: HubState, request: web.Request) -> str | None:
+    """Before the body is read: an anonymous request spends its client address's budget
+    (``enrollment.rate_per_minute``); one with a verified client certificate (a renewal) does
+    not. Returns the certificate's host id, if any. Raises 429 ``enroll.rate_limited``."""
+    renewing = peer_host_id(request)
+    if renewing is None:
+        _limited(st.enroll_limiter.retry_after(f"addr:{request.remote}"))
+    return renewing
+
+
+def _admit_ek(st: HubState, request: web.Request, host_id: str, renewing: str | None) -> None:
+    """Once the EK is known: its own budget (``enrollment.rate_per_ek``); a certificate for
+    another host than the EK's counts as anonymous too. Raises 429 ``enroll.rate_limited``."""
+    if renewing is not None and renewing != host_id:
+        _limited(st.enroll_limiter.retry_after(f"addr:{request.remote}"))
+    kind = "renewal" if renewing == host_id else "ek"
+    _limited(st.ek_limiter.retry_after(f"{kind}:{host_id}"))
 
 
 def _decode_keys(st: HubState, req: EnrollRequest) -> tuple[object, AttestationKey]:
@@ -103,14 +133,14 @@ def _token_ok(st: HubState, token: str | None) -> bool:
 @enrollment
 async def enroll(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    if not st.enroll_limiter.allow():
-        raise ApiError(429, "enroll.rate_limited", "too many enrollment requests; retry later")
+    renewing = _admit(st, request)
     try:
         req = EnrollRequest.from_json(await read_json(request, ENROLL_BODY_LIMIT))
     except WireError as e:
         raise ApiError(400, e.reason, e.message) from None
     now = st.clock()
     host_id = host_id_from_ek(req.ek_public)
+    _admit_ek(st, request, host_id, renewing)
     if req.csr is None:
         raise ApiError(400, "enroll.csr_invalid", "a CSR for the agent's TLS key is required")
     try:
@@ -186,12 +216,12 @@ async def enroll(request: web.Request) -> web.Response:
 @enrollment
 async def activate(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    if not st.enroll_limiter.allow():
-        raise ApiError(429, "enroll.rate_limited", "too many enrollment requests; retry later")
+    renewing = _admit(st, request)
     try:
         req = ActivateRequest.from_json(await read_json(request, ENROLL_BODY_LIMIT))
     except WireError as e:
         raise ApiError(400, e.reason, e.message) from None
+    _admit_ek(st, request, req.host_id, renewing)
     now = st.clock()
     pending = await st.store.take_enrollment(req.host_id)
     if pending is None:

@@ -37,13 +37,20 @@ class ApiError(Exception):
     """An answer with a 4xx/5xx status and a stable error code."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, extra: dict[str, object] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        extra: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.extra = extra or {}  # more fields of the error object (e.g. last_sequence)
+        self.headers = headers or {}  # e.g. Retry-After
 
 
 def error_response(
@@ -59,7 +66,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as e:
-        return error_response(e.status, e.code, e.message, e.extra)
+        resp = error_response(e.status, e.code, e.message, e.extra)
+        resp.headers.update(e.headers)
+        return resp
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -60,13 +60,51 @@ class RateLimiter:
         self._times: deque[float] = deque()  # allowed events, oldest first
 
     def allow(self) -> bool:
+        return self.retry_after() is None
+
+    def retry_after(self) -> float | None:
+        """``None`` when the event is allowed (and counted), else the seconds until the window
+        has room again."""
         now = self._clock()
         while self._times and now - self._times[0] >= 60.0:
             self._times.popleft()
         if len(self._times) >= self._limit:
-            return False
+            return 60.0 - (now - self._times[0])
         self._times.append(now)
-        return True
+        return None
+
+    @property
+    def idle(self) -> bool:
+        """No event in the window (the limiter can be forgotten)."""
+        now = self._clock()
+        return not self._times or now - self._times[-1] >= 60.0
+
+
+class KeyedRateLimiter:
+    """A :class:`RateLimiter` per key (a client address, an EK): one key's flood never uses
+    another's budget. At most ``max_keys`` keys are tracked: idle ones are dropped first, and
+    when every tracked key is busy a new key is refused (a flood from many addresses cannot
+    grow the hub's memory without bound)."""
+
+    def __init__(self, per_minute: int, clock: Clock, max_keys: int = 10000) -> None:
+        self._per_minute = per_minute
+        self._clock = clock
+        self._max_keys = max_keys
+        self._limiters: dict[str, RateLimiter] = {}
+
+    def retry_after(self, key: str) -> float | None:
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            if len(self._limiters) >= self._max_keys:
+                for old in [k for k, v in self._limiters.items() if v.idle]:
+                    del self._limiters[old]
+                if len(self._limiters) >= self._max_keys:
+                    return 60.0
+            limiter = self._limiters[key] = RateLimiter(self._per_minute, self._clock)
+        return limiter.retry_after()
+
+    def __len__(self) -> int:
+        return len(self._limiters)
 
 
 @dataclass(slots=True)
@@ -77,7 +115,8 @@ class HubState:
     clock: Clock
     verifier: ReportVerifier
     events: VerdictEvents
-    enroll_limiter: RateLimiter
+    enroll_limiter: KeyedRateLimiter  # anonymous requests, per client address
+    ek_limiter: KeyedRateLimiter  # per EK (host id) once the body is parsed, renewals per host
     ek_anchors: tuple[x509.Certificate, ...]
     random_bytes: RandomBytes = field(default=os.urandom)
 

@@ -333,7 +333,12 @@ class Daemon:
         from nodeagent.enrollment import enroll  # noqa: PLC0415
 
         self.notifier.status("renewing the client certificate (enrolling again)")
-        async with HubClient(self.cfg.hub) as bootstrap:
+        # a certificate still valid goes along: the hub counts the renewal against this host's
+        # budget, not against the anonymous budget of our address (which strangers can spend)
+        current = validity is not None and validity[0] <= time.time() < validity[1]
+        ca = self.state.hub_ca if self.state.hub_ca.exists() else self.cfg.hub.ca_file
+        client = (self.state.client_cert, self.state.client_key) if current else None
+        async with HubClient(self.cfg.hub, ca_file=ca, client=client) as bootstrap:
             state = await enroll(self.cfg, self.state, self.tpm, bootstrap, new_key=True)
         self._renew_now = False
         self.renewals += 1
