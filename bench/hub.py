@@ -423,7 +423,9 @@ async def _enroll_one(
     status, body = await conn.request(
         "POST",
         "/v1/enroll/activate",
-        json.dumps(ActivateRequest(challenge.host_id, secret).to_json()).encode(),
+        json.dumps(
+            ActivateRequest(challenge.host_id, secret, challenge.handle or b"").to_json()
+        ).encode(),
     )
     enrollment = Enrollment.from_json(_json(status, body, "POST /v1/enroll/activate"))
     if enrollment.client_certificate is None:

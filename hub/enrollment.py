@@ -41,6 +41,7 @@ from trustcore.errors import TrustcoreError
 from trustcore.quote import AttestationKey
 from trustcore.tpm.public import parse_public
 from trustcore.wire import (
+    HANDLE_SIZE,
     ActivateRequest,
     EnrollChallenge,
     Enrollment,
@@ -186,9 +187,11 @@ async def enroll(request: web.Request) -> web.Response:
         )
     except TrustcoreError as e:
         raise ApiError(400, e.reason, f"MakeCredential: {e.message}") from None
+    handle = st.random_bytes(HANDLE_SIZE)
     await st.store.put_enrollment(
         PendingEnrollment(
             host_id=host_id,
+            handle=handle,
             secret_hash=hashlib.sha256(secret).digest(),
             expires=now + st.config.enrollment.challenge_ttl,
             csr=req.csr,
@@ -209,6 +212,7 @@ async def enroll(request: web.Request) -> web.Response:
             status="challenge",
             credential_blob=made.credential_blob,
             encrypted_secret=made.secret,
+            handle=handle,
         ).to_json()
     )
 
@@ -223,9 +227,13 @@ async def activate(request: web.Request) -> web.Response:
         raise ApiError(400, e.reason, e.message) from None
     _admit_ek(st, request, req.host_id, renewing)
     now = st.clock()
-    pending = await st.store.take_enrollment(req.host_id)
+    pending = await st.store.take_enrollment(req.host_id, req.handle)
     if pending is None:
-        raise ApiError(403, "enroll.no_challenge", "no open enrollment challenge for this host")
+        raise ApiError(
+            403,
+            "enroll.no_challenge",
+            "no open enrollment challenge with this handle for this host",
+        )
     if pending.expires < now:
         raise ApiError(403, "enroll.challenge_expired", "the enrollment challenge expired")
     if not hmac.compare_digest(hashlib.sha256(req.secret).digest(), pending.secret_hash):

@@ -104,6 +104,7 @@ class PendingEnrollment:
     csr: str
     keys: HostKeys
     facts: HostFacts
+    handle: bytes = b""  # names the challenge; only the request that got it knows it
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +455,35 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX hosts_valid_until ON hosts(valid_until)")
 
 
+MAX_OPEN_CHALLENGES_PER_HOST: Final = 8
+
+
+def _migration_8(db: sqlite_utils.Database) -> None:
+    """Enrollment challenges by handle: a host may have several open (one per request), and
+    a stranger who knows its EK can neither replace nor take one. Open challenges of the old
+    one-per-host table are dropped (they live minutes; their agents ask again)."""
+    db.execute("DROP TABLE enrollments")
+    db.table("enrollment_challenges").create(
+        {
+            "handle": bytes,
+            "host_id": str,
+            "secret_hash": bytes,
+            "expires": float,
+            "csr": str,
+            "ek_public": bytes,
+            "ek_certificate": bytes,
+            "ak_public": bytes,
+            "binding_public": bytes,
+            "ek_verified": int,
+            "hostname": str,
+            "node_name": str,
+            "dmi_uuid": str,
+        },
+        pk="handle",
+    )
+    db.execute("CREATE INDEX enrollment_challenges_host ON enrollment_challenges(host_id)")
+
+
 def _migration_7(db: sqlite_utils.Database) -> None:
     """The serial of each host's current client certificate (older ones stop working)."""
     db.execute("ALTER TABLE hosts ADD COLUMN cert_serial TEXT")
@@ -472,6 +502,7 @@ MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_5,
     _migration_6,
     _migration_7,
+    _migration_8,
 )
 
 
@@ -846,9 +877,11 @@ class Store:
     # --- enrollment challenges -----------------------------------------------------------
 
     async def put_enrollment(self, pending: PendingEnrollment) -> None:
-        """Store (or replace) the host's one open challenge."""
+        """Store an open challenge under its handle; a host keeps at most
+        :data:`MAX_OPEN_CHALLENGES_PER_HOST` (the oldest goes)."""
         k = pending.keys
         row = {
+            "handle": pending.handle,
             "host_id": pending.host_id,
             "secret_hash": pending.secret_hash,
             "expires": pending.expires,
@@ -862,17 +895,33 @@ class Store:
             "node_name": pending.facts.node_name,
             "dmi_uuid": pending.facts.dmi_uuid,
         }
-        await self._run(lambda: self._t("enrollments").upsert(row, pk="host_id"))
 
-    async def take_enrollment(self, host_id: str) -> PendingEnrollment | None:
-        """Remove and return the host's open challenge (single use), or ``None``."""
+        def run() -> None:
+            with self.db.atomic():
+                self._t("enrollment_challenges").insert(row)
+                self.db.execute(
+                    "DELETE FROM enrollment_challenges WHERE host_id = ? AND handle NOT IN "
+                    "(SELECT handle FROM enrollment_challenges WHERE host_id = ? "
+                    "ORDER BY expires DESC LIMIT ?)",
+                    [pending.host_id, pending.host_id, MAX_OPEN_CHALLENGES_PER_HOST],
+                )
+
+        await self._run(run)
+
+    async def take_enrollment(self, host_id: str, handle: bytes) -> PendingEnrollment | None:
+        """Remove and return the host's open challenge named ``handle`` (single use), or
+        ``None``."""
 
         def run() -> PendingEnrollment | None:
             with self.db.atomic():
-                rows = list(self._t("enrollments").rows_where("host_id = ?", [host_id]))
+                rows = list(
+                    self._t("enrollment_challenges").rows_where(
+                        "handle = ? AND host_id = ?", [handle, host_id]
+                    )
+                )
                 if not rows:
                     return None
-                self.db.execute("DELETE FROM enrollments WHERE host_id = ?", [host_id])
+                self.db.execute("DELETE FROM enrollment_challenges WHERE handle = ?", [handle])
             r = rows[0]
             return PendingEnrollment(
                 host_id=r["host_id"],
@@ -881,6 +930,7 @@ class Store:
                 csr=r["csr"],
                 keys=_keys(r),
                 facts=HostFacts(r["hostname"], r["node_name"], r["dmi_uuid"]),
+                handle=r["handle"],
             )
 
         return await self._run(run)
@@ -922,8 +972,8 @@ class Store:
     async def count_open_enrollments(self, now: float) -> int:
         def run() -> int:
             with self.db.atomic():
-                self.db.execute("DELETE FROM enrollments WHERE expires < ?", [now])
-            return self._t("enrollments").count
+                self.db.execute("DELETE FROM enrollment_challenges WHERE expires < ?", [now])
+            return self._t("enrollment_challenges").count
 
         return await self._run(run)
 

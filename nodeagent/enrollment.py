@@ -106,8 +106,12 @@ async def enroll(
     blob, secret = challenge.credential_blob, challenge.encrypted_secret
     if blob is None or secret is None:
         raise HubUnavailable("hub sent a challenge without credential blob or secret")
+    if challenge.handle is None:
+        raise HubUnavailable("hub sent a challenge without a handle (a hub older than this agent)")
     recovered = await tpm.call(lambda s: s.activate_credential(blob, secret))
-    enrollment = await hub.activate(ActivateRequest(host_id=host_id, secret=recovered))
+    enrollment = await hub.activate(
+        ActivateRequest(host_id=host_id, secret=recovered, handle=challenge.handle)
+    )
     if enrollment.status != "enrolled" or enrollment.client_certificate is None:
         outcome = EnrollmentState(host_id=host_id, status="pending")
         state.save_enrollment(outcome)

@@ -253,6 +253,8 @@ class EnrollChallenge:
     status: str  # "challenge" | "pending"
     credential_blob: bytes | None = None
     encrypted_secret: bytes | None = None
+    # names this challenge: only a request that got it can answer it (ActivateRequest.handle)
+    handle: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -262,6 +264,7 @@ class EnrollChallenge:
             "status": self.status,
             "credential_blob": _maybe_b64(self.credential_blob),
             "encrypted_secret": _maybe_b64(self.encrypted_secret),
+            "handle": _maybe_b64(self.handle),
         }
 
     @classmethod
@@ -281,15 +284,21 @@ class EnrollChallenge:
             encrypted_secret=_opt_b64(
                 o.get("encrypted_secret"), "encrypted_secret", max_len=MAX_TPM_BLOB_BYTES
             ),
+            handle=_opt_b64(o.get("handle"), "handle", max_len=HANDLE_SIZE),
         )
+
+
+HANDLE_SIZE: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
 class ActivateRequest:
-    """The agent's proof: the secret ActivateCredential recovered."""
+    """The agent's proof: the secret ActivateCredential recovered, for the challenge its
+    enrollment request got (``handle``)."""
 
     host_id: str
     secret: bytes
+    handle: bytes = b""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -297,16 +306,21 @@ class ActivateRequest:
             "version": PROTOCOL_VERSION,
             "host_id": self.host_id,
             "secret": b64(self.secret),
+            "handle": b64(self.handle),
         }
 
     @classmethod
     def from_json(cls, value: object) -> ActivateRequest:
-        """Raises :class:`WireError`."""
+        """Raises :class:`WireError` (also for a missing or malformed ``handle``)."""
         o = _obj(value, "activate")
         _expect_type(o, "activate")
+        handle = _b64(_req(o, "handle", ""), "handle", max_len=HANDLE_SIZE)
+        if len(handle) != HANDLE_SIZE:
+            raise WireError(f"expected {HANDLE_SIZE} bytes", field_name="handle")
         return cls(
             host_id=_host_id(_req(o, "host_id", "")),
             secret=_b64(_req(o, "secret", ""), "secret", max_len=64),
+            handle=handle,
         )
 
 

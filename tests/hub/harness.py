@@ -285,7 +285,8 @@ class Agent:
         assert challenge.status == "challenge", resp.body
         secret = self.activate(challenge)
         resp = anon.post(
-            "/v1/enroll/activate", ActivateRequest(challenge.host_id, secret).to_json()
+            "/v1/enroll/activate",
+            ActivateRequest(challenge.host_id, secret, challenge.handle or b"").to_json(),
         )
         assert resp.status == 200, resp.body
         enrollment = Enrollment.from_json(resp.body)

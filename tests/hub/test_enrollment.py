@@ -96,7 +96,7 @@ def test_host_without_ek_chain_waits_for_approval(make_hub: Any, new_agent: Agen
     pending = EnrollChallenge.from_json(resp.body)
     assert (pending.status, pending.credential_blob) == ("pending", None)
     resp = hub.client().post(
-        "/v1/enroll/activate", ActivateRequest(pending.host_id, b"x" * 32).to_json()
+        "/v1/enroll/activate", ActivateRequest(pending.host_id, b"x" * 32, b"h" * 16).to_json()
     )
     assert (resp.status, resp.code) == (403, "enroll.no_challenge")
     viewer = hub.client(token=hub.token("viewer"))
@@ -140,9 +140,15 @@ def test_wrong_secret_fails_and_burns_the_challenge(make_hub: Any, new_agent: Ag
     secret = new_agent.activate(challenge)
     wrong = bytes([secret[0] ^ 1]) + secret[1:]
     client = hub.client()
-    resp = client.post("/v1/enroll/activate", ActivateRequest(challenge.host_id, wrong).to_json())
+    resp = client.post(
+        "/v1/enroll/activate",
+        ActivateRequest(challenge.host_id, wrong, challenge.handle or b"").to_json(),
+    )
     assert (resp.status, resp.code) == (403, "enroll.activation_failed")
-    resp = client.post("/v1/enroll/activate", ActivateRequest(challenge.host_id, secret).to_json())
+    resp = client.post(
+        "/v1/enroll/activate",
+        ActivateRequest(challenge.host_id, secret, challenge.handle or b"").to_json(),
+    )
     assert (resp.status, resp.code) == (403, "enroll.no_challenge")
     host = hub.call(hub.state.store.get_host(challenge.host_id))
     assert host.state == "approved"
@@ -155,7 +161,8 @@ def test_expired_challenge(make_hub: Any, new_agent: Agent) -> None:
     secret = new_agent.activate(challenge)
     hub.clock.advance(301)
     resp = hub.client().post(
-        "/v1/enroll/activate", ActivateRequest(challenge.host_id, secret).to_json()
+        "/v1/enroll/activate",
+        ActivateRequest(challenge.host_id, secret, challenge.handle or b"").to_json(),
     )
     assert (resp.status, resp.code) == (403, "enroll.challenge_expired")
 
@@ -292,7 +299,67 @@ def test_facts_of_an_enrolled_host_change_only_with_activation(
     host = hub.call(hub.state.store.get_host(host_id))
     assert (host.state, host.node_name, host.hostname) == ("enrolled", "node-1", "node-1.test")
     secret = new_agent.activate(challenge)
-    resp = hub.client().post("/v1/enroll/activate", ActivateRequest(host_id, secret).to_json())
+    resp = hub.client().post(
+        "/v1/enroll/activate", ActivateRequest(host_id, secret, challenge.handle or b"").to_json()
+    )
     assert resp.status == 200
     host = hub.call(hub.state.store.get_host(host_id))
     assert (host.node_name, host.hostname) == ("someone-else", "evil")
+
+
+# --- the activation challenge belongs to the request that got it ------------------------------
+
+
+def _activate(hub: HubProcess, host_id: str, secret: bytes, handle: bytes) -> Any:
+    return hub.client().post(
+        "/v1/enroll/activate", ActivateRequest(host_id, secret, handle).to_json()
+    )
+
+
+def test_a_stranger_with_the_ek_can_neither_replace_nor_take_the_challenge(
+    make_hub: Any, new_agent: Agent
+) -> None:
+    # was: the host's one open challenge, replaced by anyone's enrollment with its (public) EK
+    # and consumed by anyone's activation naming its host id
+    hub = make_hub()
+    mine = EnrollChallenge.from_json(enroll_raw(hub, new_agent).body)
+    assert mine.handle is not None
+    assert len(mine.handle) == 16
+    # the stranger replays the host's public enrollment request: a challenge of its own
+    theirs = EnrollChallenge.from_json(enroll_raw(hub, new_agent).body)
+    assert theirs.handle is not None
+    assert theirs.handle != mine.handle
+    # and guesses at activation: nothing of the host's is taken
+    for guess in (b"\x00" * 16, theirs.handle[::-1]):
+        stolen = _activate(hub, mine.host_id, b"s" * 32, guess)
+        assert (stolen.status, stolen.code) == (403, "enroll.no_challenge")
+    secret = new_agent.activate(mine)
+    assert _activate(hub, mine.host_id, secret, mine.handle).status == 200
+
+
+def test_activation_needs_a_handle(make_hub: Any, new_agent: Agent) -> None:
+    hub = make_hub()
+    challenge = EnrollChallenge.from_json(enroll_raw(hub, new_agent).body)
+    body = ActivateRequest(challenge.host_id, b"s" * 32, b"x" * 16).to_json()
+    for bad in (None, "", "AAAA"):
+        if bad is None:
+            body.pop("handle")
+        else:
+            body["handle"] = bad
+        resp = hub.client().post("/v1/enroll/activate", body)
+        assert resp.status == 400, bad
+
+
+def test_a_host_keeps_its_newest_challenges(make_hub: Any, new_agent: Agent) -> None:
+    hub = make_hub(rate_per_ek=100)
+    handles = []
+    for _ in range(9):
+        hub.clock.advance(1)  # each newer than the last
+        challenge = EnrollChallenge.from_json(enroll_raw(hub, new_agent).body)
+        assert challenge.handle is not None
+        handles.append((challenge, challenge.handle))
+    oldest, handle = handles[0]
+    refused = _activate(hub, oldest.host_id, new_agent.activate(oldest), handle)
+    assert (refused.status, refused.code) == (403, "enroll.no_challenge")
+    newest, handle = handles[-1]
+    assert _activate(hub, newest.host_id, new_agent.activate(newest), handle).status == 200

@@ -28,13 +28,13 @@ async def opened(path: Path) -> Store:
     return store
 
 
-def test_new_database_is_migrated_to_version_7_and_reopens(tmp_path: Path) -> None:
+def test_new_database_is_migrated_to_version_8_and_reopens(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 7
+        assert store.schema_version == 8
         await store.close()
         again = await Store.open(tmp_path / "hub.db")
-        assert again.schema_version == 7
+        assert again.schema_version == 8
         await again.close()
 
     run(go())
@@ -47,12 +47,13 @@ def test_new_database_is_migrated_to_version_7_and_reopens(tmp_path: Path) -> No
         (5, "_migration_5"),
         (6, "_migration_6"),
         (7, "_migration_7"),
+        (8, "_migration_8"),
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {
         "hosts",
         "host_keys",
-        "enrollments",
+        "enrollment_challenges",
         "nonces",
         "reports",
         "verdicts",
@@ -278,7 +279,7 @@ def test_version_3_database_gains_host_groups(tmp_path: Path) -> None:
         )
         await old.close()
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 7
+        assert store.schema_version == 8
         host = await store.get_host(HOST)
         assert host is not None
         assert host.group is None
