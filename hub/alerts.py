@@ -56,13 +56,36 @@ class AlertNotice:
     peer: str | None = None
 
 
+SUMMARY_WINDOW: Final = 600.0  # seconds one source's enrollment refusals share one alert
+MAX_SOURCES: Final = 32  # sources with their own summary alert per window; the rest share one
+OTHER_SOURCES: Final = "other sources"
+
+
+@dataclass(slots=True)
+class _Summary:
+    """The open summary alert of one source's enrollment refusals."""
+
+    started: float
+    alert_id: int
+    attempts: dict[str, int]  # refusal code -> count
+
+
 class AlertCenter:
-    """Turns verdict changes, enrollment refusals and acks into :class:`AlertNotice` values."""
+    """Turns verdict changes, enrollment refusals and acks into :class:`AlertNotice` values.
+
+    Enrollment refusals are anonymous and cheap to cause, so they are summarised: the first
+    refusal from a client address opens one alert (and one webhook notice); further refusals
+    from it within :data:`SUMMARY_WINDOW` seconds only count in that alert's reasons
+    (``attempts:N``). At most :data:`MAX_SOURCES` addresses get their own alert per window;
+    refusals from more addresses share one alert (``other sources``). A flood of bogus
+    activations thus opens a bounded number of alerts, never one each.
+    """
 
     def __init__(self, store: Store, clock: Clock, feed: Fanout[AlertNotice]) -> None:
         self._store = store
         self._clock = clock
         self.feed = feed
+        self._summaries: dict[str, _Summary] = {}
 
     async def _names(self, host_id: str) -> tuple[str, str | None]:
         host = await self._store.get_host(host_id) if host_id else None
@@ -113,9 +136,21 @@ class AlertCenter:
         return out
 
     async def enrollment_failed(self, code: str, peer: str | None, host_id: str = "") -> int:
-        """Store and announce an enrollment refusal; returns the alert id."""
+        """Count an enrollment refusal in its source's summary alert (opening and announcing
+        one when the source has none open in the window); returns the alert id."""
         now = self._clock()
+        for source in [s for s, v in self._summaries.items() if now - v.started >= SUMMARY_WINDOW]:
+            del self._summaries[source]
+        source = peer or "unknown"
+        if source not in self._summaries and len(self._summaries) >= MAX_SOURCES:
+            source = OTHER_SOURCES
+        summary = self._summaries.get(source)
+        if summary is not None:
+            summary.attempts[code] = summary.attempts.get(code, 0) + 1
+            await self._store.set_alert_reasons(summary.alert_id, _summary_reasons(summary))
+            return summary.alert_id
         alert_id = await self._store.add_alert(host_id, now, ENROLLMENT_FAILED, (code,))
+        self._summaries[source] = _Summary(now, alert_id, {code: 1})
         hostname, node = await self._names(host_id)
         self.feed.publish(
             AlertNotice(
@@ -203,3 +238,8 @@ def setup_alerts(app: web.Application) -> None:
     app[ALERT_FEED] = Fanout("alert notices")
     app.middlewares.insert(0, alert_observer)
     app.cleanup_ctx.append(alerts_context)
+
+
+def _summary_reasons(summary: _Summary) -> tuple[str, ...]:
+    codes = tuple(sorted(summary.attempts))
+    return (*codes, f"attempts:{sum(summary.attempts.values())}")

@@ -1196,6 +1196,18 @@ class Store:
 
         return await self._run(run)
 
+    async def set_alert_reasons(self, alert_id: int, reasons: tuple[str, ...]) -> None:
+        """Replace an alert's reasons (a summary alert counting its attempts)."""
+
+        def run() -> None:
+            with self.db.atomic():
+                self.db.execute(
+                    "UPDATE alerts SET reasons = ? WHERE id = ?",
+                    [json.dumps(list(reasons)), alert_id],
+                )
+
+        await self._run(run)
+
     async def list_alerts(self, *, open_only: bool = False) -> list[Alert]:
         where = "acked_at IS NULL" if open_only else None
         return await self._run(

@@ -8,14 +8,19 @@ import asyncio
 import base64
 import hashlib
 import json
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from hub.alerts import AlertNotice
+from hub.alerts import MAX_SOURCES, AlertCenter, AlertNotice
 from hub.attestation import sweep_stale
 from hub.config import AlertsConfig, HubConfig
+from hub.fanout import Fanout
+from hub.store import Alert, Store
 from hub.webhooks import WEBHOOKS, WebhookSender, alertmanager_message, retry_delay
 from tests.hub.harness import HubProcess
 from tests.hub.weblib import Receiver, base_url, http, report_verdict, seed_host, start_hub
@@ -163,6 +168,7 @@ def test_refused_enrollment_raises_an_alert(hub: HubProcess, receiver: Receiver)
         "version": PROTOCOL_VERSION,
         "host_id": "9" * 64,
         "secret": base64.b64encode(b"\x01" * 32).decode(),
+        "handle": base64.b64encode(b"\x02" * 16).decode(),
     }
     resp = http(hub).post(base_url(hub) + "/v1/enroll/activate", json=body)
     assert resp.status_code == 403
@@ -241,3 +247,46 @@ def test_message_for_a_host_without_node_name() -> None:
     }
     assert msg["alerts"][0]["startsAt"] == "1970-01-01T00:00:00.000000Z"
     assert msg["alerts"][0]["annotations"]["summary"] == "h.test is stale: report.expired"
+
+
+def test_bogus_activations_from_one_source_open_one_alert(
+    hub: HubProcess, receiver: Receiver
+) -> None:
+    # was: 50 bogus activations opened 50 alerts and sent 50 webhooks
+    s = http(hub)
+    for i in range(50):
+        body = {
+            "type": "activate",
+            "version": PROTOCOL_VERSION,
+            "host_id": f"{i:064x}",
+            "secret": base64.b64encode(b"\x01" * 32).decode(),
+            "handle": base64.b64encode(b"\x02" * 16).decode(),
+        }
+        assert s.post(base_url(hub) + "/v1/enroll/activate", json=body).status_code in (403, 429)
+    alerts = [a for a in hub.call(hub.state.store.list_alerts()) if a.kind == "enrollment_failed"]
+    assert len(alerts) == 1
+    refused = int(alerts[0].reasons[-1].removeprefix("attempts:"))
+    assert alerts[0].reasons == ("enroll.no_challenge", f"attempts:{refused}")
+    assert refused >= 40  # the rest were rate-limited (429), which raises no alert
+    receiver.wait_for(1)
+    time.sleep(0.3)
+    assert len(receiver.bodies) == 1
+
+
+def test_many_sources_share_one_alert_past_the_cap() -> None:
+    async def go() -> list[Alert]:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = await Store.open(Path(tmp) / "hub.db")
+            center = AlertCenter(store, lambda: 1000.0, Fanout("alerts"))
+            for n in range(MAX_SOURCES + 20):
+                for _ in range(3):
+                    await center.enrollment_failed("enroll.activation_failed", f"10.0.0.{n}")
+            alerts = await store.list_alerts()
+            await store.close()
+            return alerts
+
+    alerts = asyncio.run(go())
+    assert len(alerts) == MAX_SOURCES + 1
+    shared = alerts[0]  # newest first: the one the 21st and later sources share
+    assert shared.reasons == ("enroll.activation_failed", f"attempts:{20 * 3}")
+    assert {a.reasons for a in alerts[1:]} == {("enroll.activation_failed", "attempts:3")}
