@@ -92,14 +92,60 @@ async def show_host(request: web.Request) -> web.Response:
 async def approve_host(request: web.Request) -> web.Response:
     st = request.app[STATE]
     host = await _host_or_404(request)
-    if host.state not in APPROVABLE:
-        raise ApiError(409, "host.not_pending", f"host is {host.state}, not pending or revoked")
-    await st.store.set_host_state(host.id, "approved")
+    replace = None
+    if request.can_read_body:
+        body = await read_json(request, 4096)
+        value = body.get("replace") if isinstance(body, dict) else None
+        if value is not None and not isinstance(value, str):
+            raise ApiError(400, "host.replace_invalid", "replace must be a host id")
+        replace = value
     who = principal(request)
-    await st.store.audit(
-        at=st.clock(), actor=f"token:{who.name}", action="host.approve", subject=host.id, details={}
+    try:
+        await approve(st.store, host, replace=replace, actor=f"token:{who.name}", now=st.clock())
+    except ApprovalRefused as e:
+        raise ApiError(409, e.code, str(e)) from None
+    answer = {"id": host.id, "state": "approved"}
+    if replace is not None:
+        answer["retired"] = replace
+    return web.json_response(answer)
+
+
+class ApprovalRefused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def approve(store: Store, host: Host, *, replace: str | None, actor: str, now: float) -> None:
+    """Approve a pending (or re-admit a revoked) host. When it uses the hostname, node name or
+    DMI UUID of an active host, the operator must name that host as ``replace``: it is retired
+    (its certificate stops working, it cannot enroll again) and the new one approved.
+
+    Raises :class:`ApprovalRefused`: ``host.not_pending``, ``host.identity_conflict``.
+    """
+    if host.state not in APPROVABLE:
+        raise ApprovalRefused("host.not_pending", f"host is {host.state}, not pending or revoked")
+    conflicts = await store.identity_conflicts(
+        host.id, host.hostname, host.node_name, host.dmi_uuid
     )
-    return web.json_response({"id": host.id, "state": "approved"})
+    others = {other for other, _ in conflicts}
+    if others and others != {replace}:
+        named = ", ".join(f"{field} of {other}" for other, field in conflicts)
+        raise ApprovalRefused(
+            "host.identity_conflict",
+            f"host {host.id} uses the {named}: approve it with replace=<that host> to retire it",
+        )
+    if replace is not None and not others:
+        raise ApprovalRefused("host.identity_conflict", f"host {host.id} replaces no host")
+    if replace is not None:
+        await store.set_host_state(replace, "retired")
+        await store.audit(
+            at=now, actor=actor, action="host.retire", subject=replace, details={"by": host.id}
+        )
+    await store.set_host_state(host.id, "approved")
+    await store.audit(
+        at=now, actor=actor, action="host.approve", subject=host.id, details={"replace": replace}
+    )
 
 
 APPROVABLE: Final = frozenset({"pending", "revoked"})

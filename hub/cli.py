@@ -109,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
         "approve", parents=[common], help="approve a pending host (or re-admit a revoked one)"
     )
     approve.add_argument("host")
+    approve.add_argument(
+        "--replace",
+        metavar="OLD",
+        help="the active host whose hostname, node name or DMI UUID this one takes over (it is "
+        "retired)",
+    )
     revoke = hsub.add_parser(
         "revoke",
         parents=[common],
@@ -261,16 +267,15 @@ async def _hosts(args: argparse.Namespace, store: Store) -> int:
         await revoke_host(store, host.id, actor="cli", now=time.time())
         print(f"revoked {host.id}")
         return EXIT_OK
-    if host.state not in ("pending", "revoked"):
-        print(
-            f"trustplane-hub: host {host.id} is {host.state}, not pending or revoked",
-            file=sys.stderr,
-        )
+    from hub.api import ApprovalRefused, approve  # noqa: PLC0415
+
+    try:
+        await approve(store, host, replace=args.replace, actor="cli", now=time.time())
+    except ApprovalRefused as e:
+        print(f"trustplane-hub: {e}", file=sys.stderr)
         return EXIT_RUNTIME
-    await store.set_host_state(host.id, "approved")
-    await store.audit(
-        at=time.time(), actor="cli", action="host.approve", subject=host.id, details={}
-    )
+    if args.replace:
+        print(f"retired {args.replace}")
     print(f"approved {host.id}")
     return EXIT_OK
 

@@ -83,6 +83,11 @@ def _admit_ek(st: HubState, request: web.Request, host_id: str, renewing: str | 
     _limited(st.ek_limiter.retry_after(f"{kind}:{host_id}"))
 
 
+def _conflict_text(conflicts: list[tuple[str, str]]) -> str:
+    named = ", ".join(f"{field} of host {other[:16]}" for other, field in conflicts[:3])
+    return f"already used by an active host: {named}"
+
+
 def _decode_keys(st: HubState, req: EnrollRequest) -> tuple[object, AttestationKey]:
     try:
         ek = parse_public(req.ek_public).public_key()
@@ -155,9 +160,15 @@ async def enroll(request: web.Request) -> web.Response:
             403, "enroll.ek_certificate_required", "an EK certificate from a known vendor CA"
         )
     existing = await st.store.get_host(host_id)
-    if existing is not None and existing.state == "revoked":
-        raise ApiError(403, "enroll.revoked", "this host was revoked by an operator")
-    approved = ek_verified or _token_ok(st, req.registration_token)
+    if existing is not None and existing.state in ("revoked", "retired"):
+        raise ApiError(403, "enroll.revoked", f"this host was {existing.state} by an operator")
+    conflicts = await st.store.identity_conflicts(
+        host_id, req.hostname, req.node_name, req.dmi_uuid
+    )
+    if conflicts and existing is not None and existing.state == "enrolled":
+        # an enrolled host renewing may not take another active host's names
+        raise ApiError(409, "enroll.identity_conflict", _conflict_text(conflicts))
+    approved = (ek_verified or _token_ok(st, req.registration_token)) and not conflicts
     if existing is None:
         open_now = await st.store.count_open_enrollments(now)
         pending = await st.store.count_hosts("pending")
@@ -178,6 +189,14 @@ async def enroll(request: web.Request) -> web.Response:
         subject=host_id,
         details={"state": host.state, "ek_verified": ek_verified, "hostname": req.hostname},
     )
+    if conflicts:
+        await st.store.audit(
+            at=now,
+            actor=f"agent:{host_id}",
+            action="enroll.identity_conflict",
+            subject=host_id,
+            details={"conflicts": [f"{field}:{other}" for other, field in conflicts]},
+        )
     if host.state == "pending":
         return web.json_response(EnrollChallenge(host_id=host_id, status="pending").to_json())
     secret = st.random_bytes(SECRET_SIZE)

@@ -87,6 +87,10 @@ def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {JSON: {"schema": schema}}}
 
 
+def _optional_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": False, "content": {JSON: {"schema": schema}}}
+
+
 def _form_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": schema}}}
 
@@ -383,11 +387,14 @@ def _api_paths() -> dict[str, Any]:
         },
         "/v1/hosts/{host_id}/approve": {
             "post": _op(
-                "Approve a pending host, or re-admit a revoked one (admin)",
+                "Approve a pending host, or re-admit a revoked one; replace names the active "
+                "host whose hostname, node name or DMI UUID it takes over, which is retired "
+                "(admin)",
                 "api",
                 BEARER,
-                _json(_obj({"id": _STR, "state": _STR}), "approved"),
-                errors=(401, 403, 404, 409),
+                _json(_obj({"id": _STR, "state": _STR, "retired": _NSTR}), "approved"),
+                errors=(400, 401, 403, 404, 409, 413),
+                body=_optional_body(_obj({"replace": _NSTR})),
                 params=host_id,
             )
         },

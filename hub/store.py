@@ -763,6 +763,33 @@ class Store:
 
         return await self._run(run)
 
+    async def identity_conflicts(
+        self, host_id: str, hostname: str, node_name: str | None, dmi_uuid: str | None
+    ) -> list[tuple[str, str]]:
+        """Active hosts (approved or enrolled) other than ``host_id`` that already use one of
+        these names: ``[(host id, "hostname" | "node_name" | "dmi_uuid"), ...]``."""
+
+        def run() -> list[tuple[str, str]]:
+            found: list[tuple[str, str]] = []
+            checks = (
+                ("hostname", hostname or None),
+                ("node_name", node_name),
+                ("dmi_uuid", dmi_uuid.lower() if dmi_uuid else None),
+            )
+            for column, value in checks:
+                if value is None:
+                    continue
+                expr = "lower(dmi_uuid)" if column == "dmi_uuid" else column
+                rows = self.db.execute(
+                    f"SELECT id FROM hosts WHERE {expr} = ? AND id != ? "  # noqa: S608 - fixed names
+                    "AND state IN ('approved', 'enrolled') ORDER BY id",
+                    [value, host_id],
+                ).fetchall()
+                found.extend((row[0], column) for row in rows)
+            return found
+
+        return await self._run(run)
+
     async def set_host_state(self, host_id: str, state: str) -> bool:
         def run() -> bool:
             with self.db.atomic():

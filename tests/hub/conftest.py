@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +56,9 @@ def running_agent(
     """
     tpm = factory.start(unique=unique)
     agent = Agent(tpm, workdir)
+    if unique:
+        tag = hashlib.sha256(agent.ek.key.public).hexdigest()[:12]
+        agent.names = (f"node-{tag}.test", f"node-{tag}", f"4c4c4544-0000-1000-8000-{tag}")
     try:
         if booted:
             for event in parse_eventlog(LOG.read_bytes()).events:

@@ -212,6 +212,9 @@ class Agent:
         self.device.flush(self.ek.key)
         self.ak, _ = self.device.create_ak("ecc256")
         self.tls_key = ec.generate_private_key(ec.SECP256R1())
+        # what it says of itself at enrollment (hostname, node name, DMI UUID); hosts with their
+        # own EK get names of their own (running_agent), since names are unique among hosts
+        self.names = ("node-1.test", "node-1", "4c4c4544-0000-1000-8000-000000000001")
         self.host_id = ""
         self.cert_files: tuple[Path, Path] | None = None
         self.boot_id = "0f" * 16
@@ -235,6 +238,9 @@ class Agent:
         with_cert: bool = True,
         binding_qd: bytes | None = None,
         binding_key: LoadedKey | None = None,
+        hostname: str | None = None,
+        node_name: str | None = None,
+        dmi_uuid: str | None = None,
     ) -> EnrollRequest:
         # the binding key: an RSA decryption key usable only under PolicyPCR of the policy PCRs
         # (or, for refusal tests, whatever key is given; it is flushed after the Certify)
@@ -254,13 +260,13 @@ class Agent:
         return EnrollRequest(
             ek_public=self.ek.key.public,
             ak_public=self.ak.public,
-            hostname="node-1.test",
+            hostname=hostname or self.names[0],
             ek_certificate=self.ek.certificate if with_cert else None,
             binding_public=binding.public,
             binding_certify_attest=certify.attest,
             binding_certify_signature=certify.signature,
-            dmi_uuid="4c4c4544-0000-1000-8000-000000000001",
-            node_name="node-1",
+            dmi_uuid=dmi_uuid or self.names[2],
+            node_name=node_name or self.names[1],
             registration_token=token,
             csr=self.csr(),
         )

@@ -3,7 +3,9 @@ and a revoked host's certificate never works (real swtpm agents, real hub on loo
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,18 @@ from tests.hub.weblib import base_url, http
 from trustplane.swtpm import SwtpmFactory
 
 
+class RunningClock(FakeClock):
+    """Real time plus what the test advanced: EK certificates made after the hub started are
+    valid for it (they start at the real time of their making)."""
+
+    def __call__(self) -> float:
+        return time.time() + (self.now - self.started)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = self.now
+
+
 @pytest.fixture
 def hub(
     request: pytest.FixtureRequest, tmp_path: Path, swtpm_factory: SwtpmFactory
@@ -25,7 +39,7 @@ def hub(
     bundle = ca_bundle(swtpm_factory, tmp_path / "ek-ca.pem")
     extra = getattr(request, "param", {})
     config = make_state(tmp_path, enrollment={"ek_ca_bundle": str(bundle), **extra})
-    process = HubProcess(config, FakeClock())
+    process = HubProcess(config, RunningClock())
     try:
         yield process
     finally:
@@ -117,3 +131,74 @@ def test_one_ek_has_its_own_budget(hub: HubProcess, agent: Agent) -> None:
     request = agent.enroll_request().to_json()
     statuses = [anon.post("/v1/enroll", request).status for _ in range(3)]
     assert statuses == [200, 200, 429]
+
+
+# --- hostname, node name and DMI UUID are unique among active hosts -----------------------------
+
+
+@pytest.fixture
+def second(hub: HubProcess, swtpm_factory: SwtpmFactory, tmp_path: Path) -> Iterator[Agent]:
+    """Another TPM (its own EK, chaining to the vendor CA), not enrolled yet; the hub's clock
+    moves past its EK certificate's start."""
+    tpm = swtpm_factory.start(unique=True)
+    other = Agent(tpm, tmp_path / "second")
+    try:
+        yield other
+    finally:
+        other.close()
+        tpm.stop()
+
+
+@pytest.mark.parametrize("taken", ["hostname", "node_name", "dmi_uuid"])
+def test_a_second_tpm_with_a_hosts_names_waits_for_the_operator(
+    hub: HubProcess, agent: Agent, second: Agent, taken: str
+) -> None:
+    # was: a second approved TPM enrolled with an existing host's hostname, node name and UUID
+    names = dict(zip(("hostname", "node_name", "dmi_uuid"), second.names, strict=True))
+    names[taken] = dict(zip(("hostname", "node_name", "dmi_uuid"), agent.names, strict=True))[taken]
+    anon = hub.client()
+    answer = anon.post("/v1/enroll", second.enroll_request(**names).to_json())
+    assert (answer.status, answer.body["status"]) == (200, "pending")  # EK chain verified, still
+    new_id = answer.body["host_id"]
+    admin = hub.client(token=hub.token("admin", f"ops-{taken}"))
+    refused = admin.post(f"/v1/hosts/{new_id}/approve")
+    assert (refused.status, refused.code) == (409, "host.identity_conflict")
+    assert agent.host_id in refused.body["error"]["message"]
+    # the operator confirms the replacement: the old host is retired, the new one approved
+    ok = admin.post(f"/v1/hosts/{new_id}/approve", {"replace": agent.host_id})
+    assert ok.body == {"id": new_id, "state": "approved", "retired": agent.host_id}
+    gone = agent.mtls(hub).post("/v1/challenge", {})
+    assert (gone.status, gone.code) == (403, "host.unknown")
+    again = anon.post("/v1/enroll", agent.enroll_request().to_json())
+    assert (again.status, again.code) == (403, "enroll.revoked")
+    second.enroll(hub, **names)
+    assert second.mtls(hub).post("/v1/challenge", {}).status == 200
+
+
+def test_names_of_its_own_enroll_at_once_and_replace_needs_a_conflict(
+    hub: HubProcess, agent: Agent, second: Agent
+) -> None:
+    answer = hub.client().post("/v1/enroll", second.enroll_request().to_json())
+    assert answer.body["status"] == "challenge"  # its EK chain approves it: no conflict
+    pending = hub.client().post(
+        "/v1/enroll", second.enroll_request(node_name=agent.names[1]).to_json()
+    )
+    assert pending.body["status"] == "challenge"  # approved already: the names change only on
+    # activation, and a conflict there is refused (next test)
+    admin = hub.client(token=hub.token("admin", "ops"))
+    wrong = admin.post(f"/v1/hosts/{second_id(second)}/approve", {"replace": agent.host_id})
+    assert (wrong.status, wrong.code) == (409, "host.not_pending")
+
+
+def second_id(agent: Agent) -> str:
+    return hashlib.sha256(agent.ek.key.public).hexdigest()
+
+
+def test_an_enrolled_host_may_not_take_another_hosts_names(
+    hub: HubProcess, agent: Agent, second: Agent
+) -> None:
+    second.enroll(hub)
+    took = hub.client(cert=second.cert_files).post(
+        "/v1/enroll", second.enroll_request(hostname=agent.names[0]).to_json()
+    )
+    assert (took.status, took.code) == (409, "enroll.identity_conflict")
