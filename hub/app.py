@@ -18,6 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from hub import api, assettags, attestation, enrollment, groups
+from hub.auditseal import audit_sealer
 from hub.auth import auth_middleware
 from hub.config import ConfigError, HubConfig
 from hub.errors import MAX_BODY, body_limit_middleware, error_middleware
@@ -81,6 +82,7 @@ def create_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         keys = load_hub_keys(config.state.dir, credentials_dir)
         store = await Store.open(config.state.dir / DB_FILE)
+        store.audit_sealer = audit_sealer(config, keys.jws_key)
         state = HubState(
             config=config,
             store=store,

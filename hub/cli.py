@@ -34,14 +34,17 @@ from pathlib import Path
 from typing import Any, Final
 
 from hub import flavorcli, tagcli
+from hub.auditseal import audit_sealer
 from hub.config import DEFAULT_CONFIG_FILE, ConfigError, HubConfig, load_config
 from hub.groups import GroupError, set_host_group
 from hub.statedir import (
     DB_FILE,
     ROLES,
+    HubKeys,
     StateDirError,
     create_state_dir,
     credentials_directory,
+    load_hub_keys,
     new_token,
 )
 from hub.store import Store
@@ -152,10 +155,20 @@ async def _with_store(config: HubConfig, fn: Callable[[Store], Awaitable[int]]) 
     if not db.exists():
         raise StateDirError(f"{db} does not exist; run trustplane-hub init")
     store = await Store.open(db)
+    keys = _keys_if_readable(config)
+    if keys is not None:  # audit rows the CLI writes are sealed like the hub's own
+        store.audit_sealer = audit_sealer(config, keys.jws_key)
     try:
         return await fn(store)
     finally:
         await store.close()
+
+
+def _keys_if_readable(config: HubConfig) -> HubKeys | None:
+    try:
+        return load_hub_keys(config.state.dir, credentials_directory(os.environ))
+    except (StateDirError, OSError):
+        return None
 
 
 async def _init(args: argparse.Namespace, config: HubConfig) -> int:
@@ -166,6 +179,9 @@ async def _init(args: argparse.Namespace, config: HubConfig) -> int:
         raise UsageError(str(e)) from None
     token, digest = new_token()
     store = await Store.open(config.state.dir / DB_FILE)
+    keys = _keys_if_readable(config)
+    if keys is not None:
+        store.audit_sealer = audit_sealer(config, keys.jws_key)
     try:
         await store.add_token(digest, "admin", "initial-admin", now)
         await store.audit(
@@ -280,10 +296,21 @@ async def _hosts(args: argparse.Namespace, store: Store) -> int:
     return EXIT_OK
 
 
-async def _audit(store: Store) -> int:
+async def _audit(store: Store, config: HubConfig) -> int:
     check = await store.verify_audit_chain()
     if check.ok:
-        print(f"audit log intact: {check.rows} rows")
+        keys = _keys_if_readable(config)
+        if keys is None:
+            print("trustplane-hub: cannot read the hub's keys to check the seals", file=sys.stderr)
+            return EXIT_RUNTIME
+        export = config.audit.export_file
+        check = await store.verify_audit_seals(
+            keys.jws_key.public_key(),
+            checkpoint_every=config.audit.checkpoint_every,
+            export_file=Path(export) if export else None,
+        )
+    if check.ok:
+        print(f"audit log intact: {check.rows} rows, head and checkpoints signed")
         return EXIT_OK
     print(
         f"trustplane-hub: audit log broken at row {check.first_bad}: {check.problem}",
@@ -306,7 +333,7 @@ async def _dispatch(args: argparse.Namespace, config: HubConfig) -> int:
     if args.command == "tags":
         creds = credentials_directory(os.environ)
         return await _with_store(config, lambda s: tagcli.run(args, s, config.state.dir, creds))
-    return await _with_store(config, _audit)
+    return await _with_store(config, lambda s: _audit(s, config))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

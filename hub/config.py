@@ -45,6 +45,8 @@ alerts.webhook_queue               ``1000``                     notices queued p
 alerts.external_url                ``""``                       hub URL in links ("" = listen)
 metrics.token                      ``""``                       extra bearer token for /metrics
 web.session_ttl                    ``28800``                    seconds a browser login lasts
+audit.checkpoint_every             ``100``                      rows between signed checkpoints
+audit.export_file                  ``""``                       file the checkpoints go to too
 =================================  ===========================  ===================================
 """
 
@@ -149,6 +151,12 @@ class WebConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditConfig:
+    checkpoint_every: int = 100
+    export_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     state: StateConfig = field(default_factory=StateConfig)
@@ -158,6 +166,7 @@ class HubConfig:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 # --- value checkers: each returns the typed value or raises ValueError with the problem -------
@@ -293,6 +302,7 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
     },
     "metrics": {"token": _check_str},
     "web": {"session_ttl": _check_seconds},
+    "audit": {"checkpoint_every": _check_positive_int, "export_file": _check_str},
 }
 
 

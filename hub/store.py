@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
 import sqlite_utils
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlite_utils.db import Table
 
+from hub.auditseal import AuditSealer, read_exported, verify_seal
 from hub.cache import LruCache
 
 P = ParamSpec("P")
@@ -210,12 +212,12 @@ def audit_row_hash(prev_hash: str, row: dict[str, Any]) -> str:
 AUDIT_HEAD_SUFFIX: Final = "-audit-head.json"
 
 
-def _write_audit_head(path: Path, head: tuple[int, str]) -> None:
-    """Replace ``path`` atomically with ``{"id", "hash"}`` (0600)."""
+def _write_audit_head(path: Path, head: dict[str, Any]) -> None:
+    """Replace ``path`` atomically with ``{"id", "hash"[, "sig"]}`` (0600)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(_canonical({"id": head[0], "hash": head[1]}))
+        f.write(_canonical(head))
     os.replace(tmp, path)
 
 
@@ -275,6 +277,11 @@ class AuditHeadError(Exception):
 
 def _read_audit_head(path: Path) -> tuple[int, str] | None:
     """The recorded head, None when the file is missing; raises :class:`AuditHeadError`."""
+    data = _read_audit_head_document(path)
+    return None if data is None else (data["id"], data["hash"])
+
+
+def _read_audit_head_document(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
@@ -287,7 +294,7 @@ def _read_audit_head(path: Path) -> tuple[int, str] | None:
         and isinstance(data.get("hash"), str)
     ):
         raise AuditHeadError(f"{path}: not an audit head")
-    return data["id"], data["hash"]
+    return data
 
 
 def _check_audit_head(
@@ -484,6 +491,17 @@ def _migration_8(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX enrollment_challenges_host ON enrollment_challenges(host_id)")
 
 
+def _migration_9(db: sqlite_utils.Database) -> None:
+    """Signed audit checkpoints (hub.auditseal): row id, its chain hash, when, signature."""
+    db.table("audit_checkpoints").create(
+        {"id": int, "hash": str, "at": float, "sig": str}, pk="id", not_null={"hash", "sig"}
+    )
+    # rows written before the seals existed have no checkpoints (an upgraded hub)
+    last = db.execute("SELECT COALESCE(MAX(id), 0) FROM audit_log").fetchone()[0]
+    db.execute("CREATE TABLE audit_seal_start (after_row INTEGER NOT NULL)")
+    db.execute("INSERT INTO audit_seal_start (after_row) VALUES (?)", [last])
+
+
 def _migration_7(db: sqlite_utils.Database) -> None:
     """The serial of each host's current client certificate (older ones stop working)."""
     db.execute("ALTER TABLE hosts ADD COLUMN cert_serial TEXT")
@@ -503,6 +521,7 @@ MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_6,
     _migration_7,
     _migration_8,
+    _migration_9,
 )
 
 
@@ -541,6 +560,8 @@ class Store:
             None if self._path == ":memory:" else Path(self._path + AUDIT_HEAD_SUFFIX)
         )
         self._memory_audit_head: tuple[int, str] | None = None
+        # signs the audit head and checkpoints once the caller sets it (it holds the hub's key)
+        self.audit_sealer: AuditSealer | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="hub-store", daemon=True)
         self._thread.start()
@@ -1391,7 +1412,14 @@ class Store:
                 }
                 digest = audit_row_hash(prev, row)
                 row_id = _last_id(self._t("audit_log").insert({**row, "hash": digest}))
+                checkpoint = None
+                sealer = self.audit_sealer
+                if sealer is not None and row_id % sealer.checkpoint_every == 0:
+                    checkpoint = sealer.seal({"id": row_id, "hash": digest, "at": at})
+                    self._t("audit_checkpoints").insert(checkpoint)
             self._record_audit_head((row_id, digest))
+            if checkpoint is not None and sealer is not None:
+                sealer.export(checkpoint)
             return row_id
 
         return await self._run(run)
@@ -1399,7 +1427,56 @@ class Store:
     def _record_audit_head(self, head: tuple[int, str]) -> None:
         self._memory_audit_head = head
         if self._audit_head_file is not None:
-            _write_audit_head(self._audit_head_file, head)
+            document: dict[str, Any] = {"id": head[0], "hash": head[1]}
+            if self.audit_sealer is not None:
+                document = self.audit_sealer.seal(document)
+            _write_audit_head(self._audit_head_file, document)
+
+    async def verify_audit_seals(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        *,
+        checkpoint_every: int,
+        export_file: Path | None = None,
+    ) -> AuditCheck:
+        """The seals (hub.auditseal) against the chain: the head file's signature, a signed
+        checkpoint with the chain's hash for every ``checkpoint_every``-th row, and every
+        exported checkpoint. Run after :meth:`verify_audit_chain` passed."""
+
+        def run() -> AuditCheck:
+            hashes = dict(self.db.execute("SELECT id, hash FROM audit_log").fetchall())
+            rows = len(hashes)
+            if self._audit_head_file is not None and hashes:
+                try:
+                    head = _read_audit_head_document(self._audit_head_file)
+                except AuditHeadError as e:
+                    return AuditCheck(False, rows, None, str(e))
+                if head is None or not verify_seal(public_key, head):
+                    return AuditCheck(False, rows, None, "audit head not signed by the hub's key")
+            stored = {
+                int(r["id"]): r for r in self._t("audit_checkpoints").rows_where(order_by="id")
+            }
+            start = self.db.execute("SELECT after_row FROM audit_seal_start").fetchone()[0]
+            first = (start // checkpoint_every + 1) * checkpoint_every
+            for row_id in range(first, max(hashes, default=0) + 1, checkpoint_every):
+                cp = stored.get(row_id)
+                if cp is None:
+                    return AuditCheck(False, rows, row_id, "audit checkpoint missing")
+                if not verify_seal(public_key, cp) or cp["hash"] != hashes.get(row_id):
+                    return AuditCheck(False, rows, row_id, "audit checkpoint does not match")
+            if export_file is not None:
+                try:
+                    exported = read_exported(export_file)
+                except (OSError, ValueError, TypeError) as e:
+                    return AuditCheck(False, rows, None, f"export file unreadable: {e}")
+                for cp in exported:
+                    cp_id = cp.get("id")
+                    if not verify_seal(public_key, cp) or hashes.get(cp_id) != cp.get("hash"):
+                        bad = cp_id if isinstance(cp_id, int) else None
+                        return AuditCheck(False, rows, bad, "exported checkpoint does not match")
+            return AuditCheck(True, rows)
+
+        return await self._run(run)
 
     def _recorded_audit_head(self) -> tuple[int, str] | None:
         if self._audit_head_file is None:
