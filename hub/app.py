@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Final
 
 from aiohttp import web
 
@@ -55,6 +56,14 @@ def _load_anchors(config: HubConfig) -> tuple[object, ...]:
         raise ConfigError(path, "enrollment.ek_ca_bundle", str(e)) from None
 
 
+HSTS: Final = "max-age=31536000"
+
+
+async def _strict_transport_security(_request: web.Request, response: web.StreamResponse) -> None:
+    """Served over TLS, every answer (errors included) tells browsers to use HTTPS only."""
+    response.headers["Strict-Transport-Security"] = HSTS
+
+
 def create_app(
     config: HubConfig,
     *,
@@ -74,6 +83,8 @@ def create_app(
             auth_middleware(lambda r: r.app[STATE].store),
         ],
     )
+    if config.server.tls:
+        app.on_response_prepare.append(_strict_transport_security)
     app[CONFIG] = config
     app[MAX_BODY] = config.server.max_body_bytes
     app[CLOCK] = clock

@@ -484,3 +484,10 @@ def test_hub_shutdown_ends_open_streams(tmp_path: Path) -> None:
         assert rest == b": connected\n\n"
     finally:
         conn.close()
+
+
+def test_every_answer_over_tls_carries_hsts(hub: HubProcess) -> None:
+    s = http(hub)
+    for path in ("/health", "/login", "/no-such-page", "/v1/hosts"):
+        resp = s.get(base_url(hub) + path, allow_redirects=False)
+        assert resp.headers["Strict-Transport-Security"] == "max-age=31536000", path
