@@ -1,8 +1,12 @@
-"""Signed trust reports: JWS compact serialisation with ES256 (RFC 7515/7518), by hand.
+"""Signed trust reports: JWS compact serialisation with ES256 (RFC 7515/7518), with jwcrypto.
 
-``sign_jws`` makes ``base64url(header).base64url(payload).base64url(r || s)`` with the header
-``{"alg": "ES256", "typ": "JWT", "kid": ...}``; ``verify_jws`` checks the header, the signature
-and returns the payload. Expiry is the caller's business (the payload carries ``valid_until``).
+``sign_jws`` makes ``base64url(header).base64url(payload).base64url(r || s)`` with the protected
+header ``{"alg":"ES256","kid":...,"typ":"JWT"}`` and the payload, both as compact JSON with
+sorted keys (the token format the hub has always issued); ``verify_jws`` accepts only ES256 by
+the given key (the ``kid``, when present, must be that key's) and returns the payload. The JOSE
+work is jwcrypto's (Fedora packages it as python3-jwcrypto); this module fixes the format and
+turns every failure into :class:`JwsError`. Expiry is the caller's business (the payload
+carries ``valid_until``).
 """
 
 from __future__ import annotations
@@ -14,15 +18,12 @@ import hashlib
 import json
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from jwcrypto import jwk, jws
+from jwcrypto.common import JWException
 
-_COORD = 32  # P-256
+_ALG = "ES256"
 
 
 class JwsError(Exception):
@@ -53,22 +54,25 @@ def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     return b64url(hashlib.sha256(spki).digest()[:16])
 
 
+def _json(obj: object) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
 @functools.lru_cache(maxsize=8)
-def _encoded_header(key: ec.EllipticCurvePrivateKey) -> str:
-    return b64url(_json({"alg": "ES256", "typ": "JWT", "kid": key_id(key.public_key())}))
-
-
-def _json(obj: object) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
+def _signing_key(key: ec.EllipticCurvePrivateKey) -> tuple[jwk.JWK, str]:
+    header = _json({"alg": _ALG, "typ": "JWT", "kid": key_id(key.public_key())})
+    return jwk.JWK.from_pyca(key), header
 
 
 def sign_jws(payload: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
     """The compact JWS of ``payload`` signed with the P-256 ``key``."""
     if not isinstance(key.curve, ec.SECP256R1):
         raise JwsError("ES256 needs a P-256 key")
-    signing_input = f"{_encoded_header(key)}.{b64url(_json(payload))}".encode("ascii")
-    r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-    return f"{signing_input.decode('ascii')}.{b64url(r.to_bytes(_COORD) + s.to_bytes(_COORD))}"
+    signer, header = _signing_key(key)
+    token = jws.JWS(_json(payload).encode("utf-8"))
+    token.add_signature(signer, alg=_ALG, protected=header)
+    compact: str = token.serialize(compact=True)
+    return compact
 
 
 def verify_jws(token: str, public_key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
@@ -78,23 +82,23 @@ def verify_jws(token: str, public_key: ec.EllipticCurvePublicKey) -> dict[str, A
         raise JwsError("expected three dot-separated parts")
     try:
         header = json.loads(b64url_decode(parts[0]))
-        payload = json.loads(b64url_decode(parts[1]))
     except (ValueError, RecursionError):
-        raise JwsError("header or payload is not JSON") from None
-    if not isinstance(header, dict) or header.get("alg") != "ES256":
+        raise JwsError("header is not JSON") from None
+    if not isinstance(header, dict) or header.get("alg") != _ALG:
         raise JwsError("algorithm must be ES256")
     if header.get("kid") not in (None, key_id(public_key)):
         raise JwsError("signed by another key")
+    checked = jws.JWS()
+    checked.allowed_algs = [_ALG]
+    try:
+        checked.deserialize(token)
+        checked.verify(jwk.JWK.from_pyca(public_key), alg=_ALG)
+    except (JWException, ValueError, TypeError) as e:
+        raise JwsError(f"signature does not verify ({type(e).__name__})") from None
+    try:
+        payload = json.loads(checked.payload)
+    except (ValueError, RecursionError):
+        raise JwsError("payload is not JSON") from None
     if not isinstance(payload, dict):
         raise JwsError("payload must be a JSON object")
-    raw = b64url_decode(parts[2])
-    if len(raw) != 2 * _COORD:
-        raise JwsError("ES256 signature must be 64 bytes")
-    der = encode_dss_signature(
-        int.from_bytes(raw[:_COORD], "big"), int.from_bytes(raw[_COORD:], "big")
-    )
-    try:
-        public_key.verify(der, f"{parts[0]}.{parts[1]}".encode("ascii"), ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise JwsError("signature does not verify") from None
     return payload
