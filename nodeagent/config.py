@@ -44,6 +44,7 @@ class HubConfig:
     ca_file: Path | None = None
     registration_token: str | None = None
     node_name: str | None = None
+    hostname: str | None = None  # the name this host reports; None: the system's hostname
     timeout: float = 15.0
     max_response_bytes: int = 1024 * 1024
     renew_fraction: float = 0.33
@@ -239,6 +240,7 @@ _TABLES: Final[Mapping[str, tuple[type[Any], Mapping[str, Checker]]]] = {
             "ca_file": _opt_path,
             "registration_token": _opt_string,
             "node_name": _opt_string,
+            "hostname": _opt_string,
             "timeout": _number(0.1, 600),
             "max_response_bytes": _integer(1024, 64 * 1024 * 1024),
             "renew_fraction": _number(0, 1),

@@ -80,7 +80,7 @@ async def enroll(
     ak_public = await tpm.call(lambda s: s.ak_public)
     binding = await tpm.call(lambda s: s.create_binding_key(ek.public))
     _, facts, _ = read_host_facts(cfg.evidence)
-    hostname = facts.get("hostname") or socket.gethostname()
+    hostname = cfg.hub.hostname or facts.get("hostname") or socket.gethostname()
     request = EnrollRequest(
         ek_public=ek.public,
         ek_certificate=ek.certificate,

@@ -269,7 +269,8 @@ class HostRun:
         (self.dir / "product_uuid").write_text(f"{uuid.uuid4()}\n")
         self.config.write_text(
             f'state_dir = "{self.dir / "state"}"\n\n'
-            f'[hub]\nurl = "{hub.url}"\nca_file = "{hub.ca_file}"\nnode_name = "{self.name}"\n\n'
+            f'[hub]\nurl = "{hub.url}"\nca_file = "{hub.ca_file}"\nnode_name = "{self.name}"\n'
+            f'hostname = "{self.name}"\n\n'
             f'[tpm]\ntcti = "{self.tpm.tcti}"\nwatch_devices = false\n'
             f"pcrs = {list(QUOTED_PCRS)}\n\n"
             f'[evidence]\nuefi_log = "{self.uefi_log}"\ntxt = false\n'

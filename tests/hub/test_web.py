@@ -491,3 +491,26 @@ def test_every_answer_over_tls_carries_hsts(hub: HubProcess) -> None:
     for path in ("/health", "/login", "/no-such-page", "/v1/hosts"):
         resp = s.get(base_url(hub) + path, allow_redirects=False)
         assert resp.headers["Strict-Transport-Security"] == "max-age=31536000", path
+
+
+def test_a_passing_rule_without_values_shows_no_placeholder_noise(
+    hub: HubProcess, viewer: str
+) -> None:
+    # was: "expected — actual —" beside every passing rule that has no values to show
+    host = "6" * 64
+    seed_host(hub, host, hostname="quiet.test")
+    rules = [
+        {"rule": "eventlog_integrity", "passed": True},
+        {
+            "rule": "pcr_matches:0",
+            "passed": True,
+            "expected": "sha256:0=aa",
+            "actual": "sha256:0=aa",
+        },
+    ]
+    report_verdict(hub, host, "trusted", (), rules=rules)
+    page = login(hub, viewer).get(base_url(hub) + "/hosts/" + host).text
+    rows = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0].split("<tr>")[1:]
+    assert "as expected" in rows[0]
+    assert "—" not in rows[0]
+    assert "sha256:0=aa" in rows[1]

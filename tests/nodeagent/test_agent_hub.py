@@ -328,3 +328,21 @@ def test_a_ledger_behind_the_hub_is_renumbered_after_its_last_report(
     # the owed report became 2, the start-up report 3: nothing recorded twice under one number
     assert hub.sequences(host_id) == [1, 2, 3]
     assert state.load_ledger().next_sequence == 4
+
+
+def test_the_configured_hostname_is_what_the_hub_shows(
+    tmp_path: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    # several agents on one machine (the demo) each report their own name, not the machine's
+    host_id = _ek_host_id(booted_tpm)
+    base = agent_config(tmp_path, booted_tpm, hub.url, hub.ca_file)
+    cfg = replace(base, hub=replace(base.hub, hostname="host-7"))
+
+    async def scenario() -> None:
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+
+    asyncio.run(scenario())
+    host = hub.call(hub.state.store.get_host(host_id))
+    assert host is not None
+    assert host.hostname == "host-7"
