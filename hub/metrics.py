@@ -3,9 +3,9 @@
 Counted where it happens without touching the verification path: :func:`report_observer`
 (outermost middleware) times every ``POST /v1/report`` and counts its result from the answer
 the agent gets; a subscriber on the verdict bus counts verdict changes; host and alert gauges
-are read from the store at scrape time; webhook totals come from :mod:`hub.webhooks`.
-Each application has its own counters (no process-global registry); the exposition is
-written here (the format is small) so the hub needs no Prometheus library at run time.
+are read from the store at scrape time; webhook totals come from :mod:`hub.webhooks`. The
+metrics are prometheus_client's, each application with its own registry (no process-global
+state, no process or platform collectors: the node's exporter has those).
 
 ``/metrics`` accepts a viewer or admin bearer token, or ``metrics.token`` (a token that can
 read nothing else). The core's auth middleware lets the route through as ``public``;
@@ -20,18 +20,22 @@ failed, dropped), ``trustplane_hub_webhook_attempts_failed_total``.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import hmac
 import json
-import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram as PromHistogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
 
 from hub.auth import public
 from hub.errors import ApiError, Handler
@@ -42,132 +46,82 @@ from hub.webhooks import WEBHOOKS
 REPORT_PATH: Final = "/v1/report"
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 METRICS_ROLES: Final = frozenset({"viewer", "admin"})
-CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _sample(name: str, labels: Mapping[str, str], value: float) -> str:
-    if not labels:
-        return f"{name} {_number(value)}"
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-    return f"{name}{{{inner}}} {_number(value)}"
-
-
-def family(
-    name: str, kind: str, help_text: str, samples: Iterable[tuple[str, Mapping[str, str], float]]
-) -> list[str]:
-    """One metric family in the text format: HELP, TYPE, then its samples."""
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    lines.extend(_sample(n, labels, v) for n, labels, v in samples)
-    return lines
+CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4  # what every Prometheus reads
+_P: Final = "trustplane_hub_"
 
 
 @dataclass(slots=True)
-class Histogram:
-    """Cumulative buckets, sum and count, as Prometheus histograms are exposed."""
+class Scrape:
+    """What is read from the store and the webhook sender at scrape time."""
 
-    buckets: tuple[float, ...] = LATENCY_BUCKETS
-    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
-    total: float = 0.0
+    hosts: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    alerts_open: int = 0
+    webhooks: Mapping[str, int] = field(default_factory=dict)
+    attempts_failed: int = 0
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.total += value
 
-    def samples(self, name: str) -> list[tuple[str, Mapping[str, str], float]]:
-        out: list[tuple[str, Mapping[str, str], float]] = []
-        running = 0
-        for bound, n in zip((*self.buckets, math.inf), self.counts, strict=True):
-            running += n
-            out.append((f"{name}_bucket", {"le": _number(bound)}, running))
-        out.append((f"{name}_sum", {}, self.total))
-        out.append((f"{name}_count", {}, running))
-        return out
+class _ScrapeCollector(Collector):
+    """Exposes the last :class:`Scrape` (set just before the registry is rendered)."""
+
+    def __init__(self) -> None:
+        self.scrape = Scrape()
+
+    def collect(self) -> Iterator[Metric]:
+        hosts = GaugeMetricFamily(
+            _P + "hosts", "Hosts by enrollment state and verdict", labels=["state", "verdict"]
+        )
+        for (state, verdict), n in sorted(self.scrape.hosts.items()):
+            hosts.add_metric([state, verdict], n)
+        yield hosts
+        yield GaugeMetricFamily(
+            _P + "alerts_open", "Alerts not yet acknowledged", value=self.scrape.alerts_open
+        )
+        messages = CounterMetricFamily(
+            _P + "webhook_messages", "Webhook messages by final result", labels=["result"]
+        )
+        for result, n in sorted(self.scrape.webhooks.items()):
+            messages.add_metric([result], n)
+        yield messages
+        yield CounterMetricFamily(
+            _P + "webhook_attempts_failed",
+            "Webhook POSTs that failed (each retry counts)",
+            value=self.scrape.attempts_failed,
+        )
 
 
 class HubMetrics:
-    """The counters of one application; gauges are read at scrape time."""
+    """The metrics of one application, in a registry of its own."""
 
     def __init__(self) -> None:
-        self.reports: Counter[str] = Counter()
-        self.report_seconds = Histogram()
-        self.verdict_changes: Counter[str] = Counter()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.reports = PromCounter(
+            _P + "reports",
+            "Attestation reports handled, by result",
+            ["result"],
+            registry=self.registry,
+        )
+        self.report_seconds = PromHistogram(
+            _P + "report_duration_seconds",
+            "Time to handle one report (decode, verify, record, sign)",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.verdict_changes = PromCounter(
+            _P + "verdict_changes",
+            "Verdict changes, by the new verdict",
+            ["verdict"],
+            registry=self.registry,
+        )
+        self._scrape = _ScrapeCollector()
+        self.registry.register(self._scrape)
 
     def count_change(self, change: VerdictChange) -> None:
-        self.verdict_changes[change.verdict] += 1
+        self.verdict_changes.labels(change.verdict).inc()
 
-    def exposition(
-        self,
-        hosts: Mapping[tuple[str, str], int],
-        alerts_open: int,
-        webhooks: Mapping[str, int],
-        attempts_failed: int,
-    ) -> str:
-        """The whole scrape in the text exposition format (version 0.0.4)."""
-        p = "trustplane_hub_"
-        lines = [
-            *family(
-                p + "reports_total",
-                "counter",
-                "Attestation reports handled, by result",
-                ((p + "reports_total", {"result": r}, n) for r, n in sorted(self.reports.items())),
-            ),
-            *family(
-                p + "report_duration_seconds",
-                "histogram",
-                "Time to handle one report (decode, verify, record, sign)",
-                self.report_seconds.samples(p + "report_duration_seconds"),
-            ),
-            *family(
-                p + "verdict_changes_total",
-                "counter",
-                "Verdict changes, by the new verdict",
-                (
-                    (p + "verdict_changes_total", {"verdict": v}, n)
-                    for v, n in sorted(self.verdict_changes.items())
-                ),
-            ),
-            *family(
-                p + "hosts",
-                "gauge",
-                "Hosts by enrollment state and verdict",
-                (
-                    (p + "hosts", {"state": s, "verdict": v}, n)
-                    for (s, v), n in sorted(hosts.items())
-                ),
-            ),
-            *family(
-                p + "alerts_open",
-                "gauge",
-                "Alerts not yet acknowledged",
-                [(p + "alerts_open", {}, alerts_open)],
-            ),
-            *family(
-                p + "webhook_messages_total",
-                "counter",
-                "Webhook messages by final result",
-                (
-                    (p + "webhook_messages_total", {"result": r}, n)
-                    for r, n in sorted(webhooks.items())
-                ),
-            ),
-            *family(
-                p + "webhook_attempts_failed_total",
-                "counter",
-                "Webhook POSTs that failed (each retry counts)",
-                [(p + "webhook_attempts_failed_total", {}, attempts_failed)],
-            ),
-        ]
-        return "\n".join(lines) + "\n"
+    def exposition(self, scrape: Scrape) -> bytes:
+        """The whole scrape in the text exposition format."""
+        self._scrape.scrape = scrape
+        return generate_latest(self.registry)
 
 
 METRICS = web.AppKey("trustplane_metrics", HubMetrics)
@@ -202,7 +156,7 @@ async def report_observer(request: web.Request, handler: Handler) -> web.StreamR
     started = time.perf_counter()
     response = await handler(request)
     metrics.report_seconds.observe(time.perf_counter() - started)
-    metrics.reports[report_result(response)] += 1
+    metrics.reports.labels(report_result(response)).inc()
     return response
 
 
@@ -231,8 +185,8 @@ async def metrics(request: web.Request) -> web.Response:
     sender = request.app.get(WEBHOOKS)
     webhooks = sender.counts.as_dict() if sender else {"delivered": 0, "failed": 0, "dropped": 0}
     failed = sender.counts.attempts_failed if sender else 0
-    text = request.app[METRICS].exposition(hosts, alerts_open, webhooks, failed)
-    resp = web.Response(text=text)
+    body = request.app[METRICS].exposition(Scrape(hosts, alerts_open, webhooks, failed))
+    resp = web.Response(body=body)
     resp.headers["Content-Type"] = CONTENT_TYPE
     return resp
 

@@ -358,6 +358,7 @@ def test_packages_require_only_these_base_system_names(built: Built) -> None:
             "python3-sqlite-utils >= 4.0",
             "python3-jinja2 >= 3.1",
             "python3-jwcrypto >= 1.5",
+            "python3-prometheus_client >= 0.20",
             "shadow-utils",
             "systemd",
         },
