@@ -1,0 +1,222 @@
+"""Reports, verdicts and each host's latest verified evidence."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from hub.store.hosts import Host, _host
+from hub.store.nonces import NonceRefused, NoncesStore
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    id: int
+    host_id: str
+    received: float
+    verdict: str
+    reasons: tuple[str, ...]
+    sequence: int
+    body_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostEvidence:
+    """A host's last report whose quote verified and whose event logs replayed to it.
+
+    ``pcrs`` maps bank (TPM_ALG_ID) to PCR index to the quoted value; ``eventlogs`` maps the
+    log's name (``uefi``, ``txt``) to its SHA-256 in ``eventlog_cache``. What flavors are made
+    from with ``trustplane-hub flavor import --from-host``.
+    """
+
+    host_id: str
+    received: float
+    pcrs: dict[int, dict[int, bytes]]
+    eventlogs: dict[str, str]
+
+
+class SequenceRefused(Exception):
+    """A report whose sequence number is not above the host's last recorded one."""
+
+    def __init__(self, last: int) -> None:
+        super().__init__(f"sequence not above the last recorded ({last})")
+        self.last = last
+
+
+class ReportsStore(NoncesStore):
+    """Recording reports (their nonce spent in the same transaction) and reading them."""
+
+    async def record_report(
+        self,
+        *,
+        host_id: str,
+        received: float,
+        verdict: str,
+        reasons: tuple[str, ...],
+        sequence: int,
+        body_sha256: str,
+        valid_until: float,
+        rule_results: list[dict[str, Any]] | str,
+        history: int,
+        evidence: HostEvidence | None = None,
+        nonce: bytes | None = None,
+    ) -> str:
+        """Store a report's outcome, update the host, keep the last ``history`` reports, and
+        replace the host's verified evidence when ``evidence`` is given.
+
+        With ``nonce``, the nonce is consumed first, in the same transaction (as
+        :meth:`consume_nonce`, at ``received``): unless it is ``ok`` nothing is written and
+        :class:`NonceRefused` is raised, so a report is recorded exactly when its nonce is spent.
+        With ``nonce`` (a report whose quote verified), a ``sequence`` not above the host's last
+        such one raises :class:`SequenceRefused` (with that last number) and writes nothing, the
+        nonce included; otherwise it becomes the host's last.
+        Returns the host's previous verdict; a change is also written to ``verdicts``.
+        ``rule_results`` may be given already as JSON text.
+        """
+        reasons_json = json.dumps(list(reasons))
+        rules_json = rule_results if isinstance(rule_results, str) else json.dumps(rule_results)
+        evidence_row = None if evidence is None else _evidence_row(evidence)
+
+        def run() -> str:
+            conn = self.db.conn
+            with self.db.atomic():
+                if nonce is not None:
+                    status = self._consume_nonce_sync(nonce, host_id, received)
+                    if status != "ok":
+                        raise NonceRefused(status)
+                row = conn.execute(
+                    "SELECT verdict, last_sequence FROM hosts WHERE id = ?", [host_id]
+                ).fetchone()
+                # only reports whose quote verified (their nonce spent here) count: a forged
+                # one must not move the host's sequence
+                if nonce is not None and row is not None and sequence <= row[1]:
+                    raise SequenceRefused(int(row[1]))
+                conn.execute(
+                    "INSERT INTO reports (host_id, received, verdict, reasons, sequence, "
+                    "body_sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                    [host_id, received, verdict, reasons_json, sequence, body_sha256],
+                )
+                # ids only grow: everything at or below the host's history-th newest goes
+                conn.execute(
+                    "DELETE FROM reports WHERE host_id = ? AND id <= (SELECT id FROM reports "
+                    "WHERE host_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    [host_id, host_id, history],
+                )
+                conn.execute(
+                    "UPDATE hosts SET last_report = ?, verdict = ?, reasons = ?, "
+                    "valid_until = ?, rule_results = ?, "
+                    "last_sequence = CASE WHEN ? THEN ? ELSE last_sequence END WHERE id = ?",
+                    [
+                        received,
+                        verdict,
+                        reasons_json,
+                        valid_until,
+                        rules_json,
+                        nonce is not None,
+                        sequence,
+                        host_id,
+                    ],
+                )
+                previous = str(row[0]) if row is not None else "pending"
+                if previous != verdict:
+                    self._insert_verdict(host_id, received, verdict, previous, reasons)
+                if evidence_row is not None:
+                    conn.execute(
+                        "INSERT INTO host_evidence (host_id, received, pcrs, eventlogs) "
+                        "VALUES (:host_id, :received, :pcrs, :eventlogs) ON CONFLICT(host_id) "
+                        "DO UPDATE SET received = excluded.received, pcrs = excluded.pcrs, "
+                        "eventlogs = excluded.eventlogs",
+                        evidence_row,
+                    )
+            return previous
+
+        return await self._run_grouped(run)
+
+    def _insert_verdict(
+        self, host_id: str, at: float, verdict: str, previous: str, reasons: tuple[str, ...]
+    ) -> None:
+        self._t("verdicts").insert(
+            {
+                "host_id": host_id,
+                "at": at,
+                "verdict": verdict,
+                "previous": previous,
+                "reasons": json.dumps(list(reasons)),
+            }
+        )
+
+    async def list_reports(self, host_id: str) -> list[StoredReport]:
+        def run() -> list[StoredReport]:
+            return [
+                StoredReport(
+                    id=r["id"],
+                    host_id=r["host_id"],
+                    received=r["received"],
+                    verdict=r["verdict"],
+                    reasons=tuple(json.loads(r["reasons"])),
+                    sequence=r["sequence"],
+                    body_sha256=r["body_sha256"],
+                )
+                for r in self._t("reports").rows_where("host_id = ?", [host_id], order_by="id")
+            ]
+
+        return await self._run(run)
+
+    async def mark_stale(self, now: float) -> list[Host]:
+        """Set ``stale`` on every trusted/untrusted host whose report validity has passed.
+
+        Returns the hosts as they were before (their previous verdict), one per transition.
+        """
+
+        def run() -> list[Host]:
+            with self.db.atomic():
+                rows = [
+                    _host(r)
+                    for r in self._t("hosts").rows_where(
+                        "verdict IN ('trusted', 'untrusted') AND valid_until IS NOT NULL "
+                        "AND valid_until < ?",
+                        [now],
+                    )
+                ]
+                for h in rows:
+                    reasons = ("report.expired",)
+                    self._t("hosts").update(
+                        h.id, {"verdict": "stale", "reasons": json.dumps(list(reasons))}
+                    )
+                    self._insert_verdict(h.id, now, "stale", h.verdict, reasons)
+            return rows
+
+        return await self._run(run)
+
+    async def list_verdicts(self, host_id: str) -> list[dict[str, Any]]:
+        return await self._run(
+            lambda: list(self._t("verdicts").rows_where("host_id = ?", [host_id], order_by="id"))
+        )
+
+    async def get_host_evidence(self, host_id: str) -> HostEvidence | None:
+        """The host's last verified evidence (see :class:`HostEvidence`), if any."""
+
+        def run() -> HostEvidence | None:
+            rows = list(self._t("host_evidence").rows_where("host_id = ?", [host_id]))
+            return _evidence(rows[0]) if rows else None
+
+        return await self._run(run)
+
+
+def _evidence_row(e: HostEvidence) -> dict[str, Any]:
+    pcrs = {str(alg): {str(i): v.hex() for i, v in b.items()} for alg, b in e.pcrs.items()}
+    return {
+        "host_id": e.host_id,
+        "received": e.received,
+        "pcrs": json.dumps(pcrs, sort_keys=True),
+        "eventlogs": json.dumps(e.eventlogs, sort_keys=True),
+    }
+
+
+def _evidence(r: dict[str, Any]) -> HostEvidence:
+    pcrs = {
+        int(alg): {int(i): bytes.fromhex(v) for i, v in b.items()}
+        for alg, b in json.loads(r["pcrs"]).items()
+    }
+    return HostEvidence(r["host_id"], r["received"], pcrs, json.loads(r["eventlogs"]))
