@@ -96,28 +96,25 @@ class KeyBlob:
         if not TAG_BYTES < len(self.ciphertext) <= MAX_SECRET_BYTES + TAG_BYTES:
             raise KeyBlobError(f"key blob ciphertext of {len(self.ciphertext)} bytes")
 
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "v": self.version,
+            "alg": self.algorithm,
+            "kid": self.key_id,
+            "policy": self.policy,
+            "hub": self.hub,
+        }
+
     def associated_data(self) -> bytes:
         """The AES-GCM associated data: canonical JSON of version, algorithm, key id, policy and
         hub."""
-        return _canonical(
-            {
-                "v": self.version,
-                "alg": self.algorithm,
-                "kid": self.key_id,
-                "policy": self.policy,
-                "hub": self.hub,
-            }
-        )
+        return _canonical(self._identity())
 
     def encode(self) -> bytes:
         """The blob's canonical bytes (what the key provider returns as its annotation)."""
         return _canonical(
             {
-                "v": self.version,
-                "alg": self.algorithm,
-                "kid": self.key_id,
-                "policy": self.policy,
-                "hub": self.hub,
+                **self._identity(),
                 "iv": base64.b64encode(self.iv).decode(),
                 "ct": base64.b64encode(self.ciphertext).decode(),
             }
