@@ -24,6 +24,7 @@ from hub.auth import auth_middleware
 from hub.config import ConfigError, HubConfig
 from hub.errors import MAX_BODY, body_limit_middleware, error_middleware
 from hub.pki import PkiError, load_ca_bundle
+from hub.singleton import holder_id, run_singleton
 from hub.state import (
     CLOCK,
     CONFIG,
@@ -108,7 +109,18 @@ def create_app(
         )
         app[STATE] = state
         app[STORE] = store
-        watcher = asyncio.create_task(attestation.watch_staleness(state), name="hub-stale")
+        # the stale sweep runs in one process of those sharing the database (hub.singleton)
+        watcher = asyncio.create_task(
+            run_singleton(
+                store,
+                "stale-sweep",
+                lambda: attestation.watch_staleness(state),
+                holder=holder_id(),
+                clock=clock,
+                ttl=config.state.lease_ttl,
+            ),
+            name="hub-stale",
+        )
         try:
             yield
         finally:

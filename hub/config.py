@@ -21,6 +21,7 @@ server.max_connections             ``20000``                    open connections
 server.max_connections_per_address ``512``                      per client address (0 = no cap)
 server.tls_read_buffer             ``17408``                    bytes of TLS read buffer per conn.
 state.dir                          ``/var/lib/trustplane/hub``  keys, certificates, database
+state.lease_ttl                    ``15``                       seconds a singleton lease lasts
 attestation.nonce_ttl              ``120``                      seconds a nonce stays usable
 attestation.report_validity        ``600``                      seconds a trust report is valid
 attestation.interval               ``60``                       seconds between agent reports
@@ -95,6 +96,7 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class StateConfig:
     dir: Path = Path("/var/lib/trustplane/hub")
+    lease_ttl: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +273,7 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
         "max_connections_per_address": _check_non_negative_int,
         "tls_read_buffer": _check_buffer_size,
     },
-    "state": {"dir": _check_path},
+    "state": {"dir": _check_path, "lease_ttl": _check_seconds},
     "attestation": {
         "nonce_ttl": _check_seconds,
         "report_validity": _check_seconds,

@@ -1,7 +1,8 @@
 """The hub's persistent state: one SQLite database through sqlite-utils, one module per aggregate.
 
 :class:`Store` is the whole store: it combines the aggregates (each a class of its own module:
-hosts, enrollments, nonces, reports, alerts, flavors, tokens, event logs, audit, asset tags) on
+hosts, enrollments, nonces, reports, alerts, flavors, tokens, event logs, audit, asset tags,
+leases) on
 the SQLite backend (:mod:`hub.store.backend`: one connection on one worker thread, group commit),
 with the schema's numbered migrations in :mod:`hub.store.schema`. Policy (what a verdict means,
 who may do what) lives in the callers; this package stores and fetches. Only this package
@@ -29,6 +30,7 @@ from hub.store.enrollments import MAX_OPEN_CHALLENGES_PER_HOST, EnrollmentStore,
 from hub.store.eventlogs import EventlogsStore
 from hub.store.flavors import FlavorDocuments, FlavorsStore, StoredFlavor
 from hub.store.hosts import Host, HostFacts, HostGroup, HostKeys, HostsStore
+from hub.store.leases import LeasesStore
 from hub.store.nonces import NonceRefused
 from hub.store.reports import HostEvidence, ReportsStore, SequenceRefused, StoredReport
 from hub.store.schema import MIGRATIONS
@@ -45,6 +47,7 @@ class Store(
     EventlogsStore,
     AuditStore,
     AssetTagsStore,
+    LeasesStore,
     SqliteBackend,
 ):
     """Async access to the hub database; create with :meth:`open`, end with :meth:`close`."""

@@ -207,6 +207,13 @@ def _migration_9(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO audit_seal_start (after_row) VALUES (?)", [last])
 
 
+def _migration_10(db: sqlite_utils.Database) -> None:
+    """Leases for work that runs once across processes (hub.store.leases)."""
+    db.table("leases").create(
+        {"name": str, "holder": str, "expires": float}, pk="name", not_null={"holder", "expires"}
+    )
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_1,
     _migration_2,
@@ -217,6 +224,7 @@ MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_7,
     _migration_8,
     _migration_9,
+    _migration_10,
 )
 
 

@@ -28,13 +28,13 @@ async def opened(path: Path) -> Store:
     return store
 
 
-def test_new_database_is_migrated_to_version_9_and_reopens(tmp_path: Path) -> None:
+def test_new_database_is_migrated_to_version_10_and_reopens(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 9
+        assert store.schema_version == 10
         await store.close()
         again = await Store.open(tmp_path / "hub.db")
-        assert again.schema_version == 9
+        assert again.schema_version == 10
         await again.close()
 
     run(go())
@@ -49,6 +49,7 @@ def test_new_database_is_migrated_to_version_9_and_reopens(tmp_path: Path) -> No
         (7, "_migration_7"),
         (8, "_migration_8"),
         (9, "_migration_9"),
+        (10, "_migration_10"),
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {
@@ -280,7 +281,7 @@ def test_version_3_database_gains_host_groups(tmp_path: Path) -> None:
         )
         await old.close()
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 9
+        assert store.schema_version == 10
         host = await store.get_host(HOST)
         assert host is not None
         assert host.group is None
