@@ -18,6 +18,8 @@ from tests.conftest import EVENTLOGS, expected_logs
 from trustcore.algorithms import UnsupportedAlgorithm
 from trustcore.errors import ParseError
 from trustcore.eventlog import (
+    ReplayError,
+    check_event_data,
     describe_event_data,
     locate_txt_eventlog,
     locate_txt_eventlog_in_image,
@@ -41,6 +43,17 @@ FUZZ = settings(
 )
 
 
+PCR0_REASONS = frozenset(
+    {
+        "eventlog.bad_startup_locality",
+        "eventlog.startup_locality_misplaced",
+        "eventlog.startup_locality_repeated",
+        "eventlog.hcrtm_misplaced",
+        "eventlog.hcrtm_locality_conflict",
+    }
+)
+
+
 def check_total(data: bytes) -> None:
     """Parse; on success replay and describe everything. Only ParseError may escape parse."""
     error: ParseError | None = None
@@ -52,12 +65,21 @@ def check_total(data: bytes) -> None:
         assert "\n" not in error.describe()
         assert 0 <= error.offset <= len(data)
         return
-    # A bank this Python cannot hash (SM3 without OpenSSL support) is the only replay error.
-    with contextlib.suppress(UnsupportedAlgorithm):
+    # Replay refuses a bank this Python cannot hash (SM3 without OpenSSL support) and records
+    # that break PCR 0's start rules (StartupLocality, H-CRTM), each with its reason id.
+    refused: ReplayError | None = None
+    try:
         replay_eventlog(log)
+    except UnsupportedAlgorithm:
+        pass
+    except ReplayError as e:
+        refused = e
+    if refused is not None:
+        assert refused.reason in PCR0_REASONS, refused.describe()
     for event in log.events:
         assert event.type_name
         assert "\n" not in event.description
+        check_event_data(event)  # never raises
 
 
 @st.composite
