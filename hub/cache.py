@@ -44,5 +44,9 @@ class LruCache(Generic[K, V]):
     def clear(self) -> None:
         self._data.clear()
 
+    def cached_keys(self) -> list[K]:
+        """The keys, least recently used first (a copy)."""
+        return list(self._data)
+
     def __len__(self) -> int:
         return len(self._data)

@@ -187,20 +187,26 @@ class ReportVerifier:
         self.eventlogs: LruCache[bytes, ReplayedLog] = LruCache(eventlog_cache_size)
         self.verdicts: LruCache[bytes, tuple[FlavorOutcome, str]] = LruCache(verdict_cache_size)
 
-    async def attestation_key(self, host_id: str) -> AttestationKey | None:
-        """The host's AK, decoded once and cached; ``None`` for an unknown host."""
-        ak = self.aks.get(host_id)
+    async def attestation_key(self, host: Host) -> AttestationKey | None:
+        """The host's AK, decoded once and cached; ``None`` for an unknown host.
+
+        The cache key includes the serial of the host's current client certificate, which every
+        enrollment changes: a host that enrolled again (a new AK), also through another hub
+        process sharing the database, is never verified with its old AK."""
+        key = f"{host.id}:{host.cert_serial or ''}"
+        ak = self.aks.get(key)
         if ak is None:
-            keys = await self._store.get_host_keys(host_id)
+            keys = await self._store.get_host_keys(host.id)
             if keys is None:
                 return None
             ak = AttestationKey.from_tpmt_public(keys.ak_public)
-            self.aks.put(host_id, ak)
+            self.aks.put(key, ak)
         return ak
 
     def forget(self, host_id: str) -> None:
-        """Drop a cached AK (after re-enrollment)."""
-        self.aks.discard(host_id)
+        """Drop a host's cached AKs (after re-enrollment in this process)."""
+        for key in [k for k in self.aks.cached_keys() if k.startswith(f"{host_id}:")]:
+            self.aks.discard(key)
 
     async def _eventlogs(
         self, body: ReportBody, now: float
@@ -247,7 +253,7 @@ class ReportVerifier:
         ``defer_nonce``, the nonce is left for the caller to consume (see the module's
         docstring) and nothing here raises :class:`NonceRejected`.
         """
-        ak = await self.attestation_key(host.id)
+        ak = await self.attestation_key(host)
         if ak is None:
             return Outcome.untrusted("host.unknown")
         deferred: VerificationError | None = None

@@ -202,3 +202,21 @@ def test_an_enrolled_host_may_not_take_another_hosts_names(
         "/v1/enroll", second.enroll_request(hostname=agent.names[0]).to_json()
     )
     assert (took.status, took.code) == (409, "enroll.identity_conflict")
+
+
+def test_a_host_enrolled_again_through_another_process_is_verified_with_its_new_ak(
+    hub: HubProcess, agent: Agent
+) -> None:
+    """Two hub processes on one database (as workers or replicas would be): the AK cache is
+    keyed by the host's current certificate, which every enrollment changes, so a process that
+    cached the old AK never verifies the host's new one with it."""
+    other = HubProcess(hub.config, RunningClock())
+    try:
+        assert agent.attest(other).body["verdict"] == "trusted"  # other caches the AK
+        agent.device.flush(agent.ak)
+        agent.ak, _ = agent.device.create_ak("ecc256")  # a new AK, enrolled through `hub`
+        agent.enroll(hub)
+        answer = agent.attest(other)
+        assert (answer.body["verdict"], answer.body["reasons"]) == ("trusted", [])
+    finally:
+        other.stop()

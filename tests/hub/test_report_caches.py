@@ -156,7 +156,9 @@ def test_the_ak_cache_never_serves_another_hosts_key(
     assert (report(hub, booted).reasons, report(hub, other).reasons) == ((), ())
     aks = hub.state.verifier.aks
     for agent in (booted, other):
-        cached = aks.get(agent.host_id)
+        host = hub.call(hub.state.store.get_host(agent.host_id))
+        assert host is not None
+        cached = aks.get(f"{agent.host_id}:{host.cert_serial or ''}")
         assert cached is not None
         assert cached.name == AttestationKey.from_tpmt_public(agent.ak.public).name
     assert booted.ak.public != other.ak.public
