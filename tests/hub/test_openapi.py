@@ -65,7 +65,7 @@ def described(doc: dict[str, Any]) -> set[tuple[str, str]]:
 
 def test_every_route_is_described_and_every_description_is_routed(hub: HubProcess) -> None:
     doc = build_openapi()
-    assert registered(hub) - described(doc) == set(), "routes missing from hub/openapi.py"
+    assert registered(hub) - described(doc) == set(), "routes missing from hub/openapi/paths.py"
     assert described(doc) - registered(hub) == set(), "described but not served"
 
 
