@@ -18,6 +18,13 @@ APT_PACKAGES += rpm createrepo-c dnf rpmlint systemd systemd-container python3-i
 APT_PACKAGES += chromium
 # tests/test_manpages.py: the manual pages rendered with groff
 APT_PACKAGES += groff-base man-db
+# tests of the hub on PostgreSQL (a throw-away cluster made by the tests with initdb)
+APT_PACKAGES += postgresql
+# encrypted images: a real OCI registry, and podman + runc running the OCI hook
+APT_PACKAGES += docker-registry podman runc busybox-static
+# the fake Kubernetes API server is proven with the real kubectl (Debian's kubernetes-client,
+# unless a kubectl is already installed from another source)
+APT_PACKAGES += $(if $(shell command -v kubectl),,kubernetes-client)
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PY := $(VENV)/.py-done
 
