@@ -1,7 +1,8 @@
 """The schema: numbered migrations recorded in ``schema_migrations``; a new database runs them all.
 
 A new aggregate adds its tables with one more ``_migration_N`` here and an entry in
-:data:`MIGRATIONS` (never change or reorder a released one).
+:data:`MIGRATIONS` (never change or reorder a released one), and its PostgreSQL twin in
+:mod:`hub.store.pgschema`. A migration's number is the ``N`` of its name.
 """
 
 from __future__ import annotations
@@ -214,6 +215,18 @@ def _migration_10(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_13(db: sqlite_utils.Database) -> None:
+    """Hub replicas: the alert written with each verdict change (so another process reading the
+    change announces the same alert), and the audit log's head for databases shared by
+    several machines (PostgreSQL keeps it here; SQLite keeps it in a file beside the database,
+    hub.store.audit)."""
+    db.execute("ALTER TABLE verdicts ADD COLUMN alert_id INTEGER")
+    db.execute(
+        "CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "row_id INTEGER NOT NULL, hash TEXT NOT NULL, document TEXT NOT NULL)"
+    )
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_1,
     _migration_2,
@@ -225,17 +238,29 @@ MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_8,
     _migration_9,
     _migration_10,
+    _migration_13,  # 11 and 12: keys and clusters (other branches)
 )
 
 
-def _migrate(db: sqlite_utils.Database, migrations: tuple[Callable[..., None], ...]) -> int:
+def numbered(migrations: tuple[Callable[..., None], ...]) -> list[tuple[int, Callable[..., None]]]:
+    """Each migration with its number: the ``N`` of a function named ``_migration_N`` (numbers
+    are assigned per branch, so the list may have gaps until they all land), else its
+    position."""
+    out = []
+    for position, migration in enumerate(migrations, start=1):
+        suffix = migration.__name__.removeprefix("_migration_")
+        out.append((int(suffix) if suffix.isdigit() else position, migration))
+    return out
+
+
+def migrate(db: sqlite_utils.Database, migrations: tuple[Callable[..., None], ...]) -> int:
     db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
     )
     done = {row[0] for row in db.execute("SELECT version FROM schema_migrations").fetchall()}
     version = max(done, default=0)
-    for number, migration in enumerate(migrations, start=1):
+    for number, migration in numbered(migrations):
         if number in done:
             continue
         with db.atomic():
@@ -244,5 +269,5 @@ def _migrate(db: sqlite_utils.Database, migrations: tuple[Callable[..., None], .
                 "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
                 [number, migration.__name__],
             )
-        version = number
+        version = max(version, number)
     return version
