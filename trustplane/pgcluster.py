@@ -128,7 +128,7 @@ class PostgresCluster:
             self._databases += 1
             name = f"hub{self._databases}"
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"'.encode())  # type: ignore[arg-type]
+            conn.execute(f'CREATE DATABASE "{name}"'.encode())
         return self.url(name)
 
     def stop(self) -> None:

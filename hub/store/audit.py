@@ -75,7 +75,7 @@ def _checked_head(data: object, where: str) -> dict[str, Any]:
         and isinstance(data.get("hash"), str)
     ):
         raise AuditHeadError(f"{where}: not an audit head")
-    return data  # type: ignore[return-value]
+    return data
 
 
 def _check_audit_head(

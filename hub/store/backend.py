@@ -220,12 +220,11 @@ class StoreBackend:
             except conn.error as e:
                 error = e
         if error is not None:
-            e = error
             conn.rollback()
             # nothing of the group was committed: every job fails, queued ones run again alone
             done = len(results)
             for job in group[:done]:
-                self._reply(job, False, GroupRolledBack(f"not committed: {e}"))
+                self._reply(job, False, GroupRolledBack(f"not committed: {error}"))
             for job in group[done:]:
                 self._reply(job, *self._call(job))
             return

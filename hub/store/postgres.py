@@ -88,8 +88,8 @@ class PostgresConnection(Connection):
         if self._conn.closed:  # lost (server restart): open again, outside any transaction
             self._conn = self._connect()
         if not params:
-            return self._conn.execute(sql.encode())  # type: ignore[arg-type]
-        return self._conn.execute(translate(sql).encode(), params)  # type: ignore[arg-type]
+            return self._conn.execute(sql.encode())
+        return self._conn.execute(translate(sql).encode(), params)
 
     def transaction_open(self) -> bool:
         return self._conn.info.transaction_status == TransactionStatus.INTRANS

@@ -108,7 +108,7 @@ class ReportsStore(NoncesStore):
         rules_json = rule_results if isinstance(rule_results, str) else json.dumps(rule_results)
         evidence_row = None if evidence is None else _evidence_row(evidence)
 
-        def run() -> str:
+        def run() -> Recorded:
             conn = self.db.conn
             with self.db.atomic():
                 if nonce is not None:

@@ -12,6 +12,7 @@ from tests.conftest import EVENTLOGS
 from tests.hub.harness import Agent, FakeClock, HubProcess, make_state
 from trustcore.algorithms import TPM_ALG_SHA256
 from trustcore.eventlog import parse_eventlog
+from trustplane.pgcluster import PostgresCluster
 from trustplane.swtpm import SwtpmFactory
 
 LOG = EVENTLOGS / "go-attestation" / "crypto_agile_eventlog.bin"
@@ -21,6 +22,27 @@ EV_NO_ACTION = 3
 def ca_bundle(factory: SwtpmFactory, path: Path) -> Path:
     path.write_bytes(b"".join(p.read_bytes() for p in factory.ca_certificates))
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throw-away PostgreSQL server for the session (initdb as an unprivileged user, a unix
+    socket in its temporary directory); fails when PostgreSQL is not installed."""
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's store lives, once per backend: a SQLite file in ``tmp_path``, or a fresh
+    database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "hub.db")
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.create_database()
 
 
 @pytest.fixture(scope="module")
