@@ -37,7 +37,7 @@ from hub.state import (
     RandomBytes,
     VerdictEvents,
 )
-from hub.statedir import DB_FILE, load_hub_keys
+from hub.statedir import load_hub_keys, store_target
 from hub.store import Store
 from hub.verification import ReportVerifier
 from hub.web import install as install_web
@@ -93,7 +93,7 @@ def create_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         keys = load_hub_keys(config.state.dir, credentials_dir)
-        store = await Store.open(config.state.dir / DB_FILE)
+        store = await Store.open(store_target(config.state.dir, config.state.database))
         store.audit_sealer = audit_sealer(config, keys.jws_key)
         state = HubState(
             config=config,

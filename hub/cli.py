@@ -46,6 +46,7 @@ from hub.statedir import (
     credentials_directory,
     load_hub_keys,
     new_token,
+    store_target,
 )
 from hub.store import Store
 
@@ -152,9 +153,9 @@ def _config(args: argparse.Namespace) -> HubConfig:
 
 async def _with_store(config: HubConfig, fn: Callable[[Store], Awaitable[int]]) -> int:
     db = config.state.dir / DB_FILE
-    if not db.exists():
+    if config.state.database == "sqlite" and not db.exists():
         raise StateDirError(f"{db} does not exist; run trustplane-hub init")
-    store = await Store.open(db)
+    store = await Store.open(store_target(config.state.dir, config.state.database))
     keys = _keys_if_readable(config)
     if keys is not None:  # audit rows the CLI writes are sealed like the hub's own
         store.audit_sealer = audit_sealer(config, keys.jws_key)
@@ -178,7 +179,7 @@ async def _init(args: argparse.Namespace, config: HubConfig) -> int:
     except StateDirError as e:
         raise UsageError(str(e)) from None
     token, digest = new_token()
-    store = await Store.open(config.state.dir / DB_FILE)
+    store = await Store.open(store_target(config.state.dir, config.state.database))
     keys = _keys_if_readable(config)
     if keys is not None:
         store.audit_sealer = audit_sealer(config, keys.jws_key)
@@ -189,7 +190,8 @@ async def _init(args: argparse.Namespace, config: HubConfig) -> int:
         )
     finally:
         await store.close()
-    (config.state.dir / DB_FILE).chmod(0o600)
+    if config.state.database == "sqlite":
+        (config.state.dir / DB_FILE).chmod(0o600)
     print(f"hub state created in {config.state.dir}")
     print(f"admin token (shown once, stored only as a hash): {token}")
     return EXIT_OK

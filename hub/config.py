@@ -22,6 +22,7 @@ server.max_connections_per_address ``512``                      per client addre
 server.tls_read_buffer             ``17408``                    bytes of TLS read buffer per conn.
 state.dir                          ``/var/lib/trustplane/hub``  keys, certificates, database
 state.lease_ttl                    ``15``                       seconds a singleton lease lasts
+state.database                     ``"sqlite"``                 or a postgresql:// URL (replicas)
 attestation.nonce_ttl              ``120``                      seconds a nonce stays usable
 attestation.report_validity        ``600``                      seconds a trust report is valid
 attestation.interval               ``60``                       seconds between agent reports
@@ -97,6 +98,8 @@ class ServerConfig:
 class StateConfig:
     dir: Path = Path("/var/lib/trustplane/hub")
     lease_ttl: float = 15.0
+    # "sqlite" (hub.db in dir) or a postgresql:// URL; never shown (it may hold a password)
+    database: str = field(default="sqlite", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +220,24 @@ def _check_seconds(value: object) -> float:
     return float(value)
 
 
+MAX_DATABASE_URL: Final = 2048
+
+
+def _check_database(value: object) -> str:
+    """``sqlite`` (or empty) or a ``postgresql://`` URL; the problem never quotes the value
+    (a URL may carry a password)."""
+    text = _check_str(value)
+    if text in {"", "sqlite"}:
+        return "sqlite"
+    if len(text) > MAX_DATABASE_URL:
+        raise ValueError(f"longer than {MAX_DATABASE_URL} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("contains control characters")
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError('expected "sqlite" or a postgresql:// URL')
+    return text
+
+
 def _check_listen(value: object) -> str:
     text = _check_str(value)
     host, sep, port = text.rpartition(":")
@@ -273,7 +294,7 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
         "max_connections_per_address": _check_non_negative_int,
         "tls_read_buffer": _check_buffer_size,
     },
-    "state": {"dir": _check_path, "lease_ttl": _check_seconds},
+    "state": {"dir": _check_path, "lease_ttl": _check_seconds, "database": _check_database},
     "attestation": {
         "nonce_ttl": _check_seconds,
         "report_validity": _check_seconds,

@@ -45,19 +45,43 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return cluster.create_database()
 
 
-@pytest.fixture(scope="module")
-def hub(
-    tmp_path_factory: pytest.TempPathFactory, swtpm_factory: SwtpmFactory
+def serving_hub(
+    tmp_path_factory: pytest.TempPathFactory,
+    swtpm_factory: SwtpmFactory,
+    database: str = "sqlite",
 ) -> Iterator[HubProcess]:
-    """A hub whose EK CA bundle is the swtpm factory's local CA (so agents enroll at once)."""
+    """A hub whose EK CA bundle is the swtpm factory's local CA (so agents enroll at once), on
+    ``database`` (``state.database``), stopped afterwards (for fixtures)."""
     tmp = tmp_path_factory.mktemp("hub")
     bundle = ca_bundle(swtpm_factory, tmp / "ek-ca.pem")
-    config = make_state(tmp, enrollment={"ek_ca_bundle": str(bundle)})
+    config = make_state(tmp, enrollment={"ek_ca_bundle": str(bundle)}, database=database)
     process = HubProcess(config, FakeClock())
     try:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(
+    tmp_path_factory: pytest.TempPathFactory, swtpm_factory: SwtpmFactory
+) -> Iterator[HubProcess]:
+    """A hub whose EK CA bundle is the swtpm factory's local CA (so agents enroll at once)."""
+    yield from serving_hub(tmp_path_factory, swtpm_factory)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def hub_on_each_backend(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    swtpm_factory: SwtpmFactory,
+) -> Iterator[HubProcess]:
+    """:func:`hub` once on SQLite, once on a fresh PostgreSQL database (a module that wants
+    its tests on both overrides ``hub`` with this)."""
+    database = "sqlite"
+    if request.param == "postgresql":
+        database = request.getfixturevalue("postgres").create_database()
+    yield from serving_hub(tmp_path_factory, swtpm_factory, database)
 
 
 def running_agent(
