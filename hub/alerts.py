@@ -1,7 +1,12 @@
 """Alert notices: what the hub tells people and webhooks when trust is lost or regained.
 
-The core (:func:`hub.attestation.record_transition`) already writes an ``alerts`` row on every
-transition to ``untrusted`` or ``stale`` and publishes the :class:`~hub.state.VerdictChange`.
+The store writes an ``alerts`` row with every transition to ``untrusted`` or ``stale``, in the
+transaction that writes the transition (:meth:`hub.store.Store.record_report`), so a trust loss
+raises exactly one alert whichever hub process or replica recorded it; the core
+(:func:`hub.attestation.record_transition`) publishes the :class:`~hub.state.VerdictChange`.
+Changes written by other processes sharing a PostgreSQL database arrive too (``local`` false):
+their notices feed this process's status page, while webhooks go out only from the process
+that wrote the change (:mod:`hub.webhooks`), once.
 :class:`AlertCenter` listens on that bus and completes the picture without writing those rows
 again: it turns each change into :class:`AlertNotice` values (``firing`` for the new alert,
 ``resolved`` for the alert the host leaves), raises the one alert the core does not write,
@@ -54,6 +59,7 @@ class AlertNotice:
     alert_id: int | None = None
     acked_by: str | None = None
     peer: str | None = None
+    local: bool = True  # False: about a change another hub process wrote (and announces)
 
 
 SUMMARY_WINDOW: Final = 600.0  # seconds one source's enrollment refusals share one alert
@@ -116,6 +122,7 @@ class AlertCenter:
                     started if started is not None else change.at,
                     ends_at=change.at,
                     alert_id=alert_id,
+                    local=change.local,
                 )
             )
         if change.verdict in ALERTING and change.alert_id is not None:
@@ -129,6 +136,7 @@ class AlertCenter:
                     change.reasons,
                     change.at,
                     alert_id=change.alert_id,
+                    local=change.local,
                 )
             )
         for notice in out:

@@ -121,12 +121,21 @@ def create_app(
             ),
             name="hub-stale",
         )
+        tasks = [watcher]
+        if store.dialect == "postgresql":  # other replicas' verdict changes (LISTEN/NOTIFY)
+            tasks.append(
+                asyncio.create_task(
+                    attestation.relay_transitions(state, config.state.database),
+                    name="hub-relay",
+                )
+            )
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await store.close()
 
     app.cleanup_ctx.append(resources)

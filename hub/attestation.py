@@ -24,7 +24,14 @@ from hub.auth import AGENT_HOST_KEY, agent, principal
 from hub.errors import ApiError, read_json
 from hub.jws import sign_jws
 from hub.state import STATE, HubState, VerdictChange
-from hub.store import Host, HostEvidence, NonceRefused, SequenceRefused, Transition
+from hub.store import (
+    Host,
+    HostEvidence,
+    NonceRefused,
+    SequenceRefused,
+    Transition,
+    TransitionListener,
+)
 from hub.verification import MissingEventlogs, NonceRejected, Outcome
 from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportBody, ReportResult, WireError
 
@@ -52,9 +59,10 @@ def trust_report(st: HubState, host: Host, outcome: Outcome, now: float, valid_u
     return sign_jws(payload, st.keys.jws_key)
 
 
-def record_transition(st: HubState, transition: Transition | None) -> None:
+def record_transition(st: HubState, transition: Transition | None, *, local: bool = True) -> None:
     """Publish a verdict change the store wrote (its alert, on a change to untrusted/stale,
-    was written in the same transaction: see :meth:`hub.store.Store.record_report`)."""
+    was written in the same transaction: see :meth:`hub.store.Store.record_report`);
+    ``local=False`` for one another process wrote."""
     if transition is None:
         return
     st.events.publish(
@@ -65,8 +73,18 @@ def record_transition(st: HubState, transition: Transition | None) -> None:
             transition.reasons,
             transition.at,
             transition.alert_id,
+            local=local,
         )
     )
+
+
+async def relay_transitions(st: HubState, url: str) -> None:
+    """Publish the verdict changes other hub processes write to the shared PostgreSQL
+    database (:class:`hub.store.TransitionListener`), so this process's pages and alert feed
+    show them; runs until cancelled."""
+    listener = TransitionListener(url, st.store)
+    async for transition in listener.transitions():
+        record_transition(st, transition, local=False)
 
 
 @agent

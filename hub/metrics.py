@@ -116,7 +116,8 @@ class HubMetrics:
         self.registry.register(self._scrape)
 
     def count_change(self, change: VerdictChange) -> None:
-        self.verdict_changes.labels(change.verdict).inc()
+        if change.local:  # each process counts what it wrote: the replicas' sum is the fleet's
+            self.verdict_changes.labels(change.verdict).inc()
 
     def exposition(self, scrape: Scrape) -> bytes:
         """The whole scrape in the text exposition format."""

@@ -31,7 +31,10 @@ RandomBytes = Callable[[int], bytes]
 
 @dataclass(frozen=True, slots=True)
 class VerdictChange:
-    """A host's verdict changed (``alert_id`` is set when the change raised an alert)."""
+    """A host's verdict changed (``alert_id`` is set when the change raised an alert).
+
+    ``local``: this process wrote it (``False``: another process sharing the database did, and
+    sends its webhooks and counts it in its metrics; this one only shows it)."""
 
     host_id: str
     previous: str
@@ -39,6 +42,7 @@ class VerdictChange:
     reasons: tuple[str, ...]
     at: float
     alert_id: int | None = None
+    local: bool = True
 
 
 class VerdictEvents(Fanout[VerdictChange]):

@@ -171,7 +171,8 @@ class WebhookSender:
                     await target.task
 
     def submit(self, notice: AlertNotice) -> None:
-        if notice.status == "acknowledged":
+        # another process wrote that change and sends its webhooks (exactly one sender)
+        if notice.status == "acknowledged" or not notice.local:
             return
         message = alertmanager_message(notice, self._base_url)
         for target in self._targets:

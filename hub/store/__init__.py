@@ -41,6 +41,7 @@ from hub.store.flavors import FlavorDocuments, FlavorsStore, StoredFlavor
 from hub.store.hosts import Host, HostFacts, HostGroup, HostKeys, HostsStore
 from hub.store.leases import LeasesStore
 from hub.store.nonces import NonceRefused
+from hub.store.notifications import TransitionListener
 from hub.store.postgres import is_postgres_url
 from hub.store.reports import (
     VERDICTS_CHANNEL,
@@ -95,6 +96,7 @@ __all__ = [
     "StoredReport",
     "Token",
     "Transition",
+    "TransitionListener",
     "audit_row_hash",
     "is_postgres_url",
 ]

@@ -126,6 +126,12 @@ class StoreBackend:
         self._db = db
 
     @property
+    def backend_pid(self) -> int | None:
+        """PostgreSQL: the server process of this store's connection (what its notifications
+        carry); ``None`` on SQLite or before the store is open."""
+        return None if self._db is None else self._db.backend_pid
+
+    @property
     def integrity_error(self) -> type[Exception]:
         """The driver's constraint-violation error (what a refused write raises)."""
         return self.db.integrity_error

@@ -42,6 +42,7 @@ class Connection:
 
     dialect: str = ""
     for_update: str = ""
+    backend_pid: int | None = None  # PostgreSQL: the server process serving this connection
     error: type[Exception] = Exception
     integrity_error: type[Exception] = Exception
 

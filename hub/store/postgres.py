@@ -75,13 +75,15 @@ class PostgresConnection(Connection):
 
     def __init__(self, url: str) -> None:
         self._url = url
+        self.backend_pid: int | None = None
         self._conn: psycopg.Connection[Any] = self._connect()
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(
             self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, prepare_threshold=5
         )
-        conn.execute("SET TIME ZONE 'UTC'")
+        conn.execute(b"SET TIME ZONE 'UTC'")
+        self.backend_pid = conn.info.backend_pid  # the server's pid for this session (NOTIFY)
         return conn
 
     def execute(self, sql: str, params: Params = None) -> Cursor:
