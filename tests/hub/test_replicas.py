@@ -171,7 +171,7 @@ class EventStream:
                     event = line.removeprefix("event: ")
                 elif line.startswith("data: "):
                     self.events.put((event, json.loads(line.removeprefix("data: "))))
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # closed under it at the end
             return
 
     def next_verdict(self, host_id: str, timeout: float = 15.0) -> dict[str, Any]:
