@@ -275,6 +275,24 @@ def test_two_replicas_over_one_postgresql(
             ]
         )
 
+        # the sweep ran under one lease holder: one of the replicas, the only one that started it
+        async def sweep_holder() -> str | None:
+            store = await Store.open(url)
+            try:
+                return await store.lease_holder("stale-sweep", time.time())
+            finally:
+                await store.close()
+
+        holder = asyncio.run(sweep_holder())
+        assert holder is not None
+        holder_pid = int(holder.split(":")[1])
+        assert holder_pid in {a.process.pid, b.process.pid}
+        started = [
+            (tmp_path / r.name / f"{r.name}.log").read_text().count("lease stale-sweep taken by")
+            for r in (a, b)
+        ]
+        assert sorted(started) == [0, 1]
+
         # the counters of the two replicas sum to the fleet's changes
         counts = [verdict_changes(r, token) for r in (a, b)]
         total = {v: sum(c.get(v, 0.0) for c in counts) for v in ("trusted", "untrusted", "stale")}
