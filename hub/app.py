@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -21,11 +22,13 @@ from aiohttp import web
 from hub import api, assettags, attestation, enrollment, groups
 from hub.auditseal import audit_sealer
 from hub.auth import auth_middleware
+from hub.bus import SqliteVerdictBus, VerdictBus
 from hub.config import ConfigError, HubConfig
 from hub.errors import MAX_BODY, body_limit_middleware, error_middleware
 from hub.pki import PkiError, load_ca_bundle
 from hub.singleton import holder_id, run_singleton
 from hub.state import (
+    BUS,
     CLOCK,
     CONFIG,
     EVENTS,
@@ -37,12 +40,14 @@ from hub.state import (
     RandomBytes,
     VerdictEvents,
 )
-from hub.statedir import DB_FILE, load_hub_keys
+from hub.statedir import BUS_DIR, DB_FILE, load_hub_keys
 from hub.store import Store
 from hub.verification import ReportVerifier
 from hub.web import install as install_web
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("trustplane.hub")
 
 
 def _load_anchors(config: HubConfig) -> tuple[object, ...]:
@@ -63,6 +68,18 @@ HSTS: Final = "max-age=31536000"
 async def _strict_transport_security(_request: web.Request, response: web.StreamResponse) -> None:
     """Served over TLS, every answer (errors included) tells browsers to use HTTPS only."""
     response.headers["Strict-Transport-Security"] = HSTS
+
+
+async def _pump_changes(bus: VerdictBus, after: int, events: VerdictEvents) -> None:
+    """Hand every change on the bus after ``after`` to the in-process subscribers."""
+    while True:
+        try:
+            async for posted in bus.changes(after):
+                after = posted.id
+                events.publish(posted.change)
+        except Exception:  # the loop boundary: a database error; read again in a moment
+            log.exception("reading the verdict bus failed")
+            await asyncio.sleep(1.0)
 
 
 def create_app(
@@ -95,6 +112,9 @@ def create_app(
         keys = load_hub_keys(config.state.dir, credentials_dir)
         store = await Store.open(config.state.dir / DB_FILE)
         store.audit_sealer = audit_sealer(config, keys.jws_key)
+        bus = SqliteVerdictBus(store, config.state.dir / BUS_DIR)
+        await bus.start()
+        app[BUS] = bus
         state = HubState(
             config=config,
             store=store,
@@ -102,6 +122,7 @@ def create_app(
             clock=clock,
             verifier=ReportVerifier(store, config.attestation, tag_ca=keys.tag_ca.certificate),
             events=app[EVENTS],
+            bus=bus,
             enroll_limiter=KeyedRateLimiter(config.enrollment.rate_per_minute, clock),
             ek_limiter=KeyedRateLimiter(config.enrollment.rate_per_ek, clock),
             ek_anchors=anchors,  # type: ignore[arg-type]
@@ -109,6 +130,10 @@ def create_app(
         )
         app[STATE] = state
         app[STORE] = store
+        # every process's verdict changes, from now on, to this process's subscribers
+        pump = asyncio.create_task(
+            _pump_changes(bus, await bus.position(), app[EVENTS]), name="hub-verdict-bus"
+        )
         # the stale sweep runs in one process of those sharing the database (hub.singleton)
         watcher = asyncio.create_task(
             run_singleton(
@@ -124,9 +149,11 @@ def create_app(
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (watcher, pump):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await bus.close()
             await store.close()
 
     app.cleanup_ctx.append(resources)

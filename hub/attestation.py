@@ -21,9 +21,10 @@ from typing import Any, Final
 from aiohttp import web
 
 from hub.auth import AGENT_HOST_KEY, agent, principal
+from hub.bus import VerdictChange
 from hub.errors import ApiError, read_json
 from hub.jws import sign_jws
-from hub.state import STATE, HubState, VerdictChange
+from hub.state import STATE, HubState
 from hub.store import Host, HostEvidence, NonceRefused, SequenceRefused
 from hub.verification import MissingEventlogs, NonceRejected, Outcome
 from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportBody, ReportResult, WireError
@@ -61,7 +62,7 @@ async def record_transition(  # noqa: PLR0917
     alert_id = None
     if verdict in ALERTING:
         alert_id = await st.store.add_alert(host_id, at, verdict, reasons)
-    st.events.publish(VerdictChange(host_id, previous, verdict, reasons, at, alert_id))
+    await st.bus.publish(VerdictChange(host_id, previous, verdict, reasons, at, alert_id))
 
 
 @agent

@@ -20,9 +20,11 @@ failed, dropped), ``trustplane_hub_webhook_attempts_failed_total``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -38,10 +40,13 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 from hub.auth import public
+from hub.bus import VerdictChange
 from hub.errors import ApiError, Handler
-from hub.state import CONFIG, EVENTS, STATE, VerdictChange
+from hub.state import BUS, CONFIG, STATE
 from hub.statedir import token_hash
 from hub.webhooks import WEBHOOKS
+
+log = logging.getLogger("trustplane.hub")
 
 REPORT_PATH: Final = "/v1/report"
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -192,9 +197,29 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def metrics_context(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: count verdict changes from the bus."""
-    async with app[EVENTS].following(app[METRICS].count_change, name="hub-metrics"):
+    """Cleanup context: count the verdict changes this process wrote (every process counts its
+    own: summed across workers and replicas, each change counts once)."""
+    bus = app[BUS]
+
+    async def count() -> None:
+        after = await bus.position()
+        while True:
+            try:
+                async for posted in bus.changes(after):
+                    after = posted.id
+                    if posted.local:
+                        app[METRICS].count_change(posted.change)
+            except Exception:  # the loop boundary: a database error; read again in a moment
+                log.exception("metrics: reading the verdict bus failed")
+                await asyncio.sleep(1.0)
+
+    task = asyncio.create_task(count(), name="hub-metrics")
+    try:
         yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def setup_metrics(app: web.Application) -> None:

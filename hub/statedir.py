@@ -42,6 +42,7 @@ FILES: Final = (
     "master.key",
 )
 DB_FILE: Final = "hub.db"
+BUS_DIR: Final = "bus"  # the verdict bus's wake-up sockets, one per hub process (hub.bus)
 TOKEN_PREFIX: Final = "tph_"  # noqa: S105 - a prefix, not a secret
 ROLES: Final = ("admin", "pipeline", "viewer")
 MASTER_KEY_CREDENTIAL: Final = "trustplane-hub.master-key"

@@ -2,7 +2,7 @@
 
 :class:`Store` is the whole store: it combines the aggregates (each a class of its own module:
 hosts, enrollments, nonces, reports, alerts, flavors, tokens, event logs, audit, asset tags,
-leases) on
+leases, verdict changes) on
 the SQLite backend (:mod:`hub.store.backend`: one connection on one worker thread, group commit),
 with the schema's numbered migrations in :mod:`hub.store.schema`. Policy (what a verdict means,
 who may do what) lives in the callers; this package stores and fetches. Only this package
@@ -35,6 +35,7 @@ from hub.store.nonces import NonceRefused
 from hub.store.reports import HostEvidence, ReportsStore, SequenceRefused, StoredReport
 from hub.store.schema import MIGRATIONS
 from hub.store.tokens import Token, TokensStore
+from hub.store.verdictchanges import StoredVerdictChange, VerdictChangesStore
 
 
 class Store(
@@ -48,6 +49,7 @@ class Store(
     AuditStore,
     AssetTagsStore,
     LeasesStore,
+    VerdictChangesStore,
     SqliteBackend,
 ):
     """Async access to the hub database; create with :meth:`open`, end with :meth:`close`."""
@@ -73,6 +75,7 @@ __all__ = [
     "Store",
     "StoredFlavor",
     "StoredReport",
+    "StoredVerdictChange",
     "Token",
     "audit_row_hash",
 ]
