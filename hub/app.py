@@ -88,10 +88,12 @@ def create_app(
     clock: Clock = time.time,
     random_bytes: RandomBytes = os.urandom,
     credentials_dir: Path | None = None,
+    metrics_dir: Path | None = None,
 ) -> web.Application:
     """The hub application for ``config``; raises :class:`ConfigError` for a bad CA bundle.
 
-    ``credentials_dir`` is systemd's ``$CREDENTIALS_DIRECTORY`` (the master key's credential)."""
+    ``credentials_dir`` is systemd's ``$CREDENTIALS_DIRECTORY`` (the master key's credential);
+    ``metrics_dir`` is set in a worker of :mod:`hub.supervisor` (metrics summed over workers)."""
     anchors = _load_anchors(config)
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
@@ -162,5 +164,7 @@ def create_app(
     attestation.add_routes(app)
     assettags.add_routes(app)
     groups.add_routes(app)
-    install_web(app)  # status pages, live updates, alerts, webhooks, metrics, OpenAPI
+    install_web(
+        app, metrics_dir=metrics_dir
+    )  # status pages, live updates, alerts, webhooks, metrics, OpenAPI
     return app
