@@ -4,9 +4,9 @@ The store writes an ``alerts`` row with every transition to ``untrusted`` or ``s
 transaction that writes the transition (:meth:`hub.store.Store.record_report`), so a trust loss
 raises exactly one alert whichever hub process or replica recorded it; the core
 (:func:`hub.attestation.record_transition`) publishes the :class:`~hub.state.VerdictChange`.
-Changes written by other processes sharing a PostgreSQL database arrive too (``local`` false):
-their notices feed this process's status page, while webhooks go out only from the process
-that wrote the change (:mod:`hub.webhooks`), once.
+Changes written by every hub process sharing the database arrive here (:mod:`hub.bus`): their
+notices feed this process's status page; webhooks go out from the one process holding the
+delivery lease (:mod:`hub.webhooks`).
 :class:`AlertCenter` listens on that bus and completes the picture without writing those rows
 again: it turns each change into :class:`AlertNotice` values (``firing`` for the new alert,
 ``resolved`` for the alert the host leaves), raises the one alert the core does not write,
@@ -32,9 +32,10 @@ from aiohttp import web
 
 from hub import api
 from hub.attestation import ALERTING
+from hub.bus import VerdictChange
 from hub.errors import Handler
 from hub.fanout import Fanout
-from hub.state import CLOCK, EVENTS, STATE, Clock, VerdictChange
+from hub.state import CLOCK, EVENTS, STATE, Clock
 from hub.store import Store
 
 log = logging.getLogger("trustplane.hub")
@@ -59,7 +60,6 @@ class AlertNotice:
     alert_id: int | None = None
     acked_by: str | None = None
     peer: str | None = None
-    local: bool = True  # False: about a change another hub process wrote (and announces)
 
 
 SUMMARY_WINDOW: Final = 600.0  # seconds one source's enrollment refusals share one alert
@@ -122,7 +122,6 @@ class AlertCenter:
                     started if started is not None else change.at,
                     ends_at=change.at,
                     alert_id=alert_id,
-                    local=change.local,
                 )
             )
         if change.verdict in ALERTING and change.alert_id is not None:
@@ -136,7 +135,6 @@ class AlertCenter:
                     change.reasons,
                     change.at,
                     alert_id=change.alert_id,
-                    local=change.local,
                 )
             )
         for notice in out:

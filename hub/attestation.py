@@ -21,17 +21,11 @@ from typing import Any, Final
 from aiohttp import web
 
 from hub.auth import AGENT_HOST_KEY, agent, principal
+from hub.bus import VerdictChange
 from hub.errors import ApiError, read_json
 from hub.jws import sign_jws
-from hub.state import STATE, HubState, VerdictChange
-from hub.store import (
-    Host,
-    HostEvidence,
-    NonceRefused,
-    SequenceRefused,
-    Transition,
-    TransitionListener,
-)
+from hub.state import STATE, HubState
+from hub.store import Host, HostEvidence, NonceRefused, SequenceRefused, Transition
 from hub.verification import MissingEventlogs, NonceRejected, Outcome
 from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportBody, ReportResult, WireError
 
@@ -59,13 +53,13 @@ def trust_report(st: HubState, host: Host, outcome: Outcome, now: float, valid_u
     return sign_jws(payload, st.keys.jws_key)
 
 
-def record_transition(st: HubState, transition: Transition | None, *, local: bool = True) -> None:
-    """Publish a verdict change the store wrote (its alert, on a change to untrusted/stale,
-    was written in the same transaction: see :meth:`hub.store.Store.record_report`);
-    ``local=False`` for one another process wrote."""
+async def record_transition(st: HubState, transition: Transition | None) -> None:
+    """Publish a verdict change the store wrote on the bus (every hub process sees it); its
+    alert, on a change to untrusted/stale, was written in the same transaction as the change
+    (see :meth:`hub.store.Store.record_report`), so exactly once."""
     if transition is None:
         return
-    st.events.publish(
+    await st.bus.publish(
         VerdictChange(
             transition.host_id,
             transition.previous,
@@ -73,18 +67,8 @@ def record_transition(st: HubState, transition: Transition | None, *, local: boo
             transition.reasons,
             transition.at,
             transition.alert_id,
-            local=local,
         )
     )
-
-
-async def relay_transitions(st: HubState, url: str) -> None:
-    """Publish the verdict changes other hub processes write to the shared PostgreSQL
-    database (:class:`hub.store.TransitionListener`), so this process's pages and alert feed
-    show them; runs until cancelled."""
-    listener = TransitionListener(url, st.store)
-    async for transition in listener.transitions():
-        record_transition(st, transition, local=False)
 
 
 @agent
@@ -216,7 +200,7 @@ async def _conclude(  # noqa: PLR0917
             f"report {sequence} is not above the last recorded report {e.last} of this host",
             extra={"last_sequence": e.last},
         ) from None
-    record_transition(st, recorded.transition)
+    await record_transition(st, recorded.transition)
     return ReportResult(
         verdict=outcome.verdict,
         reasons=outcome.reasons,
@@ -234,7 +218,7 @@ async def sweep_stale(st: HubState) -> int:
     now = st.clock()
     changed = await st.store.mark_stale(now, alert_on=ALERTING)
     for _host, transition in changed:
-        record_transition(st, transition)
+        await record_transition(st, transition)
     await st.store.prune_nonces(now)
     await st.store.prune_eventlogs(now - EVENTLOG_RETENTION)
     return len(changed)

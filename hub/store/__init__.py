@@ -2,13 +2,13 @@
 
 :class:`Store` is the whole store: it combines the aggregates (each a class of its own module:
 hosts, enrollments, nonces, reports, alerts, flavors, tokens, event logs, audit, asset tags,
-leases) on the backend (:mod:`hub.store.backend`: one connection on one worker thread, group
-commit), which opens a SQLite file (:mod:`hub.store.sqlite`) or, for a ``postgresql://`` URL,
-a PostgreSQL database (:mod:`hub.store.postgres`). The aggregates' SQL is the same on both
-(:mod:`hub.store.connection`); the schema's numbered migrations are in :mod:`hub.store.schema`
-(SQLite) and :mod:`hub.store.pgschema` (PostgreSQL). Policy (what a verdict means, who may do
-what) lives in the callers; this package stores and fetches. Only this package imports
-``sqlite3``/``sqlite_utils``/``psycopg``.
+leases, verdict changes) on the backend (:mod:`hub.store.backend`: one connection on one
+worker thread, group commit), which opens a SQLite file (:mod:`hub.store.sqlite`) or, for a
+``postgresql://`` URL, a PostgreSQL database (:mod:`hub.store.postgres`). The aggregates' SQL
+is the same on both (:mod:`hub.store.connection`); the schema's numbered migrations are in
+:mod:`hub.store.schema` (SQLite) and :mod:`hub.store.pgschema` (PostgreSQL). Policy (what a
+verdict means, who may do what) lives in the callers; this package stores and fetches. Only
+this package imports ``sqlite3``/``sqlite_utils``/``psycopg``.
 
 How to add an aggregate (for example keys, clusters):
 
@@ -41,10 +41,9 @@ from hub.store.flavors import FlavorDocuments, FlavorsStore, StoredFlavor
 from hub.store.hosts import Host, HostFacts, HostGroup, HostKeys, HostsStore
 from hub.store.leases import LeasesStore
 from hub.store.nonces import NonceRefused
-from hub.store.notifications import TransitionListener
+from hub.store.notifications import NotificationListener
 from hub.store.postgres import is_postgres_url
 from hub.store.reports import (
-    VERDICTS_CHANNEL,
     HostEvidence,
     Recorded,
     ReportsStore,
@@ -54,6 +53,11 @@ from hub.store.reports import (
 )
 from hub.store.schema import MIGRATIONS
 from hub.store.tokens import Token, TokensStore
+from hub.store.verdictchanges import (
+    VERDICT_CHANGES_CHANNEL,
+    StoredVerdictChange,
+    VerdictChangesStore,
+)
 
 
 class Store(
@@ -67,6 +71,7 @@ class Store(
     AuditStore,
     AssetTagsStore,
     LeasesStore,
+    VerdictChangesStore,
     StoreBackend,
 ):
     """Async access to the hub database; create with :meth:`open`, end with :meth:`close`."""
@@ -77,7 +82,7 @@ __all__ = [
     "GENESIS_HASH",
     "MAX_OPEN_CHALLENGES_PER_HOST",
     "MIGRATIONS",
-    "VERDICTS_CHANNEL",
+    "VERDICT_CHANGES_CHANNEL",
     "Alert",
     "AuditCheck",
     "AuditHeadError",
@@ -88,15 +93,16 @@ __all__ = [
     "HostGroup",
     "HostKeys",
     "NonceRefused",
+    "NotificationListener",
     "PendingEnrollment",
     "Recorded",
     "SequenceRefused",
     "Store",
     "StoredFlavor",
     "StoredReport",
+    "StoredVerdictChange",
     "Token",
     "Transition",
-    "TransitionListener",
     "audit_row_hash",
     "is_postgres_url",
 ]

@@ -1,14 +1,14 @@
-"""Verdict changes written by other hub processes sharing a PostgreSQL database (LISTEN/NOTIFY).
+"""Wake-ups from other hub processes sharing a PostgreSQL database (LISTEN/NOTIFY).
 
-Each verdict change is announced in the transaction that writes it
-(:data:`hub.store.VERDICTS_CHANNEL`, payload: its ``verdicts`` row id), so PostgreSQL delivers
-it when, and only if, that transaction commits, to every listening connection. A
-:class:`TransitionListener` holds one asynchronous psycopg connection that listens, leaves out
-the changes its own store wrote (the notifying backend's pid is the store connection's: those
-were published in this process already, at once), reads each other change's row through the
-store and yields it. A lost connection is opened again after a pause; changes committed while
-it was down are not replayed (logged: pages reload the state; alerts and webhooks are not
-affected, since they are written and sent by the process that wrote the change).
+A writer announces a new row with ``NOTIFY`` inside the transaction that writes it
+(:meth:`hub.store.connection.Connection.notify`), so PostgreSQL delivers it when, and only if,
+that transaction commits, to every connection listening on the channel, on any machine.
+:class:`NotificationListener` holds one asynchronous psycopg connection (autocommit, its own:
+the store's connection is busy on its thread) that listens and yields the payloads. It also
+yields ``None`` each time it starts listening (first, and again after the connection was
+lost and opened anew, after a pause): a reader then reads what it may have missed, since the
+notifications sent while nobody listened are gone (:mod:`hub.bus` reads its log from the last
+id it saw, so nothing is lost). The URL, which may hold a password, is never logged.
 """
 
 from __future__ import annotations
@@ -16,59 +16,46 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import psycopg
 from psycopg import sql
 
 from hub.store.postgres import CONNECT_TIMEOUT
-from hub.store.reports import VERDICTS_CHANNEL, Transition
-
-if TYPE_CHECKING:
-    from hub.store.reports import ReportsStore
 
 log = logging.getLogger("trustplane.hub.store")
 
 RECONNECT_DELAY: Final = 2.0  # seconds between attempts to listen again
 
 
-class TransitionListener:
-    """Transitions other processes committed, as they commit (see the module docstring)."""
+class NotificationListener:
+    """The payloads of one channel's notifications (see the module docstring)."""
 
-    def __init__(self, url: str, store: ReportsStore, *, channel: str = VERDICTS_CHANNEL) -> None:
+    def __init__(self, url: str, channel: str, *, reconnect_delay: float = RECONNECT_DELAY) -> None:
         self._url = url
-        self._store = store
         self._channel = channel
-        self.listening = asyncio.Event()  # set while LISTEN is in effect (tests wait on it)
+        self._delay = reconnect_delay
+        self.listening = asyncio.Event()  # set while LISTEN is in effect
 
-    async def transitions(self) -> AsyncIterator[Transition]:
-        """Yield each change another process commits; runs until cancelled."""
+    async def payloads(self) -> AsyncIterator[str | None]:
+        """Each notification's payload, and ``None`` whenever listening (re)starts; runs until
+        cancelled."""
         while True:
             try:
-                async for transition in self._listen_once():
-                    yield transition
+                conn = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                )
+                async with conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    self.listening.set()
+                    yield None
+                    async for notify in conn.notifies():
+                        yield notify.payload
             except (psycopg.Error, OSError) as e:
                 log.warning(
-                    "verdict notifications interrupted (%s); listening again", type(e).__name__
+                    "notifications on %s interrupted (%s); listening again",
+                    self._channel,
+                    type(e).__name__,
                 )
             self.listening.clear()
-            await asyncio.sleep(RECONNECT_DELAY)
-
-    async def _listen_once(self) -> AsyncIterator[Transition]:
-        conn = await psycopg.AsyncConnection.connect(
-            self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
-        )
-        async with conn:
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
-            self.listening.set()
-            async for notify in conn.notifies():
-                if notify.pid == self._store.backend_pid:
-                    continue  # this process wrote it and published it already
-                try:
-                    change_id = int(notify.payload)
-                except ValueError:
-                    log.warning("verdict notification with a bad payload ignored")
-                    continue
-                transition = await self._store.get_transition(change_id)
-                if transition is not None:
-                    yield transition
+            await asyncio.sleep(self._delay)

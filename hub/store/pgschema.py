@@ -155,6 +155,15 @@ def _migration_13(db: PostgresConnection) -> None:
     )
 
 
+def _migration_14(db: PostgresConnection) -> None:
+    _run(
+        db,
+        f"CREATE TABLE verdict_changes (id {ID}, host_id TEXT NOT NULL, "
+        "previous TEXT NOT NULL, verdict TEXT NOT NULL, reasons TEXT NOT NULL, "
+        "at DOUBLE PRECISION NOT NULL, alert_id BIGINT)",
+    )
+
+
 PG_MIGRATIONS: Final[dict[int, Callable[[PostgresConnection], None]]] = {
     1: _migration_1,
     2: _migration_2,
@@ -167,6 +176,7 @@ PG_MIGRATIONS: Final[dict[int, Callable[[PostgresConnection], None]]] = {
     9: _migration_9,
     10: _migration_10,
     13: _migration_13,
+    14: _migration_14,
 }
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from hub.store.hosts import Host, _host
 from hub.store.nonces import NonceRefused, NoncesStore
-
-VERDICTS_CHANNEL: Final = "trustplane_verdicts"  # PostgreSQL NOTIFY channel: verdict row ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +98,7 @@ class ReportsStore(NoncesStore):
         nonce included; otherwise it becomes the host's last.
         Returns the host's previous verdict; a change is also written to ``verdicts``, with an
         alert when the new verdict is in ``alert_on`` (in the same transaction, so exactly one
-        alert per transition whichever process recorded it), and announced on
-        :data:`VERDICTS_CHANNEL` when that commits.
+        alert per transition whichever process recorded it).
         ``rule_results`` may be given already as JSON text.
         """
         reasons_json = json.dumps(list(reasons))
@@ -179,7 +176,7 @@ class ReportsStore(NoncesStore):
         alert_on: Collection[str],
     ) -> Transition:
         """Write a verdict change and, when ``verdict`` is in ``alert_on``, its alert, in the
-        caller's transaction; then tell every hub process sharing the database."""
+        caller's transaction."""
         reasons_json = json.dumps(list(reasons))
         alert_id = None
         if verdict in alert_on:
@@ -192,7 +189,6 @@ class ReportsStore(NoncesStore):
             "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             [host_id, at, verdict, previous, reasons_json, alert_id],
         )
-        self.db.notify(VERDICTS_CHANNEL, str(change_id))
         return Transition(change_id, host_id, previous, verdict, reasons, at, alert_id)
 
     async def list_reports(self, host_id: str) -> list[StoredReport]:
@@ -253,7 +249,7 @@ class ReportsStore(NoncesStore):
         )
 
     async def get_transition(self, change_id: int) -> Transition | None:
-        """The verdict change ``change_id`` (as another process announced it), or ``None``."""
+        """The verdict change ``change_id`` (a ``verdicts`` row), or ``None``."""
 
         def run() -> Transition | None:
             r = self._row("SELECT * FROM verdicts WHERE id = ?", [change_id])

@@ -40,16 +40,17 @@ MIGRATION_LIST = [
     (9, "_migration_9"),
     (10, "_migration_10"),
     (13, "_migration_13"),
+    (14, "_migration_14"),
 ]
 
 
-def test_new_database_is_migrated_to_version_13_and_reopens(tmp_path: Path) -> None:
+def test_new_database_is_migrated_to_version_14_and_reopens(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 13
+        assert store.schema_version == 14
         await store.close()
         again = await Store.open(tmp_path / "hub.db")
-        assert again.schema_version == 13
+        assert again.schema_version == 14
         await again.close()
 
     run(go())
@@ -73,6 +74,7 @@ def test_new_database_is_migrated_to_version_13_and_reopens(tmp_path: Path) -> N
         "host_evidence",
         "tag_certificates",
         "host_groups",
+        "verdict_changes",
     } <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -314,7 +316,7 @@ def test_version_3_database_gains_host_groups(store_target: str) -> None:
         )
         await old.close()
         store = await Store.open(store_target)
-        assert store.schema_version == 13
+        assert store.schema_version == 14
         host = await store.get_host(HOST)
         assert host is not None
         assert host.group is None
