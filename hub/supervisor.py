@@ -324,11 +324,11 @@ class Supervisor:
 
 def _migrate(config: HubConfig) -> None:
     """Open the store once before the fork: the workers find the schema migrated."""
-    from hub.statedir import DB_FILE  # noqa: PLC0415
+    from hub.statedir import store_target  # noqa: PLC0415
     from hub.store import Store  # noqa: PLC0415
 
     async def go() -> None:
-        store = await Store.open(config.state.dir / DB_FILE)
+        store = await Store.open(store_target(config.state.dir, config.state.database))
         await store.close()
 
     asyncio.run(go())

@@ -295,6 +295,9 @@ def test_two_replicas_over_one_postgresql(
             for r in (a, b)
         ]
         assert sorted(started) == [0, 1]
+        # the parents migrated the shared database, not a SQLite file of their own
+        assert not (tmp_path / "a" / "hub-state" / "hub.db").exists()
+        assert not (tmp_path / "b" / "hub-state" / "hub.db").exists()
 
         # the counters of the two replicas sum to the fleet's changes
         counts = [verdict_changes(r, token) for r in (a, b)]
