@@ -29,6 +29,11 @@
 5. Baseline in the same run: the same workers and connections doing two ``GET /health`` per
    "report" (TLS, HTTP and aiohttp with no work behind them).
 
+``--database postgresql`` runs the hub on a throw-away PostgreSQL server started for the run
+(:mod:`trustplane.pgcluster`: initdb as an unprivileged user, unix socket, ``synchronous_commit``
+off like the hub's SQLite ``synchronous = NORMAL``); the JSON then adds the server's CPU
+(``database_cpu_ms_per_report``, and with the hub's, ``hub_and_database_cpu_ms_per_report``).
+
 CPU is read from /proc for the hub (and each of its threads), this process and the whole
 machine, so ``hub_cpu_ms_per_report`` stays meaningful when other processes share the cores
 (``other_processes_cpu_cores`` says how much they took). ``--profile FILE`` samples the hub with
@@ -89,6 +94,7 @@ from trustcore.wire import (
     encode_report_body,
     report_qualifying_data,
 )
+from trustplane.pgcluster import PostgresCluster
 
 REPO: Final = Path(__file__).resolve().parent.parent
 SHARED: Final = Path(os.environ.get("TRUSTPLANE_SHARED", REPO / "tests" / "data"))
@@ -193,6 +199,11 @@ def _free_port() -> int:
         return port
 
 
+# PostgreSQL as installed, but commits like the hub's SQLite (WAL, synchronous = NORMAL): a
+# crash of the machine may lose the last commits, never corrupts (fsync stays on)
+BENCH_POSTGRES_SETTINGS: Final = ("synchronous_commit=off",)
+
+
 def _hub_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "hub.cli", *args]
 
@@ -206,12 +217,16 @@ class HubProcess:
     admin_token: str
     ca_pem: str
     process: subprocess.Popen[bytes]
+    postgres: PostgresCluster | None = None  # state.database on this throw-away server
+    database_name: str = ""
 
     @property
     def state_dir(self) -> Path:
         return self.workdir / "state"
 
     def db_bytes(self) -> int:
+        if self.postgres is not None:
+            return self.postgres.database_bytes(self.database_name)
         return sum(
             (self.state_dir / f"hub.db{suffix}").stat().st_size
             for suffix in ("", "-wal", "-shm")
@@ -220,6 +235,10 @@ class HubProcess:
 
     def cpu_seconds(self) -> float:
         return _proc_cpu(f"/proc/{self.process.pid}/stat")
+
+    def database_cpu_seconds(self) -> float:
+        """The PostgreSQL server's CPU time (0 for SQLite, whose work is in the hub's)."""
+        return 0.0 if self.postgres is None else self.postgres.cpu_seconds()
 
     def thread_cpu(self) -> dict[int, float]:
         out = {}
@@ -254,13 +273,24 @@ def _proc_cpu(path: str) -> float:
 
 
 def start_hub(
-    workdir: Path, *, history: int, require_flavor: bool, server_extra: str = ""
+    workdir: Path,
+    *,
+    history: int,
+    require_flavor: bool,
+    server_extra: str = "",
+    postgres: PostgresCluster | None = None,
 ) -> HubProcess:
     """Initialise a state directory, write the config, start the hub and wait for /health.
-    ``server_extra`` holds more ``[server]`` lines (``key = value``)."""
+    ``server_extra`` holds more ``[server]`` lines (``key = value``); with ``postgres``, the
+    hub's database is a new one there (``state.database``)."""
     state = workdir / "state"
+    database, database_name = "sqlite", ""
+    if postgres is not None:
+        database_name = "bench"
+        database = postgres.create_database(database_name)
+    (workdir / "init.toml").write_text(f'[state]\ndatabase = "{database}"\n')
     init = subprocess.run(
-        _hub_command("init", "--state-dir", str(state), "--config", str(workdir / "none.toml")),
+        _hub_command("init", "--state-dir", str(state), "--config", str(workdir / "init.toml")),
         capture_output=True,
         text=True,
         check=False,
@@ -273,7 +303,7 @@ def start_hub(
     config = workdir / "hub.toml"
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\n{server_extra}\n'
-        f'[state]\ndir = "{state}"\n\n'
+        f'[state]\ndir = "{state}"\ndatabase = "{database}"\n\n'
         f"[attestation]\nrequire_flavor = {str(require_flavor).lower()}\n\n"
         f'[enrollment]\ntokens = ["{REGISTRATION_TOKEN}"]\n'
         "rate_per_minute = 100000000\n\n"
@@ -283,7 +313,15 @@ def start_hub(
         process = subprocess.Popen(
             _hub_command("run", "--config", str(config)), stdout=log, stderr=log, cwd=REPO
         )
-    hub = HubProcess(workdir, port, found.group(1), (state / "ca.pem").read_text(), process)
+    hub = HubProcess(
+        workdir,
+        port,
+        found.group(1),
+        (state / "ca.pem").read_text(),
+        process,
+        postgres,
+        database_name,
+    )
     try:
         asyncio.run(_wait_healthy(hub))
     except BaseException:
@@ -772,9 +810,11 @@ class SteadyWatch:
     seconds: float
     snapshot: CpuSnapshot | None = None
     profiler: subprocess.Popen[bytes] | None = None
+    database_cpu: float = 0.0  # the PostgreSQL server's CPU seconds at the start
 
     def start(self) -> None:
         self.snapshot = CpuSnapshot.take(self.hub)
+        self.database_cpu = self.hub.database_cpu_seconds()
         if self.profile is not None:
             self.profiler = record(self.hub.process.pid, self.seconds - 1, self.profile)
 
@@ -826,6 +866,7 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
         rate=args.rate,
     ).run(args.concurrency)
     steady_cpu = CpuSnapshot.take(hub)
+    database_cpu = (watch.database_cpu, hub.database_cpu_seconds())
     if watch.snapshot is None:
         raise BenchError("the steady state never started (did every host report once?)")
     base_state = LoadState()
@@ -845,6 +886,7 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
     s = steady
     result: dict[str, Any] = {
         "benchmark": "hub",
+        "database": args.database,
         "hosts": len(hosts),
         "concurrency": min(args.concurrency, len(hosts)),
         "flavors": args.flavors,
@@ -877,6 +919,14 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
         | {"errors": dict(base_state.errors)},
         "eventlogs": [f"{log.name} ({len(log.data)} B)" for log in logs],
     }
+    if hub.postgres is not None:
+        # the database's work happens in the server's processes, not the hub's
+        db_ms = 1000 * (database_cpu[1] - database_cpu[0]) / max(len(s.pair), 1)
+        result["database_cpu_ms_per_report"] = round(db_ms, 3)
+        result["hub_and_database_cpu_ms_per_report"] = round(
+            result["hub_cpu_ms_per_report"] + db_ms, 3
+        )
+        result["database_settings"] = list(BENCH_POSTGRES_SETTINGS)
     result["vs_baseline"] = round(s.rate() / max(baseline.rate(), 1e-9), 3)
     result["target"] = {
         "reports_per_s": TARGET_REPORTS_PER_S,
@@ -927,6 +977,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", type=Path, help="keep the hub's state in this new directory")
     parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the hub's database: hub.db (SQLite), or a throw-away PostgreSQL server started "
+        "for the run (initdb as an unprivileged user, unix socket; trustplane.pgcluster)",
+    )
+    parser.add_argument(
         "--idle-connections",
         type=int,
         default=2000,
@@ -941,8 +998,12 @@ def main(argv: list[str] | None = None) -> int:
             workdir = args.keep
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-hub-")))
+        postgres = None
+        if args.database == "postgresql":
+            postgres = stack.enter_context(PostgresCluster(settings=BENCH_POSTGRES_SETTINGS))
         hub = start_hub(
             workdir,
+            postgres=postgres,
             history=args.history,
             require_flavor=args.flavors,
             # every simulated host connects from 127.0.0.1

@@ -131,6 +131,28 @@ class PostgresCluster:
             conn.execute(f'CREATE DATABASE "{name}"'.encode())
         return self.url(name)
 
+    def database_bytes(self, name: str) -> int:
+        """``pg_database_size`` of ``name``."""
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            row = conn.execute(b"SELECT pg_database_size(%s)", [name]).fetchone()
+        return int(row[0]) if row else 0
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the server: the postmaster and its live children (the
+        backends serving connections, the WAL writer, ...)."""
+        pid_file = self.data / "postmaster.pid"
+        if not pid_file.exists():
+            return 0.0
+        postmaster = int(pid_file.read_text().split("\n", 1)[0])
+        total = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                pid = int(stat.parent.name)
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if pid == postmaster or int(fields[1]) == postmaster:
+                    total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def stop(self) -> None:
         if self._started:
             with contextlib.suppress(PostgresUnavailable):

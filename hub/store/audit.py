@@ -10,6 +10,7 @@ signed checkpoints in ``audit_checkpoints``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -46,12 +47,25 @@ def audit_row_hash(prev_hash: str, row: dict[str, Any]) -> str:
 
 
 def _write_audit_head(path: Path, head: dict[str, Any]) -> None:
-    """Replace ``path`` atomically with ``{"id", "hash"[, "sig"]}`` (0600)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(_canonical(head))
-    os.replace(tmp, path)
+    """Replace ``path`` atomically with ``{"id", "hash"[, "sig"]}`` (0600), unless it already
+    records a later row: processes sharing the database (``server.workers``) write their heads
+    after their commits, in any order, under a lock file beside it."""
+    lock = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            current = _read_audit_head_document(path)
+        except AuditHeadError:
+            current = None
+        if current is not None and current["id"] >= head["id"]:
+            return  # another process committed a later row and recorded it
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(_canonical(head))
+        os.replace(tmp, path)
+    finally:
+        os.close(lock)
 
 
 class AuditHeadError(Exception):

@@ -42,6 +42,13 @@ class SqliteConnection(Connection):
     def execute(self, sql: str, params: Params = None) -> Cursor:
         return self._conn.execute(sql, params or ())
 
+    def begin(self) -> None:
+        """``BEGIN IMMEDIATE``: take the write lock now, waiting up to ``busy_timeout`` for
+        another process's transaction. A deferred transaction that read first and then writes
+        fails at once with "database is locked" when another process wrote meanwhile
+        (workers sharing ``hub.db``); every transaction the store opens writes."""
+        self._conn.execute("BEGIN IMMEDIATE")
+
     def transaction_open(self) -> bool:
         return self._conn.in_transaction  # read afresh: a statement may have ended it
 

@@ -415,3 +415,26 @@ def test_eventlog_cache_round_trip(store_target: str) -> None:
         await store.close()
 
     run(go())
+
+
+def test_two_connections_appending_at_once_keep_the_chain_and_its_head(store_target: str) -> None:
+    """Processes sharing the database (workers, replicas): each append reads the last row and
+    writes after it, and the recorded head ends at the last row whoever wrote it last."""
+
+    async def go() -> None:
+        first = await Store.open(store_target)
+        second = await Store.open(store_target)
+        await asyncio.gather(
+            *(
+                store.audit(at=float(i), actor=name, action="x", subject=str(i), details={})
+                for i in range(40)
+                for name, store in (("one", first), ("two", second))
+            )
+        )
+        for store in (first, second):
+            check = await store.verify_audit_chain()
+            assert (check.ok, check.rows, check.problem) == (True, 80, None)
+        await first.close()
+        await second.close()
+
+    run(go())
