@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from hub.store import Store
 from tests.conftest import REPO
@@ -187,5 +188,24 @@ def test_one_alert_per_trust_loss_whichever_connection_records_it(
         ]
         for store in stores:
             await store.close()
+
+    run(go())
+
+
+def test_a_store_whose_connection_was_ended_opens_a_new_one(postgres: PostgresCluster) -> None:
+    url = postgres.create_database()
+
+    async def go() -> None:
+        store = await opened(url)
+        before = store.backend_pid
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(b"SELECT pg_terminate_backend(%s)", [before])
+        with pytest.raises(psycopg.OperationalError):  # the request in flight fails
+            await store.get_host(HOST)
+        host = await store.get_host(HOST)  # the next one runs on a new connection
+        assert host is not None
+        assert host.hostname == "h1"
+        assert store.backend_pid not in {None, before}
+        await store.close()
 
     run(go())
