@@ -21,9 +21,10 @@ from typing import Any, Final
 from aiohttp import web
 
 from hub.auth import AGENT_HOST_KEY, agent, principal
+from hub.bus import VerdictChange
 from hub.errors import ApiError, read_json
 from hub.jws import sign_jws
-from hub.state import STATE, HubState, VerdictChange
+from hub.state import STATE, HubState
 from hub.store import Host, HostEvidence, NonceRefused, SequenceRefused, Transition
 from hub.verification import MissingEventlogs, NonceRejected, Outcome
 from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportBody, ReportResult, WireError
@@ -52,12 +53,12 @@ def trust_report(st: HubState, host: Host, outcome: Outcome, now: float, valid_u
     return sign_jws(payload, st.keys.jws_key)
 
 
-def record_transition(st: HubState, transition: Transition | None) -> None:
+async def record_transition(st: HubState, transition: Transition | None) -> None:
     """Publish a verdict change the store wrote (its alert, on a change to untrusted/stale,
     was written in the same transaction: see :meth:`hub.store.Store.record_report`)."""
     if transition is None:
         return
-    st.events.publish(
+    await st.bus.publish(
         VerdictChange(
             transition.host_id,
             transition.previous,
@@ -198,7 +199,7 @@ async def _conclude(  # noqa: PLR0917
             f"report {sequence} is not above the last recorded report {e.last} of this host",
             extra={"last_sequence": e.last},
         ) from None
-    record_transition(st, recorded.transition)
+    await record_transition(st, recorded.transition)
     return ReportResult(
         verdict=outcome.verdict,
         reasons=outcome.reasons,
@@ -216,7 +217,7 @@ async def sweep_stale(st: HubState) -> int:
     now = st.clock()
     changed = await st.store.mark_stale(now, alert_on=ALERTING)
     for _host, transition in changed:
-        record_transition(st, transition)
+        await record_transition(st, transition)
     await st.store.prune_nonces(now)
     await st.store.prune_eventlogs(now - EVENTLOG_RETENTION)
     return len(changed)

@@ -37,6 +37,7 @@ from hub import flavorcli, tagcli
 from hub.auditseal import audit_sealer
 from hub.config import DEFAULT_CONFIG_FILE, ConfigError, HubConfig, load_config
 from hub.groups import GroupError, set_host_group
+from hub.notify import Notifier, watchdog_interval
 from hub.statedir import (
     DB_FILE,
     ROLES,
@@ -209,13 +210,48 @@ async def _serve(config: HubConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    gc_policy = asyncio.create_task(freeze_after_full(), name="hub-gc-policy")
+    notifier = Notifier()
+    notifier.ready()
+    notifier.status(f"serving on {running.url} (one process)")
+    tasks = [
+        asyncio.create_task(freeze_after_full(), name="hub-gc-policy"),
+        asyncio.create_task(_watchdog(notifier), name="hub-watchdog"),
+    ]
     try:
         await stop.wait()
     finally:
-        gc_policy.cancel()
+        notifier.stopping()
+        for task in tasks:
+            task.cancel()
         await running.stop()
     return EXIT_OK
+
+
+async def _watchdog(notifier: Notifier) -> None:
+    """WATCHDOG=1 at half of WATCHDOG_USEC from the event loop (a stuck loop stops them)."""
+    interval = watchdog_interval()
+    if interval is None:
+        return
+    while True:
+        notifier.watchdog()
+        await asyncio.sleep(interval)
+
+
+def _run_workers(config: HubConfig) -> int:
+    """``run`` with more than one worker: the parent of :mod:`hub.supervisor` (no event loop
+    here: the workers are forked from a process without threads)."""
+    from hub.supervisor import Supervisor, worker_count  # noqa: PLC0415
+
+    supervisor = Supervisor(
+        config,
+        workers=worker_count(config),
+        credentials_dir=credentials_directory(os.environ),
+    )
+    return supervisor.run()
+
+
+def _workers(config: HubConfig) -> int:
+    return config.server.workers or os.cpu_count() or 1
 
 
 def _check_token_name(name: str) -> None:
@@ -344,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = _config(args)
+        if args.command == "run" and _workers(config) > 1:
+            return _run_workers(config)
         return asyncio.run(_dispatch(args, config))
     except (ConfigError, UsageError, flavorcli.FlavorInputError, tagcli.TagInputError) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)

@@ -20,6 +20,7 @@ server.header_timeout              ``10``                       seconds for hand
 server.max_connections             ``20000``                    open connections (refused above)
 server.max_connections_per_address ``512``                      per client address (0 = no cap)
 server.tls_read_buffer             ``17408``                    bytes of TLS read buffer per conn.
+server.workers                     ``0``                        worker processes (0 = one per CPU)
 state.dir                          ``/var/lib/trustplane/hub``  keys, certificates, database
 state.lease_ttl                    ``15``                       seconds a singleton lease lasts
 state.database                     ``"sqlite"``                 or a postgresql:// URL (replicas)
@@ -84,6 +85,7 @@ class ServerConfig:
     max_connections: int = 20000
     max_connections_per_address: int = 512
     tls_read_buffer: int = 17408
+    workers: int = 0  # 0: one per CPU (hub.supervisor); 1: one process, no parent
 
     @property
     def host(self) -> str:
@@ -283,6 +285,16 @@ def _check_pcr_selection(value: object) -> dict[str, tuple[int, ...]]:
     return out
 
 
+MAX_WORKERS: Final = 256
+
+
+def _check_workers(value: object) -> int:
+    n = _check_non_negative_int(value)
+    if n > MAX_WORKERS:
+        raise ValueError(f"at most {MAX_WORKERS} workers")
+    return n
+
+
 _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
     "server": {
         "listen": _check_listen,
@@ -293,6 +305,7 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
         "max_connections": _check_positive_int,
         "max_connections_per_address": _check_non_negative_int,
         "tls_read_buffer": _check_buffer_size,
+        "workers": _check_workers,
     },
     "state": {"dir": _check_path, "lease_ttl": _check_seconds, "database": _check_database},
     "attestation": {

@@ -42,6 +42,7 @@ FILES: Final = (
     "master.key",
 )
 DB_FILE: Final = "hub.db"
+BUS_DIR: Final = "bus"  # the verdict bus's wake-up sockets, one per hub process (hub.bus)
 
 
 def store_target(state_dir: Path, database: str) -> str:

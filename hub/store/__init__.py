@@ -2,9 +2,10 @@
 
 :class:`Store` is the whole store: it combines the aggregates (each a class of its own module:
 hosts, enrollments, nonces, reports, alerts, flavors, tokens, event logs, audit, asset tags,
-leases) on the backend (:mod:`hub.store.backend`: one connection on one worker thread, group
-commit), which opens a SQLite file (:mod:`hub.store.sqlite`) or, for a ``postgresql://`` URL,
-a PostgreSQL database (:mod:`hub.store.postgres`). The aggregates' SQL is the same on both
+leases, verdict changes, browser sessions) on the backend (:mod:`hub.store.backend`: one
+connection on one worker thread, group commit), which opens a SQLite file
+(:mod:`hub.store.sqlite`) or, for a ``postgresql://`` URL, a PostgreSQL database
+(:mod:`hub.store.postgres`). The aggregates' SQL is the same on both
 (:mod:`hub.store.connection`); the schema's numbered migrations are in :mod:`hub.store.schema`
 (SQLite) and :mod:`hub.store.pgschema` (PostgreSQL). Policy (what a verdict means, who may do
 what) lives in the callers; this package stores and fetches. Only this package imports
@@ -53,6 +54,8 @@ from hub.store.reports import (
 )
 from hub.store.schema import MIGRATIONS
 from hub.store.tokens import Token, TokensStore
+from hub.store.verdictchanges import StoredVerdictChange, VerdictChangesStore
+from hub.store.websessions import StoredWebSession, WebSessionsStore
 
 
 class Store(
@@ -66,6 +69,8 @@ class Store(
     AuditStore,
     AssetTagsStore,
     LeasesStore,
+    VerdictChangesStore,
+    WebSessionsStore,
     StoreBackend,
 ):
     """Async access to the hub database; create with :meth:`open`, end with :meth:`close`."""
@@ -93,6 +98,8 @@ __all__ = [
     "Store",
     "StoredFlavor",
     "StoredReport",
+    "StoredVerdictChange",
+    "StoredWebSession",
     "Token",
     "Transition",
     "audit_row_hash",

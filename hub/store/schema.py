@@ -227,6 +227,26 @@ def _migration_13(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_14(db: sqlite_utils.Database) -> None:
+    """The verdict-change log read by every hub process (hub.bus, hub.store.verdictchanges).
+
+    Number 14 (wt/scale-proc; 11 keys, 12 clusters, 13 scale-db): its place in
+    :data:`MIGRATIONS` is set when those branches are merged."""
+    db.execute(
+        "CREATE TABLE verdict_changes (id INTEGER PRIMARY KEY, host_id TEXT NOT NULL, "
+        "previous TEXT NOT NULL, verdict TEXT NOT NULL, reasons TEXT NOT NULL, "
+        "at REAL NOT NULL, alert_id INTEGER)"
+    )
+
+
+def _migration_15(db: sqlite_utils.Database) -> None:
+    """Browser sessions shared by every hub process (hub.store.websessions)."""
+    db.execute(
+        "CREATE TABLE web_sessions (key TEXT PRIMARY KEY, sealed_token BLOB NOT NULL, "
+        "name TEXT NOT NULL, role TEXT NOT NULL, csrf TEXT NOT NULL, expires REAL NOT NULL)"
+    )
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_1,
     _migration_2,
@@ -239,6 +259,8 @@ MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_9,
     _migration_10,
     _migration_13,  # 11 and 12: keys and clusters (other branches)
+    _migration_14,
+    _migration_15,
 )
 
 

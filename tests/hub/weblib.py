@@ -122,7 +122,7 @@ def report_verdict(
             history=st.config.reports.history,
             alert_on=ALERTING,
         )
-        record_transition(st, recorded.transition)
+        await record_transition(st, recorded.transition)
         alerts = [a for a in await st.store.list_alerts() if a.host_id == host_id]
         fresh = [a.id for a in alerts if a.at == now and a.kind == verdict]
         return Seeded(host_id, now, fresh[0] if fresh else None)
