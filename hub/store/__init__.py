@@ -2,13 +2,14 @@
 
 :class:`Store` is the whole store: it combines the aggregates (each a class of its own module:
 hosts, enrollments, nonces, reports, alerts, flavors, tokens, event logs, audit, asset tags,
-leases, verdict changes) on the backend (:mod:`hub.store.backend`: one connection on one
-worker thread, group commit), which opens a SQLite file (:mod:`hub.store.sqlite`) or, for a
-``postgresql://`` URL, a PostgreSQL database (:mod:`hub.store.postgres`). The aggregates' SQL
-is the same on both (:mod:`hub.store.connection`); the schema's numbered migrations are in
-:mod:`hub.store.schema` (SQLite) and :mod:`hub.store.pgschema` (PostgreSQL). Policy (what a
-verdict means, who may do what) lives in the callers; this package stores and fetches. Only
-this package imports ``sqlite3``/``sqlite_utils``/``psycopg``.
+leases, verdict changes, browser sessions) on the backend (:mod:`hub.store.backend`: one
+connection on one worker thread, group commit), which opens a SQLite file
+(:mod:`hub.store.sqlite`) or, for a ``postgresql://`` URL, a PostgreSQL database
+(:mod:`hub.store.postgres`). The aggregates' SQL is the same on both
+(:mod:`hub.store.connection`); the schema's numbered migrations are in :mod:`hub.store.schema`
+(SQLite) and :mod:`hub.store.pgschema` (PostgreSQL). Policy (what a verdict means, who may do
+what) lives in the callers; this package stores and fetches. Only this package imports
+``sqlite3``/``sqlite_utils``/``psycopg``.
 
 How to add an aggregate (for example keys, clusters):
 
@@ -58,6 +59,7 @@ from hub.store.verdictchanges import (
     StoredVerdictChange,
     VerdictChangesStore,
 )
+from hub.store.websessions import StoredWebSession, WebSessionsStore
 
 
 class Store(
@@ -72,6 +74,7 @@ class Store(
     AssetTagsStore,
     LeasesStore,
     VerdictChangesStore,
+    WebSessionsStore,
     StoreBackend,
 ):
     """Async access to the hub database; create with :meth:`open`, end with :meth:`close`."""
@@ -101,6 +104,7 @@ __all__ = [
     "StoredFlavor",
     "StoredReport",
     "StoredVerdictChange",
+    "StoredWebSession",
     "Token",
     "Transition",
     "audit_row_hash",

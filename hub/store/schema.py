@@ -239,6 +239,14 @@ def _migration_14(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_15(db: sqlite_utils.Database) -> None:
+    """Browser sessions shared by every hub process (hub.store.websessions)."""
+    db.execute(
+        "CREATE TABLE web_sessions (key TEXT PRIMARY KEY, sealed_token BLOB NOT NULL, "
+        "name TEXT NOT NULL, role TEXT NOT NULL, csrf TEXT NOT NULL, expires REAL NOT NULL)"
+    )
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_1,
     _migration_2,
@@ -252,6 +260,7 @@ MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_10,
     _migration_13,  # 11 and 12: keys and clusters (other branches)
     _migration_14,
+    _migration_15,
 )
 
 

@@ -42,13 +42,6 @@ class SqliteConnection(Connection):
     def execute(self, sql: str, params: Params = None) -> Cursor:
         return self._conn.execute(sql, params or ())
 
-    def begin(self) -> None:
-        """``BEGIN IMMEDIATE``: take the write lock now, waiting up to ``busy_timeout`` for
-        another process's transaction. A deferred transaction that read first and then writes
-        fails at once with "database is locked" when another process wrote meanwhile
-        (workers sharing ``hub.db``); every transaction the store opens writes."""
-        self._conn.execute("BEGIN IMMEDIATE")
-
     def transaction_open(self) -> bool:
         return self._conn.in_transaction  # read afresh: a statement may have ended it
 
@@ -56,9 +49,15 @@ class SqliteConnection(Connection):
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
 
+    def begin(self) -> None:
+        """``BEGIN IMMEDIATE``: take the database's one write lock at the start (waiting up to
+        ``busy_timeout`` for another process's transaction), so a transaction that reads and
+        then writes never meets SQLITE_BUSY half-way, which a deferred one does whenever another
+        hub process (``server.workers``) committed since its read."""
+        self._conn.execute("BEGIN IMMEDIATE")
+
     def lock(self, name: str) -> None:
-        """Nothing to take: SQLite has one writer, and a transaction that read before another
-        process wrote fails at its first write (SQLITE_BUSY) instead of writing stale data."""
+        """Nothing more to take: :meth:`begin` already holds SQLite's one write lock."""
 
     def close(self) -> None:
         self._db.close()

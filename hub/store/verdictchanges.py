@@ -63,7 +63,7 @@ class VerdictChangesStore(StoreBackend):
                 # delivered to every listening process when (and only if) this commits
                 self.db.notify(VERDICT_CHANGES_CHANNEL, str(new_id))
                 if new_id % PRUNE_EVERY == 0:
-                    self.db.conn.execute(
+                    self.db.execute(
                         "DELETE FROM verdict_changes WHERE id <= ?", [new_id - KEEP_ROWS]
                     )
             return new_id
@@ -76,7 +76,7 @@ class VerdictChangesStore(StoreBackend):
         """The changes with an id above ``after``, oldest first, at most ``limit``."""
 
         def run() -> list[StoredVerdictChange]:
-            rows = self.db.conn.execute(
+            rows = self.db.execute(
                 "SELECT id, host_id, previous, verdict, reasons, at, alert_id "
                 "FROM verdict_changes WHERE id > ? ORDER BY id LIMIT ?",
                 [after, limit],
@@ -89,7 +89,7 @@ class VerdictChangesStore(StoreBackend):
         """The newest change's id (0 for none)."""
 
         def run() -> int:
-            row = self.db.conn.execute("SELECT MAX(id) FROM verdict_changes").fetchone()
+            row = self.db.execute("SELECT MAX(id) FROM verdict_changes").fetchone()
             return int(row[0] or 0)
 
         return await self._run(run)

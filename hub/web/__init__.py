@@ -59,7 +59,7 @@ def install(app: web.Application, *, metrics_dir: Path | None = None) -> None:
     setup_alerts(app)
     setup_webhooks(app)
     setup_metrics(app, metrics_dir)
-    app[SESSIONS] = Sessions(app[CONFIG].web.session_ttl, app[CLOCK])
+    app[SESSIONS] = Sessions(app, app[CONFIG].web.session_ttl, app[CLOCK])
     position = app.middlewares.index(error_middleware) + 1
     app.middlewares.insert(position, session_middleware(pages.error_page))
     env = jinja2.Environment(

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from hub.store import GENESIS_HASH, MIGRATIONS, HostGroup, Store, audit_row_hash
+from hub.store import (
+    GENESIS_HASH,
+    MIGRATIONS,
+    HostGroup,
+    Store,
+    StoredWebSession,
+    audit_row_hash,
+    websessions,
+)
 
 HOST = "ab" * 32
 
@@ -41,16 +49,17 @@ MIGRATION_LIST = [
     (10, "_migration_10"),
     (13, "_migration_13"),
     (14, "_migration_14"),
+    (15, "_migration_15"),
 ]
 
 
-def test_new_database_is_migrated_to_version_14_and_reopens(tmp_path: Path) -> None:
+def test_new_database_is_migrated_to_version_15_and_reopens(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 14
+        assert store.schema_version == 15
         await store.close()
         again = await Store.open(tmp_path / "hub.db")
-        assert again.schema_version == 14
+        assert again.schema_version == 15
         await again.close()
 
     run(go())
@@ -316,7 +325,7 @@ def test_version_3_database_gains_host_groups(store_target: str) -> None:
         )
         await old.close()
         store = await Store.open(store_target)
-        assert store.schema_version == 14
+        assert store.schema_version == 15
         host = await store.get_host(HOST)
         assert host is not None
         assert host.group is None
@@ -398,6 +407,40 @@ def test_tokens_and_alerts(store_target: str) -> None:
             "ops",
             ("quote.signature_invalid",),
         )
+        await store.close()
+
+    run(go())
+
+
+def test_web_sessions_expire_and_are_bounded(store_target: str) -> None:
+    async def go() -> None:
+        store = await opened(store_target)
+        first = StoredWebSession("a" * 64, b"\x00sealed", "ops", "admin", "c" * 43, 100.0)
+        await store.add_web_session(first, now=10.0)
+        assert await store.web_session("a" * 64, now=50.0) == first
+        assert await store.web_session("b" * 64, now=50.0) is None
+        # met after its expiry: gone, also for a later reader
+        assert await store.web_session("a" * 64, now=100.0) is None
+        await store.add_web_session(first, now=10.0)  # the key is free again
+        await store.delete_web_session("a" * 64)
+        assert await store.web_session("a" * 64, now=50.0) is None
+        await store.close()
+
+    run(go())
+
+
+def test_web_sessions_keep_at_most_the_bound(
+    store_target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(websessions, "MAX_WEB_SESSIONS", 3)
+
+    async def go() -> None:
+        store = await opened(store_target)
+        for i in range(5):
+            row = StoredWebSession(f"{i:064d}", b"x", "ops", "viewer", "c", 100.0 + i)
+            await store.add_web_session(row, now=10.0)
+        alive = [i for i in range(5) if await store.web_session(f"{i:064d}", now=20.0)]
+        assert alive == [2, 3, 4]  # the two that would expire first were dropped
         await store.close()
 
     run(go())
