@@ -146,6 +146,43 @@ def _migration_10(db: PostgresConnection) -> None:
     )
 
 
+def _migration_11(db: PostgresConnection) -> None:
+    """The key broker's tables (wt/keys-hub's migration 11)."""
+    _run(
+        db,
+        "CREATE TABLE key_policies (name TEXT PRIMARY KEY, predicate TEXT NOT NULL, "
+        "max_age DOUBLE PRECISION NOT NULL, created DOUBLE PRECISION NOT NULL, "
+        "updated DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE key_versions (id TEXT PRIMARY KEY, "
+        "policy TEXT NOT NULL REFERENCES key_policies(name), version BIGINT NOT NULL, "
+        "created DOUBLE PRECISION NOT NULL, retired DOUBLE PRECISION, material BYTEA NOT NULL, "
+        "releases BIGINT NOT NULL DEFAULT 0, refusals BIGINT NOT NULL DEFAULT 0, "
+        "last_use DOUBLE PRECISION, UNIQUE (policy, version))",
+        f"CREATE TABLE key_events (id {ID}, at DOUBLE PRECISION NOT NULL, "
+        "host_id TEXT NOT NULL, key_id TEXT, ok BIGINT NOT NULL, reason TEXT NOT NULL, "
+        "message TEXT NOT NULL)",
+        "CREATE INDEX key_events_host ON key_events(host_id, id)",
+        "CREATE TABLE key_nonces (nonce BYTEA PRIMARY KEY, host_id TEXT NOT NULL, "
+        "issued DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX key_nonces_issued ON key_nonces(issued)",
+    )
+
+
+def _migration_12(db: PostgresConnection) -> None:
+    """The cluster registry's tables (wt/clusters' migration 12)."""
+    _run(
+        db,
+        "CREATE TABLE clusters (name TEXT PRIMARY KEY, kubeconfig BYTEA, context TEXT, "
+        "added DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE cluster_state (name TEXT PRIMARY KEY REFERENCES clusters(name), "
+        "connected BIGINT NOT NULL, nodes BIGINT NOT NULL, nodes_matched BIGINT NOT NULL, "
+        "last_sync DOUBLE PRECISION, last_error TEXT, updated DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE cluster_nodes (cluster TEXT NOT NULL REFERENCES clusters(name), "
+        "node TEXT NOT NULL, announced TEXT NOT NULL, mismatch TEXT NOT NULL, "
+        "PRIMARY KEY (cluster, node))",
+    )
+
+
 def _migration_13(db: PostgresConnection) -> None:
     _run(
         db,
@@ -184,6 +221,8 @@ PG_MIGRATIONS: Final[dict[int, Callable[[PostgresConnection], None]]] = {
     8: _migration_8,
     9: _migration_9,
     10: _migration_10,
+    11: _migration_11,
+    12: _migration_12,
     13: _migration_13,
     14: _migration_14,
     15: _migration_15,
