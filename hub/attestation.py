@@ -21,7 +21,6 @@ from typing import Any, Final
 from aiohttp import web
 
 from hub.auth import AGENT_HOST_KEY, agent, principal
-from hub.bus import VerdictChange
 from hub.errors import ApiError, read_json
 from hub.jws import sign_jws
 from hub.state import STATE, HubState
@@ -54,21 +53,15 @@ def trust_report(st: HubState, host: Host, outcome: Outcome, now: float, valid_u
 
 
 async def record_transition(st: HubState, transition: Transition | None) -> None:
-    """Publish a verdict change the store wrote on the bus (every hub process sees it); its
-    alert, on a change to untrusted/stale, was written in the same transaction as the change
-    (see :meth:`hub.store.Store.record_report`), so exactly once."""
+    """Wake the bus's readers for a verdict change the store wrote (every hub process sees
+    it). The store wrote the change, its alert (on a change to untrusted/stale) and its row
+    of the bus's log in one transaction (see :meth:`hub.store.Store.record_report`): one
+    alert per trust loss, and every committed change announced."""
     if transition is None:
         return
-    await st.bus.publish(
-        VerdictChange(
-            transition.host_id,
-            transition.previous,
-            transition.verdict,
-            transition.reasons,
-            transition.at,
-            transition.alert_id,
-        )
-    )
+    # the store logged it for the bus in the same transaction (crash-safe: no change is
+    # committed without its announcement, none announced that was not committed)
+    await st.bus.published(transition.change_id)
 
 
 @agent

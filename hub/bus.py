@@ -94,6 +94,11 @@ class VerdictBus(ABC):
         """Record ``change`` (committed when this returns) and wake every reader; its id."""
 
     @abstractmethod
+    async def published(self, change_id: int) -> None:
+        """Wake every reader for a change the store already logged with id ``change_id`` in
+        the transaction that wrote it (:meth:`hub.store.Store.record_report`)."""
+
+    @abstractmethod
     async def position(self) -> int:
         """The id of the newest change now (start :meth:`changes` there for "from now on")."""
 
@@ -129,13 +134,16 @@ class ChangeLogBus(VerdictBus):
             change.at,
             change.alert_id,
         )
-        self._own.append(new_id)
+        await self.published(new_id)
+        return new_id
+
+    async def published(self, change_id: int) -> None:
+        self._own.append(change_id)
         self._wake()
         try:
-            await self._announce(new_id)
+            await self._announce(change_id)
         except OSError:  # the change is stored: readers see it at their next poll
             log.warning("cannot wake the other hub processes", exc_info=True)
-        return new_id
 
     async def position(self) -> int:
         return await self._store.last_verdict_change_id()

@@ -9,6 +9,7 @@ from typing import Any
 
 from hub.store.hosts import Host, _host
 from hub.store.nonces import NonceRefused, NoncesStore
+from hub.store.verdictchanges import append_verdict_change
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ class Transition:
     reasons: tuple[str, ...]
     at: float
     alert_id: int | None = None
+    change_id: int = 0  # its row in the verdict-change log (hub.bus), 0 when not logged
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +186,17 @@ class ReportsStore(NoncesStore):
                 "INSERT INTO alerts (host_id, at, kind, reasons) VALUES (?, ?, ?, ?) RETURNING id",
                 [host_id, at, verdict, reasons_json],
             )
-        change_id = self.db.insert_id(
+        row_id = self.db.insert_id(
             "INSERT INTO verdicts (host_id, at, verdict, previous, reasons, alert_id) "
             "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             [host_id, at, verdict, previous, reasons_json, alert_id],
         )
-        return Transition(change_id, host_id, previous, verdict, reasons, at, alert_id)
+        # and the cross-process log (hub.bus), in this transaction: every committed change is
+        # announced, none that was rolled back
+        change_id = append_verdict_change(
+            self.db, host_id, previous, verdict, reasons, at, alert_id
+        )
+        return Transition(row_id, host_id, previous, verdict, reasons, at, alert_id, change_id)
 
     async def list_reports(self, host_id: str) -> list[StoredReport]:
         def run() -> list[StoredReport]:
@@ -247,25 +254,6 @@ class ReportsStore(NoncesStore):
         return await self._run(
             self._rows, "SELECT * FROM verdicts WHERE host_id = ? ORDER BY id", [host_id]
         )
-
-    async def get_transition(self, change_id: int) -> Transition | None:
-        """The verdict change ``change_id`` (a ``verdicts`` row), or ``None``."""
-
-        def run() -> Transition | None:
-            r = self._row("SELECT * FROM verdicts WHERE id = ?", [change_id])
-            if r is None:
-                return None
-            return Transition(
-                int(r["id"]),
-                r["host_id"],
-                r["previous"],
-                r["verdict"],
-                tuple(json.loads(r["reasons"] or "[]")),
-                r["at"],
-                r["alert_id"],
-            )
-
-        return await self._run_grouped(run)
 
     async def get_host_evidence(self, host_id: str) -> HostEvidence | None:
         """The host's last verified evidence (see :class:`HostEvidence`), if any."""

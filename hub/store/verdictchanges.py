@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from hub.store.backend import StoreBackend
+from hub.store.connection import Connection
 
 VERDICT_CHANGES_CHANNEL: Final = "trustplane_verdict_changes"  # PostgreSQL NOTIFY: new ids
 VERDICT_CHANGES_LOCK: Final = "trustplane-hub verdict_changes"
@@ -34,6 +35,34 @@ class StoredVerdictChange:
     alert_id: int | None
 
 
+def append_verdict_change(  # noqa: PLR0917
+    db: Connection,
+    host_id: str,
+    previous: str,
+    verdict: str,
+    reasons: tuple[str, ...],
+    at: float,
+    alert_id: int | None,
+) -> int:
+    """Append one change in the caller's transaction (the one that wrote the verdict, so the
+    log has exactly the committed changes); returns its id."""
+    text = json.dumps(list(reasons))[:MAX_REASONS_TEXT]
+    # ids become visible in id order: on PostgreSQL concurrent transactions could commit a
+    # later id first (a reader past it would never see the earlier one), so inserts take turns
+    # until commit; SQLite has one writer anyway
+    db.lock(VERDICT_CHANGES_LOCK)
+    new_id = db.insert_id(
+        "INSERT INTO verdict_changes (host_id, previous, verdict, reasons, at, alert_id) "
+        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        [host_id, previous, verdict, text, at, alert_id],
+    )
+    # delivered to every listening process when (and only if) this commits
+    db.notify(VERDICT_CHANGES_CHANNEL, str(new_id))
+    if new_id % PRUNE_EVERY == 0:
+        db.execute("DELETE FROM verdict_changes WHERE id <= ?", [new_id - KEEP_ROWS])
+    return new_id
+
+
 class VerdictChangesStore(StoreBackend):
     """The verdict-change log."""
 
@@ -47,26 +76,12 @@ class VerdictChangesStore(StoreBackend):
         alert_id: int | None,
     ) -> int:
         """Append one change; returns its id (larger than every id committed before)."""
-        text = json.dumps(list(reasons))[:MAX_REASONS_TEXT]
 
         def run() -> int:
             with self.db.atomic():
-                # ids become visible in id order: on PostgreSQL concurrent transactions could
-                # commit a later id first (a reader past it would never see the earlier one),
-                # so inserts take turns until commit; SQLite has one writer anyway
-                self.db.lock(VERDICT_CHANGES_LOCK)
-                new_id = self.db.insert_id(
-                    "INSERT INTO verdict_changes (host_id, previous, verdict, reasons, at, "
-                    "alert_id) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                    [host_id, previous, verdict, text, at, alert_id],
+                return append_verdict_change(
+                    self.db, host_id, previous, verdict, reasons, at, alert_id
                 )
-                # delivered to every listening process when (and only if) this commits
-                self.db.notify(VERDICT_CHANGES_CHANNEL, str(new_id))
-                if new_id % PRUNE_EVERY == 0:
-                    self.db.execute(
-                        "DELETE FROM verdict_changes WHERE id <= ?", [new_id - KEEP_ROWS]
-                    )
-            return new_id
 
         return await self._run_grouped(run)
 

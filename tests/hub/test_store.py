@@ -199,7 +199,12 @@ def test_report_history_is_bounded_and_verdict_changes_recorded(store_target: st
         assert [r.transition is None for r in previous] == [
             False, False, True, False, False, True, False,
         ]  # fmt: skip
-        assert await store.get_transition(verdicts[4]["id"]) == previous[6].transition
+        # and each change is in the cross-process log (hub.bus), in order
+        logged = await store.verdict_changes_after(0)
+        assert [(c.previous, c.verdict, c.alert_id) for c in logged] == [
+            (v["previous"], v["verdict"], v["alert_id"]) for v in verdicts
+        ]
+        assert [c.id for c in logged] == [r.transition.change_id for r in previous if r.transition]
         host = await store.get_host(HOST)
         assert host is not None
         assert (host.verdict, host.valid_until, host.last_report) == ("untrusted", 106.0, 16.0)
