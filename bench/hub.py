@@ -254,10 +254,17 @@ def _proc_cpu(path: str) -> float:
 
 
 def start_hub(
-    workdir: Path, *, history: int, require_flavor: bool, server_extra: str = ""
+    workdir: Path,
+    *,
+    history: int,
+    require_flavor: bool,
+    server_extra: str = "",
+    extra: dict[str, str] | None = None,
 ) -> HubProcess:
     """Initialise a state directory, write the config, start the hub and wait for /health.
-    ``server_extra`` holds more ``[server]`` lines (``key = value``)."""
+    ``server_extra`` holds more ``[server]`` lines (``key = value``); ``extra`` more lines for
+    the ``state`` and ``attestation`` tables."""
+    more = extra or {}
     state = workdir / "state"
     init = subprocess.run(
         _hub_command("init", "--state-dir", str(state), "--config", str(workdir / "none.toml")),
@@ -273,8 +280,9 @@ def start_hub(
     config = workdir / "hub.toml"
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\n{server_extra}\n'
-        f'[state]\ndir = "{state}"\n\n'
-        f"[attestation]\nrequire_flavor = {str(require_flavor).lower()}\n\n"
+        f'[state]\ndir = "{state}"\n{more.get("state", "")}\n'
+        f"[attestation]\nrequire_flavor = {str(require_flavor).lower()}\n"
+        f"{more.get('attestation', '')}\n"
         f'[enrollment]\ntokens = ["{REGISTRATION_TOKEN}"]\n'
         "rate_per_minute = 100000000\n\n"
         f"[reports]\nhistory = {history}\n"
