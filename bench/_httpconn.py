@@ -69,6 +69,12 @@ class HttpConnection:
         return status, payload
 
     @property
+    def resumed(self) -> bool:
+        """Whether the TLS handshake resumed a session."""
+        obj = self._writer.get_extra_info("ssl_object")
+        return bool(obj is not None and obj.session_reused)
+
+    @property
     def closed(self) -> bool:
         """True once the peer closed the connection (an idle keep-alive timeout) or we did."""
         return self._reader.at_eof() or self._writer.is_closing()

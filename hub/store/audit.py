@@ -10,6 +10,7 @@ signed checkpoints in ``audit_checkpoints``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -45,12 +46,26 @@ def audit_row_hash(prev_hash: str, row: dict[str, Any]) -> str:
 
 
 def _write_audit_head(path: Path, head: dict[str, Any]) -> None:
-    """Replace ``path`` atomically with ``{"id", "hash"[, "sig"]}`` (0600)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(_canonical(head))
-    os.replace(tmp, path)
+    """Replace ``path`` atomically with ``{"id", "hash"[, "sig"]}`` (0600), unless it already
+    records a later row: several processes append to one database (``server.workers``, the
+    CLI) and write the head after their commit, so a slower one must not put an older head
+    back. An exclusive lock on ``<path>.lock`` orders the writers."""
+    lock_fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try:
+            current = _read_audit_head(path)
+        except AuditHeadError:
+            current = None
+        if current is not None and current[0] >= head["id"]:
+            return
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(_canonical(head))
+        os.replace(tmp, path)
+    finally:
+        os.close(lock_fd)  # (releases the lock)
 
 
 class AuditHeadError(Exception):

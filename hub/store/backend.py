@@ -16,7 +16,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, ParamSpec, Self, TypeVar
@@ -47,6 +47,36 @@ class _Job:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     group: bool
+
+
+# Every transaction takes the write lock when it begins. Several processes share the database
+# (server.workers, the CLI): a deferred transaction that read first and writes later fails at
+# once with SQLITE_BUSY ("database is locked") when another process committed in between, its
+# snapshot being stale; an immediate one waits for the lock (busy_timeout) and then reads the
+# latest data. One process has one writer thread anyway, so this costs it nothing.
+BEGIN: Final = "BEGIN IMMEDIATE"
+
+
+class _Database(sqlite_utils.Database):
+    """sqlite_utils' database whose :meth:`atomic` begins immediate transactions."""
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[sqlite_utils.Database]:
+        if self.conn.in_transaction:  # nested: a savepoint, as sqlite_utils does
+            with super().atomic() as db:
+                yield db
+            return
+        self.conn.execute(BEGIN)
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
 
 
 def _in_transaction(conn: sqlite3.Connection) -> bool:
@@ -105,7 +135,7 @@ class SqliteBackend:
         return store
 
     def _open_sync(self) -> None:
-        db = sqlite_utils.Database(self._path, execute_plugins=False)
+        db = _Database(self._path, execute_plugins=False)
         if self._path != ":memory:":
             db.enable_wal()
         db.conn.execute("PRAGMA foreign_keys = ON")
@@ -197,7 +227,7 @@ class SqliteBackend:
             for job in group:
                 self._reply(job, *self._call(job))
             return
-        conn.execute("BEGIN")
+        conn.execute(BEGIN)
         results = []
         for job in group:
             results.append(self._call(job))
