@@ -33,6 +33,7 @@ class HttpConnection:
         self._reader = reader
         self._writer = writer
         self._host = host.encode("ascii")
+        self.worker: str | None = None  # the hub worker that answered last (X-Trustplane-Worker)
 
     @classmethod
     async def open(
@@ -59,11 +60,19 @@ class HttpConnection:
         try:
             self._writer.write(head + body)
             raw = await self._reader.readuntil(b"\r\n\r\n")
-            status, length = _parse_head(raw)
+            status, length, worker = _parse_head(raw)
+            if worker is not None:
+                self.worker = worker
             payload = await self._reader.readexactly(length)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             raise HttpError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
         return status, payload
+
+    @property
+    def resumed(self) -> bool:
+        """Whether the TLS handshake resumed a session."""
+        obj = self._writer.get_extra_info("ssl_object")
+        return bool(obj is not None and obj.session_reused)
 
     @property
     def closed(self) -> bool:
@@ -76,16 +85,20 @@ class HttpConnection:
             await self._writer.wait_closed()
 
 
-def _parse_head(raw: bytes) -> tuple[int, int]:
+def _parse_head(raw: bytes) -> tuple[int, int, str | None]:
     lines = raw.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
         raise HttpError(f"not an HTTP/1.1 status line: {lines[0][:80]!r}")
     length = -1
+    worker = None
     for line in lines[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        key = name.strip().lower()
+        if key == b"content-length":
             length = int(value.strip())
+        elif key == b"x-trustplane-worker":
+            worker = value.strip().decode("ascii", "replace")
     if length < 0:
         raise HttpError("response without Content-Length")
-    return int(parts[1]), length
+    return int(parts[1]), length, worker

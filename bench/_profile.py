@@ -52,9 +52,12 @@ LEAF_RULES: Final = (
 IDLE_LEAVES: Final = ("_worker (concurrent/futures/thread.py:81)", "wait (threading.py")
 
 
-def record(pid: int, seconds: float, out: Path, *, rate: int = 100) -> subprocess.Popen[bytes]:
-    """Start py-spy on ``pid`` (non-blocking sampling, every thread); raises ``OSError`` if
-    py-spy is not installed beside this Python or on PATH."""
+def record(
+    pid: int, seconds: float, out: Path, *, rate: int = 100, subprocesses: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start py-spy on ``pid`` (non-blocking sampling, every thread; with ``subprocesses``
+    its child processes too, such as the hub's workers); raises ``OSError`` if py-spy is not
+    installed beside this Python or on PATH."""
     exe = Path(sys.executable).with_name("py-spy")
     found = str(exe) if exe.exists() else shutil.which("py-spy")
     if found is None:
@@ -63,7 +66,7 @@ def record(pid: int, seconds: float, out: Path, *, rate: int = 100) -> subproces
         [
             found, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
             "--rate", str(rate), "--format", "raw", "--threads", "--nonblocking",
-            "--output", str(out),
+            "--output", str(out), *(["--subprocesses"] if subprocesses else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

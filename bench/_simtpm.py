@@ -144,7 +144,6 @@ class SimTpm:
 
     def __init__(self) -> None:
         self.ek_key = ec.generate_private_key(ec.SECP256R1())
-        self.ak_key = ec.generate_private_key(ec.SECP256R1())
         self._ek_x, ek_y = _point(self.ek_key.public_key())
         self.ek_public = marshal_ecc_public(
             EK_ATTRIBUTES,
@@ -154,6 +153,15 @@ class SimTpm:
             self._ek_x,
             ek_y,
         )
+        self.new_ak()
+        self.clock = 1_000_000
+        self.reset_count = 3
+        self.restart_count = 0
+        self.firmware_version = 0x2020_0310_0000_0001
+
+    def new_ak(self) -> None:
+        """Make a new AK under the EK (as an agent does when it enrolls again)."""
+        self.ak_key = ec.generate_private_key(ec.SECP256R1())
         self.ak_public = marshal_ecc_public(
             AK_ATTRIBUTES,
             b"",
@@ -165,10 +173,6 @@ class SimTpm:
         # qualified names as the TPM makes them: QN(child) = nameAlg || H(QN(parent) || name)
         ek_qn = _name(TPM_RH_ENDORSEMENT.to_bytes(4, "big") + _name(self.ek_public))
         self.ak_qualified_name = _name(ek_qn + self.ak_name)
-        self.clock = 1_000_000
-        self.reset_count = 3
-        self.restart_count = 0
-        self.firmware_version = 0x2020_0310_0000_0001
 
     def quote(
         self,

@@ -18,8 +18,12 @@
    the hub ends in exactly the state enrollment leaves, with no second writer on its database
    and no reliance on store internals, and enrollment's own rate is measured on the way.)
 4. Load: ``concurrency`` workers take hosts round-robin (a host is never used by two workers at
-   once); each host keeps one keep-alive mTLS connection with its own certificate
-   (``--new-connection-per-report``: a TLS handshake per report instead). A report is
+   once). Each report opens a new mTLS connection with the host's own certificate, as a real
+   agent does (it reports every 60 s; its aiohttp client closes an idle connection after 15 s),
+   resuming the host's last TLS session as the agent does (``--no-resumption``: full
+   handshakes); ``--keep-alive``: each host keeps one connection for all its reports instead.
+   ``new_connection_share`` is the share of steady-state reports sent on a new connection,
+   ``resumed_share`` the share of those connections that resumed a session. A report is
    ``POST /v1/challenge`` then ``POST /v1/report`` with a quote over PCRs 0-9 and 14 whose
    extraData is ``report_qualifying_data(nonce, body)``. A host's first report carries its event
    log; later ones only its digest, as the agent does once the hub has it. The first round (TLS
@@ -28,6 +32,10 @@
    Any answer other than 200 and ``trusted`` is counted in ``errors``.
 5. Baseline in the same run: the same workers and connections doing two ``GET /health`` per
    "report" (TLS, HTTP and aiohttp with no work behind them).
+
+``--workers N`` runs the hub with ``server.workers = N`` (default 1: one process); the hub's
+CPU time, RSS (``hub_rss_mb``, shared pages counted in each process) and PSS (``hub_pss_mb``)
+are those of all its processes.
 
 ``--database postgresql`` runs the hub on a throw-away PostgreSQL server started for the run
 (:mod:`trustplane.pgcluster`: initdb as an unprivileged user, unix socket, ``synchronous_commit``
@@ -73,6 +81,7 @@ from cryptography.x509.oid import NameOID
 from bench._httpconn import HttpConnection, HttpError
 from bench._profile import record, summarize
 from bench._simtpm import SimTpm
+from nodeagent.tlssession import resuming_client_context
 from trustcore.algorithms import HASH_ALGORITHMS, TPM_ALG_SHA256, digest
 from trustcore.eventlog import parse_eventlog, replay_eventlog
 from trustcore.flavors import flavor_from_eventlog, parse_template
@@ -233,8 +242,22 @@ class HubProcess:
             if (self.state_dir / f"hub.db{suffix}").exists()
         )
 
+    def pids(self) -> list[int]:
+        """The hub's processes: ``trustplane-hub run`` and, with ``server.workers`` above 1,
+        its workers."""
+        pid = self.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return [pid, *(int(c) for c in children)]
+
     def cpu_seconds(self) -> float:
-        return _proc_cpu(f"/proc/{self.process.pid}/stat")
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                total += _proc_cpu(f"/proc/{pid}/stat")
+        return total
 
     def database_cpu_seconds(self) -> float:
         """The PostgreSQL server's CPU time (0 for SQLite, whose work is in the hub's)."""
@@ -242,16 +265,28 @@ class HubProcess:
 
     def thread_cpu(self) -> dict[int, float]:
         out = {}
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+        for pid in self.pids():
             with contextlib.suppress(OSError):
-                out[int(task.name)] = _proc_cpu(str(task / "stat"))
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    with contextlib.suppress(OSError):
+                        out[int(task.name)] = _proc_cpu(str(task / "stat"))
         return out
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-        return 0.0
+        """The resident memory of all the hub's processes (pages the workers still share with
+        the parent since the fork count in each)."""
+        return round(sum(_status_kb(pid, "VmRSS:") for pid in self.pids()) / 1024, 1)
+
+    def pss_mb(self) -> float:
+        """Their proportional set size: shared pages divided among the processes sharing them
+        (what the hub really adds to the machine)."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        return round(total / 1024, 1)
 
     def log_tail(self, lines: int = 20) -> str:
         text = (self.workdir / "hub.log").read_text(errors="replace")
@@ -267,6 +302,14 @@ class HubProcess:
                 self.process.wait()
 
 
+def _status_kb(pid: int, key: str) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
+
+
 def _proc_cpu(path: str) -> float:
     fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -279,10 +322,13 @@ def start_hub(
     require_flavor: bool,
     server_extra: str = "",
     postgres: PostgresCluster | None = None,
+    extra: dict[str, str] | None = None,
 ) -> HubProcess:
     """Initialise a state directory, write the config, start the hub and wait for /health.
-    ``server_extra`` holds more ``[server]`` lines (``key = value``); with ``postgres``, the
-    hub's database is a new one there (``state.database``)."""
+    ``server_extra`` holds more ``[server]`` lines (``key = value``); ``extra`` more lines for
+    the ``state`` and ``attestation`` tables; with ``postgres``, the hub's database is a new
+    one there (``state.database``)."""
+    more = extra or {}
     state = workdir / "state"
     database, database_name = "sqlite", ""
     if postgres is not None:
@@ -303,8 +349,9 @@ def start_hub(
     config = workdir / "hub.toml"
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\n{server_extra}\n'
-        f'[state]\ndir = "{state}"\ndatabase = "{database}"\n\n'
-        f"[attestation]\nrequire_flavor = {str(require_flavor).lower()}\n\n"
+        f'[state]\ndir = "{state}"\ndatabase = "{database}"\n{more.get("state", "")}\n'
+        f"[attestation]\nrequire_flavor = {str(require_flavor).lower()}\n"
+        f"{more.get('attestation', '')}\n"
         f'[enrollment]\ntokens = ["{REGISTRATION_TOKEN}"]\n'
         "rate_per_minute = 100000000\n\n"
         f"[reports]\nhistory = {history}\n"
@@ -349,9 +396,16 @@ async def _wait_healthy(hub: HubProcess) -> None:
         await asyncio.sleep(0.1)
 
 
-def client_context(ca_pem: str, cert_file: Path | None = None) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(cadata=ca_pem)
+def client_context(
+    ca_pem: str, cert_file: Path | None = None, *, resume: bool = False
+) -> ssl.SSLContext:
+    """A client context trusting the hub CA; ``resume``: one that resumes its last TLS session
+    on the next connection, as the agent's (:mod:`nodeagent.tlssession`)."""
+    if resume:
+        ctx: ssl.SSLContext = resuming_client_context(cadata=ca_pem)
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cadata=ca_pem)
     if cert_file is not None:
         ctx.load_cert_chain(cert_file)
     return ctx
@@ -374,6 +428,7 @@ class SimHost:
     log_acked: bool = False
     reported: bool = False
     next_nonce: bytes | None = None  # the hub's nonce for this host's next report
+    tls: ssl.SSLContext | None = None  # its client context, made once (it keeps its session)
 
     def body(self, nonce: bytes) -> bytes:
         """The next report body's canonical bytes (the log's data until the hub acked it)."""
@@ -549,6 +604,8 @@ class Samples:
     report: list[float] = field(default_factory=list)
     started: float = 0.0
     ended: float = 0.0
+    new_connections: int = 0  # completed pairs sent on a new connection
+    resumed: int = 0  # of those, on a connection that resumed a TLS session
 
     def rate(self) -> float:
         return len(self.pair) / max(self.ended - self.started, 1e-9)
@@ -569,12 +626,14 @@ class LoadState:
     errors: Counter[str] = field(default_factory=Counter)
     verdicts: Counter[str] = field(default_factory=Counter)
     handshakes: int = 0
+    resumed: int = 0  # of the handshakes, those that resumed a TLS session
     reconnects: int = 0
     unreported: int = 0
     log_bytes: int = 0
     challenges: int = 0
     reports: int = 0
     steady_from: tuple[int, int] = (0, 0)  # (challenges, reports) when the steady state began
+    resume: bool = True  # hosts keep a TLS context and resume their session
 
 
 Step = Callable[[SimHost, HttpConnection, LoadState], Awaitable[tuple[float, float]]]
@@ -634,10 +693,11 @@ async def _connection(hub: HubProcess, host: SimHost, st: LoadState) -> HttpConn
         host.conn = None
         st.reconnects += 1
     if host.conn is None:
-        host.conn = await HttpConnection.open(
-            "127.0.0.1", hub.port, client_context(hub.ca_pem, host.cert_file), SERVER_NAME
-        )
+        if host.tls is None or not st.resume:
+            host.tls = client_context(hub.ca_pem, host.cert_file, resume=st.resume)
+        host.conn = await HttpConnection.open("127.0.0.1", hub.port, host.tls, SERVER_NAME)
         st.handshakes += 1
+        st.resumed += host.conn.resumed
     return host.conn
 
 
@@ -705,6 +765,7 @@ class LoadRun:
         started = time.perf_counter()
         samples = self.steady if self.steady.started else self.first_round
         try:
+            fresh = host.conn is None or host.conn.closed
             conn = await _connection(self.hub, host, self.st)
             challenge, report = await self.step(host, conn, self.st)
         except (BenchError, HttpError, WireError, OSError, ValueError) as exc:
@@ -714,6 +775,8 @@ class LoadRun:
                 host.conn = None
             return
         if samples is not None:
+            samples.new_connections += fresh
+            samples.resumed += fresh and conn.resumed
             samples.pair.append(time.perf_counter() - started)
             samples.challenge.append(challenge)
             samples.report.append(report)
@@ -816,13 +879,27 @@ class SteadyWatch:
         self.snapshot = CpuSnapshot.take(self.hub)
         self.database_cpu = self.hub.database_cpu_seconds()
         if self.profile is not None:
-            self.profiler = record(self.hub.process.pid, self.seconds - 1, self.profile)
+            self.profiler = record(
+                self.hub.process.pid,
+                self.seconds - 1,
+                self.profile,
+                subprocesses=len(self.hub.pids()) > 1,
+            )
 
     def profile_summary(self) -> dict[str, object] | None:
         if self.profiler is None or self.profile is None:
             return None
         self.profiler.wait()
         return summarize(self.profile) if self.profile.exists() else None
+
+
+def _connection_shares(s: Samples) -> dict[str, float]:
+    """The share of the reports sent on a new TLS connection, and the share of those
+    connections that resumed a session."""
+    return {
+        "new_connection_share": round(s.new_connections / max(len(s.pair), 1), 3),
+        "resumed_share": round(s.resumed / max(s.new_connections, 1), 3),
+    }
 
 
 def _requests_per_report(st: LoadState) -> float:
@@ -850,7 +927,7 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
     )
     enroll_s = time.perf_counter() - enroll_start
     print(f"{len(hosts)} hosts enrolled in {enroll_s:.1f} s", file=sys.stderr)
-    st = LoadState()
+    st = LoadState(resume=not args.no_resumption)
     first = Samples()
     watch = SteadyWatch(hub, args.profile, args.duration)
     first_cpu = CpuSnapshot.take(hub)
@@ -862,7 +939,7 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
         args.duration,
         first_round=first,
         on_steady=watch.start,
-        keep_alive=not args.new_connection_per_report,
+        keep_alive=args.keep_alive,
         rate=args.rate,
     ).run(args.concurrency)
     steady_cpu = CpuSnapshot.take(hub)
@@ -877,7 +954,7 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
         health_step,
         base_state,
         args.baseline_duration,
-        keep_alive=not args.new_connection_per_report,
+        keep_alive=args.keep_alive,
     ).run(args.concurrency)
     base_end = CpuSnapshot.take(hub)
     for host in hosts:
@@ -890,7 +967,9 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
         "hosts": len(hosts),
         "concurrency": min(args.concurrency, len(hosts)),
         "flavors": args.flavors,
-        "keep_alive": not args.new_connection_per_report,
+        "workers": args.workers,
+        "keep_alive": args.keep_alive,
+        "tls_resumption": not args.no_resumption,
         "offered_rate": args.rate,
         "unique_logs": args.unique_logs,
         **_latencies(s),
@@ -905,8 +984,11 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
         "verdicts": dict(st.verdicts),
         "tls_handshakes": st.handshakes,
         "reconnects_after_idle_close": st.reconnects,
+        **_connection_shares(s),
         **watch.snapshot.until(steady_cpu, len(s.pair)),
         "hub_rss_mb": hub.rss_mb(),
+        "hub_pss_mb": hub.pss_mb(),
+        "hub_processes": len(hub.pids()),
         "loadgen_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "db_mb": round(hub.db_bytes() / 1e6, 1),
         "first_round": _latencies(first)
@@ -970,10 +1052,20 @@ def main(argv: list[str] | None = None) -> int:
         "a real fleet, instead of sharing the few real logs' exact bytes",
     )
     parser.add_argument(
-        "--new-connection-per-report",
+        "--keep-alive",
         action="store_true",
-        help="a new TLS connection for every report (an agent whose keep-alive lapses between "
-        "reports, as aiohttp's 15 s default does at a 60 s interval)",
+        help="each host keeps one connection open for all its reports; by default every report "
+        "opens a new one, as a real agent does: it reports every 60 s and its aiohttp client "
+        "closes an idle connection after 15 s",
+    )
+    parser.add_argument(
+        "--no-resumption",
+        action="store_true",
+        help="full TLS handshakes on new connections (by default a host resumes its last TLS "
+        "session, as the agent does)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server.workers of the hub (1: one process)"
     )
     parser.add_argument("--keep", type=Path, help="keep the hub's state in this new directory")
     parser.add_argument(
@@ -1009,6 +1101,7 @@ def main(argv: list[str] | None = None) -> int:
             # every simulated host connects from 127.0.0.1
             server_extra=(
                 f"max_connections = {args.hosts + 1024}\nmax_connections_per_address = 0\n"
+                f"workers = {args.workers}\n"
             ),
         )
         stack.callback(hub.stop)

@@ -11,6 +11,8 @@ the hub CA; the host must still be enrolled.
 from __future__ import annotations
 
 import hmac
+import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeVar
@@ -19,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from hub.errors import ApiError, Handler
+from hub.state import CLOCK as CLOCK_KEY
 from hub.statedir import token_hash
 from hub.store import Host, Store
 
@@ -115,6 +118,33 @@ def peer_serial(request: web.Request) -> int | None:
         return None
 
 
+def resumed_certificate_expired(request: web.Request, now: float) -> bool:
+    """Whether the request came on a resumed TLS session whose client certificate expired.
+
+    A resumed session (an agent's session ticket, :mod:`nodeagent.tlssession`) carries the
+    certificate verified at its full handshake, and TLS does not check it again; so the hub
+    checks its ``notAfter`` itself. A full handshake is checked by TLS."""
+    transport = request.transport
+    if transport is None:
+        return False
+    obj = transport.get_extra_info("ssl_object")
+    if obj is None or not obj.session_reused:
+        return False
+    cert = transport.get_extra_info("peercert")
+    not_after = cert.get("notAfter") if isinstance(cert, dict) else None
+    if not isinstance(not_after, str):
+        return True
+    try:
+        return ssl.cert_time_to_seconds(not_after) < now
+    except ValueError:
+        return True
+
+
+def _now(request: web.Request) -> float:
+    clock = request.app.get(CLOCK_KEY)
+    return clock() if clock is not None else time.time()
+
+
 async def _token_principal(request: web.Request, store: Store) -> Principal | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -149,6 +179,12 @@ def auth_middleware(store_of: Callable[[web.Request], Store]) -> Middleware:
             if host.cert_serial is not None and peer_serial(request) != int(host.cert_serial, 16):
                 raise ApiError(
                     401, "auth.certificate_superseded", "a newer client certificate was issued"
+                )
+            if resumed_certificate_expired(request, _now(request)):
+                raise ApiError(
+                    401,
+                    "auth.client_certificate_expired",
+                    "the client certificate of this resumed TLS session has expired",
                 )
             request[PRINCIPAL_KEY] = Principal("agent", name=host_id, host_id=host_id)
             request[AGENT_HOST_KEY] = host

@@ -117,7 +117,7 @@ def create_state_dir(
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(state_dir, 0o700)
     if force and (state_dir / DB_FILE).exists():
-        for suffix in ("", "-wal", "-shm", "-audit-head.json"):
+        for suffix in ("", "-wal", "-shm", "-audit-head.json", "-audit-head.json.lock"):
             (state_dir / f"{DB_FILE}{suffix}").unlink(missing_ok=True)
     ca = make_ca("trustplane hub CA", now)
     server = make_server_certificate(ca, hostnames, now)

@@ -57,6 +57,7 @@ BACKOFF_FIRST: Final = 0.5
 BACKOFF_MAX: Final = 30.0
 HEALTHY_AFTER: Final = 60.0  # a worker that lived this long resets the back-off
 BACKLOG: Final = 1024
+WORKER_HEADER: Final = "X-Trustplane-Worker"  # which worker answered (0..N-1)
 
 
 def worker_count(config: HubConfig) -> int:
@@ -166,6 +167,7 @@ class Supervisor:
                 os.close(read_end)
                 self._close_parent_fds()
                 code = _worker_main(
+                    worker.index,
                     self._config,
                     self._sock,
                     self._ssl,
@@ -335,6 +337,7 @@ def _migrate(config: HubConfig) -> None:
 
 
 def _worker_main(  # noqa: PLR0917
+    index: int,
     config: HubConfig,
     sock: socket.socket,
     ssl_context: ssl.SSLContext | None,
@@ -353,11 +356,12 @@ def _worker_main(  # noqa: PLR0917
         values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
     os.set_blocking(heartbeat, False)
     return asyncio.run(
-        _serve_worker(config, sock, ssl_context, metrics_dir, credentials_dir, heartbeat)
+        _serve_worker(index, config, sock, ssl_context, metrics_dir, credentials_dir, heartbeat)
     )
 
 
 async def _serve_worker(  # noqa: PLR0917
+    index: int,
     config: HubConfig,
     sock: socket.socket,
     ssl_context: ssl.SSLContext | None,
@@ -365,11 +369,19 @@ async def _serve_worker(  # noqa: PLR0917
     credentials_dir: Path | None,
     heartbeat: int,
 ) -> int:
+    from aiohttp import web  # noqa: PLC0415
+
     from hub.app import create_app  # noqa: PLC0415
     from hub.gcpolicy import freeze_after_full  # noqa: PLC0415
     from hub.server import start_hub  # noqa: PLC0415
 
     app = create_app(config, credentials_dir=credentials_dir, metrics_dir=metrics_dir)
+    worker = str(index)
+
+    async def name_worker(_request: web.Request, response: web.StreamResponse) -> None:
+        response.headers[WORKER_HEADER] = worker
+
+    app.on_response_prepare.append(name_worker)
     running = await start_hub(app, config, sock=sock, ssl_context=ssl_context)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

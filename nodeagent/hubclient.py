@@ -2,6 +2,7 @@
 
 TLS is verified against the hub's CA (the configured bootstrap CA before enrollment, the CA the
 hub returned afterwards); after enrollment every call presents the client certificate (mTLS).
+A new connection resumes the previous one's TLS session (:mod:`nodeagent.tlssession`).
 Every transport failure (connection, TLS, timeout, 5xx, an answer too large or not the agreed
 shape) becomes :class:`HubUnavailable`, which the attestation loop retries with backoff; a
 4xx answer with the hub's error JSON becomes :class:`HubRejected` carrying the stable code.
@@ -21,6 +22,7 @@ import aiohttp
 
 from nodeagent.config import HubConfig
 from nodeagent.errors import NodeAgentError
+from nodeagent.tlssession import resuming_client_context
 from trustcore.errors import ParseError
 from trustcore.wire import (
     ActivateRequest,
@@ -59,8 +61,8 @@ class HubRejected(NodeAgentError):
 def tls_context(ca_file: Path | None, client: tuple[Path, Path] | None) -> ssl.SSLContext:
     """A client TLS context trusting ``ca_file`` (system roots when None), with an optional
     client certificate and key. Raises :class:`HubUnavailable` for unusable files."""
-    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # the next connection resumes the last one's TLS session (nodeagent.tlssession)
+    ctx = resuming_client_context(ca_file)
     if client is not None:
         cert, key = client
         try:

@@ -76,8 +76,15 @@ def test_the_fleet_enrolled_and_sent_each_log_once(result: dict[str, Any]) -> No
     assert result["hosts"] == HOSTS
     assert result["concurrency"] == 8
     assert result["flavors"] is True
-    assert (result["keep_alive"], result["offered_rate"]) == (True, None)
-    assert result["tls_handshakes"] == HOSTS
+    assert result["offered_rate"] is None
+    # by default every report opens a new connection (as the agent's does at a 60 s interval)
+    # and resumes the host's last TLS session
+    assert (result["keep_alive"], result["tls_resumption"]) == (False, True)
+    assert result["new_connection_share"] == 1.0
+    assert result["resumed_share"] == 1.0
+    assert (result["workers"], result["hub_processes"], result["database"]) == (1, 1, "sqlite")
+    completed = result["reports"] + result["first_round"]["reports"]
+    assert result["tls_handshakes"] >= completed
     assert result["reconnects_after_idle_close"] == 0
     # 20 hosts over 4 logs: each log uploaded by 5 hosts in their first report, never again
     sent = sum((EVENTLOGS / name).stat().st_size for name in LOG_FILES) * HOSTS // len(LOG_FILES)
@@ -117,15 +124,16 @@ def test_json_shape(result: dict[str, Any]) -> None:
 def test_unique_logs_are_trusted_and_uploaded_once_each() -> None:
     """Every host its own log (own GPT disk GUID) and host_unique flavor: still all trusted,
     with the hub finding digest-only logs in its store, never asking for them again."""
-    out = run_bench(6, "--unique-logs", "--new-connection-per-report", "--idle-connections", "0")
+    out = run_bench(6, "--unique-logs", "--keep-alive", "--workers", "2", "--idle-connections", "0")
     assert "idle_tls_conn_kb" not in out
-    assert (out["unique_logs"], out["keep_alive"]) == (True, False)
+    assert (out["unique_logs"], out["keep_alive"]) == (True, True)
     assert out["errors"] == {}
     assert set(out["verdicts"]) == {"trusted"}
     assert out["reports"] > 0
-    # a new TLS connection per report: at least one handshake per completed report
-    completed = out["reports"] + out["first_round"]["reports"]
-    assert out["tls_handshakes"] >= completed
+    # two workers under their parent, each host on its one kept-alive connection
+    assert (out["workers"], out["hub_processes"]) == (2, 3)
+    assert out["tls_handshakes"] == 6
+    assert out["new_connection_share"] == 0.0
     # the same bytes as the shared logs (only 16 bytes of one event differ), once per host
     sizes = [(EVENTLOGS / name).stat().st_size for name in LOG_FILES]
     assert out["first_round"]["eventlog_mb_sent"] == round(
