@@ -96,7 +96,7 @@ def test_the_fleet_enrolled_and_sent_each_log_once(result: dict[str, Any]) -> No
 
 
 def test_json_shape(result: dict[str, Any]) -> None:
-    assert result["benchmark"] == "hub"
+    assert (result["benchmark"], result["database"]) == ("hub", "sqlite")
     assert set(result) >= LATENCY_KEYS | CPU_KEYS
     # 40 idle TLS connections to a fresh hub (too few for a stable figure: shape only, and less
     # than the 256 KiB read buffer asyncio would give each by default)
@@ -139,3 +139,21 @@ def test_unique_logs_are_trusted_and_uploaded_once_each() -> None:
     assert out["first_round"]["eventlog_mb_sent"] == round(
         (sum(sizes) + sizes[0] + sizes[1]) / 1e6, 1
     )
+
+
+def test_the_hub_on_a_throw_away_postgresql() -> None:
+    """``--database postgresql``: the same fleet on a PostgreSQL server the benchmark starts,
+    every report trusted, the server's CPU reported beside the hub's."""
+    out = run_bench(6, "--database", "postgresql", "--idle-connections", "0")
+    assert (out["database"], out["errors"], set(out["verdicts"])) == (
+        "postgresql",
+        {},
+        {"trusted"},
+    )
+    assert out["reports"] > 0
+    assert out["database_settings"] == ["synchronous_commit=off"]
+    assert out["database_cpu_ms_per_report"] > 0
+    assert out["hub_and_database_cpu_ms_per_report"] == pytest.approx(
+        out["hub_cpu_ms_per_report"] + out["database_cpu_ms_per_report"], abs=0.002
+    )
+    assert out["db_mb"] > 0  # pg_database_size of its database
