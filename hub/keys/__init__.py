@@ -4,7 +4,8 @@ attested hosts (docs/keys.md, docs/protocol.md "Key release").
 Modules: :mod:`~hub.keys.broker` (sealing keys under the master key, blobs, the policy-signing
 key), :mod:`~hub.keys.release` (the per-blob decision), :mod:`~hub.keys.routes` (HTTP),
 :mod:`~hub.keys.api` (the JSON API twins of the CLI), :mod:`~hub.keys.cli` (``trustplane-hub
-keys``). :func:`install` adds the routes and, at startup, the broker built from the master key.
+keys``), :mod:`~hub.keys.pages` (the Keys status page). :func:`install` adds the routes and, at
+startup, the broker built from the master key.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from hub.keys import api, routes
+from hub.keys import api, pages, routes
 from hub.keys.broker import Broker
 from hub.state import STATE, KeyedRateLimiter
 
@@ -35,3 +36,4 @@ def install(app: web.Application) -> None:
     app.cleanup_ctx.append(broker)
     routes.add_routes(app)
     api.add_routes(app)
+    pages.add_routes(app)
