@@ -17,8 +17,25 @@ from aiohttp import web
 from hub.keys import api, pages, routes
 from hub.keys.broker import Broker
 from hub.state import STATE, KeyedRateLimiter
+from trustcore.errors import TrustcoreError
+from trustcore.tpm.public import parse_public
 
-__all__ = ["install"]
+__all__ = ["binding_kind", "install"]
+
+
+def binding_kind(app: web.Application, binding_public: bytes | None) -> str:
+    """What enrollment records of a certified binding key: ``authorized`` (PolicyAuthorize by
+    this hub's policy key: releases follow approved reboots), ``pcr`` (another policy, e.g. the
+    older PolicyPCR key: usable only in its exact PCR state, checked at each release), or
+    ``none``."""
+    if binding_public is None:
+        return "none"
+    try:
+        policy = parse_public(binding_public).auth_policy
+    except TrustcoreError:
+        return "none"
+    broker = app.get(routes.BROKER)
+    return "authorized" if broker and policy == broker.signer.authorize_policy else "pcr"
 
 
 def install(app: web.Application) -> None:
