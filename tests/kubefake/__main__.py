@@ -1,0 +1,42 @@
+"""`python -m tests.kubefake --port P [--kubeconfig FILE] [--user cert|token]`: run the fake
+API server in the foreground until SIGTERM/SIGINT; prints one line when it is ready."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from .server import FakeApiServer
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    async with FakeApiServer(
+        args.port, bookmark_interval=args.bookmark_interval, verbose=args.verbose
+    ) as api:
+        if args.kubeconfig:
+            api.write_kubeconfig(Path(args.kubeconfig), user=args.user)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"kubefake: serving {api.url}", flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.kubefake", description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--kubeconfig", help="write a kubeconfig for this server to FILE")
+    parser.add_argument("--user", choices=("cert", "token"), default="cert")
+    parser.add_argument("--bookmark-interval", type=float, default=1.0)
+    parser.add_argument("--verbose", action="store_true", help="print every request")
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
