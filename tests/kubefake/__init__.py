@@ -37,7 +37,8 @@ Test hooks: `faults.latency` (seconds added to every request), `faults.fail_next
 Run it alone with `python -m tests.kubefake --port P --kubeconfig FILE`.
 """
 
-from .server import FakeApiServer, Faults
+from .context import Faults
+from .server import FakeApiServer
 from .status import ApiError
 
 __all__ = ["ApiError", "FakeApiServer", "Faults"]

@@ -67,8 +67,9 @@ def strategic_merge_patch(target: Any, patch: Any, names: tuple[str, ...] = ()) 
             else:
                 result[key] = merged
         elif isinstance(value, list) and sub in _SETS:
-            old = result.get(key) if isinstance(result.get(key), list) else []
-            result[key] = list(old) + [v for v in value if v not in old]
+            current = result.get(key)
+            old: list[Any] = current if isinstance(current, list) else []
+            result[key] = old + [v for v in value if v not in old]
         elif isinstance(value, list) and sub in _KEYED:
             result[key] = _merge_keyed(result.get(key), value, sub)
         else:
