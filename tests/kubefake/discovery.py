@@ -68,6 +68,13 @@ def core_v1() -> dict[str, Any]:
                 "shortNames": ["no"],
             },
             {
+                "name": "nodes/status",
+                "singularName": "",
+                "namespaced": False,
+                "kind": "Node",
+                "verbs": ["get", "patch", "update"],
+            },
+            {
                 "name": "pods",
                 "singularName": "pod",
                 "namespaced": True,

@@ -109,15 +109,21 @@ class NodeRoutes(RequestContext):
             code, "InternalError" if code >= 500 else "BadRequest", f"injected failure {code}"
         )
 
-    async def _update_node(self, request: web.Request, name: str) -> web.Response:
+    async def _update_node(
+        self, request: web.Request, name: str, subresource: str = ""
+    ) -> web.Response:
         self._count("update", "nodes")
         body = await self._json_body(request)
         warnings = self._unknown_fields(request, body)
         self._inject(name)
-        node = self.store.update(name, body, self._manager(request), self._dry_run(request))
+        node = self.store.update(
+            name, body, self._manager(request), subresource, self._dry_run(request)
+        )
         return warn(json_response(node), warnings)
 
-    async def _patch_node(self, request: web.Request, name: str) -> web.Response:
+    async def _patch_node(
+        self, request: web.Request, name: str, subresource: str = ""
+    ) -> web.Response:
         self._count("patch", "nodes")
         ctype = request.content_type
         raw = await self._body(request)
@@ -125,14 +131,13 @@ class NodeRoutes(RequestContext):
         force = flag(request, "force")
         if ctype == "application/apply-patch+yaml":
             if "fieldManager" not in request.query:
-                raise bad_request(
-                    "PATCH /api/v1/nodes: fieldManager is required for apply requests"
-                )
+                raise bad_request("fieldManager is required for apply requests")
             config = decode_body(raw, yaml_ok=True)
             self._unknown_fields(request, config, apply=True)
             self._inject(name)
+            manager = self._manager(request)
             return json_response(
-                self.store.apply(name, config, self._manager(request), force, dry_run)
+                self.store.apply(name, config, manager, force, subresource, dry_run)
             )
         if force:
             raise bad_request(
@@ -142,41 +147,23 @@ class NodeRoutes(RequestContext):
         manager = self._manager(request)
         self._inject(name)
         old = copy.deepcopy(self.store.get(name))
-        if ctype == "application/merge-patch+json":
+        if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
             if not isinstance(patch, dict):
                 raise bad_request(
-                    "json: cannot unmarshal into Go value of type map[string]interface {}"
+                    "json: cannot unmarshal array into Go value of type map[string]interface {}"
                 )
-            patched = merge_patch(old, patch)
-        elif ctype == "application/strategic-merge-patch+json":
-            if not isinstance(patch, dict):
-                raise bad_request(
-                    "json: cannot unmarshal into Go value of type map[string]interface {}"
-                )
-            patched = strategic_merge_patch(old, patch)
+            if ctype == "application/merge-patch+json":
+                patched = merge_patch(old, patch)
+            else:
+                patched = strategic_merge_patch(old, patch)
         elif ctype == "application/json-patch+json":
             patched = json_patch(old, patch)
         else:
             raise unsupported_media(ctype)
-        if isinstance(patched, dict) and isinstance(patched.get("metadata"), dict):
-            meta = patched["metadata"]
-            if (
-                meta.get("resourceVersion") == old["metadata"]["resourceVersion"]
-                and not (
-                    isinstance(patch, dict)
-                    and isinstance(patch.get("metadata"), dict)
-                    and "resourceVersion" in patch["metadata"]
-                )
-                and ctype != "application/json-patch+json"
-            ) or (
-                ctype == "application/json-patch+json"
-                and meta.get("resourceVersion") == old["metadata"]["resourceVersion"]
-            ):
-                meta.pop("resourceVersion")
+        # a resourceVersion left in the patched object is a precondition (the old one passes)
         warnings = self._unknown_fields(request, patched)
-        return warn(
-            json_response(self.store.replace_patched(name, patched, manager, dry_run)), warnings
-        )
+        node = self.store.replace_patched(name, patched, manager, subresource, dry_run)
+        return warn(json_response(node), warnings)
 
     async def _watch_nodes(self, request: web.Request) -> web.StreamResponse:
         self._count("watch", "nodes")

@@ -293,6 +293,7 @@ class FakeApiServer(NodeRoutes, EventRoutes):
                     return await self._patch_node(request, name)
                 if method == "DELETE":
                     self._count("delete", "nodes")
+                    self._inject(name)
                     node = self.store.delete(name, self._dry_run(request))
                     return json_response(
                         {
@@ -307,6 +308,15 @@ class FakeApiServer(NodeRoutes, EventRoutes):
                             },
                         }
                     )
+            elif len(rest) == 3 and rest[2] == "status":
+                name = rest[1]
+                if method == "GET":
+                    self._count("get", "nodes")
+                    return json_response(self.store.get(name))
+                if method == "PUT":
+                    return await self._update_node(request, name, "status")
+                if method == "PATCH":
+                    return await self._patch_node(request, name, "status")
             raise method_not_allowed(method)
         if rest == ["events"] and method == "GET":
             return self._list_events(request, None)

@@ -273,7 +273,7 @@ class Store:
         return new
 
     def _managed_after_update(
-        self, old: dict[str, Any], new: dict[str, Any], manager: str
+        self, old: dict[str, Any], new: dict[str, Any], manager: str, subresource: str
     ) -> list[dict[str, Any]]:
         sent = new["metadata"].get("managedFields")
         base = old
@@ -284,63 +284,110 @@ class Store:
         gone = changed | removed
         for e in entries:
             e.fields = _drop(e.fields, gone)
-        mine = next((e for e in entries if e.manager == manager and e.operation == "Update"), None)
+        mine = next(
+            (
+                e
+                for e in entries
+                if e.manager == manager and e.operation == "Update" and e.subresource == subresource
+            ),
+            None,
+        )
         if changed:
             if mine is None:
-                mine = Entry(manager, "Update", "v1", now_rfc3339(), set())
+                mine = Entry(manager, "Update", "v1", now_rfc3339(), set(), subresource)
                 entries.append(mine)
             mine.fields |= changed
             mine.time = now_rfc3339()
         return [e.to_json() for e in entries if e.fields]
 
-    def update(self, name: str, body: Any, manager: str, dry_run: bool = False) -> dict[str, Any]:
-        """PUT: optimistic concurrency on metadata.resourceVersion when the body has one."""
+    def _precondition(self, old: dict[str, Any], new: dict[str, Any], name: str) -> None:
+        rv = new["metadata"].get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            raise conflict("nodes", name)
+        if new["metadata"].get("uid") not in (None, "", old["metadata"]["uid"]):
+            raise conflict("nodes", name)
+
+    def _write(
+        self,
+        name: str,
+        body: Any,
+        manager: str,
+        subresource: str,
+        dry_run: bool,
+    ) -> dict[str, Any]:
         old = self.get(name)
         new = copy.deepcopy(self._check_body(body, name))
-        rv = new["metadata"].get("resourceVersion")
-        if rv and rv != old["metadata"]["resourceVersion"]:
-            raise conflict("nodes", name)
+        self._precondition(old, new, name)
         new["metadata"]["name"] = name
+        _reset(old, new, subresource)
         self._finish(new)
-        new["metadata"]["managedFields"] = self._managed_after_update(old, new, manager)
+        new["metadata"]["managedFields"] = self._managed_after_update(
+            old, new, manager, subresource
+        )
         return self._store(old, new, dry_run)
+
+    def update(
+        self, name: str, body: Any, manager: str, subresource: str = "", dry_run: bool = False
+    ) -> dict[str, Any]:
+        """PUT: optimistic concurrency on metadata.resourceVersion when the body has one; the
+        main resource keeps the old status, the status subresource the old spec and metadata."""
+        return self._write(name, body, manager, subresource, dry_run)
 
     def replace_patched(
-        self, name: str, patched: Any, manager: str, dry_run: bool = False
+        self, name: str, patched: Any, manager: str, subresource: str = "", dry_run: bool = False
     ) -> dict[str, Any]:
         """The result of a merge/strategic/JSON patch: a resourceVersion in it is a precondition."""
-        old = self.get(name)
-        new = self._check_body(patched, name)
-        rv = new["metadata"].get("resourceVersion")
-        if rv and rv != old["metadata"]["resourceVersion"]:
-            raise conflict("nodes", name)
-        if new["metadata"].get("uid") not in (None, old["metadata"]["uid"]):
-            raise conflict("nodes", name)
-        new["metadata"]["name"] = name
-        self._finish(new)
-        new["metadata"]["managedFields"] = self._managed_after_update(old, new, manager)
-        return self._store(old, new, dry_run)
+        return self._write(name, patched, manager, subresource, dry_run)
 
     def apply(
-        self, name: str, config: Any, manager: str, force: bool, dry_run: bool = False
+        self,
+        name: str,
+        config: Any,
+        manager: str,
+        force: bool,
+        subresource: str = "",
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Server-side apply of `config` by `manager` (creates the node when it is missing)."""
+        """Server-side apply of `config` by `manager` (creates the node when it is missing).
+
+        Fields the strategy resets (status on the main resource; all but status on the status
+        subresource) are neither applied nor owned, as with the API server's reset fields.
+        """
         config = self._check_body(copy.deepcopy(config), name)
         if "kind" not in config or "apiVersion" not in config:
             raise bad_request("apply requests need apiVersion and kind in the body")
         config["metadata"]["name"] = name
         old = self.nodes.get(name)
         if old is None:
+            if subresource:
+                raise not_found("nodes", name)
+            config.pop("status", None)
             created = self.create(dict(config.items()), manager, dry_run=dry_run)
-            meta = created["metadata"]
             applied = fs.fields_of(config)
-            meta["managedFields"] = [
+            created["metadata"]["managedFields"] = [
                 Entry(manager, "Apply", "v1", now_rfc3339(), applied).to_json()
             ]
             return created
+        self._precondition(old, config, name)
+        if subresource == "status":
+            config = {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name},
+                "status": config.get("status") or {},
+            }
+        else:
+            config.pop("status", None)
         applied = fs.fields_of(config)
         entries = _entries(old)
-        me = next((e for e in entries if e.manager == manager and e.operation == "Apply"), None)
+        me = next(
+            (
+                e
+                for e in entries
+                if e.manager == manager and e.operation == "Apply" and e.subresource == subresource
+            ),
+            None,
+        )
         others = [e for e in entries if e is not me]
         conflicts: list[tuple[Entry, fs.Path]] = []
         for path in sorted(applied):
@@ -359,15 +406,11 @@ class Store:
         fs.prune_empty(new)
         self._finish(new)
         # fields removed from the object by this apply are owned by nobody now
-        _changed, removed = fs.changed_fields(old, new)
+        changed, removed = fs.changed_fields(old, new)
         for e in others:
             e.fields = _drop(e.fields, removed)
-        mine = Entry(manager, "Apply", "v1", now_rfc3339(), applied)
-        if (
-            me is not None
-            and me.fields == applied
-            and fs.changed_fields(old, new) == (set(), set())
-        ):
+        mine = Entry(manager, "Apply", "v1", now_rfc3339(), applied, subresource)
+        if me is not None and me.fields == applied and not changed and not removed:
             mine.time = me.time
         result = [e.to_json() for e in others if e.fields]
         index = entries.index(me) if me is not None else len(result)
@@ -474,6 +517,22 @@ def _event_causes(ev: dict[str, Any], namespace: str) -> list[tuple[str, str, st
             )
         )
     return causes
+
+
+def _reset(old: dict[str, Any], new: dict[str, Any], subresource: str) -> None:
+    """What the node strategies reset: status on the main resource; spec and metadata (but
+    resourceVersion and managedFields) through the status subresource."""
+    if subresource == "status":
+        sent = new["metadata"]
+        new["metadata"] = copy.deepcopy(old["metadata"])
+        for key in ("resourceVersion", "managedFields"):
+            if key in sent:
+                new["metadata"][key] = sent[key]
+            else:
+                new["metadata"].pop(key, None)
+        new["spec"] = copy.deepcopy(old.get("spec"))
+    else:
+        new["status"] = copy.deepcopy(old.get("status"))
 
 
 def _apply_conflict(conflicts: list[tuple[Entry, fs.Path]]) -> ApiError:
