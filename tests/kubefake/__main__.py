@@ -1,4 +1,4 @@
-"""`python -m tests.kubefake --port P [--kubeconfig FILE] [--user cert|token]`: run the fake
+"""`python -m tests.kubefake --port P [--kubeconfig FILE] [--token-kubeconfig FILE]`: run the fake
 API server in the foreground until SIGTERM/SIGINT; prints one line when it is ready."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ async def _serve(args: argparse.Namespace) -> None:
         args.port, bookmark_interval=args.bookmark_interval, verbose=args.verbose
     ) as api:
         if args.kubeconfig:
-            api.write_kubeconfig(Path(args.kubeconfig), user=args.user)
+            api.write_kubeconfig(Path(args.kubeconfig), user="cert")
+        if args.token_kubeconfig:
+            api.write_kubeconfig(Path(args.token_kubeconfig), user="token")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -29,8 +31,12 @@ async def _serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.kubefake", description=__doc__)
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--kubeconfig", help="write a kubeconfig for this server to FILE")
-    parser.add_argument("--user", choices=("cert", "token"), default="cert")
+    parser.add_argument(
+        "--kubeconfig", help="write a kubeconfig (admin client certificate) to FILE"
+    )
+    parser.add_argument(
+        "--token-kubeconfig", help="write a kubeconfig (admin bearer token) to FILE"
+    )
     parser.add_argument("--bookmark-interval", type=float, default=1.0)
     parser.add_argument("--verbose", action="store_true", help="print every request")
     args = parser.parse_args(argv)

@@ -47,6 +47,24 @@ class EventRoutes(RequestContext):
         elif len(rest) == 1 and method == "GET":
             self._count("get", "events")
             return json_response(self.store.get_event(ns, rest[0]))
+        elif len(rest) == 1 and method == "DELETE":
+            self._count("delete", "events")
+            event = self.store.get_event(ns, rest[0])
+            if not self._dry_run(request):
+                del self.store.events[(ns, rest[0])]
+            return json_response(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {
+                        "name": rest[0],
+                        "kind": "events",
+                        "uid": event["metadata"]["uid"],
+                    },
+                }
+            )
         raise method_not_allowed(method)
 
     async def _events_v1(self, request: web.Request, rest: list[str]) -> web.StreamResponse:

@@ -72,7 +72,9 @@ def fields_of(obj: dict[str, Any]) -> FieldSet:
 
 
 def _walk(path: Path, names: tuple[str, ...], value: Any, out: FieldSet) -> None:
-    if isinstance(value, dict) and value:
+    if isinstance(value, dict) and not value:
+        return  # an empty object sets no field
+    if isinstance(value, dict):
         for key, sub in value.items():
             _walk((*path, f"f:{key}"), (*names, key), sub, out)
     elif isinstance(value, list) and is_list_granular(names):
