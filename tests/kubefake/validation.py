@@ -176,14 +176,19 @@ def _validate_taints(taints: Any, field: str) -> list[Cause]:
                 )
             )
         if (key, effect) in seen:
+            added = (
+                "(*v1.Time)(nil)" if taint.get("timeAdded") is None else "(*v1.Time)(0xc000000000)"
+            )
+            # field.Duplicate prints the internal core.Taint with Go's %#v
+            shown = (
+                f"core.Taint{{Key:{_quote(key)}, Value:{_quote(value)}, "
+                f"Effect:{_quote(effect)}, TimeAdded:{added}}}"
+            )
             causes.append(
                 (
                     "FieldValueDuplicate",
                     path,
-                    (
-                        f"Duplicate value: {_quote(key + ':' + effect)}: "
-                        "taints must be unique by key and effect pair"
-                    ),
+                    f"Duplicate value: {shown}: taints must be unique by key and effect pair",
                 )
             )
         seen.add((key, effect))
