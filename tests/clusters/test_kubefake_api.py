@@ -625,3 +625,42 @@ def test_label_and_taint_validation_causes(tmp_path: Path) -> None:
         assert sorted(causes) == sorted(expected)
 
     run(body, tmp_path)
+
+
+def test_event_validation_is_the_legacy_one(tmp_path: Path) -> None:
+    """core/v1 Events without eventTime are checked only for the namespace rule (any reason,
+    type or length passes, as with the API server); with eventTime the reporting fields,
+    action and reason are required."""
+
+    async def body(api: FakeApiServer, v1: client.CoreV1Api, raw: Raw) -> None:
+        ev = {
+            "metadata": {"name": "e1"},
+            "involvedObject": {"kind": "Node", "name": "x"},
+            "reason": "R" * 300,
+            "type": "Odd",
+        }
+        code, _ = await raw("POST", "/api/v1/namespaces/default/events", json.dumps(ev))
+        assert code == 201
+        code, status = await raw("POST", "/api/v1/namespaces/kube-system/events", json.dumps(ev))
+        assert (code, status["details"]["causes"]) == (
+            422,
+            [
+                {
+                    "reason": "FieldValueInvalid",
+                    "message": 'Invalid value: "": does not match event.namespace',
+                    "field": "involvedObject.namespace",
+                }
+            ],
+        )
+        ev = {
+            "metadata": {"name": "e2"},
+            "involvedObject": {"kind": "Node", "name": "x"},
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reportingComponent": "trustplane.io/hub",
+            "reportingInstance": "hub-1",
+            "reason": "TrustLost",
+        }
+        code, status = await raw("POST", "/api/v1/namespaces/default/events", json.dumps(ev))
+        assert (code, status["message"]) == (422, 'Event "e2" is invalid: action: Required value')
+
+    run(body, tmp_path)

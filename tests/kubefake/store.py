@@ -26,7 +26,7 @@ from . import fieldsets as fs
 from .patches import apply_merge
 from .selectors import FieldGetter
 from .status import ApiError, already_exists, bad_request, conflict, invalid, not_found
-from .validation import validate_node
+from .validation import dns1123_subdomain_errors, validate_node
 
 # NodeSystemInfo's fields have no omitempty: a node without a kubelet shows them empty
 NODE_INFO_KEYS = (
@@ -471,50 +471,58 @@ class Store:
 
 
 def _event_causes(ev: dict[str, Any], namespace: str) -> list[tuple[str, str, str]]:
+    """core/v1 Event validation as the API server's legacyValidateEvent: only the namespace
+    rule for events without eventTime; the reporting fields too for those with one."""
     causes: list[tuple[str, str, str]] = []
     name = ev["metadata"].get("name")
     if not isinstance(name, str) or not name:
-        causes.append(
+        return [
             (
                 "FieldValueRequired",
                 "metadata.name",
                 "Required value: name or generateName is required",
             )
-        )
+        ]
+    causes += [
+        ("FieldValueInvalid", "metadata.name", f"Invalid value: {json.dumps(name)}: {m}")
+        for m in dns1123_subdomain_errors(name)
+    ]
     involved = ev.get("involvedObject")
     if not isinstance(involved, dict):
-        causes.append(("FieldValueRequired", "involvedObject", "Required value"))
+        involved = {}
+    inv_ns = str(involved.get("namespace") or "")
+    mismatch = (
+        "FieldValueInvalid",
+        "involvedObject.namespace",
+        f"Invalid value: {json.dumps(inv_ns)}: does not match event.namespace",
+    )
+    if not ev.get("eventTime"):
+        if (not inv_ns and namespace not in ("", "default")) or (inv_ns and inv_ns != namespace):
+            causes.append(mismatch)
         return causes
-    inv_ns = involved.get("namespace") or ""
-    if not inv_ns and namespace not in ("", "default"):
-        causes.append(
-            (
-                "FieldValueInvalid",
-                "involvedObject.namespace",
-                f'Invalid value: "{inv_ns}": does not match event.namespace',
-            )
-        )
-    if inv_ns and inv_ns != namespace:
-        causes.append(
-            (
-                "FieldValueInvalid",
-                "involvedObject.namespace",
-                f'Invalid value: "{inv_ns}": does not match event.namespace',
-            )
-        )
-    for key, limit in (("reason", 128), ("action", 128), ("message", 1024 * 1024)):
+    if not inv_ns and namespace not in ("default", "kube-system"):
+        causes.append(mismatch)
+    for key, field_name, limit in (
+        ("reportingComponent", "reportingComponent", 0),
+        ("reportingInstance", "reportingInstance", 128),
+        ("action", "action", 128),
+        ("reason", "reason", 128),
+    ):
         value = ev.get(key)
-        if value is not None and (not isinstance(value, str) or len(value) > limit):
+        if not isinstance(value, str) or not value:
+            causes.append(("FieldValueRequired", field_name, "Required value"))
+        elif limit and len(value) > limit:
             causes.append(
-                ("FieldValueTooLong", key, f"Too long: may not be more than {limit} bytes")
+                (
+                    "FieldValueInvalid",
+                    field_name,
+                    f'Invalid value: "": can have at most {limit} characters',
+                )
             )
-    if ev.get("type") not in (None, "", "Normal", "Warning"):
+    message = ev.get("message")
+    if isinstance(message, str) and len(message) > 1024:
         causes.append(
-            (
-                "FieldValueNotSupported",
-                "type",
-                f'Unsupported value: "{ev.get("type")}": supported values: "Normal", "Warning"',
-            )
+            ("FieldValueInvalid", "message", 'Invalid value: "": can have at most 1024 characters')
         )
     return causes
 
