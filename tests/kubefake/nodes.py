@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +23,7 @@ from .replies import (
 )
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from .status import ApiError, bad_request, conflict, unsupported_media
-from .store import NODE_FIELDS, WatchEvent, decode_continue, encode_continue
+from .store import NODE_FIELDS, WatchEvent, clone, decode_continue, encode_continue
 
 
 class NodeRoutes(RequestContext):
@@ -146,7 +145,7 @@ class NodeRoutes(RequestContext):
         patch = decode_body(raw, yaml_ok=False)
         manager = self._manager(request)
         self._inject(name)
-        old = copy.deepcopy(self.store.get(name))
+        old = clone(self.store.get(name))
         if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
             if not isinstance(patch, dict):
                 raise bad_request(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import datetime
 import json
 import uuid
@@ -42,6 +41,11 @@ NODE_INFO_KEYS = (
     "architecture",
 )
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of JSON data (several times faster than copy.deepcopy)."""
+    return json.loads(json.dumps(value))
 
 
 def now_rfc3339() -> str:
@@ -156,7 +160,8 @@ class Store:
         return str(self.rv)
 
     def _publish(self, kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        ev = WatchEvent(self.rv, kind, copy.deepcopy(obj), old)
+        # stored objects are never changed in place (every write builds a new one): share them
+        ev = WatchEvent(self.rv, kind, obj, old)
         self.history.append(ev)
         while len(self.history) > self.history_size:
             dropped = self.history.popleft()
@@ -229,7 +234,7 @@ class Store:
             raise invalid("Node", str(meta.get("name") or ""), causes)
 
     def create(self, body: Any, manager: str, dry_run: bool = False) -> dict[str, Any]:
-        node = copy.deepcopy(self._check_body(body, None))
+        node: dict[str, Any] = clone(self._check_body(body, None))
         meta = node["metadata"]
         name = meta.get("name")
         if not name and isinstance(meta.get("generateName"), str):
@@ -316,7 +321,7 @@ class Store:
         dry_run: bool,
     ) -> dict[str, Any]:
         old = self.get(name)
-        new = copy.deepcopy(self._check_body(body, name))
+        new: dict[str, Any] = clone(self._check_body(body, name))
         self._precondition(old, new, name)
         new["metadata"]["name"] = name
         _reset(old, new, subresource)
@@ -353,7 +358,7 @@ class Store:
         Fields the strategy resets (status on the main resource; all but status on the status
         subresource) are neither applied nor owned, as with the API server's reset fields.
         """
-        config = self._check_body(copy.deepcopy(config), name)
+        config = self._check_body(clone(config), name)
         if "kind" not in config or "apiVersion" not in config:
             raise bad_request("apply requests need apiVersion and kind in the body")
         config["metadata"]["name"] = name
@@ -398,7 +403,7 @@ class Store:
             raise _apply_conflict(conflicts)
         for e, path in conflicts:
             e.fields = _drop(e.fields, {path})
-        new = apply_merge(copy.deepcopy(old), config)
+        new = apply_merge(clone(old), config)
         previous = me.fields if me else set()
         for path in previous - applied:
             if not any(fs.covers(e.fields, path) for e in others):
@@ -424,7 +429,7 @@ class Store:
             return node
         del self.nodes[name]
         self._next_rv()
-        gone = copy.deepcopy(node)
+        gone = clone(node)
         gone["metadata"]["resourceVersion"] = str(self.rv)
         self._publish("DELETED", gone, node)
         return node
@@ -434,7 +439,7 @@ class Store:
     def create_event(self, namespace: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise bad_request("the body of the request is not a JSON object")
-        ev = copy.deepcopy(body)
+        ev: dict[str, Any] = clone(body)
         meta = ev.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
@@ -532,15 +537,15 @@ def _reset(old: dict[str, Any], new: dict[str, Any], subresource: str) -> None:
     resourceVersion and managedFields) through the status subresource."""
     if subresource == "status":
         sent = new["metadata"]
-        new["metadata"] = copy.deepcopy(old["metadata"])
+        new["metadata"] = clone(old["metadata"])
         for key in ("resourceVersion", "managedFields"):
             if key in sent:
                 new["metadata"][key] = sent[key]
             else:
                 new["metadata"].pop(key, None)
-        new["spec"] = copy.deepcopy(old.get("spec"))
+        new["spec"] = clone(old.get("spec"))
     else:
-        new["status"] = copy.deepcopy(old.get("status"))
+        new["status"] = clone(old.get("status"))
 
 
 def _apply_conflict(conflicts: list[tuple[Entry, fs.Path]]) -> ApiError:
