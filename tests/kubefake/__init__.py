@@ -18,18 +18,23 @@ a real API server does (field names, status codes, Status bodies, resourceVersio
   namespaces default, kube-system, kube-public, kube-node-lease; events.k8s.io/v1 create and
   list onto the same objects;
 - pods and namespaces: read-only (no pods, the four namespaces), for `kubectl describe node`;
+- nodes/status: get, update, patch (status writes keep spec and metadata; node writes keep
+  status, as the node strategies reset them);
 - authentication: client certificates issued by its CA (CN = user) and bearer tokens it issued
-  (`issue_token`); `write_kubeconfig(path, user="cert"|"token")`.
+  (`issue_token`); `write_kubeconfig(path, user="cert"|"token")`; authorization by the RBAC
+  rules a test grants a user (`grant(user, rules)`, 403 Forbidden as the RBAC authorizer).
 
 It does NOT model: etcd or any persistence (state lives in memory and dies with the process);
-other resources and API groups; admission webhooks, ValidatingAdmissionPolicy and every
-admission plugin except the not-ready taint on node creation; RBAC or any authorization
-(every authenticated user may do everything); the status subresource; protobuf request
-bodies; aggregated discovery and OpenAPI schemas (so no server-side fieldValidation);
-consistent snapshots for paginated lists (a continue token lists the current state after its
-last name); generation, finalizers and graceful deletion; the watch cache's timing; priority
-and fairness, audit, and rate limits. Server-side apply knows the Node schema only as far as
-`fieldsets` describes it.
+other resources and API groups (pods and namespaces are read-only stand-ins); admission
+webhooks, ValidatingAdmissionPolicy and every admission plugin except the not-ready taint on
+node creation; authorization beyond the ClusterRole rules a test grants a user (no Roles,
+bindings, resourceNames; ungranted users may do everything); protobuf request bodies;
+aggregated discovery and OpenAPI schemas (unknown fields are found against a list of Node
+fields, not a schema); consistent snapshots for paginated lists (a continue token lists the
+current state after its last name); create-permission checks of an apply that creates;
+generation, finalizers and graceful deletion; the watch cache's timing (bookmarks come every
+`bookmark_interval`, a minute on a real server); priority and fairness, audit, rate limits.
+Server-side apply knows the Node schema only as far as `fieldsets` describes it.
 
 Test hooks: `faults.latency` (seconds added to every request), `faults.fail_next_write(node,
 409)`, `go_down()` / `come_up()` (connection refused meanwhile, state kept), `store.compact()`

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from . import discovery
+from .authorization import attributes, authorize
 from .context import Faults
 from .events import EventRoutes
 from .nodes import NodeRoutes
@@ -81,6 +82,7 @@ class FakeApiServer(NodeRoutes, EventRoutes):
         self.serving = self.authority.issue("apiserver", "kube-apiserver", server=True)
         self.admin_cert = self.authority.issue("admin", ADMIN_USER, ADMIN_GROUPS)
         self.tokens: dict[str, str] = dict(tokens or {})
+        self.grants: dict[str, list[dict[str, Any]]] = {}
         self.admin_token = self.issue_token(ADMIN_USER)
         self._runner: web.AppRunner | None = None
         self._watches: set[asyncio.Task[Any]] = set()
@@ -94,6 +96,11 @@ class FakeApiServer(NodeRoutes, EventRoutes):
     @property
     def up(self) -> bool:
         return self._runner is not None
+
+    def grant(self, user: str, rules: list[dict[str, Any]]) -> None:
+        """Restrict `user` to these RBAC rules (a ClusterRole's `rules`, bound cluster-wide);
+        users never granted anything are cluster admins (see `authorization`)."""
+        self.grants[user] = [dict(rule) for rule in rules]
 
     def issue_token(self, user: str) -> str:
         """A new bearer token that authenticates as `user`."""
@@ -218,8 +225,15 @@ class FakeApiServer(NodeRoutes, EventRoutes):
         if self.verbose:
             print("kubefake:", request.method, request.path_qs, request.content_type, flush=True)
         try:
-            if self._user(request) is None:
+            user = self._user(request)
+            if user is None:
                 raise unauthorized()
+            rules = self.grants.get(user)
+            if rules is not None:
+                watch = request.query.get("watch", "").lower() in ("1", "true")
+                attrs = attributes(request.method, request.path, watch)
+                if attrs is not None:
+                    authorize(user, rules, attrs)
             return await handler(request)
         except ApiError as err:
             return error_response(err)
