@@ -12,10 +12,14 @@ they create in the `default` namespace about those nodes.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import json
 import re
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,7 +52,15 @@ class Kubectl:
 
     def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [KUBECTL, "--kubeconfig", str(self.kubeconfig), "--request-timeout=30s", *args],
+            [
+                KUBECTL,
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--cache-dir",
+                str(cache_dir()),
+                "--request-timeout=30s",
+                *args,
+            ],
             input=stdin,
             capture_output=True,
             text=True,
@@ -67,14 +79,34 @@ class Kubectl:
         return done.stderr
 
     def node(self, name: str) -> dict[str, Any]:
-        out: dict[str, Any] = json.loads(
-            self.ok("get", "node", name, "-o", "json", "--show-managed-fields")
-        )
+        # kubectl 1.21 began hiding managedFields (and added the flag to show them)
+        shown = ["--show-managed-fields"] if self.minor() >= 21 else []
+        out: dict[str, Any] = json.loads(self.ok("get", "node", name, "-o", "json", *shown))
         return out
 
     def minor(self) -> int:
-        info = json.loads(self.ok("version", "--client", "-o", "json"))
-        return int(re.sub(r"\D.*", "", info["clientVersion"]["minor"]))
+        """kubectl's minor version (32 for this machine's 1.32, 20 for Debian 12's)."""
+        return kubectl_minor()
+
+
+@functools.cache
+def cache_dir() -> Path:
+    """kubectl's discovery cache for this test run (not ~/.kube/cache), removed at exit."""
+    path = Path(tempfile.mkdtemp(prefix="kubectl-cache-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+@functools.cache
+def kubectl_minor() -> int:
+    done = subprocess.run(
+        [KUBECTL, "version", "--client", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return int(re.sub(r"\D.*", "", json.loads(done.stdout)["clientVersion"]["minor"]))
 
 
 def node_name(what: str) -> str:
