@@ -664,3 +664,38 @@ def test_event_validation_is_the_legacy_one(tmp_path: Path) -> None:
         assert (code, status["message"]) == (422, 'Event "e2" is invalid: action: Required value')
 
     run(body, tmp_path)
+
+
+def test_go_down_ends_open_watches(tmp_path: Path) -> None:
+    """An open watch ends when the server goes down (the client sees the stream close), and
+    a new watch resumes from the last resourceVersion once it is back."""
+
+    async def body(api: FakeApiServer, v1: client.CoreV1Api, raw: Raw) -> None:
+        await v1.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="d")))
+        start = (await v1.list_node()).metadata.resource_version
+        seen = []
+
+        async def follow() -> None:
+            async for ev in watch.Watch().stream(
+                v1.list_node, resource_version=start, timeout_seconds=30
+            ):
+                seen.append((ev["type"], ev["object"].metadata.name))
+
+        task = asyncio.create_task(follow())
+        await asyncio.sleep(0.3)
+        await v1.patch_node("d", {"metadata": {"labels": {"a": "1"}}})
+        await asyncio.sleep(0.3)
+        await api.go_down()
+        with pytest.raises((aiohttp.ClientError, client.ApiException, asyncio.TimeoutError)):
+            async with asyncio.timeout(10):
+                await task
+        assert seen == [("MODIFIED", "d")]
+        await api.come_up()
+        resumed = []
+        async for ev in watch.Watch().stream(
+            v1.list_node, resource_version=start, timeout_seconds=1
+        ):
+            resumed.append(ev["type"])
+        assert resumed == ["MODIFIED"]
+
+    run(body, tmp_path)

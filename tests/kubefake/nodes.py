@@ -233,7 +233,11 @@ class NodeRoutes(RequestContext):
                         )
                     continue
                 if item is None:
-                    break
+                    # the server goes down: the connection drops mid-stream, as when an API
+                    # server stops (a clean end of the chunked body is a watch timeout)
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return response
                 if item.rv <= last:
                     continue
                 last = item.rv
