@@ -37,7 +37,8 @@ generation, finalizers and graceful deletion; the watch cache's timing (bookmark
 Server-side apply knows the Node schema only as far as `fieldsets` describes it.
 
 Test hooks: `faults.latency` (seconds added to every request), `faults.fail_next_write(node,
-409)`, `go_down()` / `come_up()` (connection refused meanwhile, state kept), `store.compact()`
+409)`, `go_down(abrupt=False)` / `come_up()` (connection refused meanwhile, state kept;
+watches end cleanly, or are cut mid-stream when abrupt), `store.compact()`
 (older resourceVersions become 410 Expired), `requests` (a Counter of requests by verb).
 Run it alone with `python -m tests.kubefake --port P --kubeconfig FILE`.
 """

@@ -46,6 +46,7 @@ class RequestContext:
     resource_requests: Counter[tuple[str, str]]
     request_log: deque[tuple[str, str, str]]
     bookmark_interval: float
+    abrupt_down: bool
 
     def _count(self, verb: str, resource: str) -> None:
         self.requests[verb] += 1

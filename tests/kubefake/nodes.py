@@ -233,11 +233,12 @@ class NodeRoutes(RequestContext):
                         )
                     continue
                 if item is None:
-                    # the server goes down: the connection drops mid-stream, as when an API
-                    # server stops (a clean end of the chunked body is a watch timeout)
-                    if request.transport is not None:
+                    # the server goes down: a graceful stop ends the watch's body cleanly (as
+                    # kube-apiserver's shutdown does); a crash drops the connection mid-stream
+                    if self.abrupt_down and request.transport is not None:
                         request.transport.abort()
-                    return response
+                        return response
+                    break
                 if item.rv <= last:
                     continue
                 last = item.rv

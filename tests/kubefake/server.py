@@ -70,6 +70,7 @@ class FakeApiServer(NodeRoutes, EventRoutes):
         self.verbose = verbose
         self.port = port or free_port()
         self.bookmark_interval = bookmark_interval
+        self.abrupt_down = False
         self.store = Store(history_size=history_size)
         self.faults = Faults()
         self.requests: Counter[str] = Counter()
@@ -135,11 +136,14 @@ class FakeApiServer(NodeRoutes, EventRoutes):
         await site.start()
         self._runner = runner
 
-    async def go_down(self) -> None:
-        """Stop serving: open watches end, new connections are refused, state is kept."""
+    async def go_down(self, abrupt: bool = False) -> None:
+        """Stop serving, keeping the state: new connections are refused; open watches end
+        cleanly as in an API server's graceful shutdown, or with `abrupt` are cut mid-stream
+        as when it crashes or the network fails."""
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        self.abrupt_down = abrupt
         for q in list(self.store.watchers):
             q.put_nowait(None)
         await runner.cleanup()
