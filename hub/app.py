@@ -25,6 +25,7 @@ from hub.auth import auth_middleware
 from hub.bus import PostgresVerdictBus, SqliteVerdictBus, VerdictBus
 from hub.config import ConfigError, HubConfig
 from hub.errors import MAX_BODY, body_limit_middleware, error_middleware
+from hub.keys import install as install_keys
 from hub.pki import PkiError, load_ca_bundle
 from hub.singleton import holder_id, run_singleton
 from hub.state import (
@@ -168,7 +169,7 @@ def create_app(
     attestation.add_routes(app)
     assettags.add_routes(app)
     groups.add_routes(app)
-    install_web(
-        app, metrics_dir=metrics_dir
-    )  # status pages, live updates, alerts, webhooks, metrics, OpenAPI
+    install_keys(app)  # the key broker (after the state's startup above)
+    # status pages, live updates, alerts, webhooks, metrics, OpenAPI
+    install_web(app, metrics_dir=metrics_dir)
     return app

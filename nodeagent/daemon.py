@@ -34,6 +34,7 @@ from nodeagent.config import AgentConfig
 from nodeagent.devices import TpmDeviceWatcher, TpmNode, find_tpm_devices
 from nodeagent.errors import NodeAgentError, TpmError
 from nodeagent.hubclient import HubClient, HubRejected, HubUnavailable
+from nodeagent.keys.release import KeyReleaser
 from nodeagent.metrics import AgentMetrics, start_metrics_server
 from nodeagent.notify import Health, Notifier, run_watchdog, watchdog_interval
 from nodeagent.state import EnrollmentState, StateDir
@@ -104,6 +105,11 @@ class Daemon:
         self._renew_now = False
         self._background: set[asyncio.Task[None]] = set()
         self.metrics = AgentMetrics()
+        # image-key releases (nodeagent.keys.release): the hub client and the attestor are
+        # looked up at each release (made once enrolled, replaced on renewal)
+        self.key_releaser = KeyReleaser(
+            cfg, self.state, self.tpm, self._hub_client, lambda: self.attestor
+        )
 
     # --- events from outside the loop ------------------------------------------------------
 

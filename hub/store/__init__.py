@@ -40,6 +40,7 @@ from hub.store.enrollments import MAX_OPEN_CHALLENGES_PER_HOST, EnrollmentStore,
 from hub.store.eventlogs import EventlogsStore
 from hub.store.flavors import FlavorDocuments, FlavorsStore, StoredFlavor
 from hub.store.hosts import Host, HostFacts, HostGroup, HostKeys, HostsStore
+from hub.store.keys import KeyEvent, KeyPolicy, KeysStore, KeyVersion
 from hub.store.leases import LeasesStore
 from hub.store.nonces import NonceRefused
 from hub.store.notifications import NotificationListener
@@ -75,6 +76,7 @@ class Store(
     LeasesStore,
     VerdictChangesStore,
     WebSessionsStore,
+    KeysStore,
     StoreBackend,
 ):
     """Async access to the hub database; create with :meth:`open`, end with :meth:`close`."""
@@ -95,6 +97,9 @@ __all__ = [
     "HostFacts",
     "HostGroup",
     "HostKeys",
+    "KeyEvent",
+    "KeyPolicy",
+    "KeyVersion",
     "NonceRefused",
     "NotificationListener",
     "PendingEnrollment",

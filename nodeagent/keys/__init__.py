@@ -1,0 +1,1 @@
+"""The agent's image-key features: the release client (:mod:`nodeagent.keys.release`)."""
