@@ -12,7 +12,7 @@ import pytest
 
 from hub.store import KeyEvent
 from nodeagent.errors import TpmError
-from tests.hub.conftest import ca_bundle
+from tests.hub.conftest import BACKENDS, ca_bundle
 from tests.hub.harness import Client, FakeClock, HubProcess, make_state
 from tests.hub.keyharness import KeyHost, annotation, key_host, wrap
 from tests.hub.weblib import base_url, login
@@ -26,13 +26,20 @@ OPTSDATA = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=BACKENDS)
 def hub(
-    tmp_path_factory: pytest.TempPathFactory, swtpm_factory: SwtpmFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    swtpm_factory: SwtpmFactory,
 ) -> Iterator[HubProcess]:
+    """The key broker's hub on SQLite, then on PostgreSQL."""
     tmp = tmp_path_factory.mktemp("keys-hub")
     bundle = ca_bundle(swtpm_factory, tmp / "ek-ca.pem")
-    process = HubProcess(make_state(tmp, enrollment={"ek_ca_bundle": str(bundle)}), FakeClock())
+    database = "sqlite"
+    if request.param == "postgresql":
+        database = request.getfixturevalue("postgres").create_database()
+    config = make_state(tmp, enrollment={"ek_ca_bundle": str(bundle)}, database=database)
+    process = HubProcess(config, FakeClock())
     try:
         for name, predicate, max_age in (
             ("open", "", 300.0),
