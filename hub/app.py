@@ -21,6 +21,7 @@ from aiohttp import web
 from hub import api, assettags, attestation, enrollment, groups
 from hub.auditseal import audit_sealer
 from hub.auth import auth_middleware
+from hub.clusters import install as install_clusters
 from hub.config import ConfigError, HubConfig
 from hub.errors import MAX_BODY, body_limit_middleware, error_middleware
 from hub.pki import PkiError, load_ca_bundle
@@ -136,4 +137,5 @@ def create_app(
     assettags.add_routes(app)
     groups.add_routes(app)
     install_web(app)  # status pages, live updates, alerts, webhooks, metrics, OpenAPI
+    install_clusters(app)  # cluster sync (under a lease), GET /v1/clusters, Clusters page
     return app

@@ -48,6 +48,10 @@ metrics.token                      ``""``                       extra bearer tok
 web.session_ttl                    ``28800``                    seconds a browser login lasts
 audit.checkpoint_every             ``100``                      rows between signed checkpoints
 audit.export_file                  ``""``                       file the checkpoints go to too
+clusters.sync                      ``true``                     run the cluster sync (hub.clusters)
+clusters.taint_effect              ``"NoExecute"``              untrusted taint: NoSchedule, none
+clusters.resync_interval           ``60``                       seconds between full reconciles
+clusters.request_timeout           ``10``                       seconds per API server request
 =================================  ===========================  ===================================
 """
 
@@ -159,6 +163,14 @@ class AuditConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClustersConfig:
+    sync: bool = True
+    taint_effect: str = "NoExecute"
+    resync_interval: float = 60.0
+    request_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     state: StateConfig = field(default_factory=StateConfig)
@@ -169,6 +181,7 @@ class HubConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    clusters: ClustersConfig = field(default_factory=ClustersConfig)
 
 
 # --- value checkers: each returns the typed value or raises ValueError with the problem -------
@@ -246,6 +259,16 @@ def _check_url_list(value: object) -> tuple[str, ...]:
     return urls
 
 
+TAINT_EFFECTS: Final = ("NoExecute", "NoSchedule", "none")
+
+
+def _check_taint_effect(value: object) -> str:
+    text = _check_str(value)
+    if text not in TAINT_EFFECTS:
+        raise ValueError(f"expected one of {', '.join(TAINT_EFFECTS)}, got {text[:40]!r}")
+    return text
+
+
 def _check_pcr_selection(value: object) -> dict[str, tuple[int, ...]]:
     if not isinstance(value, dict):
         raise TypeError("expected a table such as {sha256 = [0, 7]}")
@@ -305,6 +328,12 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
     "metrics": {"token": _check_str},
     "web": {"session_ttl": _check_seconds},
     "audit": {"checkpoint_every": _check_positive_int, "export_file": _check_str},
+    "clusters": {
+        "sync": _check_bool,
+        "taint_effect": _check_taint_effect,
+        "resync_interval": _check_seconds,
+        "request_timeout": _check_seconds,
+    },
 }
 
 

@@ -2,7 +2,7 @@
 
 :class:`Store` is the whole store: it combines the aggregates (each a class of its own module:
 hosts, enrollments, nonces, reports, alerts, flavors, tokens, event logs, audit, asset tags,
-leases) on
+leases, clusters) on
 the SQLite backend (:mod:`hub.store.backend`: one connection on one worker thread, group commit),
 with the schema's numbered migrations in :mod:`hub.store.schema`. Policy (what a verdict means,
 who may do what) lives in the callers; this package stores and fetches. Only this package
@@ -26,6 +26,7 @@ from hub.store.alerts import Alert, AlertsStore
 from hub.store.assettags import AssetTagsStore
 from hub.store.audit import GENESIS_HASH, AuditCheck, AuditHeadError, AuditStore, audit_row_hash
 from hub.store.backend import AUDIT_HEAD_SUFFIX, SqliteBackend
+from hub.store.clusters import Cluster, ClustersStore, ClusterState, NodeRecord
 from hub.store.enrollments import MAX_OPEN_CHALLENGES_PER_HOST, EnrollmentStore, PendingEnrollment
 from hub.store.eventlogs import EventlogsStore
 from hub.store.flavors import FlavorDocuments, FlavorsStore, StoredFlavor
@@ -48,6 +49,7 @@ class Store(
     AuditStore,
     AssetTagsStore,
     LeasesStore,
+    ClustersStore,
     SqliteBackend,
 ):
     """Async access to the hub database; create with :meth:`open`, end with :meth:`close`."""
@@ -61,12 +63,15 @@ __all__ = [
     "Alert",
     "AuditCheck",
     "AuditHeadError",
+    "Cluster",
+    "ClusterState",
     "FlavorDocuments",
     "Host",
     "HostEvidence",
     "HostFacts",
     "HostGroup",
     "HostKeys",
+    "NodeRecord",
     "NonceRefused",
     "PendingEnrollment",
     "SequenceRefused",

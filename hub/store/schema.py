@@ -214,6 +214,28 @@ def _migration_10(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_11(db: sqlite_utils.Database) -> None:
+    """Reserved for the keys aggregate (wt/keys-hub); the lead puts it here at merge."""
+
+
+def _migration_12(db: sqlite_utils.Database) -> None:
+    """Registered clusters, their sync state, what was announced per node (hub.store.clusters)."""
+    db.execute(
+        "CREATE TABLE clusters (name TEXT PRIMARY KEY, kubeconfig BLOB, context TEXT, "
+        "added REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE cluster_state (name TEXT PRIMARY KEY REFERENCES clusters(name), "
+        "connected INTEGER NOT NULL, nodes INTEGER NOT NULL, nodes_matched INTEGER NOT NULL, "
+        "last_sync REAL, last_error TEXT, updated REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE cluster_nodes (cluster TEXT NOT NULL REFERENCES clusters(name), "
+        "node TEXT NOT NULL, announced TEXT NOT NULL, mismatch TEXT NOT NULL, "
+        "PRIMARY KEY (cluster, node))"
+    )
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_1,
     _migration_2,
@@ -225,6 +247,8 @@ MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_8,
     _migration_9,
     _migration_10,
+    _migration_11,
+    _migration_12,
 )
 
 
