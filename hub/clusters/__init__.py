@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -22,13 +23,18 @@ from aiohttp import web
 
 from hub.alerts import ALERT_FEED, AlertNotice
 from hub.clusters import routes
+from hub.clusters.metrics import ClusterCollector
 from hub.clusters.sync import ClusterSync, SyncSettings
+from hub.metrics import METRICS
 from hub.singleton import holder_id, run_singleton
 from hub.state import CLOCK, EVENTS, STATE, VerdictChange
 
 __all__ = ["CLUSTER_SYNC", "LEASE", "install"]
 
+log = logging.getLogger("trustplane.hub.clusters")
+
 LEASE: Final = "cluster-sync"
+STATE_REFRESH: Final = 5.0  # seconds between reads of the clusters' state for metrics
 CLUSTER_SYNC = web.AppKey("trustplane_cluster_sync", ClusterSync)
 
 
@@ -38,6 +44,14 @@ async def _clusters_context(app: web.Application) -> AsyncIterator[None]:
     if not config.sync:
         yield
         return
+    async with _cluster_sync(app):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _cluster_sync(app: web.Application) -> AsyncIterator[None]:
+    st = app[STATE]
+    config = st.config.clusters
     holder = holder_id()
     feed = app.get(ALERT_FEED)
 
@@ -72,6 +86,19 @@ async def _clusters_context(app: web.Application) -> AsyncIterator[None]:
         alert=alert,
     )
     app[CLUSTER_SYNC] = sync
+    collector = ClusterCollector(sync.counters)
+    metrics = app.get(METRICS)
+    if metrics is not None:
+        metrics.registry.register(collector)
+
+    async def refresh() -> None:
+        while True:
+            try:
+                collector.states = await st.store.cluster_states()
+            except Exception:  # the loop boundary: metrics only
+                log.exception("cannot read the clusters' state")
+            await asyncio.sleep(STATE_REFRESH)
+
     leading = asyncio.Event()
 
     async def work() -> None:
@@ -91,13 +118,17 @@ async def _clusters_context(app: web.Application) -> AsyncIterator[None]:
         ),
         name="hub-cluster-sync",
     )
+    refresher = asyncio.create_task(refresh(), name="hub-cluster-metrics")
     try:
         async with app[EVENTS].following(follow, name="hub-clusters", queue_size=4096):
             yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for t in (task, refresher):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if metrics is not None:
+            metrics.registry.unregister(collector)
 
 
 def install(app: web.Application) -> None:
