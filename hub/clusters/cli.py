@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from hub.clusters.client import parse_kubeconfig
 from hub.clusters.errors import ClusterError, KubeconfigError
+from hub.clusters.kubeconfig import parse_kubeconfig
 from hub.clusters.sealing import MAX_KUBECONFIG_BYTES, seal
 from hub.statedir import load_hub_keys
 from hub.store import Store

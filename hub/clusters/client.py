@@ -23,19 +23,18 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
-import yaml
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config import ConfigException
 from kubernetes_asyncio.config.incluster_config import load_incluster_config
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader, refresh_token
 
 from hub.clusters.errors import ApiServerError, KubeconfigError
-from hub.clusters.labels import FIELD_MANAGER
+from hub.clusters.kubeconfig import parse_kubeconfig
+from hub.clusters.labels import EVENT_NAMESPACE, FIELD_MANAGER
 
 MAX_LINE: Final = 8 * 1024 * 1024  # one watch event (etcd's own limit is 1.5 MiB per object)
 MAX_BODY: Final = 512 * 1024 * 1024  # one answer (a list of many nodes)
 POOL: Final = 64  # parallel connections per cluster
-EVENT_NAMESPACE: Final = "default"  # where node Events go (as the kubelet's own)
 _TEMP_DIR: str | None = None
 
 
@@ -44,24 +43,6 @@ def _temp_dir() -> str:
     if _TEMP_DIR is None:
         _TEMP_DIR = tempfile.mkdtemp(prefix="trustplane-kube-")  # mode 0700
     return _TEMP_DIR
-
-
-def parse_kubeconfig(text: bytes, context: str | None) -> dict[str, Any]:
-    """The kubeconfig as a dict, checked to have ``context`` (or a current context); raises
-    :class:`KubeconfigError` (never echoing the file's content)."""
-    try:
-        data = yaml.safe_load(text.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError):
-        raise KubeconfigError("the kubeconfig is not valid YAML") from None
-    if not isinstance(data, dict):
-        raise KubeconfigError("the kubeconfig is not a YAML mapping")
-    contexts = [c.get("name") for c in data.get("contexts") or [] if isinstance(c, dict)]
-    name = context or data.get("current-context")
-    if not name:
-        raise KubeconfigError("the kubeconfig has no current-context; pass --context")
-    if name not in contexts:
-        raise KubeconfigError(f"context {str(name)[:100]!r} is not in the kubeconfig")
-    return data
 
 
 def _status_message(status: int, body: bytes) -> str:

@@ -36,6 +36,7 @@ ASSET: Final = PREFIX + "asset-"
 REPORT_ANNOTATION: Final = PREFIX + "trust-report"
 TAINT_KEY: Final = "trustplane.io/untrusted"
 FIELD_MANAGER: Final = "trustplane-hub"
+EVENT_NAMESPACE: Final = "default"  # where node Events go (as the kubelet's own)
 
 _NAME: Final = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
 _VALUE: Final = re.compile(r"([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?")

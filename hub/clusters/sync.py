@@ -42,14 +42,14 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hub.clusters.client import EVENT_NAMESPACE, KubeClient
 from hub.clusters.errors import ApiServerError, ClusterError
 from hub.clusters.labels import (
     ASSET,
+    EVENT_NAMESPACE,
     REPORT_ANNOTATION,
     VALID_UNTIL,
     Desired,
@@ -62,6 +62,9 @@ from hub.clusters.sealing import unseal
 from hub.jws import sign_jws
 from hub.store import Cluster, ClusterState, Host, NodeRecord, Store
 
+if TYPE_CHECKING:  # kubernetes_asyncio is imported only when a cluster is synced
+    from hub.clusters.client import KubeClient
+
 log = logging.getLogger("trustplane.hub.clusters")
 
 MISMATCH_ALERT: Final = "cluster.node_uuid_mismatch"
@@ -73,7 +76,7 @@ RECONNECT_MAX: Final = 30.0
 ACTIVE_STATES: Final = frozenset({"enrolled"})
 
 Clock = Callable[[], float]
-Connect = Callable[[Cluster], Coroutine[Any, Any, KubeClient]]
+Connect = Callable[[Cluster], Coroutine[Any, Any, "KubeClient"]]
 AlertHook = Callable[[str, str, tuple[str, ...], float], Coroutine[Any, Any, None]]
 
 
@@ -569,6 +572,13 @@ class ClusterSync:
         self._pending: set[asyncio.Task[None]] = set()
 
     async def _connect_stored(self, cluster: Cluster) -> KubeClient:
+        try:
+            from hub.clusters.client import KubeClient  # noqa: PLC0415 - optional dependency
+        except ImportError:
+            raise ClusterError(
+                "kubernetes_asyncio is not installed (python3-kubernetes-asyncio)",
+                "cluster.client_missing",
+            ) from None
         kubeconfig = (
             None
             if cluster.sealed_kubeconfig is None
