@@ -412,12 +412,38 @@ class ClusterWorker:
                 await self.reconcile_node(node, urgent=urgent)
 
     async def reconcile_node(self, node: dict[str, Any], *, urgent: bool) -> None:
-        """Bring one node to what its host's trust says (see the module docstring)."""
+        """Bring one node to what its host's trust says (see the module docstring); a 409 (the
+        node changed under us) is retried with a fresh read, up to :data:`CONFLICT_RETRIES`."""
         name = _node_name(node)
-        desired, host, alert_kind = self._desired(node)
         budget = self._urgent if urgent else self._full
         timeout = self._settings.request_timeout
         client = self._require_client()
+        for attempt in range(CONFLICT_RETRIES + 1):
+            desired, host, alert_kind = self._desired(node)
+            try:
+                node = await self._write(client, node, desired, host, budget, timeout)
+                break
+            except ApiServerError as e:
+                if e.status != 409 or attempt == CONFLICT_RETRIES:
+                    raise
+                self.counters.conflicts += 1
+                async with budget:
+                    node = await asyncio.wait_for(client.get_node(name), timeout)
+                self._nodes[name] = node
+        await self._announce(node, desired, host, alert_kind, urgent=urgent)
+
+    async def _write(  # noqa: PLR0917
+        self,
+        client: KubeClient,
+        node: dict[str, Any],
+        desired: Desired,
+        host: Host | None,
+        budget: asyncio.Semaphore,
+        timeout: float,
+    ) -> dict[str, Any]:
+        """Labels and annotation by server-side apply, then the taints guarded by the node's
+        resourceVersion; returns the node as the last write left it."""
+        name = _node_name(node)
         if our_labels(node) != desired.labels or self._report_outdated(node, desired):
             annotations = {}
             if host is not None and desired.state not in {"none", "mismatch"}:
@@ -429,27 +455,16 @@ class ClusterWorker:
             self.counters.applies += 1
             self.counters.tags_skipped += desired.skipped_tags
             self._nodes[name] = node
-        for attempt in range(CONFLICT_RETRIES + 1):
-            taints = self._taints_for(node, desired)
-            if taints is None:
-                break
+        taints = self._taints_for(node, desired)
+        if taints is not None:
             version = str(node.get("metadata", {}).get("resourceVersion") or "")
-            try:
-                async with budget:
-                    node = await asyncio.wait_for(
-                        client.set_node_taints(name, version, taints), timeout
-                    )
-                self.counters.taint_patches += 1
-                self._nodes[name] = node
-                break
-            except ApiServerError as e:
-                if e.status != 409 or attempt == CONFLICT_RETRIES:
-                    raise
-                self.counters.conflicts += 1
-                async with budget:
-                    node = await asyncio.wait_for(client.get_node(name), timeout)
-                self._nodes[name] = node
-        await self._announce(node, desired, host, alert_kind, urgent=urgent)
+            async with budget:
+                node = await asyncio.wait_for(
+                    client.set_node_taints(name, version, taints), timeout
+                )
+            self.counters.taint_patches += 1
+            self._nodes[name] = node
+        return node
 
     def _trust_report(self, host: Host, node: str, desired: Desired) -> str:
         payload = {
