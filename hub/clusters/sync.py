@@ -525,8 +525,13 @@ class ClusterWorker:
         name = _node_name(node)
         meta = node.get("metadata") or {}
         why = ", ".join(desired.reasons) or "no reason given"
+        lost = (
+            f"trustplane: the node's system UUID is not the host's attested one ({why})"
+            if desired.state == "mismatch"
+            else f"trustplane: host is {desired.state} ({why})"
+        )
         messages = {
-            "TrustLost": f"trustplane: host is {desired.state} ({why})",
+            "TrustLost": lost,
             "TrustStale": f"trustplane: host stopped reporting ({why})",
             "TrustRestored": "trustplane: host is trusted again",
         }

@@ -1,0 +1,92 @@
+"""A restarted hub converges without repeating Events, and only the lease holder syncs: a real
+hub (tests/hub/harness.py) and a real swtpm-backed agent against a FAKE Kubernetes API server
+(tests/kubefake; Debian 12 packages no API server, so a faithful fake stands in; see
+test_real_cluster.py for a real one)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hub import cli as hub_cli
+from hub.clusters import CLUSTER_SYNC, LEASE
+from tests.clusters.kube import (
+    TAINT,
+    FakeCluster,
+    create_node,
+    node_events,
+    node_json,
+    taints,
+    wait_for,
+)
+from tests.clusters.test_sync import labelled, verdict
+from tests.hub.conftest import ca_bundle, running_agent
+from tests.hub.harness import FakeClock, HubProcess, make_state
+from trustplane.swtpm import SwtpmFactory
+
+
+@pytest.fixture
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeCluster]:
+    fake = FakeCluster(tmp_path_factory.mktemp("kube"), "restart")
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def test_restarted_hub_converges_without_duplicate_events(
+    tmp_path_factory: pytest.TempPathFactory, swtpm_factory: SwtpmFactory, cluster: FakeCluster
+) -> None:
+    tmp = tmp_path_factory.mktemp("hub")
+    bundle = ca_bundle(swtpm_factory, tmp / "ek-ca.pem")
+    config = make_state(
+        tmp, enrollment={"ek_ca_bundle": str(bundle)}, clusters={"resync_interval": 1.0}
+    )
+    clock = FakeClock()
+    first = HubProcess(config, clock)
+    state_dir = str(config.state.dir)
+    agents = running_agent(first, swtpm_factory, tmp / "agent", enroll="full", unique=True)
+    agent = next(agents)
+    try:
+        node = agent.names[1]
+        create_node(cluster.kubeconfig, node, agent.names[2])
+        args = ["--config", f"{state_dir}/absent.toml", "--state-dir", state_dir]
+        assert (
+            hub_cli.main(
+                ["clusters", "add", "restart", "--kubeconfig", str(cluster.kubeconfig), *args]
+            )
+            == 0
+        )
+        assert verdict(agent, first, tamper=True) == "untrusted"
+        wait_for("TrustLost", lambda: node_events(cluster.kubeconfig, node) or None)
+        first.stop()
+
+        second = HubProcess(config, clock)
+        try:
+            worker = wait_for(
+                "the new hub's worker", lambda: second.app[CLUSTER_SYNC].workers.get("restart")
+            )
+            wait_for("two full reconciles", lambda: worker.last_sync)
+            synced = worker.last_sync
+            wait_for("another", lambda: True if worker.last_sync != synced else None)
+            holder = second.call(second.state.store.lease_holder(LEASE, clock()))
+            assert holder is not None
+            [lost] = node_events(cluster.kubeconfig, node)
+            assert lost["reason"] == "TrustLost"
+            current = node_json(cluster.kubeconfig, node)
+            assert TAINT in {t["key"] for t in taints(current)}
+            assert labelled(cluster.kubeconfig, node, "false") is not None
+            # (the agent's mTLS works against the new hub: same state directory)
+            assert verdict(agent, second) == "trusted"
+            wait_for("trusted", lambda: labelled(cluster.kubeconfig, node, "true"))
+            wait_for(
+                "TrustRestored",
+                lambda: True if len(node_events(cluster.kubeconfig, node)) == 2 else None,
+            )
+            reasons = [e["reason"] for e in node_events(cluster.kubeconfig, node)]
+            assert reasons == ["TrustLost", "TrustRestored"]
+        finally:
+            second.stop()
+    finally:
+        agents.close()
