@@ -37,10 +37,9 @@ import base64
 import contextlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -100,7 +99,6 @@ class SyncCounters:
     events: int = 0
     errors: int = 0
     tags_skipped: int = 0
-    verdict_delays: list[float] = field(default_factory=list)  # seconds, for the benchmark
 
 
 def rfc3339(at: float) -> str:
@@ -350,7 +348,6 @@ class ClusterWorker:
                     return  # this cluster has no such node
                 raise
         await self._reconcile_name(node, urgent=True)
-        self.counters.verdict_delays.append(time.time() - at)
 
     def _needs_work(self, node: dict[str, Any]) -> bool:
         """Whether a node as the watch shows it differs from what it should carry."""
