@@ -191,6 +191,7 @@ class ClusterWorker:
         self.last_sync: float | None = None
         self.last_error: str | None = None
         self.matched = 0
+        self.full_reconciles = 0  # completed, since this worker started
 
     # --- the worker's life ---------------------------------------------------------------
 
@@ -320,6 +321,7 @@ class ClusterWorker:
             and _system_uuid(n) == (hosts[0].dmi_uuid or "").strip().lower()
         )
         self.last_sync = self._clock()
+        self.full_reconciles += 1
         self.last_error = None
         if errors:
             self.counters.errors += len(errors)

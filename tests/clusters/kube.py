@@ -13,12 +13,21 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests.hub.harness import FakeClock
 from tests.kubefake import FakeApiServer
 
 T = TypeVar("T")
 KUBECTL = "/usr/bin/kubectl"
 P = "trustplane.node-restriction.kubernetes.io/"
 TAINT = "trustplane.io/untrusted"
+
+
+def ahead_clock() -> FakeClock:
+    """The hub's clock, two minutes ahead: the EK certificates of TPMs made later in the test
+    (``unique=True``) are then already valid by the hub's clock (it does not move by itself)."""
+    clock = FakeClock()
+    clock.advance(120)
+    return clock
 
 
 class FakeCluster:
@@ -101,8 +110,9 @@ def create_node(
         )
 
 
-def node_json(kubeconfig: Path, name: str) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(kubectl(kubeconfig, "get", "node", name, "-o", "json"))
+def node_json(kubeconfig: Path, name: str, *, managed_fields: bool = False) -> dict[str, Any]:
+    extra = ["--show-managed-fields"] if managed_fields else []
+    out: dict[str, Any] = json.loads(kubectl(kubeconfig, "get", "node", name, "-o", "json", *extra))
     return out
 
 
@@ -134,7 +144,8 @@ def node_events(kubeconfig: Path, name: str) -> list[dict[str, Any]]:
         for e in json.loads(out)["items"]
         if e.get("source", {}).get("component") == ("trustplane-hub")
     ]
-    return sorted(items, key=lambda e: (e.get("firstTimestamp") or "", e["metadata"]["name"]))
+    # creation order: resourceVersions are etcd revisions (integers) on real servers and the fake
+    return sorted(items, key=lambda e: int(e["metadata"]["resourceVersion"]))
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float = 20.0) -> T:

@@ -20,6 +20,7 @@ import pytest
 from hub import cli as hub_cli
 from tests.clusters.kube import (
     TAINT,
+    ahead_clock,
     create_node,
     kubectl,
     node_events,
@@ -30,7 +31,7 @@ from tests.clusters.kube import (
 )
 from tests.clusters.test_sync import labelled, verdict
 from tests.hub.conftest import ca_bundle, running_agent
-from tests.hub.harness import Agent, FakeClock, HubProcess, make_state
+from tests.hub.harness import Agent, HubProcess, make_state
 from trustplane.swtpm import SwtpmFactory
 
 KUBECONFIG = os.environ.get("TRUSTPLANE_KUBECONFIG", "")
@@ -50,7 +51,7 @@ def hub(
     config = make_state(
         tmp, enrollment={"ek_ca_bundle": str(bundle)}, clusters={"resync_interval": 2}
     )
-    process = HubProcess(config, FakeClock())
+    process = HubProcess(config, ahead_clock())
     try:
         state_dir = str(config.state.dir)
         code = hub_cli.main(

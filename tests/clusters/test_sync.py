@@ -24,6 +24,7 @@ from tests.clusters.kube import (
     TAINT,
     FakeCluster,
     P,
+    ahead_clock,
     create_node,
     kubectl,
     node_events,
@@ -33,10 +34,12 @@ from tests.clusters.kube import (
     wait_for,
 )
 from tests.hub.conftest import ca_bundle, running_agent
-from tests.hub.harness import Agent, FakeClock, HubProcess, make_state
+from tests.hub.harness import Agent, HubProcess, make_state
 from trustplane.swtpm import SwtpmFactory
 
 OTHER_TAINT = {"key": "example.com/maintenance", "value": "yes", "effect": "NoSchedule"}
+# what the API server adds to a Node created without a kubelet (as a real one does)
+NOT_READY = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
 OTHER_LABELS = {"team": "payments", "topology.kubernetes.io/zone": "z1"}
 
 
@@ -51,7 +54,7 @@ def hub(
         enrollment={"ek_ca_bundle": str(bundle)},
         clusters={"resync_interval": 1.5, "request_timeout": 3},
     )
-    process = HubProcess(config, FakeClock())
+    process = HubProcess(config, ahead_clock())
     try:
         yield process
     finally:
@@ -146,8 +149,12 @@ def test_trusted_host_gets_labels_and_a_signed_report_and_nothing_else_changes(
         "trusted",
     )
     assert payload["cluster"] == "alpha"
-    managers = {m["manager"] for m in current["metadata"]["managedFields"]}  # type: ignore[index]
-    assert "trustplane-hub" in managers
+    managed = node_json(cluster.kubeconfig, node, managed_fields=True)["metadata"]["managedFields"]
+    ours = [m for m in managed if m["manager"] == "trustplane-hub"]
+    assert [m["operation"] for m in ours] == ["Apply"]  # labels by server-side apply only
+    owned = ours[0]["fieldsV1"]["f:metadata"]
+    assert set(owned["f:labels"]) == {f"f:{P}trusted", f"f:{P}valid-until"}
+    assert set(owned["f:annotations"]) == {f"f:{P}trust-report"}
     assert node_events(cluster.kubeconfig, node) == []  # first seen trusted: nothing to tell
 
 
@@ -168,6 +175,7 @@ def test_trust_lost_taints_and_tells_then_restored_removes_only_our_taint(
     assert our_labels(current) == {P + "trusted": "false"}
     assert taints(current) == [  # type: ignore[arg-type]
         OTHER_TAINT,
+        NOT_READY,
         {"key": TAINT, "value": "true", "effect": "NoExecute"},
     ]
     [lost] = node_events(cluster.kubeconfig, node)
@@ -185,7 +193,7 @@ def test_trust_lost_taints_and_tells_then_restored_removes_only_our_taint(
         return current if len(node_events(cluster.kubeconfig, node)) == 2 else None
 
     current = wait_for("the taint removed and TrustRestored", restored)
-    assert taints(current) == [OTHER_TAINT]  # type: ignore[arg-type]
+    assert taints(current) == [OTHER_TAINT, NOT_READY]  # type: ignore[arg-type]
     labels = current["metadata"]["labels"]  # type: ignore[index]
     assert {k: labels[k] for k in OTHER_LABELS} == OTHER_LABELS
     reasons = [(e["reason"], e["type"]) for e in node_events(cluster.kubeconfig, node)]
@@ -222,9 +230,12 @@ def test_someone_removing_our_taint_gets_it_back(
         return True if TAINT in {t["key"] for t in taints(current)} else None
 
     wait_for("the taint", has_taint)
-    kubectl(cluster.kubeconfig, "taint", "node", node, f"{TAINT}:NoExecute-")
-    assert TAINT not in {t["key"] for t in taints(node_json(cluster.kubeconfig, node))}
-    wait_for("the taint put back", has_taint)
+    counters = hub.app[CLUSTER_SYNC].counters
+    patches = counters.taint_patches
+    out = kubectl(cluster.kubeconfig, "taint", "node", node, f"{TAINT}:NoExecute-")
+    assert out.strip() == f"node/{node} untainted"  # gone (the watch repairs it at once)
+    wait_for("the taint put back", lambda: True if counters.taint_patches > patches else None)
+    wait_for("the taint on the node", has_taint)
     assert OTHER_TAINT in taints(node_json(cluster.kubeconfig, node))
     assert verdict(host_a, hub) == "trusted"
     wait_for("trusted again", lambda: labelled(cluster.kubeconfig, node, "true"))
@@ -261,7 +272,9 @@ def test_stale_host_is_tainted_with_trust_stale(
         current = node_json(cluster.kubeconfig, node)
         assert TAINT in {t["key"] for t in taints(current)}
     finally:
-        assert verdict(host_b, hub) == "trusted"  # (every host's report was valid until now)
+        assert verdict(host_b, hub) == "trusted"
+        # back: certificates the hub issues later must be valid by the real clock (TLS)
+        hub.clock.advance(-(hub.config.attestation.report_validity + 1))
     wait_for("trusted again", lambda: labelled(cluster.kubeconfig, node, "true"))
 
 
@@ -298,17 +311,17 @@ def test_uuid_mismatch_alerts_once_and_labels_nothing(
     # more reconciles (a verdict change, full resyncs) raise no second alert
     assert verdict(host_c, hub, tamper=True) == "untrusted"
     assert verdict(host_c, hub) == "trusted"
-    state = hub.app[CLUSTER_SYNC].workers["alpha"]
-    passes = state.last_sync
-    wait_for("two more full reconciles", lambda: True if state.last_sync != passes else None)
-    passes = state.last_sync
-    wait_for("one more", lambda: True if state.last_sync != passes else None)
+    worker = hub.app[CLUSTER_SYNC].workers["alpha"]
+    done = worker.full_reconciles
+    wait_for(
+        "two more full reconciles", lambda: True if worker.full_reconciles >= done + 2 else None
+    )
     assert len(alerted() or []) == 1
     assert our_labels(node_json(cluster.kubeconfig, node)) == {}
 
 
 def test_api_page_and_metrics_show_the_cluster_never_its_kubeconfig(
-    hub: HubProcess, cluster: FakeCluster, host_a: Agent
+    hub: HubProcess, cluster: FakeCluster, host_a: Agent, host_b: Agent, host_c: Agent
 ) -> None:
     token = hub.token("viewer", "clusters-viewer")
     client = hub.client(token=token)
@@ -365,6 +378,7 @@ def test_two_clusters_one_down_never_delays_the_other(
     second = FakeCluster(tmp_path_factory.mktemp("kube-b"), "beta")
     try:
         node = host_a.names[1]
+        assert verdict(host_a, hub) == "trusted"  # (the stale test's sweep made it stale)
         create_node(second.kubeconfig, node, host_a.names[2])
         register(hub, second)
         wait_for("beta labelled", lambda: labelled(second.kubeconfig, node, "true"))
