@@ -143,13 +143,11 @@ class KubeClient:
             async with self._response(
                 method, path, query=query, body=body, content_type=content_type, timeout=timeout
             ) as response:
-                data = await response.content.read(MAX_BODY + 1)
+                data = await _read_body(response, MAX_BODY)
                 if not 200 <= response.status <= 299:
                     raise ApiServerError(response.status, _status_message(response.status, data))
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             raise ApiServerError(0, f"reading the answer failed: {type(e).__name__}") from None
-        if len(data) > MAX_BODY:
-            raise ApiServerError(0, "answer too large")
         try:
             doc = json.loads(data)
         except ValueError:
@@ -189,7 +187,7 @@ class KubeClient:
         timeout = aiohttp.ClientTimeout(sock_connect=10, sock_read=timeout_seconds + 30)
         async with self._response("GET", "/api/v1/nodes", query=query, timeout=timeout) as r:
             if r.status != 200:
-                data = await r.content.read(64 * 1024)
+                data = await _read_body(r, 64 * 1024)
                 raise ApiServerError(r.status, _status_message(r.status, data))
             buffer = b""
             try:
@@ -245,6 +243,18 @@ class KubeClient:
         return await self.request(
             "POST", f"/api/v1/namespaces/{EVENT_NAMESPACE}/events", body=event
         )
+
+
+async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, refused above ``limit`` bytes (a read returns what has arrived)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise ApiServerError(0, "answer too large")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _watch_event(line: bytes) -> tuple[str, dict[str, Any]] | None:
