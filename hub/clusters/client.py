@@ -19,7 +19,7 @@ import contextlib
 import json
 import tempfile
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import Any, Final, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -66,7 +66,7 @@ class KubeClient:
     @classmethod
     async def connect(
         cls, kubeconfig: bytes | None, context: str | None, *, pool: int = POOL
-    ) -> KubeClient:
+    ) -> Self:
         """A client for ``kubeconfig`` (``None``: the pod's in-cluster service account)."""
         config = Configuration()
         refresher = None

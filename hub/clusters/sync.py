@@ -187,6 +187,11 @@ class ClusterWorker:
         self._urgent = asyncio.Semaphore(settings.verdict_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
+        # urgent reconciles (verdict changes, watch repairs) in flight; the full reconcile's
+        # lanes start no new node meanwhile, so the API server serves the urgent ones first
+        self._urgent_active = 0
+        self._urgent_idle = asyncio.Event()
+        self._urgent_idle.set()
         self.connected = False
         self.last_sync: float | None = None
         self.last_error: str | None = None
@@ -305,11 +310,20 @@ class ClusterWorker:
         self._index = HostIndex(await self._store.list_hosts())
         self.connected = True
         self._ready.set()  # verdict changes from now on find the fresh index
-        results = await asyncio.gather(
-            *(self._reconcile_name(name, urgent=False) for name in list(self._nodes)),
-            return_exceptions=True,
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
+        # a fixed number of lanes, each taking the next node: the full reconcile holds at most
+        # that many nodes' locks at a time, so a verdict change never queues behind it
+        names = iter(list(self._nodes))
+        errors: list[Exception] = []
+
+        async def lane() -> None:
+            for name in names:
+                await self._urgent_idle.wait()
+                try:
+                    await self._reconcile_name(name, urgent=False)
+                except (ClusterError, TimeoutError) as e:
+                    errors.append(e)
+
+        await asyncio.gather(*(lane() for _ in range(self._settings.reconcile_concurrency)))
         unsaved, self._unsaved = self._unsaved, {}
         if unsaved:
             await self._store.set_cluster_nodes(self.name, unsaved)
@@ -404,11 +418,20 @@ class ClusterWorker:
         )
 
     async def _reconcile_name(self, name: str, *, urgent: bool) -> None:
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
-            node = self._nodes.get(name)
-            if node is not None:
-                await self.reconcile_node(node, urgent=urgent)
+        if urgent:
+            self._urgent_active += 1
+            self._urgent_idle.clear()
+        try:
+            lock = self._locks.setdefault(name, asyncio.Lock())
+            async with lock:
+                node = self._nodes.get(name)
+                if node is not None:
+                    await self.reconcile_node(node, urgent=urgent)
+        finally:
+            if urgent:
+                self._urgent_active -= 1
+                if self._urgent_active == 0:
+                    self._urgent_idle.set()
 
     async def reconcile_node(self, node: dict[str, Any], *, urgent: bool) -> None:
         """Bring one node to what its host's trust says (see the module docstring); a 409 (the

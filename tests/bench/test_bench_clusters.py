@@ -33,6 +33,7 @@ def test_small_run_prints_one_clean_json_line() -> None:
         "verdict_to_label_p50_ms",
         "p99_ms",
         "max_ms",
+        "verdict_to_event_p99_ms",
         "verdict_changes",
         "second_reconcile_s",
         "sync_cpu_ms_per_node",
