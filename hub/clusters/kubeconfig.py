@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from hub.clusters.errors import KubeconfigError
 
 
 def parse_kubeconfig(text: bytes, context: str | None) -> dict[str, Any]:
     """The kubeconfig as a dict, checked to have ``context`` (or a current context); raises
     :class:`KubeconfigError` (never echoing the file's content)."""
+    try:
+        import yaml  # noqa: PLC0415 - PyYAML comes with kubernetes_asyncio; only needed here
+    except ImportError:
+        raise KubeconfigError(
+            "reading a kubeconfig needs PyYAML (python3-pyyaml)", "cluster.client_missing"
+        ) from None
     try:
         data = yaml.safe_load(text.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError):
