@@ -6,6 +6,7 @@ test_real_cluster.py for a real one)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -89,3 +90,49 @@ def test_restarted_hub_converges_without_duplicate_events(
             second.stop()
     finally:
         agents.close()
+
+
+def test_only_the_lease_holder_syncs_and_another_hub_takes_over(
+    tmp_path_factory: pytest.TempPathFactory, swtpm_factory: SwtpmFactory, cluster: FakeCluster
+) -> None:
+    tmp = tmp_path_factory.mktemp("hubs")
+    bundle = ca_bundle(swtpm_factory, tmp / "ek-ca.pem")
+    config = make_state(
+        tmp, enrollment={"ek_ca_bundle": str(bundle)}, clusters={"resync_interval": 1.0}
+    )
+    config = replace(config, state=replace(config.state, lease_ttl=1.5))
+    clock = ahead_clock()
+    hubs = [HubProcess(config, clock), HubProcess(config, clock)]
+    state_dir = str(config.state.dir)
+    args = ["--config", f"{state_dir}/absent.toml", "--state-dir", state_dir]
+    assert (
+        hub_cli.main(["clusters", "add", "restart", "--kubeconfig", str(cluster.kubeconfig), *args])
+        == 0
+    )
+    stopped: list[HubProcess] = []
+    try:
+
+        def syncing() -> list[HubProcess] | None:
+            active = [h for h in hubs if "restart" in h.app[CLUSTER_SYNC].workers]
+            return active if active else None
+
+        [leader] = wait_for("one hub syncing", syncing)
+        [other] = [h for h in hubs if h is not leader]
+        holder = leader.call(leader.state.store.lease_holder(LEASE, clock()))
+        assert holder is not None
+        wait_for(
+            "a full reconcile",
+            lambda: True if leader.app[CLUSTER_SYNC].workers["restart"].full_reconciles else None,
+        )
+        assert other.app[CLUSTER_SYNC].workers == {}  # (it follows the bus but does not sync)
+        leader.stop()
+        stopped.append(leader)
+        worker = wait_for(
+            "the other hub taking over", lambda: other.app[CLUSTER_SYNC].workers.get("restart")
+        )
+        wait_for("its full reconcile", lambda: True if worker.full_reconciles else None)
+        assert other.call(other.state.store.lease_holder(LEASE, clock())) not in (None, holder)
+    finally:
+        for h in hubs:
+            if h not in stopped:
+                h.stop()
