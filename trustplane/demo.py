@@ -242,6 +242,38 @@ def node_uuids(kubeconfig: Path, names: Sequence[str]) -> dict[str, str]:
         raise DemoFailure(f"cannot read the nodes of {kubeconfig}: {e}") from None
 
 
+def node_trust(kubeconfig: Path, name: str) -> tuple[str, list[str]]:
+    """The node's ``trusted`` label and its taint keys, read from the cluster."""
+    import asyncio  # noqa: PLC0415 - only for a cluster
+
+    from hub.clusters.client import KubeClient  # noqa: PLC0415 - only for a cluster
+    from hub.clusters.errors import ClusterError  # noqa: PLC0415
+    from hub.clusters.labels import TRUSTED  # noqa: PLC0415
+
+    async def read() -> tuple[str, list[str]]:
+        client = await KubeClient.connect(kubeconfig.read_bytes(), None)
+        try:
+            node = await client.get_node(name)
+        finally:
+            await client.close()
+        labels = node.get("metadata", {}).get("labels") or {}
+        taints = [str(t.get("key")) for t in node.get("spec", {}).get("taints") or []]
+        return str(labels.get(TRUSTED, "")), taints
+
+    try:
+        return asyncio.run(read())
+    except (ClusterError, OSError) as e:
+        raise DemoFailure(f"cannot read node {name}: {e}") from None
+
+
+def wait_node_untrusted(kubeconfig: Path, name: str, timeout: float) -> None:
+    def check() -> bool | None:
+        trusted, taints = node_trust(kubeconfig, name)
+        return True if trusted == "false" and "trustplane.io/untrusted" in taints else None
+
+    wait_until(f"node {name} to be labelled untrusted and tainted", check, timeout)
+
+
 def register_cluster(hub: HubRun, kubeconfig: Path, say: Progress) -> None:
     hub.cli(["clusters", "add"], CLUSTER_NAME, "--kubeconfig", str(kubeconfig))
     say(f"$ trustplane-hub clusters add {CLUSTER_NAME} --kubeconfig {kubeconfig}")
@@ -542,6 +574,13 @@ def scenario(
     detail = untrusted[bad.name]
     words = "; ".join([*map(str, detail["reasons"]), explain(detail)])
     say(f"{bad.name}: untrusted {time.time() - since:.1f}s after the reboot: {words}")
+    if options.kubeconfig is not None and bad.name in uuids:
+        wait_node_untrusted(options.kubeconfig, bad.name, timeout)
+        say(
+            f"cluster {CLUSTER_NAME}: node {bad.name} trusted=false, taint "
+            f"trustplane.io/untrusted {time.time() - since:.1f}s after the reboot "
+            f"(kubectl describe node {bad.name}: the TrustLost Event)"
+        )
     alert = wait_alert(hub, ids[bad.name], since, timeout)
     say(f"alert {alert['id']}: {bad.name} {alert['kind']} ({', '.join(alert['reasons'])})")
     summary = []
