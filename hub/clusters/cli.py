@@ -7,9 +7,10 @@ Commands::
     trustplane-hub clusters list                                       name, source, state
     trustplane-hub clusters remove NAME                                forget it (labels stay)
 
-The kubeconfig is read once, checked (YAML, the context exists), sealed with the hub's master
-key (:mod:`hub.clusters.sealing`) and stored; the file itself is not needed afterwards and its
-content is never printed or logged. A running hub picks a change up within a few seconds.
+The kubeconfig is read once, checked (YAML, the context exists), reduced to that context with
+every file it names inlined (:func:`hub.clusters.kubeconfig.self_contained`), sealed with the
+hub's master key (:mod:`hub.clusters.sealing`) and stored; the files are not needed afterwards
+and their content is never printed or logged. A running hub picks a change up within a few seconds.
 Exit codes are :mod:`hub.cli`'s: bad input is a usage error (2), an unknown cluster or an
 unreadable file a runtime error (1).
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from hub.clusters.errors import ClusterError, KubeconfigError
-from hub.clusters.kubeconfig import parse_kubeconfig
+from hub.clusters.kubeconfig import parse_kubeconfig, self_contained
 from hub.clusters.sealing import MAX_KUBECONFIG_BYTES, seal
 from hub.statedir import load_hub_keys
 from hub.store import Store
@@ -107,10 +108,10 @@ async def run(
         text = _read(args.kubeconfig)
         try:
             data = parse_kubeconfig(text, args.context)
+            stored, context = self_contained(data, args.context, args.kubeconfig.resolve().parent)
         except KubeconfigError as e:
             raise ClusterInputError(f"{args.kubeconfig}: {e}") from None
-        context = args.context or str(data.get("current-context"))
-        sealed = seal(load_hub_keys(state_dir, credentials_dir).master_key, name, text)
+        sealed = seal(load_hub_keys(state_dir, credentials_dir).master_key, name, stored)
     if not await store.add_cluster(name, sealed, context, now):
         raise ClusterInputError(f"cluster {name} is already registered (remove it first)")
     await store.audit(

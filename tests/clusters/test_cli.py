@@ -64,7 +64,7 @@ def test_add_seals_the_kubeconfig_and_list_never_shows_it(
     assert [(r[0], r[2]) for r in rows] == [("local", None), ("prod", "ctx")]
     assert rows[0][1] is None
     master = load_hub_keys(state, None).master_key
-    assert unseal(master, "prod", rows[1][1]) == path.read_bytes()
+    assert json.loads(unseal(master, "prod", rows[1][1])) == json.loads(path.read_text())
 
     actions = (
         sqlite3.connect(state / DB_FILE)
@@ -123,3 +123,75 @@ def test_unknown_context_and_duplicate_names_are_refused(
     assert hub(state, "clusters", "add", "p", "--kubeconfig", str(path)) == 0
     assert hub(state, "clusters", "add", "p", "--in-cluster") == 2
     assert "cluster p is already registered" in capsys.readouterr().err
+
+
+def test_the_stored_kubeconfig_is_minified_and_carries_its_files(
+    state: Path, tmp_path: Path
+) -> None:
+    files = tmp_path / "creds"
+    files.mkdir()
+    (files / "ca.pem").write_bytes(b"CA PEM")
+    (files / "client.pem").write_bytes(b"CLIENT CERT")
+    (files / "client.key").write_bytes(b"CLIENT KEY")
+    (files / "token").write_text("tok-from-file\n")
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {"server": "https://k:6443", "certificate-authority": "creds/ca.pem"},
+            },
+            {"name": "other", "cluster": {"server": "https://o:6443"}},
+        ],
+        "users": [
+            {
+                "name": "u",
+                "user": {
+                    "client-certificate": "creds/client.pem",
+                    "client-key": str(files / "client.key"),
+                },
+            },
+            {"name": "t", "user": {"tokenFile": "creds/token"}},
+            {"name": "secret-other", "user": {"token": "not-for-the-hub"}},
+        ],
+        "contexts": [
+            {"name": "a", "context": {"cluster": "c", "user": "u"}},
+            {"name": "b", "context": {"cluster": "c", "user": "t"}},
+            {"name": "x", "context": {"cluster": "other", "user": "secret-other"}},
+        ],
+        "current-context": "x",
+    }
+    path = tmp_path / "kc"
+    path.write_text(json.dumps(doc))
+    assert hub(state, "clusters", "add", "a", "--kubeconfig", str(path), "--context", "a") == 0
+    assert hub(state, "clusters", "add", "b", "--kubeconfig", str(path), "--context", "b") == 0
+    master = load_hub_keys(state, None).master_key
+    rows = dict(sqlite3.connect(state / DB_FILE).execute("SELECT name, kubeconfig FROM clusters"))
+    stored_a = json.loads(unseal(master, "a", rows["a"]))
+    assert stored_a == {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {"server": "https://k:6443", "certificate-authority-data": "Q0EgUEVN"},
+            }
+        ],
+        "users": [
+            {
+                "name": "u",
+                "user": {
+                    "client-certificate-data": "Q0xJRU5UIENFUlQ=",
+                    "client-key-data": "Q0xJRU5UIEtFWQ==",
+                },
+            }
+        ],
+        "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "a",
+    }
+    stored_b = json.loads(unseal(master, "b", rows["b"]))
+    assert stored_b["users"] == [{"name": "t", "user": {"token": "tok-from-file"}}]
+    assert b"not-for-the-hub" not in unseal(master, "b", rows["b"])
+    (files / "client.key").unlink()
+    assert hub(state, "clusters", "add", "c", "--kubeconfig", str(path), "--context", "a") == 2
