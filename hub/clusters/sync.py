@@ -307,6 +307,10 @@ class ClusterWorker:
         client = self._require_client()
         items, version = await client.list_nodes(timeout=max(60.0, self._settings.request_timeout))
         self._nodes = {_node_name(n): n for n in items if _node_name(n)}
+        for gone in [
+            n for n, lock in self._locks.items() if n not in self._nodes and not lock.locked()
+        ]:
+            del self._locks[gone]  # nodes that left the cluster
         self._index = HostIndex(await self._store.list_hosts())
         self.connected = True
         self._ready.set()  # verdict changes from now on find the fresh index
