@@ -22,12 +22,13 @@ from typing import Final
 from aiohttp import web
 
 from hub.alerts import ALERT_FEED, AlertNotice
+from hub.bus import VerdictChange
 from hub.clusters import routes
 from hub.clusters.metrics import ClusterCollector
 from hub.clusters.sync import ClusterSync, SyncSettings
 from hub.metrics import METRICS
 from hub.singleton import holder_id, run_singleton
-from hub.state import CLOCK, EVENTS, STATE, VerdictChange
+from hub.state import CLOCK, EVENTS, STATE
 
 __all__ = ["CLUSTER_SYNC", "LEASE", "install"]
 

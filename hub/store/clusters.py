@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hub.store.backend import SqliteBackend
+from hub.store.backend import StoreBackend
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class NodeRecord:
 MAX_ERROR_CHARS = 500
 
 
-class ClustersStore(SqliteBackend):
+class ClustersStore(StoreBackend):
     """The clusters' methods (plain, portable SQL)."""
 
     async def add_cluster(
