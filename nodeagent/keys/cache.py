@@ -67,6 +67,11 @@ class _CacheKey:
     key_id: str  # hex SHA-256 of the sealed object's public area, first 16 bytes
 
 
+def is_policy_fail(rc: int) -> bool:
+    """Whether a TPM response code is TPM_RC_POLICY_FAIL (for any session or handle index)."""
+    return rc >> 16 == 0 and rc & 0x80 != 0 and rc & 0x3F == TPM_RC_POLICY_FAIL & 0x3F
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -174,7 +179,7 @@ class SealedKeyCache:
         try:
             key = await self._tpm.call(lambda s: s.unseal(blobs))
         except TpmError as e:
-            if e.rc == TPM_RC_POLICY_FAIL:
+            if is_policy_fail(e.rc):
                 self._invalidate("the TPM refuses to unseal the cache key: the PCRs changed")
             else:
                 log.warning("cannot unseal the key cache: %s", e.describe())
