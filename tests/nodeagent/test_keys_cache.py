@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,10 +36,11 @@ class Clock:
 
 
 @pytest.fixture
-def worker(tmp_path: Path, swtpm: Swtpm) -> Iterator[TpmWorker]:
+def worker(tmp_path: Path, swtpm: Swtpm) -> TpmWorker:
+    """The TPM thread; each test closes it at its end (a daemon thread otherwise)."""
     state = StateDir(tmp_path / "state")
     state.ensure()
-    yield TpmWorker(lambda: TpmSession(TpmConfig(tcti=swtpm.tcti), state))
+    return TpmWorker(lambda: TpmSession(TpmConfig(tcti=swtpm.tcti), state))
 
 
 def extend_pcr(tpm: Swtpm, pcr: int) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from hub.config import load_config as load_hub_config
+from nodeagent.config import KeysConfig
 from nodeagent.config import load_config as load_agent_config
 
 REPO = Path(__file__).resolve().parent.parent.parent
