@@ -36,6 +36,7 @@ from nodeagent.errors import NodeAgentError, TpmError
 from nodeagent.hubclient import HubClient, HubRejected, HubUnavailable
 from nodeagent.keys.cache import SealedKeyCache
 from nodeagent.keys.service import KeyService, KeyServiceError
+from nodeagent.keys.release import KeyReleaser
 from nodeagent.metrics import AgentMetrics, start_metrics_server
 from nodeagent.notify import Health, Notifier, run_watchdog, watchdog_interval
 from nodeagent.state import EnrollmentState, StateDir, write_atomic
@@ -122,6 +123,11 @@ class Daemon:
         self.metrics = AgentMetrics()
         self.keys: KeyService | None = None  # the key socket for the ocicrypt key provider
         self._jws_kid: str | None = None
+        # image-key releases (nodeagent.keys.release): the hub client and the attestor are
+        # looked up at each release (made once enrolled, replaced on renewal)
+        self.key_releaser = KeyReleaser(
+            cfg, self.state, self.tpm, self._hub_client, lambda: self.attestor
+        )
 
     # --- events from outside the loop ------------------------------------------------------
 
@@ -392,8 +398,9 @@ class Daemon:
         self.keys = service
         return service
 
-    def _key_releaser(self) -> Any:  # noqa: ANN401 - nodeagent.keys.release.KeyReleaser
-        return getattr(self, "key_releaser", None) if self.attestor is not None else None
+    def _key_releaser(self) -> KeyReleaser | None:
+        """The releaser once this host is enrolled (the key socket refuses before)."""
+        return self.key_releaser if self.attestor is not None else None
 
     def _key_status(self) -> dict[str, Any]:
         last = self.last.result if self.last is not None else None

@@ -10,6 +10,8 @@ Every answer is read with a size cap. What to send and when is the caller's busi
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import ssl
 import time
@@ -28,6 +30,8 @@ from trustcore.wire import (
     EnrollChallenge,
     Enrollment,
     EnrollRequest,
+    KeyReleaseRequest,
+    KeyReleaseResult,
     Report,
     ReportResult,
 )
@@ -195,6 +199,32 @@ class HubClient:
     async def report(self, report: Report) -> ReportResult:
         """Raises :class:`HubUnavailable`, :class:`HubRejected`."""
         return await self._post("/v1/report", report.to_json(), ReportResult.from_json)
+
+    async def key_challenge(self) -> Challenge:
+        """A nonce for a key release. Raises :class:`HubUnavailable`, :class:`HubRejected`."""
+        return await self._post("/v1/keys/challenge", {}, Challenge.from_json)
+
+    async def release_keys(self, request: KeyReleaseRequest) -> KeyReleaseResult:
+        """Raises :class:`HubUnavailable`, :class:`HubRejected`."""
+        return await self._post("/v1/keys/release", request.to_json(), KeyReleaseResult.from_json)
+
+    async def policy_key(self) -> bytes | None:
+        """The hub's policy-signing key (TPMT_PUBLIC) for PolicyAuthorize binding keys, or
+        ``None`` from a hub without a key broker. Raises :class:`HubUnavailable`."""
+        url = self._cfg.url + "/v1/enroll/policy-key"
+        try:
+            async with self._get_session().get(url) as resp:
+                raw = await self._read_capped(resp)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as e:
+            raise HubUnavailable(f"GET {url}: {type(e).__name__}: {e}") from None
+        if status == 404:
+            return None
+        try:
+            value = json.loads(raw)
+            return base64.b64decode(value["public"], validate=True)
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise HubUnavailable(f"GET {url}: answer {status} is not a policy key") from None
 
 
 def _error_fields(value: object) -> tuple[str, str]:

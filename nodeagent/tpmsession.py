@@ -41,7 +41,7 @@ from trustcore.assettag import (
 from trustcore.tpm.constants import TPMA_NV_WRITTEN
 from trustcore.tpm.pcrs import PcrSelection
 from trustcore.tpm.public import NvPublic, parse_nv_public
-from trustcore.wire import binding_qualifying_data
+from trustcore.wire import ReleaseAuthorization, binding_qualifying_data
 
 log = logging.getLogger("trustplane.agent.tpm")
 
@@ -187,6 +187,43 @@ class TpmSession:
         key = self._device.load_object(blobs)
         try:
             return self._device.rsa_decrypt_with_binding_key(key, self.selection(), ciphertext)
+        finally:
+            with contextlib.suppress(TpmError):
+                self._device.flush(key)
+
+    def create_authorized_binding_key(
+        self, ek_public: bytes, authorize_policy: bytes
+    ) -> BindingKey:
+        """A new binding key whose authPolicy is ``authorize_policy`` (PolicyAuthorize by the
+        hub's policy-signing key, :func:`trustcore.tpm.authorize.policy_authorize_digest`),
+        certified by the AK like :meth:`create_binding_key`. The key is not left loaded."""
+        key, blobs = self._device.create_binding_key(authorize_policy)
+        try:
+            certify = self._device.certify(
+                self.ak, key, binding_qualifying_data(ek_public, self.ak.public)
+            )
+        finally:
+            with contextlib.suppress(TpmError):
+                self._device.flush(key)
+        return BindingKey(key.public, blobs, certify)
+
+    def decrypt_authorized(
+        self, blobs: ObjectBlobs, ciphertext: bytes, authorization: ReleaseAuthorization
+    ) -> bytes:
+        """RSA-OAEP decryption with a PolicyAuthorize binding key, using the hub's signed
+        approval of the current PCR state (the TPM refuses in any state the hub did not
+        approve)."""
+        key = self._device.load_object(blobs)
+        try:
+            return self._device.rsa_decrypt_authorized(
+                key,
+                self.selection(),
+                ciphertext,
+                signing_key=authorization.signing_key,
+                approved_policy=authorization.approved_policy,
+                signature=authorization.signature,
+                policy_ref=authorization.policy_ref,
+            )
         finally:
             with contextlib.suppress(TpmError):
                 self._device.flush(key)
