@@ -35,8 +35,8 @@ from nodeagent.devices import TpmDeviceWatcher, TpmNode, find_tpm_devices
 from nodeagent.errors import NodeAgentError, TpmError
 from nodeagent.hubclient import HubClient, HubRejected, HubUnavailable
 from nodeagent.keys.cache import SealedKeyCache
-from nodeagent.keys.service import KeyService, KeyServiceError
 from nodeagent.keys.release import KeyReleaser
+from nodeagent.keys.service import KeyService, KeyServiceError
 from nodeagent.metrics import AgentMetrics, start_metrics_server
 from nodeagent.notify import Health, Notifier, run_watchdog, watchdog_interval
 from nodeagent.state import EnrollmentState, StateDir, write_atomic
