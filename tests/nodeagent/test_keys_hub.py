@@ -207,7 +207,8 @@ def test_pcr_change_empties_the_cache_and_the_hub_refuses_the_untrusted_host(
             await started(daemon)
             code, out, _ = await provider(unwrap_request(annotation), pcfg)
             assert (code, unwrapped(out)) == (0, secret)
-            assert daemon.keys is not None and daemon.keys.cache is not None
+            assert daemon.keys is not None
+            assert daemon.keys.cache is not None
             extend_pcr(booted_tpm, 7)  # the host now runs something the hub did not see
             result = await provider(unwrap_request(annotation), pcfg)
             assert daemon.keys.cache.invalidations == 1  # the sealed key no longer opens
