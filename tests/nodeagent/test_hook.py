@@ -105,8 +105,10 @@ def test_hook_admits_on_a_trusted_host_and_refuses_once_untrusted(
     assert hook(cfg, tmp_path) == (
         1,
         "",
-        "trustplane: container refused: host untrusted (eventlog.replay_mismatch) "
-        "[hook.host_untrusted]\n",
+        (
+            "trustplane: container refused: host untrusted (eventlog.replay_mismatch) "
+            "[hook.host_untrusted]\n"
+        ),
     )
 
 
@@ -167,8 +169,10 @@ def test_hook_refuses_tampered_or_foreign_reports_and_missing_files(
     assert hook(cfg, tmp_path, stdin=b"\xff not the OCI state") == (
         1,
         "",
-        "trustplane: container refused: stdin does not hold the container's OCI state JSON "
-        "[hook.state_invalid]\n",
+        (
+            "trustplane: container refused: stdin does not hold the container's OCI state JSON "
+            "[hook.state_invalid]\n"
+        ),
     )
     assert hook(cfg, tmp_path, stdin=b" " * 70000)[2] == (
         "trustplane: container refused: the OCI state on stdin is too long [hook.state_invalid]\n"
