@@ -173,7 +173,7 @@ def _wrap(hub: _Hub, token: str, count: int) -> list[str]:
     return out
 
 
-def _agent_config(tmp: Path, tcti: str, hub: _Hub, sock: Path) -> Path:
+def _agent_config(tmp: Path, tcti: str, hub: _Hub, sock: Path, window: float | None) -> Path:
     (tmp / "boot_id").write_text("0b3a7a5e-7b1e-4d0c-9d38-6d2c1f7e9a11\n")
     cfg = tmp / "agent.toml"
     cfg.write_text(
@@ -182,7 +182,7 @@ def _agent_config(tmp: Path, tcti: str, hub: _Hub, sock: Path) -> Path:
         f'[tpm]\ntcti = "{tcti}"\nwatch_devices = false\n'
         f'[evidence]\nuefi_log = "{BOOT_LOG}"\ntxt = false\nboot_id = "{tmp / "boot_id"}"\n'
         "[attestation]\ninterval = 3600\nbackoff_initial = 0.05\nbackoff_max = 0.5\n"
-        f'[keys]\nsocket = "{sock}"\n'
+        f'[keys]\nsocket = "{sock}"\n' + ("" if window is None else f"batch_window = {window}\n")
     )
     return cfg
 
@@ -245,7 +245,7 @@ def _status(state_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def measure(samples: int, provider_samples: int) -> dict[str, Any]:
+def measure(samples: int, provider_samples: int, window: float | None = None) -> dict[str, Any]:
     from trustplane.swtpm import SwtpmFactory  # noqa: PLC0415
 
     with (
@@ -263,7 +263,7 @@ def measure(samples: int, provider_samples: int) -> dict[str, Any]:
             hub = _Hub(tmp, bundle)
             token = _pipeline_token(hub)
             sock = tmp / "run" / "keys.sock"
-            cfg = _agent_config(tmp, tpm.tcti, hub, sock)
+            cfg = _agent_config(tmp, tpm.tcti, hub, sock, window)
             agent = subprocess.Popen(
                 [str(BIN / "trustplane-agent"), "--config", str(cfg), "run"],
                 env=dict(os.environ, TSS2_LOG="all+NONE"),
@@ -354,8 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="one JSON line (the default output)")
     p.add_argument("--samples", type=int, default=200, help="socket unwraps to time")
     p.add_argument("--provider-samples", type=int, default=30, help="provider processes to time")
+    p.add_argument(
+        "--batch-window", type=float, default=None, help="the agent's [keys] batch_window"
+    )
     args = p.parse_args(argv)
-    print(json.dumps(measure(args.samples, args.provider_samples), sort_keys=True))
+    result = measure(args.samples, args.provider_samples, args.batch_window)
+    print(json.dumps(result, sort_keys=True))
     return 0
 
 

@@ -204,8 +204,10 @@ def test_enrollment_time_pcr_key_works_only_in_its_state(
         assert [(r.reason, r.message) for r in moved.results] == [
             (
                 "release.not_bound",
-                ("no usable binding key: the binding key's PCR policy is not the attested "
-                "state (a PolicyPCR key from enrollment: enroll again)"),
+                (
+                    "no usable binding key: the binding key's PCR policy is not the attested "
+                    "state (a PolicyPCR key from enrollment: enroll again)"
+                ),
             )
         ]
     finally:

@@ -67,7 +67,7 @@ def test_comparison_is_case_sensitive() -> None:
         ("region in [EU CH]", 15, "expected ']', found 'CH'"),
         ("region in []", 12, "expected a tag value, found ']'"),
         ("region = -EU", 10, "'-EU' is not a tag value"),
-        ("region = 'EU'", 10, "unexpected character \"'\""),
+        ("region = 'EU'", 10, 'unexpected character "\'"'),
         ("region = E\u00dc", 11, "unexpected character '\u00dc'"),
         ("region = EU\n", 12, "unexpected character '\\n'"),
         ("and = EU", 1, "expected a tag key, found 'and'"),
