@@ -34,6 +34,7 @@ from nodeagent.hubclient import HubClient, HubRejected, HubUnavailable
 from nodeagent.state import QueuedReport, StateDir
 from nodeagent.tpm import ObjectBlobs
 from nodeagent.tpm_worker import TpmWorker
+from nodeagent.tpmsession import TpmSession
 from trustcore.wire import MAX_ANNOTATIONS, KeyReleaseRequest, KeyReleaseResult
 
 __all__ = ["KeyReleaseRefused", "KeyReleaser", "ReleasedSecret"]
@@ -116,36 +117,47 @@ class KeyReleaser:
             raise HubUnavailable(
                 f"hub answered {len(result.results)} results for {len(annotations)} blobs"
             )
+        wanted = [e.secret for e in result.results if e.ok and e.secret is not None]
+        clear = iter(await self._decrypt(blobs, wanted, result) if wanted else [])
         out: list[ReleasedSecret | KeyReleaseRefused] = []
         for raw, entry in zip(annotations, result.results, strict=True):
             if not entry.ok or entry.secret is None or entry.expires_at is None:
                 out.append(KeyReleaseRefused(entry.reason, entry.message))
                 continue
-            try:
-                clear = await self._decrypt(blobs, entry.secret, result)
-            except TpmError as e:
-                if e.rc & 0xFFF not in _TPM_POLICY_FAILURES:
-                    raise
+            opened = next(clear)
+            if isinstance(opened, TpmError):
+                if opened.rc & 0xFFF not in _TPM_POLICY_FAILURES:
+                    raise opened
                 out.append(
                     KeyReleaseRefused(
                         "release.not_bound",
-                        f"the TPM refused the binding key in its current state ({e.message})",
+                        f"the TPM refused the binding key in its current state ({opened.message})",
                     )
                 )
                 continue
-            digest = hashlib.sha256(raw).digest()
-            out.append(ReleasedSecret(digest, clear, entry.expires_at))
+            out.append(ReleasedSecret(hashlib.sha256(raw).digest(), opened, entry.expires_at))
         released = sum(1 for r in out if isinstance(r, ReleasedSecret))
         log.info("key release: %d of %d blobs released", released, len(out))
         return out
 
     async def _decrypt(
-        self, blobs: ObjectBlobs, ciphertext: bytes, result: KeyReleaseResult
-    ) -> bytes:
+        self, blobs: ObjectBlobs, ciphertexts: list[bytes], result: KeyReleaseResult
+    ) -> list[bytes | TpmError]:
+        """Every released secret decrypted by the TPM in one turn of its thread."""
         auth = result.authorization
         if auth is not None:
-            return await self._tpm.call(lambda s: s.decrypt_authorized(blobs, ciphertext, auth))
-        return await self._tpm.call(lambda s: s.decrypt_with_binding_key(blobs, ciphertext))
+            return await self._tpm.call(lambda s: s.decrypt_authorized(blobs, ciphertexts, auth))
+
+        def each(session: TpmSession) -> list[bytes | TpmError]:
+            out: list[bytes | TpmError] = []
+            for ct in ciphertexts:
+                try:
+                    out.append(session.decrypt_with_binding_key(blobs, ct))
+                except TpmError as e:
+                    out.append(e)
+            return out
+
+        return await self._tpm.call(each)
 
     def _reserve(self, attestor: Attestor, boot_id: str) -> QueuedReport:
         """The next sequence number of the host's ledger, for this release's report (not

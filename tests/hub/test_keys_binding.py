@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -86,6 +87,12 @@ def test_approved_reboot_releases_again_unapproved_state_the_tpm_refuses(
     hosts = key_host(hub, swtpm_factory, tmp_path_factory.mktemp("rebooting"), tag="reboot-1")
     host = next(hosts)
     try:
+        enrolled = [
+            json.loads(r["details"])["binding"]
+            for r in hub.call(hub.state.store.list_audit())
+            if r["action"] == "enroll.request" and r["subject"] == host.host_id
+        ]
+        assert enrolled == ["authorized"]
         blob = annotation(pipeline, SECRET, "open")
         approve(hub, host, boot_kernel(host, b"vmlinuz-6.1.0-1"))
         first = host.release([blob], pcrs=PCRS)
@@ -184,6 +191,12 @@ def test_enrollment_time_pcr_key_works_only_in_its_state(
         selection = PcrSelection.of({TPM_ALG_SHA256: POLICY_PCRS})
         key, blobs = agent.device.create_binding_key(agent.device.pcr_policy(selection))
         agent.enroll(hub, binding_key=key)
+        enrolled = [
+            json.loads(r["details"])["binding"]
+            for r in hub.call(hub.state.store.list_audit())
+            if r["action"] == "enroll.request" and r["subject"] == agent.host_id
+        ]
+        assert enrolled == ["pcr"]
         host = KeyHost.__new__(KeyHost)
         host.agent, host.hub, host.blobs = agent, hub, blobs
         blob = annotation(pipeline, SECRET, "open")

@@ -41,11 +41,25 @@ def test_evaluation(text: str, holds: tuple[bool, bool, bool, bool]) -> None:
     assert tuple(predicate.holds(t) for t in (EU7, CH3, US7, {})) == holds
 
 
-def test_text_is_normalised() -> None:
-    assert parse_predicate("  region   in [EU,  CH]\tand rack=7 ").text == (
-        "region in [EU, CH] and rack=7"
-    )
-    assert parse_predicate("   ").text == ""
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("  region   in [EU,CH]\tand rack=7 ", "region in [EU, CH] and rack = 7"),
+        ("   ", ""),
+        ("((a = b))", "a = b"),
+        ("(a = b or c = d) and e != f", "(a = b or c = d) and e != f"),
+        ("a = b or (c = d and e = f)", "a = b or c = d and e = f"),
+        ("not (a = b and c in [x])", "not (a = b and c in [x])"),
+        ("not (not a = b)", "not not a = b"),
+    ],
+)
+def test_canonical_text(text: str, canonical: str) -> None:
+    predicate = parse_predicate(text)
+    assert predicate.text == canonical
+    again = parse_predicate(canonical)
+    assert again.text == canonical
+    for tags in (EU7, CH3, US7, {}, {"a": "b", "c": "d", "e": "f"}, {"a": "b", "c": "x"}):
+        assert again.holds(tags) == predicate.holds(tags)
 
 
 def test_comparison_is_case_sensitive() -> None:
