@@ -217,7 +217,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from trustplane.demo import DemoOptions, run_demo  # noqa: PLC0415 - needs hub and agent
 
     options = DemoOptions(
-        once=args.once, json=args.json, eventlogs=default_eventlogs_dir(), step_timeout=args.timeout
+        once=args.once,
+        json=args.json,
+        eventlogs=default_eventlogs_dir(),
+        step_timeout=args.timeout,
+        kubeconfig=args.kubeconfig,
     )
     return run_demo(options)
 
@@ -280,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         metavar="SECONDS",
         help="longest wait for any one step (default 60)",
+    )
+    demo.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="FILE",
+        help="register this cluster and map host-1..3 to its nodes of the same names",
     )
     demo.set_defaults(handler=cmd_demo)
     return parser

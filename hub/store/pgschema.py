@@ -169,7 +169,6 @@ def _migration_11(db: PostgresConnection) -> None:
 
 
 def _migration_12(db: PostgresConnection) -> None:
-    """The cluster registry's tables (wt/clusters' migration 12)."""
     _run(
         db,
         "CREATE TABLE clusters (name TEXT PRIMARY KEY, kubeconfig BYTEA, context TEXT, "
