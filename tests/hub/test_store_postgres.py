@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import sqlite3
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from hub.cli import main as cli_main
 from hub.store import Store
 from tests.conftest import REPO
 from trustplane.pgcluster import PostgresCluster
@@ -209,3 +211,28 @@ def test_a_store_whose_connection_was_ended_opens_a_new_one(postgres: PostgresCl
         await store.close()
 
     run(go())
+
+
+def test_the_cli_seals_and_verifies_the_audit_log_in_postgresql(
+    tmp_path: Path, postgres: PostgresCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``init``, token commands and ``audit verify`` on ``state.database``: the signed head is
+    the audit_head row; an unsigned head written by someone with database access is found."""
+    url = postgres.create_database()
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[state]\ndatabase = "{url}"\n[audit]\ncheckpoint_every = 3\n')
+    cfg = ["--config", str(config), "--state-dir", str(tmp_path / "state")]
+    assert cli_main(["init", *cfg]) == 0
+    for n in range(6):
+        assert cli_main(["tokens", "create", "--role", "viewer", "--name", f"t{n}", *cfg]) == 0
+    assert not (tmp_path / "state" / "hub.db").exists()
+    capsys.readouterr()
+    assert cli_main(["audit", "verify", *cfg]) == 0
+    assert capsys.readouterr().out == "audit log intact: 7 rows, head and checkpoints signed\n"
+    with psycopg.connect(url, autocommit=True) as conn:
+        row_id, digest = conn.execute(b"SELECT row_id, hash FROM audit_head").fetchone()  # type: ignore[misc]
+        assert row_id == 7
+        forged = json.dumps({"hash": digest, "id": row_id})
+        conn.execute(b"UPDATE audit_head SET document = %s", [forged])
+    assert cli_main(["audit", "verify", *cfg]) == 1
+    assert "audit head not signed by the hub's key" in capsys.readouterr().err
