@@ -15,6 +15,8 @@ from typing import Final
 
 from aiohttp import web
 
+from hub.store.connection import UnstorableText
+
 log = logging.getLogger("trustplane.hub")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,6 +71,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         resp = error_response(e.status, e.code, e.message, e.extra)
         resp.headers.update(e.headers)
         return resp
+    except UnstorableText:
+        return error_response(400, "request.nul_character", "text with a NUL character")
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -18,6 +18,17 @@ from typing import Any, Protocol
 Params = Sequence[Any] | None
 
 
+class UnstorableText(ValueError):
+    """A text parameter with a NUL character: PostgreSQL's text cannot hold one, so neither
+    backend stores or looks one up (the same answer on both; the API answers 400)."""
+
+
+def check_text(params: Params) -> None:
+    """Raise :class:`UnstorableText` for a ``str`` parameter holding a NUL character."""
+    if params and any(isinstance(p, str) and "\x00" in p for p in params):
+        raise UnstorableText("text with a NUL character")
+
+
 class Cursor(Protocol):
     """The DB-API cursor part both drivers share."""
 

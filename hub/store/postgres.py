@@ -22,7 +22,7 @@ from typing import Any, Final
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from hub.store.connection import Connection, Cursor, Params
+from hub.store.connection import Connection, Cursor, Params, check_text
 from hub.store.pgschema import migrate
 
 URL_SCHEMES: Final = ("postgresql://", "postgres://")
@@ -89,6 +89,7 @@ class PostgresConnection(Connection):
     def execute(self, sql: str, params: Params = None) -> Cursor:
         if self._conn.closed:  # lost (server restart): open again, outside any transaction
             self._conn = self._connect()
+        check_text(params)
         if not params:
             return self._conn.execute(sql.encode())
         return self._conn.execute(translate(sql).encode(), params)

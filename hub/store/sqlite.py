@@ -14,7 +14,7 @@ from typing import Final
 
 import sqlite_utils
 
-from hub.store.connection import Connection, Cursor, Params
+from hub.store.connection import Connection, Cursor, Params, check_text
 from hub.store.schema import migrate
 
 CACHE_KIB: Final = 65536  # SQLite page cache per connection (KiB)
@@ -40,6 +40,7 @@ class SqliteConnection(Connection):
         self._conn = db.conn
 
     def execute(self, sql: str, params: Params = None) -> Cursor:
+        check_text(params)
         return self._conn.execute(sql, params or ())
 
     def transaction_open(self) -> bool:

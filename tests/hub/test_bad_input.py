@@ -10,13 +10,20 @@ from pathlib import Path
 import pytest
 
 from hub.web.session import safe_next
+from tests.hub.conftest import BACKENDS
 from tests.hub.harness import HubProcess
 from tests.hub.weblib import base_url, form_csrf, http, start_hub
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    process = start_hub(tmp_path_factory.mktemp("bad-input"))
+@pytest.fixture(scope="module", params=BACKENDS)
+def hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubProcess]:
+    """A hub on SQLite, then on PostgreSQL (whose integers and text refuse other values)."""
+    database = "sqlite"
+    if request.param == "postgresql":
+        database = request.getfixturevalue("postgres").create_database()
+    process = start_hub(tmp_path_factory.mktemp("bad-input"), database=database)
     try:
         yield process
     finally:
@@ -117,3 +124,24 @@ def test_login_with_a_control_character_in_next_redirects_home(
 def test_the_login_page_keeps_only_a_safe_next(hub: HubProcess, tmp_path: Path) -> None:
     page = http(hub).get(base_url(hub) + "/login", params={"next": "/\t/evil.example"}).text
     assert "evil.example" not in page
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/hosts/%00", None),  # was on PostgreSQL: 500 (text cannot hold NUL)
+        ("PUT", "/v1/hosts/{host}/flavors", {"flavors": ["a\u0000b"]}),  # was: 500 there too
+        ("GET", "/v1/hosts/ab%00cd", None),
+    ],
+)
+def test_text_with_a_nul_character_is_a_400_on_both_backends(
+    hub: HubProcess, admin: str, method: str, path: str, body: object
+) -> None:
+    host = "cd" * 32
+    hub.call(
+        hub.state.store.register_host(
+            host_id=host, state="approved", hostname="h", node_name="n", dmi_uuid=None, now=1.0
+        )
+    )
+    resp = hub.client(token=admin).request(method, path.format(host=host), body)
+    assert (resp.status, resp.code) == (400, "request.nul_character")
