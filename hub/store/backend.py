@@ -269,7 +269,6 @@ class StoreBackend:
         await self._run(run)
 
 
-SqliteBackend = StoreBackend  # the name aggregates written before PostgreSQL subclass
 
 
 class GroupRolledBack(Exception):
