@@ -269,8 +269,6 @@ class StoreBackend:
         await self._run(run)
 
 
-
-
 class GroupRolledBack(Exception):
     """A grouped job's transaction was not committed (see the module docstring)."""
 
