@@ -1,4 +1,5 @@
-"""hub.store on a real SQLite file: migrations, single-use nonces, history, the audit chain."""
+"""hub.store on a real SQLite file and (tests taking ``store_target``) a real PostgreSQL
+database: migrations, single-use nonces, history, the audit chain."""
 
 from __future__ import annotations
 

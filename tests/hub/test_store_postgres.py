@@ -19,6 +19,7 @@ import pytest
 
 from hub.cli import main as cli_main
 from hub.store import Store
+from hub.store.postgres import translate
 from tests.conftest import REPO
 from trustplane.pgcluster import PostgresCluster
 
@@ -73,6 +74,7 @@ def test_both_backends_make_the_same_tables_and_migrations(
 APPENDER = """
 import asyncio, sys
 from hub.store import Store
+from hub.store.postgres import translate
 
 async def main() -> None:
     store = await Store.open(sys.argv[1])
@@ -236,3 +238,17 @@ def test_the_cli_seals_and_verifies_the_audit_log_in_postgresql(
         conn.execute(b"UPDATE audit_head SET document = %s", [forged])
     assert cli_main(["audit", "verify", *cfg]) == 1
     assert "audit head not signed by the hub's key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT a FROM t WHERE b = ? AND c = ?", "SELECT a FROM t WHERE b = %s AND c = %s"),
+        ("SELECT '?' FROM t WHERE b = ?", "SELECT '?' FROM t WHERE b = %s"),  # quoted: kept
+        ('SELECT "a?" FROM t', 'SELECT "a?" FROM t'),
+        ("SELECT 5 % 2, 'x%' WHERE a = ?", "SELECT 5 %% 2, 'x%%' WHERE a = %s"),
+        ("SELECT 'it''s ?' WHERE a = ?", "SELECT 'it''s ?' WHERE a = %s"),
+    ],
+)
+def test_placeholders_are_translated_for_psycopg(sql: str, expected: str) -> None:
+    assert translate(sql) == expected

@@ -1,5 +1,6 @@
 """hub.store's report write path: a report recorded together with its nonce (one transaction,
-exactly once), evidence upserts, history pruning, and the flavor-row cache's revisions."""
+exactly once), evidence upserts, history pruning, and the flavor-row cache's revisions; on
+SQLite and on PostgreSQL (``store_target``)."""
 
 from __future__ import annotations
 
