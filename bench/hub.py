@@ -40,7 +40,8 @@ are those of all its processes.
 ``--database postgresql`` runs the hub on a throw-away PostgreSQL server started for the run
 (:mod:`trustplane.pgcluster`: initdb as an unprivileged user, unix socket, ``synchronous_commit``
 off like the hub's SQLite ``synchronous = NORMAL``); the JSON then adds the server's CPU
-(``database_cpu_ms_per_report``, and with the hub's, ``hub_and_database_cpu_ms_per_report``).
+(``database_cpu_ms_per_report``, and with the hub's, ``hub_and_database_cpu_ms_per_report``)
+and memory (``database_pss_mb``).
 
 CPU is read from /proc for the hub (and each of its threads), this process and the whole
 machine, so ``hub_cpu_ms_per_report`` stays meaningful when other processes share the cores
@@ -1009,6 +1010,7 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
             result["hub_cpu_ms_per_report"] + db_ms, 3
         )
         result["database_settings"] = list(BENCH_POSTGRES_SETTINGS)
+        result["database_pss_mb"] = hub.postgres.pss_mb()
     result["vs_baseline"] = round(s.rate() / max(baseline.rate(), 1e-9), 3)
     result["target"] = {
         "reports_per_s": TARGET_REPORTS_PER_S,

@@ -137,21 +137,40 @@ class PostgresCluster:
             row = conn.execute(b"SELECT pg_database_size(%s)", [name]).fetchone()
         return int(row[0]) if row else 0
 
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) of the server: the postmaster and its live children (the
-        backends serving connections, the WAL writer, ...)."""
+    def pids(self) -> list[int]:
+        """The server's processes: the postmaster and its live children (the backends serving
+        connections, the WAL writer, ...)."""
         pid_file = self.data / "postmaster.pid"
         if not pid_file.exists():
-            return 0.0
+            return []
         postmaster = int(pid_file.read_text().split("\n", 1)[0])
-        total = 0.0
+        out = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             with contextlib.suppress(OSError, ValueError, IndexError):
                 pid = int(stat.parent.name)
                 fields = stat.read_text().rsplit(")", 1)[1].split()
                 if pid == postmaster or int(fields[1]) == postmaster:
-                    total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                    out.append(pid)
+        return out
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the server's processes."""
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return total
+
+    def pss_mb(self) -> float:
+        """The server's proportional set size (shared buffers counted once), in MB."""
+        kib = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        kib += int(line.split()[1])
+        return round(kib / 1024, 1)
 
     def stop(self) -> None:
         if self._started:

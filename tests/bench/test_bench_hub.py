@@ -157,3 +157,4 @@ def test_the_hub_on_a_throw_away_postgresql() -> None:
         out["hub_cpu_ms_per_report"] + out["database_cpu_ms_per_report"], abs=0.002
     )
     assert out["db_mb"] > 0  # pg_database_size of its database
+    assert out["database_pss_mb"] > 0
