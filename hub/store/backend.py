@@ -8,13 +8,15 @@ check-and-set such as consuming a nonce is atomic (across processes the statemen
 are: see the aggregates). The report path's jobs (host reads, nonces, recording a report) are
 committed in groups: the worker takes the ones queued together, runs each in its own savepoint
 inside one transaction, commits once, and only then answers them all, so an answered write is
-a committed one (a failing job rolls back only its savepoint).
+a committed one (a failing job rolls back only its savepoint; when the group's transaction
+cannot be committed, each job runs again alone).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping
@@ -28,6 +30,8 @@ from hub.store.connection import Connection, Cursor
 from hub.store.postgres import PostgresConnection, is_postgres_url
 from hub.store.schema import MIGRATIONS
 from hub.store.sqlite import SqliteConnection
+
+log = logging.getLogger("trustplane.hub.store")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -226,12 +230,17 @@ class StoreBackend:
             except conn.error as e:
                 error = e
         if error is not None:
+            # nothing of the group was committed (a job's failed statement broke the
+            # transaction, as PostgreSQL does, or the commit failed: a deadlock with another
+            # process, a lost connection): every job runs again alone, in its own transaction,
+            # so one job's failure is its own and the others' answers are committed ones
             conn.rollback()
-            # nothing of the group was committed: every job fails, queued ones run again alone
-            done = len(results)
-            for job in group[:done]:
-                self._reply(job, False, GroupRolledBack(f"not committed: {error}"))
-            for job in group[done:]:
+            log.warning(
+                "a group of %d store jobs was not committed (%s); running them alone",
+                len(group),
+                type(error).__name__,
+            )
+            for job in group:
                 self._reply(job, *self._call(job))
             return
         # one wake-up per event loop for the whole group

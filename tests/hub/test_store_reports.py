@@ -232,3 +232,41 @@ def test_sequence_numbers_only_grow_until_the_host_enrolls_again(store_target: s
         await store.close()
 
     run(go())
+
+
+def test_a_job_that_breaks_the_group_fails_alone(store_target: str) -> None:
+    """On PostgreSQL a failed statement breaks the whole transaction (SQLite's goes on): the
+    group's other jobs then run again alone and are answered with committed results."""
+
+    async def go() -> list[object]:
+        store = await opened(store_target)
+        nonces = [bytes([0x60 + i]) * 32 for i in range(6)]
+        await asyncio.gather(*(store.put_nonce(n, HOST, expires=100.0) for n in nonces))
+
+        def broken() -> object:
+            return store.db.execute("SELECT * FROM no_such_table").fetchone()
+
+        jobs: list[Any] = []
+        for i, nonce in enumerate(nonces):
+            jobs.append(record(store, i + 1, nonce=nonce))
+            if i == 2:
+                jobs.append(store._run_grouped(broken))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        seen = other_connection_reads(
+            store_target, "SELECT count(*) FROM nonces WHERE consumed = 1"
+        )
+        assert seen == [(6,)]
+        await store.close()
+        return results
+
+    results = run(go())
+    assert isinstance(results[3], Exception)
+    assert "no_such_table" in str(results[3])
+    assert results[:3] + results[4:] == [
+        "pending",
+        "trusted",
+        "trusted",
+        "trusted",
+        "trusted",
+        "trusted",
+    ]
