@@ -23,6 +23,7 @@ from hub.auditseal import audit_sealer
 from hub.auth import auth_middleware
 from hub.config import ConfigError, HubConfig
 from hub.errors import MAX_BODY, body_limit_middleware, error_middleware
+from hub.keys import install as install_keys
 from hub.pki import PkiError, load_ca_bundle
 from hub.singleton import holder_id, run_singleton
 from hub.state import (
@@ -135,5 +136,6 @@ def create_app(
     attestation.add_routes(app)
     assettags.add_routes(app)
     groups.add_routes(app)
+    install_keys(app)  # the key broker (after the state's startup above)
     install_web(app)  # status pages, live updates, alerts, webhooks, metrics, OpenAPI
     return app

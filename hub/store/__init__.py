@@ -30,6 +30,7 @@ from hub.store.enrollments import MAX_OPEN_CHALLENGES_PER_HOST, EnrollmentStore,
 from hub.store.eventlogs import EventlogsStore
 from hub.store.flavors import FlavorDocuments, FlavorsStore, StoredFlavor
 from hub.store.hosts import Host, HostFacts, HostGroup, HostKeys, HostsStore
+from hub.store.keys import KeyEvent, KeyPolicy, KeysStore, KeyVersion
 from hub.store.leases import LeasesStore
 from hub.store.nonces import NonceRefused
 from hub.store.reports import HostEvidence, ReportsStore, SequenceRefused, StoredReport
@@ -48,6 +49,7 @@ class Store(
     AuditStore,
     AssetTagsStore,
     LeasesStore,
+    KeysStore,
     SqliteBackend,
 ):
     """Async access to the hub database; create with :meth:`open`, end with :meth:`close`."""
@@ -67,6 +69,9 @@ __all__ = [
     "HostFacts",
     "HostGroup",
     "HostKeys",
+    "KeyEvent",
+    "KeyPolicy",
+    "KeyVersion",
     "NonceRefused",
     "PendingEnrollment",
     "SequenceRefused",

@@ -28,13 +28,13 @@ async def opened(path: Path) -> Store:
     return store
 
 
-def test_new_database_is_migrated_to_version_10_and_reopens(tmp_path: Path) -> None:
+def test_new_database_is_migrated_to_version_11_and_reopens(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 10
+        assert store.schema_version == 11
         await store.close()
         again = await Store.open(tmp_path / "hub.db")
-        assert again.schema_version == 10
+        assert again.schema_version == 11
         await again.close()
 
     run(go())
@@ -50,6 +50,7 @@ def test_new_database_is_migrated_to_version_10_and_reopens(tmp_path: Path) -> N
         (8, "_migration_8"),
         (9, "_migration_9"),
         (10, "_migration_10"),
+        (11, "_migration_11"),
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {
@@ -281,7 +282,7 @@ def test_version_3_database_gains_host_groups(tmp_path: Path) -> None:
         )
         await old.close()
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 10
+        assert store.schema_version == 11
         host = await store.get_host(HOST)
         assert host is not None
         assert host.group is None

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from hub.config import load_config as load_hub_config
+from nodeagent.config import KeysConfig
 from nodeagent.config import load_config as load_agent_config
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -134,8 +135,10 @@ def test_agent_unit_settings() -> None:
     assert "Service.ProcSubset" not in s  # the agent reads /proc/sys/kernel/random/boot_id
     assert (s["Service.StateDirectory"], s["Service.RuntimeDirectory"]) == (
         ["trustplane"],
-        ["trustplane"],
+        ["trustplane-agent"],
     )
+    # the key socket's default directory is the unit's runtime directory
+    assert KeysConfig().socket.parent == Path("/run") / s["Service.RuntimeDirectory"][0]
 
 
 def test_txt_dropin_adds_only_dev_mem_and_raw_io() -> None:
@@ -215,7 +218,7 @@ def test_tmpfiles_creates_the_directories_with_their_modes(sysroot: Path) -> Non
     agent_uid, hub_uid = int(users["trustplane"][2]), int(users["trustplane-hub"][2])
     want = {
         "var/lib/trustplane": (0o700, agent_uid),
-        "run/trustplane": (0o750, agent_uid),
+        "run/trustplane-agent": (0o750, agent_uid),
         "var/lib/trustplane-hub": (0o700, hub_uid),
     }
     for path, (mode, uid) in want.items():
