@@ -51,18 +51,18 @@ class Binding:
 
 
 def untrusted_message(outcome: Outcome) -> str:
-    """``host untrusted (flavor.platform.pcr_mismatch: PCR 0)``: the first reason, with the PCR
-    of the first failed rule giving it when there is one."""
+    """``host untrusted (flavor.platform.pcr_mismatch: PCR 0)``: the first reason a failed rule
+    names a PCR for, else the first reason."""
     if not outcome.reasons:
         return f"host {outcome.verdict}"
-    reason = outcome.reasons[0]
-    for rule in outcome.rules:
-        if not rule.passed and rule.reason == reason:
-            m = _PCR_DETAIL.match(rule.detail)
-            if m:
-                return f"host untrusted ({reason}: PCR {m.group(1)})"
+    for reason in outcome.reasons:
+        for rule in outcome.rules:
+            if not rule.passed and rule.reason == reason:
+                m = _PCR_DETAIL.match(rule.detail)
+                if m:
+                    return f"host {outcome.verdict} ({reason}: PCR {m.group(1)})"
     more = f" and {len(outcome.reasons) - 1} more" if len(outcome.reasons) > 1 else ""
-    return f"host {outcome.verdict} ({reason}{more})"
+    return f"host {outcome.verdict} ({outcome.reasons[0]}{more})"
 
 
 def binding_for(broker: Broker, binding_public: bytes | None, outcome: Outcome) -> Binding:

@@ -52,7 +52,8 @@ def test_ten_blobs_one_round_trip_secrets_equal_optsdata(
     async def scenario() -> list[ReleasedSecret | KeyReleaseRefused]:
         async with RunningDaemon(cfg) as daemon:
             await wait_for(lambda: daemon.last is not None)
-            assert daemon.last is not None and daemon.last.result.verdict == "trusted"
+            assert daemon.last is not None
+            assert daemon.last.result.verdict == "trusted"
             got = await daemon.key_releaser.release(blobs)
             assert daemon.key_releaser.round_trips == 1
             return got
