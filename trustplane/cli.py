@@ -220,7 +220,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from trustplane.demo import DemoOptions, run_demo  # noqa: PLC0415 - needs hub and agent
 
     options = DemoOptions(
-        once=args.once, json=args.json, eventlogs=default_eventlogs_dir(), step_timeout=args.timeout
+        once=args.once,
+        json=args.json,
+        eventlogs=default_eventlogs_dir(),
+        step_timeout=args.timeout,
+        skopeo=args.skopeo,
     )
     return run_demo(options)
 
@@ -278,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--json",
         action="store_true",
-        help='print one JSON line: {"hosts": [{"name", "verdict", "reasons"}], "alerts": N}',
+        help='print one JSON line: {"hosts": [{"name", "verdict", "reasons"}], "alerts": N, '
+        '"images": {"encrypted_by", "image", "hosts": {NAME: {"decrypted", "reason"}}}}',
     )
     demo.add_argument(
         "--timeout",
@@ -286,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         metavar="SECONDS",
         help="longest wait for any one step (default 60)",
+    )
+    demo.add_argument(
+        "--skopeo",
+        metavar="PATH",
+        help="encrypt and decrypt the demo image with this skopeo (>= 1.11, key providers) "
+        "instead of trustplane image",
     )
     demo.set_defaults(handler=cmd_demo)
     return parser
