@@ -29,13 +29,15 @@ from trustplane.imagecrypt import (
     load_provider_config,
 )
 from trustplane.imagestore import RegistryOptions, open_store, sha256_digest
+from trustplane.registryauth import environment_auth, load_auth_file
 
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
 
 
 def _options(args: argparse.Namespace) -> RegistryOptions:
-    return RegistryOptions(plain_http=args.plain_http, ca_file=args.ca_file)
+    creds = load_auth_file(args.authfile) if args.authfile else environment_auth(os.environ)
+    return RegistryOptions(plain_http=args.plain_http, ca_file=args.ca_file, credentials=creds)
 
 
 def verdict_json(ref: str, manifest_digest: str, verdict: ImageVerdict) -> dict[str, Any]:
@@ -133,6 +135,13 @@ def _transport(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="CA bundle for HTTPS registries (default: the system's)",
+    )
+    parser.add_argument(
+        "--authfile",
+        type=Path,
+        metavar="FILE",
+        help="registry credentials, as skopeo reads them (default: $REGISTRY_AUTH_FILE, "
+        "$XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json)",
     )
 
 

@@ -4,13 +4,17 @@
 ``index.json`` with ``org.opencontainers.image.ref.name`` tags, ``blobs/sha256/``);
 :class:`RegistryClient` talks to a registry (``/v2/``: manifests by tag or digest, blobs, uploads
 monolithic or in chunks with ``PATCH`` + ``Content-Range``), over HTTPS or, when asked, plain
-HTTP. Both are an :class:`ImageStore` bound to one image reference, so the encrypt/decrypt driver
-and the pipeline gate do not care where an image is.
+HTTP, answering authentication challenges (Basic, or a bearer token from the registry's token
+service) with the credentials of :mod:`trustplane.registryauth`. Both are an
+:class:`ImageStore` bound to one image reference, so the encrypt/decrypt driver and the pipeline
+gate do not care where an image is.
 
 Every blob read is streamed to a file in bounded memory and checked against its descriptor's
-size and digest; manifests are capped at :data:`trustcore.oci.MAX_MANIFEST_BYTES`. A registry is
-not followed off its host. No authentication: a registry that wants it answers 401 and the error
-says so. Failures raise :class:`ImageStoreError` (reason ``image.*``).
+size and digest; manifests are capped at :data:`trustcore.oci.MAX_MANIFEST_BYTES`. Uploads are
+not followed off the registry's host; blob downloads follow up to :data:`MAX_REDIRECTS`
+redirects (storage behind a CDN), without our credentials when they leave the host. Failures
+raise :class:`ImageStoreError` or :class:`~trustplane.registryauth.RegistryAuthError` (reason
+``image.*``).
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Final, Protocol
+from typing import BinaryIO, Final, Protocol, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
 from trustcore.oci import (
@@ -43,11 +47,15 @@ from trustcore.oci import (
     parse_index,
 )
 from trustplane.errors import TrustplaneError
+from trustplane.registryauth import Credentials, RegistryAuthError, parse_challenge
 
 CHUNK: Final = 64 * 1024
 DEFAULT_UPLOAD_CHUNK: Final = 8 * 1024 * 1024
 DEFAULT_TIMEOUT: Final = 60.0
 MAX_ERROR_BODY: Final = 4096
+MAX_TOKEN_ANSWER: Final = 64 * 1024
+MAX_REDIRECTS: Final = 3
+HTTPConn: TypeAlias = http.client.HTTPConnection
 ACCEPT: Final = ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST))
 
 
@@ -217,12 +225,14 @@ class OciLayout:
 
 @dataclass(frozen=True)
 class RegistryOptions:
-    """How to reach registries: ``plain_http`` for a registry on 127.0.0.1 without TLS."""
+    """How to reach registries: ``plain_http`` for a registry on 127.0.0.1 without TLS;
+    ``credentials`` by registry host (:mod:`trustplane.registryauth`)."""
 
     plain_http: bool = False
     ca_file: Path | None = None
     timeout: float = DEFAULT_TIMEOUT
     upload_chunk: int = DEFAULT_UPLOAD_CHUNK
+    credentials: Mapping[str, Credentials] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -233,18 +243,77 @@ class RegistryClient:
     repository: str
     reference: str
     options: RegistryOptions = RegistryOptions()
+    _auth: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def describe(self) -> str:
         sep = "@" if is_digest(self.reference) else ":"
         return f"docker://{self.host}/{self.repository}{sep}{self.reference}"
 
-    def _connection(self) -> http.client.HTTPConnection:
-        if self.options.plain_http:
-            return http.client.HTTPConnection(self.host, timeout=self.options.timeout)
+    def _connection(self, host: str | None = None, *, tls: bool | None = None) -> HTTPConn:
+        host = host or self.host
+        if not (not self.options.plain_http if tls is None else tls):
+            return http.client.HTTPConnection(host, timeout=self.options.timeout)
         ctx = ssl.create_default_context(
             cafile=str(self.options.ca_file) if self.options.ca_file else None
         )
-        return http.client.HTTPSConnection(self.host, timeout=self.options.timeout, context=ctx)
+        return http.client.HTTPSConnection(host, timeout=self.options.timeout, context=ctx)
+
+    def _unreachable(self, e: Exception) -> ImageStoreError:
+        return ImageStoreError(
+            f"{self.describe()}: cannot reach the registry ({e})",
+            reason="image.registry_unreachable",
+        )
+
+    def _authenticate(self, header: str | None) -> None:
+        """Answer a 401's challenge: Basic credentials, or a bearer token from the realm."""
+        challenge = parse_challenge(header)
+        creds = self.options.credentials.get(self.host)
+        if challenge.scheme == "basic":
+            if creds is None:
+                raise RegistryAuthError(
+                    f"{self.describe()}: the registry wants a user name and password and the "
+                    f"auth file has none for {self.host}"
+                )
+            self._auth["header"] = creds.basic()
+            return
+        realm = urlsplit(challenge.params.get("realm", ""))
+        if realm.scheme not in ("https", "http") or not realm.netloc:
+            raise RegistryAuthError(f"{self.describe()}: the registry's token realm is malformed")
+        if realm.scheme == "http" and not self.options.plain_http:
+            raise RegistryAuthError(
+                f"{self.describe()}: the registry's token realm is plain HTTP (use --plain-http "
+                "only for a registry on 127.0.0.1)"
+            )
+        query: dict[str, str] = {
+            k: challenge.params[k] for k in ("service", "scope") if k in challenge.params
+        }
+        path = (realm.path or "/") + "?" + urlencode(query)
+        headers = {"Authorization": creds.basic()} if creds is not None else {}
+        conn = self._connection(realm.netloc, tls=realm.scheme == "https")
+        try:
+            try:
+                conn.request("GET", path, headers=headers)
+                resp = conn.getresponse()
+                body = resp.read(MAX_TOKEN_ANSWER + 1)
+            except (OSError, http.client.HTTPException) as e:
+                raise self._unreachable(e) from None
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise RegistryAuthError(
+                f"{self.describe()}: the token service refused us (HTTP {resp.status}"
+                f"{'' if creds else ', and the auth file has no credentials for ' + self.host})"
+            )
+        try:
+            answer = json.loads(body.decode("utf-8"))
+            token = answer.get("token") or answer.get("access_token")
+        except (UnicodeDecodeError, ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token or len(body) > MAX_TOKEN_ANSWER:
+            raise RegistryAuthError(f"{self.describe()}: the token service sent no token")
+        if not token.isascii() or not token.isprintable():
+            raise RegistryAuthError(f"{self.describe()}: the token service sent a bad token")
+        self._auth["header"] = f"Bearer {token}"
 
     def _path(self, location: str) -> str:
         """A same-host path from a ``Location`` (absolute or relative)."""
@@ -268,17 +337,61 @@ class RegistryClient:
         body: bytes | BinaryIO | None = None,
         headers: dict[str, str] | None = None,
         expect: tuple[int, ...] = (200,),
+        *,
+        redirects: int = 0,
     ) -> Iterator[http.client.HTTPResponse]:
-        conn = self._connection()
+        """One request, answering one authentication challenge and following up to
+        ``redirects`` redirects (blob downloads: storage behind a CDN; the Authorization header
+        goes only to the registry's own host)."""
+        start = body.tell() if body is not None and not isinstance(body, bytes) else 0
+        opened: list[HTTPConn] = []
         try:
-            try:
-                conn.request(method, path, body=body, headers=headers or {})
-                resp = conn.getresponse()
-            except (OSError, http.client.HTTPException) as e:
-                raise ImageStoreError(
-                    f"{self.describe()}: cannot reach the registry ({e})",
-                    reason="image.registry_unreachable",
-                ) from None
+            resp = None
+            for attempt in range(2):
+                hdrs = dict(headers or {})
+                if "header" in self._auth:
+                    hdrs["Authorization"] = self._auth["header"]
+                if body is not None and not isinstance(body, bytes):
+                    body.seek(start)
+                conn = self._connection()
+                opened.append(conn)
+                try:
+                    conn.request(method, path, body=body, headers=hdrs)
+                    resp = conn.getresponse()
+                except (OSError, http.client.HTTPException) as e:
+                    raise self._unreachable(e) from None
+                if resp.status != 401:
+                    break
+                if attempt == 1:
+                    raise RegistryAuthError(
+                        f"{self.describe()}: {method} {path.split('?', maxsplit=1)[0]}: the "
+                        "registry refused our credentials"
+                    )
+                challenge = resp.getheader("WWW-Authenticate")
+                resp.read(MAX_ERROR_BODY)
+                self._authenticate(challenge)
+            assert resp is not None
+            for _ in range(redirects):
+                if resp.status not in (301, 302, 303, 307, 308):
+                    break
+                target = urlsplit(resp.getheader("Location") or "")
+                if target.scheme not in ("http", "https") or not target.netloc:
+                    target = target._replace(
+                        scheme="http" if self.options.plain_http else "https", netloc=self.host
+                    )
+                if target.scheme == "http" and not self.options.plain_http:
+                    break
+                hdrs = {}
+                if target.netloc == self.host and "header" in self._auth:
+                    hdrs["Authorization"] = self._auth["header"]
+                conn = self._connection(target.netloc, tls=target.scheme == "https")
+                opened.append(conn)
+                try:
+                    query = f"?{target.query}" if target.query else ""
+                    conn.request("GET", (target.path or "/") + query, headers=hdrs)
+                    resp = conn.getresponse()
+                except (OSError, http.client.HTTPException) as e:
+                    raise self._unreachable(e) from None
             if resp.status not in expect:
                 bare = path.split("?", maxsplit=1)[0]
                 raise ImageStoreError(
@@ -288,7 +401,8 @@ class RegistryClient:
                 )
             yield resp
         finally:
-            conn.close()
+            for conn in opened:
+                conn.close()
 
     def _base(self) -> str:
         return f"/v2/{self.repository}"
@@ -310,7 +424,8 @@ class RegistryClient:
         return data, media_type
 
     def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
-        with self._request("GET", f"{self._base()}/blobs/{desc.digest}") as resp:
+        path = f"{self._base()}/blobs/{desc.digest}"
+        with self._request("GET", path, redirects=MAX_REDIRECTS) as resp:
             copy_checked(resp, dest, desc, self.describe())
 
     def has_blob(self, desc: Descriptor) -> bool:

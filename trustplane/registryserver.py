@@ -37,6 +37,8 @@ class RegistryServer:
 
     workdir: Path
     binary: str = DEFAULT_BINARY
+    auth: str = ""
+    """An ``auth:`` section (YAML, already indented) for registries that want credentials."""
     port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -53,6 +55,7 @@ class RegistryServer:
             "log:\n  level: error\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: {secrets.token_hex(16)}\n"
+            + (f"auth:\n{self.auth}" if self.auth else "")
         )
         config.chmod(0o600)
         return config
@@ -86,7 +89,7 @@ class RegistryServer:
         conn = http.client.HTTPConnection(self.host, timeout=1.0)
         try:
             conn.request("GET", "/v2/")
-            return conn.getresponse().status == 200
+            return conn.getresponse().status in (200, 401)  # 401: it wants credentials
         except OSError:
             return False
         finally:
