@@ -132,19 +132,31 @@ def _put(root: Path, data: bytes) -> dict:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def build_image(root: Path, tag: str, layers: int, *, layer_bytes: int = 2000) -> list[str]:
-    """An OCI layout at ``root`` with ``layers`` gzip tar layers; returns the layer digests."""
+def build_image(
+    root: Path, tag: str, layers: int, *, layer_bytes: int = 2000, docker: bool = False
+) -> list[str]:
+    """An OCI layout at ``root`` with ``layers`` gzip tar layers; returns the layer digests.
+    ``docker``: a Docker schema 2 manifest and media types (what ``docker push`` writes)."""
     (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
     (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    oci = "application/vnd.oci.image"
+    docker_types = "application/vnd.docker"
+    types = {
+        "layer": f"{docker_types}.image.rootfs.diff.tar.gzip"
+        if docker
+        else f"{oci}.layer.v1.tar+gzip",
+        "config": f"{docker_types}.container.image.v1+json" if docker else f"{oci}.config.v1+json",
+        "manifest": (
+            f"{docker_types}.distribution.manifest.v2+json" if docker else f"{oci}.manifest.v1+json"
+        ),
+    }
     descs, diff_ids = [], []
     for i in range(layers):
         seed = hashlib.sha256(f"{root.name}-{tag}-{i}".encode()).digest()
         content = (seed * (layer_bytes // 32 + 1))[:layer_bytes]
         tar_gz = _tar_gz({f"layer-{i}.txt": content})
         diff_ids.append("sha256:" + hashlib.sha256(gzip.decompress(tar_gz)).hexdigest())
-        descs.append(
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_put(root, tar_gz)}
-        )
+        descs.append({"mediaType": types["layer"], **_put(root, tar_gz)})
     config = json.dumps(
         {
             "architecture": "amd64",
@@ -156,16 +168,13 @@ def build_image(root: Path, tag: str, layers: int, *, layer_bytes: int = 2000) -
     manifest = json.dumps(
         {
             "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                **_put(root, config),
-            },
+            "mediaType": types["manifest"],
+            "config": {"mediaType": types["config"], **_put(root, config)},
             "layers": descs,
         }
     ).encode()
     entry = {
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "mediaType": types["manifest"],
         **_put(root, manifest),
         "annotations": {"org.opencontainers.image.ref.name": tag},
     }

@@ -131,6 +131,18 @@ class Manifest:
     layers: tuple[Descriptor, ...]
     document: dict[str, Any] = field(repr=False)
 
+    def to_oci(self) -> Manifest:
+        """The same image as an OCI manifest (a Docker schema 2 manifest's media types mapped
+        as containers/image converts them; the blobs stay the same). ocicrypt encrypts OCI
+        images only. Raises OciError for a Docker media type without an OCI twin."""
+        if self.media_type == OCI_MANIFEST:
+            return self
+        config = _to_oci(self.config)
+        layers = tuple(_to_oci(layer) for layer in self.layers)
+        doc = {**self.document, "mediaType": OCI_MANIFEST, "config": config.to_json()}
+        doc["layers"] = [layer.to_json() for layer in layers]
+        return Manifest(OCI_MANIFEST, config, layers, doc)
+
     def with_layers(self, layers: list[Descriptor]) -> bytes:
         """The manifest's JSON bytes with ``layers`` instead of its own, everything else kept."""
         if len(layers) != len(self.layers):
@@ -138,6 +150,28 @@ class Manifest:
         doc = dict(self.document)
         doc["layers"] = [layer.to_json() for layer in layers]
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+DOCKER_TO_OCI: Final = {
+    "application/vnd.docker.container.image.v1+json": OCI_CONFIG,
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": OCI_LAYER_GZIP,
+    "application/vnd.docker.image.rootfs.diff.tar": "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": (
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+    ),
+}
+
+
+def _to_oci(desc: Descriptor) -> Descriptor:
+    if desc.media_type.startswith("application/vnd.oci."):
+        return desc
+    mapped = DOCKER_TO_OCI.get(desc.media_type)
+    if mapped is None:
+        raise OciError(
+            f"media type {desc.media_type[:80]} has no OCI equivalent",
+            reason="oci.media_type_unsupported",
+        )
+    return Descriptor(mapped, desc.digest, desc.size, dict(desc.annotations))
 
 
 def parse_manifest(data: bytes, media_type: str | None = None) -> Manifest:

@@ -288,7 +288,7 @@ def encrypt_image(
     tmp = _workdir(workdir)
     try:
         copy = _Copy(source, target, tmp)
-        manifest = copy.manifest()
+        manifest = copy.manifest().to_oci()  # ocicrypt encrypts OCI images (as skopeo converts)
 
         def encrypt(index: int, layer: Descriptor) -> Descriptor:
             if is_encrypted_media_type(layer.media_type):

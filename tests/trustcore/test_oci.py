@@ -180,3 +180,28 @@ def test_the_gate_never_raises_and_never_passes_garbage(
 def test_an_empty_image_is_not_a_pass() -> None:
     verdict = check_layers([])
     assert (verdict.ok, verdict.reason) == (False, "image.no_layers")
+
+
+def test_docker_schema2_maps_to_oci_and_unknown_types_are_refused() -> None:
+    docker = doc(
+        mediaType="application/vnd.docker.distribution.manifest.v2+json",
+        config={**CONFIG, "mediaType": "application/vnd.docker.container.image.v1+json"},
+        layers=[{**LAYER, "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip"}],
+    )
+    oci = parse_manifest(docker).to_oci()
+    assert oci.media_type == "application/vnd.oci.image.manifest.v1+json"
+    assert oci.config == Descriptor("application/vnd.oci.image.config.v1+json", D1, 2)
+    assert oci.layers == (Descriptor("application/vnd.oci.image.layer.v1.tar+gzip", D1, 3),)
+    assert json.loads(oci.with_layers(list(oci.layers))) == {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {**CONFIG, "mediaType": "application/vnd.oci.image.config.v1+json"},
+        "layers": [{**LAYER, "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"}],
+    }
+    odd = doc(
+        mediaType="application/vnd.docker.distribution.manifest.v2+json",
+        layers=[{**LAYER, "mediaType": "application/vnd.docker.plugin.v1+json"}],
+    )
+    with pytest.raises(OciError) as err:
+        parse_manifest(odd).to_oci()
+    assert err.value.reason == "oci.media_type_unsupported"

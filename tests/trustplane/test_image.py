@@ -554,3 +554,55 @@ def test_provider_config_problems(
         tmp_path / "o"
     )
     assert os.environ.get("OCICRYPT_KEYPROVIDER_CONFIG") is None
+
+
+def test_a_docker_schema2_image_is_encrypted_as_an_oci_image(
+    provider: Path, registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ocicrypt encrypts OCI images; skopeo converts a Docker schema 2 image on the way, so do
+    we: the same blobs under OCI media types."""
+    originals = build_image(tmp_path / "docker", "v1", 3, docker=True)
+    remote = f"docker://{registry.host}/docker/app:v1"
+    enc = f"docker://{registry.host}/docker/app:enc"
+    assert (
+        run(
+            capsys,
+            "image",
+            "decrypt",
+            f"oci:{tmp_path / 'docker'}:v1",
+            remote,
+            "--decryption-key",
+            "provider:trustplane",
+            "--plain-http",
+        )[0]
+        == 0
+    )
+    code, _, err = run(
+        capsys, "image", "encrypt", remote, enc, "--encryption-key", ENC_KEY, "--plain-http"
+    )
+    assert code == 0, err
+    code, out, _ = run(capsys, "image", "check", enc, "--plain-http", "--json")
+    assert code == 0
+    assert [v["media_type"] for v in json.loads(out)["layers"]] == [
+        "application/vnd.oci.image.layer.v1.tar+gzip+encrypted"
+    ] * 3
+    code, _, err = run(
+        capsys,
+        "image",
+        "decrypt",
+        enc,
+        f"oci:{tmp_path / 'back'}:v1",
+        "--decryption-key",
+        "provider:trustplane",
+        "--plain-http",
+    )
+    assert code == 0, err
+    back = layout_manifest(tmp_path / "back", "v1")
+    assert back["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert back["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    assert (
+        back["config"]["digest"] == layout_manifest(tmp_path / "docker", "v1")["config"]["digest"]
+    )
+    assert [(d["mediaType"], d["digest"]) for d in back["layers"]] == [
+        ("application/vnd.oci.image.layer.v1.tar+gzip", digest) for digest in originals
+    ]
