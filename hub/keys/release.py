@@ -189,7 +189,10 @@ def _decide_one(  # noqa: PLR0917
         )
     if binding.public is None:
         return _refused("release.not_bound", f"no usable binding key: {binding.problem}", kid)
-    key_obj = binding.public.public_key()
+    try:
+        key_obj = binding.public.public_key()
+    except TrustcoreError:
+        return _refused("release.not_bound", "the binding key cannot be used", kid)
     if not isinstance(key_obj, rsa.RSAPublicKey):
         return _refused("release.not_bound", "the binding key is not an RSA key", kid)
     sealed = seal_secret(
