@@ -15,6 +15,7 @@ Commands::
     trustplane-hub flavor import|list|show|delete|assign ...   (see hub.flavorcli)
     trustplane-hub flavor assign --group GROUP ID...          (a host group's flavors)
     trustplane-hub tags set HOST KEY=VALUE ... | clear HOST | show HOST   (see hub.tagcli)
+    trustplane-hub keys create|list|show|policy set|rotate|retire ...  (see hub.keys.cli)
     trustplane-hub audit verify
 """
 
@@ -37,6 +38,7 @@ from hub import flavorcli, tagcli
 from hub.auditseal import audit_sealer
 from hub.config import DEFAULT_CONFIG_FILE, ConfigError, HubConfig, load_config
 from hub.groups import GroupError, set_host_group
+from hub.keys import cli as keyscli
 from hub.statedir import (
     DB_FILE,
     ROLES,
@@ -135,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--none", action="store_true", help="take the host out of its group")
     flavorcli.add_parser(sub, common)
     tagcli.add_parser(sub, common)
+    keyscli.add_parser(sub, common)
     audit = sub.add_parser("audit", help="the append-only audit log")
     asub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
     asub.add_parser("verify", parents=[common], help="check the audit log's hash chain")
@@ -333,6 +336,9 @@ async def _dispatch(args: argparse.Namespace, config: HubConfig) -> int:
     if args.command == "tags":
         creds = credentials_directory(os.environ)
         return await _with_store(config, lambda s: tagcli.run(args, s, config.state.dir, creds))
+    if args.command == "keys":
+        creds = credentials_directory(os.environ)
+        return await _with_store(config, lambda s: keyscli.run(args, s, config.state.dir, creds))
     return await _with_store(config, lambda s: _audit(s, config))
 
 
@@ -343,10 +349,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = _config(args)
         return asyncio.run(_dispatch(args, config))
-    except (ConfigError, UsageError, flavorcli.FlavorInputError, tagcli.TagInputError) as e:
+    except (
+        ConfigError,
+        UsageError,
+        flavorcli.FlavorInputError,
+        tagcli.TagInputError,
+        keyscli.KeysInputError,
+    ) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (StateDirError, OSError, flavorcli.FlavorLookupError, tagcli.TagLookupError) as e:
+    except (
+        StateDirError,
+        OSError,
+        flavorcli.FlavorLookupError,
+        tagcli.TagLookupError,
+        keyscli.KeysLookupError,
+    ) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:

@@ -724,10 +724,38 @@ class TpmDevice:
         of ``signature`` over ``SHA-256(approved_policy || policy_ref)``, then a policy session
         with PolicyPCR(``selection``) at the current PCRs and PolicyAuthorize.
 
-        Raises :class:`TpmError`: TPM_RC_SIGNATURE for a bad signature, TPM_RC_VALUE (0x184 in
+        Raises :class:`TpmError`: TPM_RC_SIGNATURE for a bad signature, TPM_RC_VALUE (in
         PolicyAuthorize) when the PCRs' PolicyPCR digest is not ``approved_policy``,
         TPM_RC_POLICY_FAIL when the signer is not the one the key names.
         """
+        (result,) = self.rsa_decrypt_authorized_many(
+            key,
+            selection,
+            [ciphertext],
+            signing_key=signing_key,
+            approved_policy=approved_policy,
+            signature=signature,
+            policy_ref=policy_ref,
+        )
+        if isinstance(result, TpmError):
+            raise result
+        return result
+
+    def rsa_decrypt_authorized_many(
+        self,
+        key: LoadedKey,
+        selection: PcrSelection,
+        ciphertexts: list[bytes],
+        *,
+        signing_key: bytes,
+        approved_policy: bytes,
+        signature: bytes,
+        policy_ref: bytes = b"",
+    ) -> list[bytes | TpmError]:
+        """:meth:`rsa_decrypt_authorized` for several ciphertexts: the signature is verified
+        once (the ticket serves every session), each decryption has its own policy session.
+        A failing decryption is a :class:`TpmError` at its place; a signature the TPM refuses
+        raises :class:`TpmError`."""
         with _tpm("rsa_decrypt_authorized"):
             public, _ = TPM2B_PUBLIC.unmarshal(len(signing_key).to_bytes(2, "big") + signing_key)
             sig, _ = TPMT_SIGNATURE.unmarshal(signature)
@@ -739,14 +767,20 @@ class TpmDevice:
             finally:
                 with contextlib.suppress(TSS2_Exception):
                     self._ectx.flush_context(signer)
-            with self._pcr_session(selection) as session:
-                self._ectx.policy_authorize(
-                    session, approved_policy, signer_name, ticket, policy_ref
-                )
-                clear = self._ectx.rsa_decrypt(
-                    ESYS_TR(key.handle), ciphertext, _OAEP_SHA256, b"", session1=session
-                )
-                return bytes(clear)
+        out: list[bytes | TpmError] = []
+        for ciphertext in ciphertexts:
+            try:
+                with _tpm("rsa_decrypt_authorized"), self._pcr_session(selection) as session:
+                    self._ectx.policy_authorize(
+                        session, approved_policy, signer_name, ticket, policy_ref
+                    )
+                    clear = self._ectx.rsa_decrypt(
+                        ESYS_TR(key.handle), ciphertext, _OAEP_SHA256, b"", session1=session
+                    )
+                    out.append(bytes(clear))
+            except TpmError as e:
+                out.append(e)
+        return out
 
     def seal(self, policy_digest: bytes, secret: bytes) -> ObjectBlobs:
         """Seal ``secret`` (1 to 128 bytes) under the owner SRK to ``policy_digest`` (from

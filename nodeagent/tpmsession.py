@@ -208,17 +208,18 @@ class TpmSession:
         return BindingKey(key.public, blobs, certify)
 
     def decrypt_authorized(
-        self, blobs: ObjectBlobs, ciphertext: bytes, authorization: ReleaseAuthorization
-    ) -> bytes:
-        """RSA-OAEP decryption with a PolicyAuthorize binding key, using the hub's signed
-        approval of the current PCR state (the TPM refuses in any state the hub did not
-        approve)."""
+        self, blobs: ObjectBlobs, ciphertexts: list[bytes], authorization: ReleaseAuthorization
+    ) -> list[bytes | TpmError]:
+        """RSA-OAEP decryption of each ciphertext with a PolicyAuthorize binding key, using the
+        hub's signed approval of the current PCR state (the TPM refuses in any state the hub
+        did not approve). The key is loaded and the approval verified once; a decryption the
+        TPM refuses is a :class:`TpmError` at its place."""
         key = self._device.load_object(blobs)
         try:
-            return self._device.rsa_decrypt_authorized(
+            return self._device.rsa_decrypt_authorized_many(
                 key,
                 self.selection(),
-                ciphertext,
+                ciphertexts,
                 signing_key=authorization.signing_key,
                 approved_policy=authorization.approved_policy,
                 signature=authorization.signature,

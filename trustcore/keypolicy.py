@@ -64,8 +64,9 @@ class KeyPolicyError(TrustcoreError):
 @dataclass(frozen=True, slots=True)
 class _Cmp:
     key: str
-    values: frozenset[str]
+    values: tuple[str, ...]
     negated: bool  # "!=": the tag is absent or has another value
+    listed: bool = False  # written as "in [...]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +99,26 @@ def _holds(node: _Node, tags: Mapping[str, str]) -> bool:
     return any(_holds(p, tags) for p in node.parts)
 
 
+def _render(node: _Node) -> str:
+    """The canonical text: single spaces, ``, `` in lists, parentheses only where needed
+    (``not`` binds tighter than ``and``, ``and`` tighter than ``or``)."""
+    if isinstance(node, _Cmp):
+        if node.listed:
+            return f"{node.key} in [{', '.join(node.values)}]"
+        return f"{node.key} {'!=' if node.negated else '='} {node.values[0]}"
+    if isinstance(node, _Not):
+        inner = _render(node.inner)
+        return f"not ({inner})" if isinstance(node.inner, _All | _Any) else f"not {inner}"
+    if isinstance(node, _All):
+        return " and ".join(
+            f"({_render(p)})" if isinstance(p, _Any) else _render(p) for p in node.parts
+        )
+    return " or ".join(_render(p) for p in node.parts)
+
+
 @dataclass(frozen=True, slots=True)
 class Predicate:
-    """A parsed predicate; ``text`` is its source, normalised to single spaces."""
+    """A parsed predicate; ``text`` is its canonical form (what policies store and show)."""
 
     text: str
     _root: _Node | None
@@ -199,7 +217,7 @@ class _Parser:
             raise KeyPolicyError(f"more than {MAX_TERMS} comparisons", key.column)
         op = self._next()
         if op.kind == "op" and op.text in ("=", "!="):
-            return _Cmp(key.text, frozenset({self._value()}), negated=op.text == "!=")
+            return _Cmp(key.text, (self._value(),), negated=op.text == "!=")
         if op.kind == "word" and op.text == "in":
             self._expect("[")
             values = [self._value()]
@@ -209,7 +227,7 @@ class _Parser:
                     raise KeyPolicyError(f"more than {MAX_LIST} values in a list", comma.column)
                 values.append(self._value())
             self._expect("]")
-            return _Cmp(key.text, frozenset(values), negated=False)
+            return _Cmp(key.text, tuple(values), negated=False, listed=True)
         raise KeyPolicyError(f"expected '=', '!=' or 'in', found {_shown(op)}", op.column)
 
     def _value(self) -> str:
@@ -242,4 +260,4 @@ def parse_predicate(text: str) -> Predicate:
     end = parser._peek()
     if end.kind != "end":
         raise KeyPolicyError(f"unexpected {_shown(end)}", end.column)
-    return Predicate(" ".join(text.split()), root)
+    return Predicate(_render(root), root)

@@ -10,7 +10,6 @@ counters), never their material. Each change is audited.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Final
 
 from aiohttp import web
@@ -19,8 +18,8 @@ from hub.auth import principal, role
 from hub.errors import ApiError, read_json
 from hub.keys.broker import Broker
 from hub.keys.routes import BROKER
-from hub.state import STATE, HubState
-from hub.store import KeyPolicy, KeyVersion
+from hub.state import STATE
+from hub.store import KeyPolicy, KeyVersion, Store
 from trustcore.keyblob import is_key_id, is_policy_name
 from trustcore.keypolicy import KeyPolicyError, parse_predicate
 
@@ -70,10 +69,10 @@ def check_predicate(text: str) -> str:
 
 
 def check_max_age(value: object) -> float:
+    # compared before any conversion: a huge integer or NaN/inf fails the range check
     if (
         not isinstance(value, int | float)
         or isinstance(value, bool)
-        or not math.isfinite(value)
         or not 0 < value <= MAX_MAX_AGE
     ):
         raise ApiError(
@@ -84,18 +83,24 @@ def check_max_age(value: object) -> float:
     return float(value)
 
 
-async def set_policy(
-    st: HubState, actor: str, name: str, predicate: str, max_age: float, *, create: bool
+async def set_policy(  # noqa: PLR0917
+    store: Store,
+    now: float,
+    actor: str,
+    name: str,
+    predicate: str,
+    max_age: float,
+    *,
+    create: bool,
 ) -> KeyPolicy:
     """Create (``create``: 409 if it exists) or update (404 if it does not) a policy; audited."""
-    existing = await st.store.get_key_policy(name)
+    existing = await store.get_key_policy(name)
     if create and existing is not None:
         raise ApiError(409, "keys.policy_exists", f"policy {name} exists (use policy set)")
     if not create and existing is None:
         raise ApiError(404, "keys.unknown_policy", "no such key policy")
-    now = st.clock()
-    policy, _ = await st.store.put_key_policy(name, predicate, max_age, now)
-    await st.store.audit(
+    policy, _ = await store.put_key_policy(name, predicate, max_age, now)
+    await store.audit(
         at=now,
         actor=actor,
         action="keys.policy_create" if create else "keys.policy_set",
@@ -105,13 +110,12 @@ async def set_policy(
     return policy
 
 
-async def rotate(st: HubState, broker: Broker, actor: str, name: str) -> KeyVersion:
+async def rotate(store: Store, now: float, broker: Broker, actor: str, name: str) -> KeyVersion:
     """A new version of the policy's key; audited. 404 ``keys.unknown_policy``."""
-    if await st.store.get_key_policy(name) is None:
+    if await store.get_key_policy(name) is None:
         raise ApiError(404, "keys.unknown_policy", "no such key policy")
-    now = st.clock()
-    key = await st.store.add_key_version(name, broker.new_key(name), now)
-    await st.store.audit(
+    key = await store.add_key_version(name, broker.new_key(name), now)
+    await store.audit(
         at=now,
         actor=actor,
         action="keys.rotate",
@@ -121,18 +125,17 @@ async def rotate(st: HubState, broker: Broker, actor: str, name: str) -> KeyVers
     return key
 
 
-async def retire(st: HubState, actor: str, key_id: str) -> KeyVersion:
+async def retire(store: Store, now: float, actor: str, key_id: str) -> KeyVersion:
     """Retire a key; audited. 404 ``keys.unknown_key``, 409 ``keys.key_retired``."""
-    key = await st.store.get_key(key_id) if is_key_id(key_id) else None
+    key = await store.get_key(key_id) if is_key_id(key_id) else None
     if key is None:
         raise ApiError(404, "keys.unknown_key", "no such key")
-    now = st.clock()
-    if not await st.store.retire_key(key.id, now):
+    if not await store.retire_key(key.id, now):
         raise ApiError(409, "keys.key_retired", f"key {key.id} was already retired")
-    await st.store.audit(
+    await store.audit(
         at=now, actor=actor, action="keys.retire", subject=key.id, details={"policy": key.policy}
     )
-    retired = await st.store.get_key(key.id)
+    retired = await store.get_key(key.id)
     assert retired is not None
     return retired
 
@@ -181,7 +184,9 @@ async def create_policy(request: web.Request) -> web.Response:
     name = check_policy_name(_text(body, "name"))
     predicate = check_predicate(_text(body, "predicate", ""))
     max_age = check_max_age(body.get("max_age", DEFAULT_MAX_AGE))
-    policy = await set_policy(st, _actor(request), name, predicate, max_age, create=True)
+    policy = await set_policy(
+        st.store, st.clock(), _actor(request), name, predicate, max_age, create=True
+    )
     return web.json_response(policy_json(policy, []), status=201)
 
 
@@ -197,7 +202,9 @@ async def update_policy(request: web.Request) -> web.Response:
     body = await _body(request)
     predicate = check_predicate(_text(body, "predicate", current.predicate))
     max_age = check_max_age(body.get("max_age", current.max_age))
-    policy = await set_policy(st, _actor(request), name, predicate, max_age, create=False)
+    policy = await set_policy(
+        st.store, st.clock(), _actor(request), name, predicate, max_age, create=False
+    )
     return web.json_response(policy_json(policy, await st.store.list_keys(name)))
 
 
@@ -207,14 +214,14 @@ async def rotate_policy(request: web.Request) -> web.Response:
     name = request.match_info["policy"]
     if not is_policy_name(name):
         raise ApiError(404, "keys.unknown_policy", "no such key policy")
-    key = await rotate(st, request.app[BROKER], _actor(request), name)
+    key = await rotate(st.store, st.clock(), request.app[BROKER], _actor(request), name)
     return web.json_response(key_json(key), status=201)
 
 
 @role("admin")
 async def retire_key(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    key = await retire(st, _actor(request), request.match_info["key_id"])
+    key = await retire(st.store, st.clock(), _actor(request), request.match_info["key_id"])
     return web.json_response(key_json(key))
 
 

@@ -109,7 +109,9 @@ async def wrap(request: web.Request) -> web.Response:
         policy = await st.store.get_key_policy(policy_name) if is_policy_name(policy_name) else None
         if policy is None:
             raise ApiError(404, "keys.unknown_policy", "no such key policy")
-        key = await st.store.current_key(policy.name, broker.new_key(policy.name), now)
+        key = await st.store.current_key(policy.name, None, now)
+        if key is None:  # the policy's first wrap (or every version retired): make its key
+            key = await st.store.current_key(policy.name, broker.new_key(policy.name), now)
         assert key is not None  # a candidate was given
     blob = broker.wrap(key.id, key.material, key.policy, hub_url(st), secret)
     return web.json_response(

@@ -10,6 +10,7 @@ from hub.openapi.parts import (
     _NUM,
     _STR,
     BEARER,
+    HTML_OK,
     MTLS,
     NONE,
     VIEWER,
@@ -207,6 +208,9 @@ def key_paths() -> dict[str, Any]:
                 params=policy,
                 body=_json_body(_obj({"predicate": _STR, "max_age": _NUM})),
             )
+        },
+        "/keys": {
+            "get": _op("Keys page", "pages", VIEWER, HTML_OK, errors=()),
         },
         "/v1/keys/policies/{policy}/rotate": {
             "post": _op(

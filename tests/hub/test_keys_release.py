@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,7 @@ from nodeagent.errors import TpmError
 from tests.hub.conftest import ca_bundle
 from tests.hub.harness import Client, FakeClock, HubProcess, make_state
 from tests.hub.keyharness import KeyHost, annotation, key_host, wrap
+from tests.hub.weblib import base_url, login
 from trustcore.keyblob import KeyBlob, parse_key_blob
 from trustcore.wire import KeyReleaseRequest, KeyReleaseResult
 from trustplane.swtpm import SwtpmFactory
@@ -77,7 +79,10 @@ def test_wrap_then_release_secret_equals_optsdata(
     assert [r.ok for r in result.results] == [True, True]
     assert [r.expires_at for r in result.results] == [now + 3600, now + 3600]
     assert result.authorization is not None
-    clear = [host_a.decrypt(r.secret or b"", result.authorization) for r in result.results]
+    clear = [
+        host_a.decrypt(r.secret or b"", result.authorization, b)
+        for r, b in zip(result.results, blobs, strict=True)
+    ]
     assert clear == OPTSDATA
     # the release's report is recorded like any report
     reports = hub.call(hub.state.store.list_reports(host_a.host_id))
@@ -103,10 +108,10 @@ def test_secret_for_host_a_cannot_be_decrypted_by_host_b(
     assert for_b.authorization is not None
     secret_a = for_a.results[0].secret or b""
     with pytest.raises(TpmError):
-        host_b.decrypt(secret_a, for_b.authorization)
+        host_b.decrypt(secret_a, for_b.authorization, blob)
     with pytest.raises(TpmError):
-        host_b.decrypt(secret_a, for_a.authorization)
-    assert host_b.decrypt(for_b.results[0].secret or b"", for_b.authorization) == OPTSDATA[0]
+        host_b.decrypt(secret_a, for_a.authorization, blob)
+    assert host_b.decrypt(for_b.results[0].secret or b"", for_b.authorization, blob) == OPTSDATA[0]
 
 
 def test_refusals_each_with_its_reason(hub: HubProcess, host_a: KeyHost, pipeline: Client) -> None:
@@ -282,7 +287,7 @@ def test_secrets_never_in_logs_answers_or_audit(
     blob = annotation(pipeline, secret, "open")
     result = host_a.release([blob, b"junk"])
     assert result.authorization is not None
-    assert host_a.decrypt(result.results[0].secret or b"", result.authorization) == secret
+    assert host_a.decrypt(result.results[0].secret or b"", result.authorization, blob) == secret
     viewer = hub.client(token=hub.token("viewer"))
     listing = json.dumps(viewer.get("/v1/keys").body)
     audit = json.dumps(hub.call(hub.state.store.list_audit()))
@@ -291,3 +296,39 @@ def test_secrets_never_in_logs_answers_or_audit(
         assert needle.decode() not in listing
         assert needle.decode() not in audit
         assert needle not in blob
+
+
+def test_keys_page_api_twin_and_host_refusals(
+    hub: HubProcess, host_a: KeyHost, pipeline: Client
+) -> None:
+    hub.call(hub.state.store.put_key_policy("page-eu", "region = EU", 60.0, hub.clock()))
+    blob = annotation(pipeline, OPTSDATA[0], "page-eu")
+    key_id = parse_key_blob(blob).key_id
+    result = host_a.release([blob])  # host_a has no tags: refused
+    assert [(r.reason, r.message) for r in result.results] == [
+        (
+            "release.assettag_mismatch",
+            "asset tags (none) do not satisfy policy page-eu: region = EU",
+        )
+    ]
+    viewer_token = hub.token("viewer")
+    listing = hub.client(token=viewer_token).get("/v1/keys").body
+    policy = next(p for p in listing["policies"] if p["name"] == "page-eu")
+    assert (policy["predicate"], policy["max_age"]) == ("region = EU", 60.0)
+    assert [(k["id"], k["releases"], k["refusals"]) for k in policy["keys"]] == [(key_id, 0, 1)]
+    shown = hub.client(token=viewer_token).get(f"/v1/keys/{key_id}")
+    assert (shown.status, shown.body["refusals"], shown.body["last_use"]) == (200, 1, hub.clock())
+    missing = hub.client(token=viewer_token).get("/v1/keys/page-eu.000000000000")
+    assert (missing.status, missing.code) == (404, "keys.unknown_key")
+    browser = login(hub, viewer_token)
+    page = browser.get(base_url(hub) + "/keys").text
+    row = re.search(rf"<td><code>{re.escape(key_id)}</code>(.*?)</tr>", page, re.S)
+    assert row, "no row for the key"
+    cells = [c.strip() for c in re.findall(r"<td>(.*?)</td>", row.group(1), re.S)]
+    assert cells[:3] == ["page-eu", "<code>region = EU</code>", "60 s"]
+    assert cells[4:6] == ["0", "1"]
+    host_page = browser.get(base_url(hub) + f"/hosts/{host_a.host_id}").text
+    refusals = host_page[host_page.index('id="key-refusals"') :]
+    assert f"<code>{key_id}</code>" in refusals
+    assert "<code>release.assettag_mismatch</code>" in refusals
+    assert "asset tags (none) do not satisfy policy page-eu: region = EU" in refusals
