@@ -21,7 +21,7 @@ from typing import Any, Final
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hub.auth import AGENT_HOST_KEY, agent, principal
+from hub.auth import AGENT_HOST_KEY, agent, enrollment, principal
 from hub.errors import ApiError, read_json
 from hub.jws import key_id, sign_jws
 from hub.state import STATE, HubState, VerdictChange
@@ -237,9 +237,10 @@ async def watch_staleness(st: HubState) -> None:
         await asyncio.sleep(st.config.attestation.stale_check_interval)
 
 
-@agent
+@enrollment
 async def trust_report_key(request: web.Request) -> web.Response:
-    """The public key that signs trust reports (agents check their own report with it)."""
+    """The public key that signs trust reports: agents check their own stored report with it
+    (the OCI hook), and anyone may verify a trust report with it (TLS shows it is this hub)."""
     public = request.app[STATE].keys.jws_key.public_key()
     pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")
     return web.json_response(

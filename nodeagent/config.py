@@ -112,7 +112,8 @@ class KeysConfig:
     """``[keys]``: the key service for the ocicrypt key provider (docs/agent-config.md)."""
 
     socket: Path = Path("/run/trustplane-agent/keys.sock")
-    batch_window: float = 0.005  # seconds an unwrap waits for others to share its release
+    batch_window: float = 0.02  # a release goes once no unwrap joined for this long (seconds)
+    batch_max_wait: float = 0.25  # ... or this long after the first unwrap of the batch
     cache: bool = True  # keep released secrets sealed to the TPM (state_dir/keycache)
     max_connections: int = 64  # unwrap connections served at once; more wait in the backlog
     request_timeout: float = 60.0  # seconds one socket request may take, the release included
@@ -317,6 +318,7 @@ _TABLES: Final[Mapping[str, tuple[type[Any], Mapping[str, Checker]]]] = {
         {
             "socket": _socket_path,
             "batch_window": _number(0, 1),
+            "batch_max_wait": _number(0, 5),
             "cache": _bool,
             "max_connections": _integer(1, 1024),
             "request_timeout": _number(1, 600),

@@ -74,7 +74,7 @@ def _agent_paths() -> dict[str, Any]:
             "get": _op(
                 "The ES256 public key that signs trust reports (the agent's OCI hook checks it)",
                 "agent",
-                MTLS,
+                NONE,
                 _json(
                     _obj(
                         {
@@ -87,7 +87,7 @@ def _agent_paths() -> dict[str, Any]:
                     ),
                     "the key (PEM SubjectPublicKeyInfo) and its id",
                 ),
-                errors=(401, 403),
+                errors=(),
             )
         },
         # --- asset tags (hub.assettags) ---

@@ -42,6 +42,7 @@ from nodeagent.keys.messages import (
     parse_unwrap_reply,
     unwrap_request,
 )
+from nodeagent.keys.providerconfig import ProviderConfig, load_provider_config, read_token
 
 MAX_STDIN_BYTES: Final = 64 * 1024
 MAX_OPTSDATA_BYTES: Final = 2048  # trustcore.keyblob.MAX_SECRET_BYTES
@@ -115,12 +116,10 @@ def wrap_target(request: dict[str, Any], name: str) -> tuple[str, str]:
 # --- keywrap: the hub's wrap API ------------------------------------------------------------
 
 
-def _hub_post(cfg: Any, path: str, body: dict[str, Any]) -> tuple[int, bytes]:  # noqa: ANN401
+def _hub_post(cfg: ProviderConfig, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
     import http.client  # noqa: PLC0415 - only wraps talk HTTP
     import ssl  # noqa: PLC0415
     from urllib.parse import urlsplit  # noqa: PLC0415
-
-    from nodeagent.keys.providerconfig import read_token  # noqa: PLC0415
 
     if cfg.hub_url is None or cfg.hub_token_file is None:
         raise ProviderError("keywrap needs [hub] url and token_file in the provider's config")
@@ -164,7 +163,7 @@ def _hub_error(data: bytes) -> tuple[str, str]:
         return "unknown", "the hub's answer is not its error format"
 
 
-def keywrap(request: dict[str, Any], cfg: Any) -> dict[str, Any]:  # noqa: ANN401
+def keywrap(request: dict[str, Any], cfg: ProviderConfig) -> dict[str, Any]:
     """Raises :class:`ProviderError`."""
     field, value = wrap_target(request, cfg.name)
     optsdata = _obj(request.get("keywrapparams")).get("optsdata")
@@ -186,8 +185,8 @@ def keywrap(request: dict[str, Any], cfg: Any) -> dict[str, Any]:  # noqa: ANN40
 # --- keyunwrap: the agent's socket ----------------------------------------------------------
 
 
-def _ask_agent(cfg: Any, line: bytes) -> bytes:  # noqa: ANN401
-    path = str(cfg.socket)
+def _ask_agent(cfg: ProviderConfig, line: bytes) -> bytes:
+    path = cfg.socket
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(cfg.timeout)
     try:
@@ -222,7 +221,7 @@ def _ask_agent(cfg: Any, line: bytes) -> bytes:  # noqa: ANN401
     return bytes(reply)
 
 
-def keyunwrap(request: dict[str, Any], cfg: Any) -> dict[str, Any]:  # noqa: ANN401
+def keyunwrap(request: dict[str, Any], cfg: ProviderConfig) -> dict[str, Any]:
     """Raises :class:`ProviderError`."""
     annotation = _obj(request.get("keyunwrapparams")).get("annotation")
     _b64(annotation, "keyunwrapparams.annotation", MAX_ANNOTATION_BYTES)
@@ -255,8 +254,6 @@ def run(stdin: IO[bytes], stdout: IO[str], stderr: IO[str], environ: Any) -> int
     try:
         request = parse_request(stdin.read(MAX_STDIN_BYTES + 1))
         op = _op(request)
-        from nodeagent.keys.providerconfig import load_provider_config  # noqa: PLC0415
-
         cfg = load_provider_config(environ)
         reply = keywrap(request, cfg) if op == "keywrap" else keyunwrap(request, cfg)
     except BadRequest as e:

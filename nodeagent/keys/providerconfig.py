@@ -14,6 +14,10 @@ agent's socket). A pipeline that wraps keys names the hub and a token file::
 Every key is documented in docs/agent-config.md ("The key provider's configuration"). Problems
 raise :class:`ProviderConfigError` naming the file and key. The token itself is read only when a
 wrap needs it (:func:`read_token`), and a token file that others may read is refused.
+
+The config is an immutable ``NamedTuple`` with ``str`` paths rather than a frozen dataclass with
+``Path``s: ocicrypt starts the provider once per layer, and ``dataclasses`` and ``pathlib`` are
+the slowest imports it would otherwise pay for.
 """
 
 from __future__ import annotations
@@ -21,13 +25,11 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from nodeagent.errors import NodeAgentError
 
-DEFAULT_PROVIDER_CONFIG: Final = Path("/etc/trustplane/keyprovider.toml")
+DEFAULT_PROVIDER_CONFIG: Final = "/etc/trustplane/keyprovider.toml"
 CONFIG_ENV: Final = "TRUSTPLANE_KEYPROVIDER_CONFIG"
 MAX_TOKEN_BYTES: Final = 4096
 
@@ -36,34 +38,33 @@ class ProviderConfigError(NodeAgentError):
     reason = "config.invalid"
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    socket: Path = Path("/run/trustplane-agent/keys.sock")
+class ProviderConfig(NamedTuple):
+    socket: str = "/run/trustplane-agent/keys.sock"
     timeout: float = 60.0
     name: str = "trustplane"  # the provider's name in ocicrypt's config and its parameters
     hub_url: str | None = None
-    hub_ca_file: Path | None = None
-    hub_token_file: Path | None = None
+    hub_ca_file: str | None = None
+    hub_token_file: str | None = None
 
 
-def _fail(path: Path, key: str, problem: str) -> ProviderConfigError:
+def _fail(path: str, key: str, problem: str) -> ProviderConfigError:
     return ProviderConfigError(f"{path}: {key}: {problem}" if key else f"{path}: {problem}")
 
 
-def _text(path: Path, key: str, value: object) -> str:
+def _text(path: str, key: str, value: object) -> str:
     if not isinstance(value, str) or not value or len(value) > 4096:
         raise _fail(path, key, "expected a non-empty string")
     return value
 
 
-def _abs_path(path: Path, key: str, value: object) -> Path:
-    p = Path(_text(path, key, value))
-    if not p.is_absolute():
+def _abs_path(path: str, key: str, value: object) -> str:
+    p = _text(path, key, value)
+    if not os.path.isabs(p):
         raise _fail(path, key, "must be an absolute path")
     return p
 
 
-def _top(path: Path, cfg: dict[str, Any], doc: dict[str, Any]) -> None:
+def _top(path: str, cfg: dict[str, Any], doc: dict[str, Any]) -> None:
     for key, value in doc.items():
         if key == "socket":
             cfg["socket"] = _abs_path(path, key, value)
@@ -86,7 +87,7 @@ def _top(path: Path, cfg: dict[str, Any], doc: dict[str, Any]) -> None:
             raise _fail(path, key, "unknown key")
 
 
-def _hub(path: Path, cfg: dict[str, Any], doc: dict[str, Any]) -> None:
+def _hub(path: str, cfg: dict[str, Any], doc: dict[str, Any]) -> None:
     for key, value in doc.items():
         if key == "url":
             url = _text(path, f"hub.{key}", value)
@@ -105,9 +106,9 @@ def load_provider_config(environ: dict[str, str] | os._Environ[str]) -> Provider
     """The file named by ``TRUSTPLANE_KEYPROVIDER_CONFIG`` (which must exist), else the
     default file when it exists, else the defaults. Raises :class:`ProviderConfigError`."""
     named = environ.get(CONFIG_ENV)
-    path = Path(named) if named else DEFAULT_PROVIDER_CONFIG
+    path = named or DEFAULT_PROVIDER_CONFIG
     try:
-        with path.open("rb") as f:
+        with open(path, "rb") as f:
             doc = tomllib.load(f)
     except FileNotFoundError:
         if named:
@@ -122,7 +123,7 @@ def load_provider_config(environ: dict[str, str] | os._Environ[str]) -> Provider
     return ProviderConfig(**values)
 
 
-def read_token(path: Path) -> str:
+def read_token(path: str) -> str:
     """The bearer token in ``path`` (one line). Raises :class:`ProviderConfigError` when the
     file is missing, readable by group or others, empty or too long."""
     try:

@@ -5,8 +5,9 @@ agent's user; only that user and root may talk to it, checked again with SO_PEER
 connection carries one JSON line and gets one JSON line back (:mod:`nodeagent.keys.messages`).
 
 An unwrap first asks the TPM-sealed cache (:class:`~nodeagent.keys.cache.SealedKeyCache`); a
-miss joins a batch. One dispatcher task takes the waiting annotations after ``batch_window``
-seconds and asks the hub for all of them in one :meth:`KeyReleaser.release` call; annotations
+miss joins a batch. One dispatcher task takes the waiting annotations once none has joined for
+``batch_window`` seconds (at most ``batch_max_wait`` after the first) and asks the hub for all
+of them in one :meth:`KeyReleaser.release` call; annotations
 that arrive while that call is in flight wait for the next one, and a request for an annotation
 already in flight waits for its answer. So ocicrypt's six concurrent provider processes for an
 image cost one hub round trip. What the hub released is answered at once and then sealed into
@@ -123,6 +124,7 @@ class KeyService:
         self._dispatcher: asyncio.Task[None] | None = None
         self._server: asyncio.AbstractServer | None = None
         self._connections = 0
+        self._arrivals = 0
         self.stats = KeyStats()
 
     # --- the socket ------------------------------------------------------------------------
@@ -219,15 +221,29 @@ class KeyService:
             self._in_flight[digest].append(future)
         else:
             self._waiting.setdefault(digest, _Waiting(annotation)).futures.append(future)
+            self._arrivals += 1
             if self._dispatcher is None or self._dispatcher.done():
                 self._dispatcher = asyncio.create_task(self._dispatch())
         return await future
 
+    async def _settle(self) -> None:
+        """Wait until no unwrap has joined for ``batch_window`` seconds (ocicrypt's provider
+        processes for one image arrive spread by their start times), at most
+        ``batch_max_wait`` seconds in all."""
+        window = self._cfg.batch_window
+        if window <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(window, self._cfg.batch_max_wait)
+        seen = -1
+        while self._arrivals != seen and loop.time() < deadline:
+            seen = self._arrivals
+            await asyncio.sleep(min(window, deadline - loop.time()))
+
     async def _dispatch(self) -> None:
         """Release the waiting annotations, one batch at a time, until none wait."""
         while self._waiting:
-            if self._cfg.batch_window > 0:
-                await asyncio.sleep(self._cfg.batch_window)
+            await self._settle()
             batch: list[tuple[bytes, _Waiting]] = []
             for digest in list(self._waiting)[:MAX_BATCH]:
                 waiting = self._waiting.pop(digest)

@@ -241,6 +241,7 @@ def test_json_answers_match_their_described_schemas(hub: HubProcess) -> None:
         "/v1/openapi.json",
         "/v1/keys",
         "/v1/enroll/policy-key",
+        "/v1/trust-report-key",
     }
 
 

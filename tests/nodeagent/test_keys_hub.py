@@ -246,3 +246,66 @@ def test_recorded_optsdata_round_trips(
     results = asyncio.run(scenario())
     assert [(c, e) for c, _, e in results] == [(0, "")] * 2
     assert [unwrapped(o) for _, o, _ in results] == [optsdata(r) for r in requests]
+
+
+def wrap_request(param: str) -> bytes:
+    """The recorded keywrap request with ``param`` as the trustplane parameter (and another
+    provider's parameters beside it, which are ignored)."""
+    request = json.loads(compact(WRAPS[0]))
+    request["keywrapparams"]["ec"]["Parameters"] = {
+        "trustplane": [base64.b64encode(param.encode()).decode()],
+        "other-provider": ["b3RoZXI="],
+    }
+    return json.dumps(request).encode()
+
+
+def test_provider_keywrap_by_key_id_and_its_refusals(
+    tmp_path: Path, rundir: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    _, pcfg = setup(tmp_path, rundir, booted_tpm, hub)
+
+    async def scenario() -> dict[str, tuple[int, str, str]]:
+        (first,) = await wrap_all(pcfg, [wrap_request("policy=region-eu")])
+        blob = json.loads(base64.b64decode(first))
+        by_key = await provider(wrap_request(f"key={blob['kid']}"), pcfg)
+        out = {
+            "by_key": by_key,
+            "unknown_policy": await provider(wrap_request("policy=nowhere"), pcfg),
+            "unknown_key": await provider(wrap_request("key=nokey"), pcfg),
+        }
+        token_file = tmp_path / "pipeline.token"
+        token_file.chmod(0o644)
+        out["open_token"] = await provider(wrap_request("policy=region-eu"), pcfg)
+        token_file.write_text("tp_not_a_real_token\n")
+        token_file.chmod(0o600)
+        out["bad_token"] = await provider(wrap_request("policy=region-eu"), pcfg)
+        hub.stop()
+        out["hub_down"] = await provider(wrap_request("policy=region-eu"), pcfg)
+        return out
+
+    got = asyncio.run(scenario())
+    code, out, err = got["by_key"]
+    assert (code, err) == (0, "")
+    assert json.loads(base64.b64decode(json.loads(out)["keywrapresults"]["annotation"]))[
+        "policy"
+    ] == ("region-eu")
+    line = "trustplane: key wrap refused by the hub: "
+    assert got["unknown_policy"] == (1, "", f"{line}no such key policy (keys.unknown_policy)\n")
+    assert got["unknown_key"] == (1, "", f"{line}no such key (keys.unknown_key)\n")
+    token = tmp_path / "pipeline.token"
+    assert got["open_token"] == (
+        1,
+        "",
+        f"trustplane: the token file {token} may be read by others (mode 0644): chmod 0600 it\n",
+    )
+    code, out, err = got["bad_token"]
+    assert (code, out) == (1, "")
+    assert err.startswith(line)
+    assert err.endswith(")\n")
+    assert err.count("\n") == 1
+    assert "tp_not_a_real_token" not in err
+    assert got["hub_down"] == (
+        1,
+        "",
+        f"trustplane: cannot reach the hub at {hub.url}: Connection refused\n",
+    )

@@ -238,7 +238,8 @@ def test_provider_unwraps_the_recorded_requests_nulls_included(
     assert [json.loads(r[1]) for r in results] == [
         {"keyunwrapresults": {"optsdata": base64.b64encode(secret_for(b)).decode()}} for b in blobs
     ]
-    assert releaser.calls == [blobs]  # two provider processes, one release
+    # two provider processes, one release (in the order they connected)
+    assert [sorted(c) for c in releaser.calls] == [sorted(blobs)]
     for blob in blobs:  # the secrets are on stdout only: never in the agent's log
         assert secret_for(blob) not in caplog.text.encode()
         assert base64.b64encode(secret_for(blob)).decode() not in caplog.text
@@ -302,3 +303,29 @@ def test_provider_without_the_agent_socket_says_so_in_one_line(sockdir: Path) ->
 def test_provider_bad_requests_exit_2_with_one_line(sockdir: Path, stdin: bytes, line: str) -> None:
     code, out, err = asyncio.run(provider(stdin, sockdir / "keys.sock", sockdir))
     assert (code, out, err) == (2, "", f"trustplane: {line}\n")
+
+
+def test_unwraps_arriving_spread_out_still_share_a_release(sockdir: Path) -> None:
+    """Provider processes start at different times: each arrival inside the window keeps the
+    batch open, up to batch_max_wait."""
+    releaser = CountingReleaser(delay=0.01)
+    svc = service(sockdir, releaser, batch_window=0.05, batch_max_wait=1.0)
+    layers = [f"layer-{i}".encode() for i in range(6)]
+
+    async def scenario() -> list[dict[str, object]]:
+        await svc.start()
+        try:
+            tasks = []
+            for a in layers:  # 30 ms apart: 150 ms in all, more than the window
+                tasks.append(asyncio.create_task(ask(svc.path, unwrap_line(a))))
+                await asyncio.sleep(0.03)
+            first = await asyncio.gather(*tasks)
+            # a lone unwrap later goes after one quiet window, in a release of its own
+            alone = await ask(svc.path, unwrap_line(b"layer-6"))
+            return [*first, alone]
+        finally:
+            await svc.close()
+
+    replies = asyncio.run(scenario())
+    assert [r["ok"] for r in replies] == [True] * 7
+    assert releaser.calls == [layers, [b"layer-6"]]
