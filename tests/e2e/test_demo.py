@@ -118,14 +118,6 @@ def test_once_json(tmp_path: Path) -> None:
     assert_cleaned_up(done.stderr)
 
 
-# The hub RSA-OAEP-encrypts a released layer secret straight to the 2048-bit binding key (190
-# bytes at most), and ocicrypt's optsdata has 193: until wt/keys-hub wraps it in a hybrid scheme
-# the release answers 500 and the trusted host-1 cannot decrypt (the daemon calls that
-# keys.hub_unreachable). Flip this when the hub releases ocicrypt's optsdata: the test then
-# expects host-1 to decrypt, as the demo intends.
-HUB_RELEASES_OCICRYPT_OPTSDATA = False
-
-
 def assert_images(images: dict[str, object], stderr: str) -> None:
     """The encrypted-image step: encrypted by the project's own ocicrypt implementation (no
     key-provider-capable skopeo here), pushed to the demo's registry, decrypted by host-1 only."""
@@ -135,15 +127,8 @@ def assert_images(images: dict[str, object], stderr: str) -> None:
     hosts = images["hosts"]
     assert isinstance(hosts, dict)
     assert list(hosts) == ["host-1", "host-2", "host-3"]
-    if HUB_RELEASES_OCICRYPT_OPTSDATA:
-        assert hosts["host-1"] == {"decrypted": True}
-        assert "host-1: decrypted; layers equal the original" in stderr
-    else:
-        assert (hosts["host-1"]["decrypted"], hosts["host-1"]["reason"]) == (
-            False,
-            "keys.hub_unreachable",
-        )
-        assert "hub answered 500" in hosts["host-1"]["message"]
+    assert hosts["host-1"] == {"decrypted": True}
+    assert "host-1: decrypted; layers equal the original" in stderr
     assert hosts["host-2"] == {
         "decrypted": False,
         "reason": "release.assettag_mismatch",

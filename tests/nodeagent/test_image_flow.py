@@ -149,13 +149,6 @@ async def started(daemon: Daemon) -> None:
     await wait_for(lambda: daemon.last is not None and daemon.keys is not None)
 
 
-# The hub RSA-OAEP-encrypts a released secret straight to the 2048-bit binding key (190 bytes at
-# most), and ocicrypt's optsdata has 193 (what skopeo sends, and what trustplane image encrypt
-# sends, byte for byte): POST /v1/keys/release answers 500 until wt/keys-hub wraps it in a hybrid
-# scheme (see tests/nodeagent/test_keys_hub.py::test_recorded_optsdata_round_trips).
-HUB_RELEASES_OCICRYPT_OPTSDATA = False
-
-
 @pytest.fixture
 def flow(tmp_path: Path, rundir: Path, booted_tpm: Swtpm, hub: LoopbackHub) -> Flow:
     return Flow(tmp_path, rundir, booted_tpm, hub)
@@ -195,11 +188,6 @@ def test_the_pipeline_encrypts_through_the_provider_and_hub_and_the_gate_passes(
     asyncio.run(run())
 
 
-@pytest.mark.xfail(
-    not HUB_RELEASES_OCICRYPT_OPTSDATA,
-    reason="the hub's release cannot RSA-OAEP-encrypt ocicrypt's 193-byte optsdata (wt/keys-hub)",
-    strict=True,
-)
 def test_a_trusted_host_decrypts_layers_equal_to_the_originals(
     tmp_path: Path, rundir: Path, booted_tpm: Swtpm, hub: LoopbackHub, registry: RegistryServer
 ) -> None:
