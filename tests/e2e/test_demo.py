@@ -141,7 +141,7 @@ def assert_images(images: dict[str, object], stderr: str) -> None:
     }
     for line in (
         "key policy region-eu created: hosts must be trusted and carry region in [EU]",
-        "$ trustplane-hub tags set host-2 region=US",
+        "tags of host-2 set to region=US (PUT /v1/hosts/ID/tags)",
         "host-2: its TPM holds the tag certificate region=US; trusted",
         "ok: all 2 layers are encrypted for trustplane",
         "host-2: refused (release.assettag_mismatch): ",
