@@ -42,6 +42,7 @@ from trustplane.registryserver import RegistryServer
 from trustplane.swtpm import Swtpm
 
 PROVIDER = Path(sys.executable).with_name("trustplane-keyprovider")
+SKOPEO = os.environ.get("TRUSTPLANE_SKOPEO")
 POLICY = "region-eu"
 
 
@@ -105,6 +106,33 @@ class Flow:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=self.env,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 240)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def skopeo(self, *args: str) -> tuple[int, str, str]:
+        """``skopeo copy`` as real-peers.md says: our policy file, caches in the temp dir,
+        plain HTTP to the registry on 127.0.0.1."""
+        assert SKOPEO is not None
+        policy = self.tmp / "policy.json"
+        policy.write_text('{"default":[{"type":"insecureAcceptAnything"}]}')
+        env = {
+            **self.env,
+            "_CONTAINERS_ROOTLESS_UID": "65534",
+            "XDG_DATA_HOME": str(self.tmp / "xdg"),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            SKOPEO,
+            "copy",
+            "--policy",
+            str(policy),
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
         )
         out, err = await asyncio.wait_for(proc.communicate(), 240)
         assert proc.returncode is not None
@@ -270,3 +298,55 @@ def test_a_host_tagged_elsewhere_and_an_untrusted_host_are_refused_with_their_re
     )
     index = tmp_path / "two-out" / "index.json"
     assert not index.exists() or json.loads(index.read_text())["manifests"] == []
+
+
+@pytest.mark.skipif(
+    not SKOPEO,
+    reason="TRUSTPLANE_SKOPEO is not set: no skopeo >= 1.11 with ocicrypt key providers on this "
+    "machine (Debian 12 ships 1.9.3, which cannot call them)",
+)
+def test_the_same_flow_with_an_upstream_skopeo(
+    flow: Flow, tmp_path: Path, registry: RegistryServer, booted_tpm: Swtpm
+) -> None:
+    """skopeo encrypts through the same provider and hub, our gate passes it, the trusted host
+    decrypts with skopeo (layers equal), and once untrusted skopeo's error ends with the
+    provider's line."""
+    tagged(flow, {"region": "EU"})
+    originals = build_image(tmp_path / "img", "v1", 3)
+    remote = f"docker://{registry.host}/skopeo/app:enc"
+
+    async def trusted() -> None:
+        code, _, err = await flow.skopeo(
+            "--encryption-key",
+            f"provider:trustplane:policy={POLICY}",
+            f"oci:{tmp_path / 'img'}:v1",
+            remote,
+        )
+        assert code == 0, err
+        code, out, _ = await flow.image("check", remote)
+        assert code == 0, out
+        async with RunningDaemon(flow.cfg) as daemon:
+            await started(daemon)
+            code, _, err = await flow.skopeo(
+                "--decryption-key", "provider:trustplane", remote, f"oci:{tmp_path / 'out'}:v1"
+            )
+            assert code == 0, err
+
+    asyncio.run(trusted())
+    assert [d["digest"] for d in layout_manifest(tmp_path / "out", "v1")["layers"]] == originals
+    with TpmDevice(booted_tpm.tcti) as device:
+        device.pcr_extend(7, {TPM_ALG_SHA256: b"\x42" * 32})
+    # the key cache was sealed to the old PCRs: the hub is asked again and refuses
+
+    async def untrusted() -> None:
+        async with RunningDaemon(flow.cfg) as daemon:
+            await started(daemon)
+            code, _, err = await flow.skopeo(
+                "--decryption-key", "provider:trustplane", remote, f"oci:{tmp_path / 'no'}:v1"
+            )
+            assert code != 0
+            assert err.rstrip().endswith(
+                "trustplane: key release denied: host untrusted (eventlog.replay_mismatch)"
+            ), err
+
+    asyncio.run(untrusted())
