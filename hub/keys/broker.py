@@ -76,6 +76,7 @@ class Broker:
     ) -> None:
         self._seal = AESGCM(_hkdf(master_key, _SEAL_INFO, KEY_BYTES))
         self._random = random_bytes
+        self.random_bytes = random_bytes  # the hub's randomness, for sealing released secrets
         self.signer = derive_policy_signer(master_key)
 
     def new_key(self, policy: str) -> tuple[str, bytes]:

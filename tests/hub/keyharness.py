@@ -13,6 +13,7 @@ from nodeagent.errors import TpmError
 from nodeagent.tpm import ObjectBlobs
 from tests.hub.harness import POLICY_PCRS, Agent, Client, HubProcess, Response
 from trustcore.algorithms import TPM_ALG_SHA256
+from trustcore.releasedsecret import open_content, split_sealed
 from trustcore.tpm.authorize import policy_authorize_digest, tpm_name
 from trustcore.tpm.pcrs import PcrSelection
 from trustcore.wire import (
@@ -94,21 +95,24 @@ class KeyHost:
 
     def decrypt(
         self,
-        secret: bytes,
+        sealed: bytes,
         authorization: ReleaseAuthorization,
+        annotation: bytes,
         *,
         pcrs: tuple[int, ...] = POLICY_PCRS,
         blobs: ObjectBlobs | None = None,
     ) -> bytes:
-        """The TPM's RSA-OAEP decryption through PolicyPCR + PolicyAuthorize (raises
-        :class:`TpmError` when the TPM refuses)."""
+        """The TPM recovers the secret's AES key (RSA-OAEP through PolicyPCR + PolicyAuthorize),
+        then AES-GCM opens it for ``annotation`` (raises :class:`TpmError` when the TPM refuses,
+        :class:`ReleasedSecretError` when it does not open)."""
+        rsa_part, iv, rest = split_sealed(sealed, 256)
         device = self.agent.device
         key = device.load_object(blobs or self.blobs)
         try:
-            return device.rsa_decrypt_authorized(
+            content_key = device.rsa_decrypt_authorized(
                 key,
                 PcrSelection.of({TPM_ALG_SHA256: pcrs}),
-                secret,
+                rsa_part,
                 signing_key=authorization.signing_key,
                 approved_policy=authorization.approved_policy,
                 signature=authorization.signature,
@@ -117,6 +121,7 @@ class KeyHost:
         finally:
             with contextlib.suppress(TpmError):
                 device.flush(key)
+        return open_content(content_key, iv, rest, annotation)
 
 
 def key_host(
