@@ -2,7 +2,7 @@
 
 :class:`Store` is the whole store: it combines the aggregates (each a class of its own module:
 hosts, enrollments, nonces, reports, alerts, flavors, tokens, event logs, audit, asset tags,
-leases, verdict changes) on
+leases, verdict changes, web sessions) on
 the SQLite backend (:mod:`hub.store.backend`: one connection on one worker thread, group commit),
 with the schema's numbered migrations in :mod:`hub.store.schema`. Policy (what a verdict means,
 who may do what) lives in the callers; this package stores and fetches. Only this package
@@ -36,6 +36,7 @@ from hub.store.reports import HostEvidence, ReportsStore, SequenceRefused, Store
 from hub.store.schema import MIGRATIONS
 from hub.store.tokens import Token, TokensStore
 from hub.store.verdictchanges import StoredVerdictChange, VerdictChangesStore
+from hub.store.websessions import StoredWebSession, WebSessionsStore
 
 
 class Store(
@@ -50,6 +51,7 @@ class Store(
     AssetTagsStore,
     LeasesStore,
     VerdictChangesStore,
+    WebSessionsStore,
     SqliteBackend,
 ):
     """Async access to the hub database; create with :meth:`open`, end with :meth:`close`."""
@@ -76,6 +78,7 @@ __all__ = [
     "StoredFlavor",
     "StoredReport",
     "StoredVerdictChange",
+    "StoredWebSession",
     "Token",
     "audit_row_hash",
 ]

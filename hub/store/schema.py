@@ -215,7 +215,9 @@ def _migration_10(db: sqlite_utils.Database) -> None:
 
 
 def _migration_14(db: sqlite_utils.Database) -> None:
-    """The verdict-change log read by every hub process (hub.bus, hub.store.verdictchanges).
+    """What several hub processes on one database share: the verdict-change log every process
+    reads (hub.bus, hub.store.verdictchanges) and the status page's browser sessions
+    (hub.web.session, hub.store.websessions).
 
     Number 14 (wt/scale-proc; 11 keys, 12 clusters, 13 scale-db): its place in
     :data:`MIGRATIONS` is set when those branches are merged."""
@@ -224,6 +226,11 @@ def _migration_14(db: sqlite_utils.Database) -> None:
         "previous TEXT NOT NULL, verdict TEXT NOT NULL, reasons TEXT NOT NULL, "
         "at REAL NOT NULL, alert_id INTEGER)"
     )
+    db.execute(
+        "CREATE TABLE web_sessions (key TEXT PRIMARY KEY, sealed_token BLOB NOT NULL, "
+        "name TEXT NOT NULL, role TEXT NOT NULL, csrf TEXT NOT NULL, expires REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX web_sessions_expires ON web_sessions(expires)")
 
 
 MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (

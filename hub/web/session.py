@@ -1,7 +1,8 @@
 """Browser sessions: log in with a bearer token, a cookie from then on, CSRF on every write.
 
-``POST /login`` checks the token against the store and opens a server-side session; the
-browser gets only a random session id in an ``HttpOnly; Secure; SameSite=Strict`` cookie (the
+``POST /login`` checks the token against the store and opens a server-side session (in the
+database, so every worker process and replica knows it); the browser gets only a random session
+id in an ``HttpOnly; Secure; SameSite=Strict`` cookie (the
 token never goes back to the browser). :func:`session_middleware` sits between the error and
 the auth middleware: a request carrying a live session cookie (and no ``Authorization``) is
 passed on with the session's token as its bearer token (public routes such as
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -27,16 +27,22 @@ from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from multidict import CIMultiDict
 
 from hub.auth import ACCESS_ATTR
 from hub.errors import ApiError, Handler, read_form
+from hub.store import Store, StoredWebSession
 
 COOKIE: Final = "trustplane_session"
 LOGIN_COOKIE: Final = "trustplane_login"
 PAGE_ATTR: Final = "__trustplane_page__"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-MAX_SESSIONS: Final = 10000
+MAX_SID: Final = 128  # a session id is 43 characters; a longer cookie is not looked up
+SEAL_INFO: Final = b"trustplane-hub web session token v1"
 
 H = TypeVar("H", bound=Handler)
 
@@ -61,35 +67,63 @@ class Session:
 
 
 class Sessions:
-    """Server-side sessions by SHA-256 of their id; bounded, oldest dropped first."""
+    """Server-side sessions in the hub's database (every hub process sees them), by SHA-256 of
+    their id; the login token is sealed with AES-256-GCM under a key derived from the hub's
+    master key, so the database never holds it in clear. Bounded (``hub.store.websessions``).
 
-    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
+    ``store_of`` and ``master_key_of`` reach the application's store and keys, which exist only
+    once it runs."""
+
+    def __init__(
+        self,
+        ttl: float,
+        clock: Callable[[], float],
+        store_of: Callable[[], Store],
+        master_key_of: Callable[[], bytes],
+    ) -> None:
         self._ttl = ttl
         self._clock = clock
-        self._by_key: OrderedDict[str, Session] = OrderedDict()
+        self._store_of = store_of
+        self._master_key_of = master_key_of
+        self._aead: AESGCM | None = None
 
     @staticmethod
     def _key(sid: str) -> str:
         return hashlib.sha256(sid.encode()).hexdigest()
 
-    def open(self, token: str, name: str, role: str) -> tuple[str, Session]:
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            key = HKDF(hashes.SHA256(), 32, salt=None, info=SEAL_INFO).derive(self._master_key_of())
+            self._aead = AESGCM(key)
+        return self._aead
+
+    async def open(self, token: str, name: str, role: str) -> tuple[str, Session]:
         sid = secrets.token_urlsafe(32)
+        key = self._key(sid)
         session = Session(token, name, role, secrets.token_urlsafe(32), self._clock() + self._ttl)
-        self._by_key[self._key(sid)] = session
-        while len(self._by_key) > MAX_SESSIONS:
-            self._by_key.popitem(last=False)
+        nonce = secrets.token_bytes(12)
+        sealed = nonce + self._cipher().encrypt(nonce, token.encode(), key.encode())
+        stored = StoredWebSession(sealed, name, role, session.csrf, session.expires)
+        await self._store_of().put_web_session(key, stored, self._clock())
         return sid, session
 
-    def get(self, sid: str) -> Session | None:
-        key = self._key(sid)
-        session = self._by_key.get(key)
-        if session is not None and session.expires <= self._clock():
-            del self._by_key[key]
+    async def get(self, sid: str) -> Session | None:
+        if len(sid) > MAX_SID:
             return None
-        return session
+        key = self._key(sid)
+        stored = await self._store_of().get_web_session(key, self._clock())
+        if stored is None:
+            return None
+        sealed = stored.sealed_token
+        try:
+            token = self._cipher().decrypt(sealed[:12], sealed[12:], key.encode()).decode()
+        except (InvalidTag, UnicodeDecodeError):  # (the master key changed)
+            return None
+        return Session(token, stored.name, stored.role, stored.csrf, stored.expires)
 
-    def close(self, sid: str) -> None:
-        self._by_key.pop(self._key(sid), None)
+    async def close(self, sid: str) -> None:
+        if len(sid) <= MAX_SID:
+            await self._store_of().delete_web_session(self._key(sid))
 
     @property
     def ttl(self) -> float:
@@ -164,7 +198,7 @@ def session_middleware(error_page: ErrorPage) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         sid = request.cookies.get(COOKIE)
-        session = request.app[SESSIONS].get(sid) if sid else None
+        session = await request.app[SESSIONS].get(sid) if sid else None
         public = getattr(request.match_info.handler, ACCESS_ATTR, None) == "public"
         if session is not None and not public and "Authorization" not in request.headers:
             headers = CIMultiDict(request.headers)

@@ -302,3 +302,58 @@ def test_caches_follow_changes_made_through_the_other_worker(hub: HubProcess) ->
         await admin.close()
 
     asyncio.run(go())
+
+
+async def raw(conn: HttpConnection, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One raw HTTP/1.1 exchange on ``conn`` (the answer framed by Content-Length)."""
+    writer, reader = conn._writer, conn._reader
+    writer.write(request)
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    lines = head.split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name:
+            headers.setdefault(name.strip().lower(), value.strip())
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_a_browser_logged_in_through_one_worker_is_logged_in_on_the_other(
+    hub: HubProcess,
+) -> None:
+    async def go() -> None:
+        ctx = client_context(hub.ca_pem)
+        w0, w1 = await on_worker(hub, "0", ctx), await on_worker(hub, "1", ctx)
+        form = f"csrf=abc123&next=%2F&token={hub.admin_token}".encode()
+        status, headers, _ = await raw(
+            w0,
+            b"POST /login HTTP/1.1\r\nHost: localhost\r\nCookie: trustplane_login=abc123\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            + f"Content-Length: {len(form)}\r\n\r\n".encode()
+            + form,
+        )
+        assert (status, headers["location"]) == (303, "/")
+        assert headers["x-trustplane-worker"] == "0"
+        sid = headers["set-cookie"].split(";")[0].removeprefix("trustplane_session=")
+        page = f"GET / HTTP/1.1\r\nHost: localhost\r\nCookie: trustplane_session={sid}\r\n\r\n"
+        status, headers, body = await raw(w1, page.encode())
+        assert (status, headers["x-trustplane-worker"]) == (200, "1")
+        csrf = body.decode().split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        # logged out through worker 1: worker 0 sends the browser to the login page
+        logout = f"csrf={csrf}".encode()
+        status, headers, _ = await raw(
+            w1,
+            b"POST /logout HTTP/1.1\r\nHost: localhost\r\n"
+            + f"Cookie: trustplane_session={sid}\r\n".encode()
+            + b"Content-Type: application/x-www-form-urlencoded\r\n"
+            + f"Content-Length: {len(logout)}\r\n\r\n".encode()
+            + logout,
+        )
+        assert (status, headers["location"]) == (303, "/login")
+        status, headers, _ = await raw(w0, page.encode())
+        assert (status, headers["location"]) == (303, "/login?next=/")
+        await w0.close()
+        await w1.close()
+
+    asyncio.run(go())
