@@ -306,7 +306,7 @@ def start_hub(
 ) -> HubProcess:
     """Initialise a state directory, write the config, start the hub and wait for /health.
     ``server_extra`` holds more ``[server]`` lines (``key = value``); ``extra`` more lines for
-    the ``state`` and ``attestation`` tables."""
+    the ``state`` and ``attestation`` tables, and (``"tables"``) more tables."""
     more = extra or {}
     state = workdir / "state"
     init = subprocess.run(
@@ -329,6 +329,7 @@ def start_hub(
         f'[enrollment]\ntokens = ["{REGISTRATION_TOKEN}"]\n'
         "rate_per_minute = 100000000\n\n"
         f"[reports]\nhistory = {history}\n"
+        f"{more.get('tables', '')}\n"
     )
     with (workdir / "hub.log").open("wb") as log:
         process = subprocess.Popen(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from bench._httpconn import HttpConnection
 from bench.hub import (
@@ -39,6 +40,7 @@ from bench.hub import (
 )
 from bench.hub import BenchError as _BenchError
 from hub.store import Store
+from trustplane.swtpm import free_port
 
 WORKERS = ("0", "1")
 
@@ -62,6 +64,9 @@ async def on_worker(
     raise AssertionError(f"no connection reached worker {worker} in {tries} tries")
 
 
+HOOK_PORT = free_port()
+
+
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[HubProcess]:
     running = start_hub(
@@ -69,7 +74,13 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
         history=5,
         require_flavor=True,
         server_extra="workers = 2",
-        extra={"state": "lease_ttl = 3", "attestation": "stale_check_interval = 0.2"},
+        extra={
+            "state": "lease_ttl = 3",
+            "attestation": "stale_check_interval = 0.2",
+            # a receiver some tests run (a refused POST is retried, not an error of the hub)
+            "tables": f'[alerts]\nwebhooks = ["http://127.0.0.1:{HOOK_PORT}/hook"]\n'
+            "webhook_retries = 1\n",
+        },
     )
     try:
         yield running
@@ -150,10 +161,24 @@ async def open_stream(hub: HubProcess, worker: str) -> HttpConnection:
     return conn
 
 
-def test_a_verdict_written_by_one_worker_reaches_the_live_stream_of_both(hub: HubProcess) -> None:
+def test_a_verdict_written_by_one_worker_reaches_the_live_stream_of_both_and_one_webhook(
+    hub: HubProcess,
+) -> None:
+    """Both workers see the change (both streams get it, both alert centers make its notice);
+    only the one holding the webhook-delivery lease sends it."""
     host_id = "cd" * 32
+    hooks: list[dict[str, Any]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        hooks.append(await request.json())
+        return web.Response(text="ok")
 
     async def go() -> list[dict[str, Any]]:
+        app = web.Application()
+        app.router.add_post("/hook", receive)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", HOOK_PORT).start()
         streams = [await open_stream(hub, w) for w in WORKERS]
         # a trusted host whose report validity has passed: the stale sweep (one worker, under
         # its lease) turns it stale and publishes the change
@@ -169,6 +194,8 @@ def test_a_verdict_written_by_one_worker_reaches_the_live_stream_of_both(hub: Hu
         events = [await read_event(s._reader, "verdict", 15) for s in streams]
         for stream in streams:
             await stream.close()
+        await asyncio.sleep(2.0)  # time for a second delivery, if there were one
+        await runner.cleanup()
         return events
 
     events = asyncio.run(go())
@@ -181,6 +208,13 @@ def test_a_verdict_written_by_one_worker_reaches_the_live_stream_of_both(hub: Hu
         assert [r["id"] for r in event["reasons"]] == ["report.expired"]
         assert isinstance(event["alert_id"], int)
     assert events[0] == events[1]
+    assert len(hooks) == 1, hooks
+    (alert,) = hooks[0]["alerts"]
+    assert (hooks[0]["status"], alert["labels"]["alertname"], alert["labels"]["host"]) == (
+        "firing",
+        "TrustplaneHostStale",
+        host_id,
+    )
 
 
 def metric(text: str, name: str) -> float:
