@@ -17,6 +17,8 @@ import json
 import os
 import signal
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +42,7 @@ from bench.hub import (
 )
 from bench.hub import BenchError as _BenchError
 from hub.store import Store
+from tests.conftest import REPO
 from trustplane.swtpm import free_port
 
 WORKERS = ("0", "1")
@@ -391,3 +394,27 @@ def test_a_browser_logged_in_through_one_worker_is_logged_in_on_the_other(
         await w1.close()
 
     asyncio.run(go())
+
+
+def test_the_parent_gives_up_when_the_workers_never_start(tmp_path: Path) -> None:
+    """A state directory the workers cannot use (the JWS key is gone): after five failed starts
+    of one worker the parent stops and exits 1 instead of restarting it for ever."""
+    state = tmp_path / "state"
+    init = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "init", "--state-dir", str(state), "--config",
+         str(tmp_path / "none.toml")],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    (state / "jws.key").unlink()
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{free_port()}"\nworkers = 2\n[state]\ndir = "{state}"\n'
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "run", "--config", str(config)],
+        capture_output=True, text=True, check=False, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert "failed 5 times before the hub ever served: giving up" in run.stderr
+    assert "is started again in 4.0 s" in run.stderr  # the back-off doubled: 0.5, 1, 2, 4
