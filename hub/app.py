@@ -23,8 +23,10 @@ from hub import api, assettags, attestation, enrollment, groups
 from hub.auditseal import audit_sealer
 from hub.auth import auth_middleware
 from hub.bus import SqliteVerdictBus, VerdictBus
+from hub.clusters import install as install_clusters
 from hub.config import ConfigError, HubConfig
 from hub.errors import MAX_BODY, body_limit_middleware, error_middleware
+from hub.keys import install as install_keys
 from hub.pki import PkiError, load_ca_bundle
 from hub.singleton import holder_id, run_singleton
 from hub.state import (
@@ -40,7 +42,7 @@ from hub.state import (
     RandomBytes,
     VerdictEvents,
 )
-from hub.statedir import BUS_DIR, DB_FILE, load_hub_keys
+from hub.statedir import BUS_DIR, load_hub_keys, store_target
 from hub.store import Store
 from hub.verification import ReportVerifier
 from hub.web import install as install_web
@@ -112,7 +114,7 @@ def create_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         keys = load_hub_keys(config.state.dir, credentials_dir)
-        store = await Store.open(config.state.dir / DB_FILE)
+        store = await Store.open(store_target(config.state.dir, config.state.database))
         store.audit_sealer = audit_sealer(config, keys.jws_key)
         bus = SqliteVerdictBus(store, config.state.dir / BUS_DIR)
         await bus.start()
@@ -164,7 +166,8 @@ def create_app(
     attestation.add_routes(app)
     assettags.add_routes(app)
     groups.add_routes(app)
-    install_web(
-        app, metrics_dir=metrics_dir
-    )  # status pages, live updates, alerts, webhooks, metrics, OpenAPI
+    install_keys(app)  # the key broker (after the state's startup above)
+    # status pages, live updates, alerts, webhooks, metrics, OpenAPI
+    install_web(app, metrics_dir=metrics_dir)
+    install_clusters(app)  # cluster sync (under a lease), GET /v1/clusters, Clusters page
     return app

@@ -19,13 +19,14 @@ import logging
 from typing import Any, Final
 
 from aiohttp import web
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hub.auth import AGENT_HOST_KEY, agent, principal
+from hub.auth import AGENT_HOST_KEY, agent, enrollment, principal
 from hub.bus import VerdictChange
 from hub.errors import ApiError, read_json
-from hub.jws import sign_jws
+from hub.jws import key_id, sign_jws
 from hub.state import STATE, HubState
-from hub.store import Host, HostEvidence, NonceRefused, SequenceRefused
+from hub.store import Host, HostEvidence, NonceRefused, SequenceRefused, Transition
 from hub.verification import MissingEventlogs, NonceRejected, Outcome
 from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportBody, ReportResult, WireError
 
@@ -53,16 +54,21 @@ def trust_report(st: HubState, host: Host, outcome: Outcome, now: float, valid_u
     return sign_jws(payload, st.keys.jws_key)
 
 
-async def record_transition(  # noqa: PLR0917
-    st: HubState, host_id: str, previous: str, verdict: str, reasons: tuple[str, ...], at: float
-) -> None:
-    """Alert (on a change to untrusted/stale) and publish a verdict change."""
-    if previous == verdict:
+async def record_transition(st: HubState, transition: Transition | None) -> None:
+    """Publish a verdict change the store wrote (its alert, on a change to untrusted/stale,
+    was written in the same transaction: see :meth:`hub.store.Store.record_report`)."""
+    if transition is None:
         return
-    alert_id = None
-    if verdict in ALERTING:
-        alert_id = await st.store.add_alert(host_id, at, verdict, reasons)
-    await st.bus.publish(VerdictChange(host_id, previous, verdict, reasons, at, alert_id))
+    await st.bus.publish(
+        VerdictChange(
+            transition.host_id,
+            transition.previous,
+            transition.verdict,
+            transition.reasons,
+            transition.at,
+            transition.alert_id,
+        )
+    )
 
 
 @agent
@@ -98,6 +104,20 @@ async def report(request: web.Request) -> web.Response:
         host = await st.store.get_host(host_id)
     if host is None:
         raise ApiError(403, "host.unknown", "this host is not enrolled")
+    _, result = await verify_and_record(st, host, signed, body)
+    return web.json_response(result)
+
+
+async def verify_and_record(
+    st: HubState, host: Host, signed: Report, body: ReportBody
+) -> tuple[Outcome | None, dict[str, Any]]:
+    """Verify a report from ``host`` (whose id the caller matched to ``body.host_id``) and
+    record its outcome, as ``POST /v1/report`` does; the key release (hub.keys) runs the same.
+
+    Returns the outcome (``None`` when the hub lacks event logs the report names only by
+    digest: nothing was recorded) and the :class:`ReportResult` JSON. Raises :class:`ApiError`
+    (409 for a refused nonce or an old sequence number).
+    """
     now = st.clock()
     flavors = await st.store.flavors_for_host(host)  # its own, then its group's
     try:
@@ -108,27 +128,23 @@ async def report(request: web.Request) -> web.Response:
     if isinstance(outcome, MissingEventlogs):
         current = Outcome(host.verdict, host.reasons)
         until = host.valid_until or now
-        return web.json_response(
-            ReportResult(
-                verdict=host.verdict,
-                reasons=host.reasons,
-                trust_report=trust_report(st, host, current, now, until),
-                valid_until=until,
-                next_report_in=0.0,
-                missing_eventlogs=outcome.names,
-            ).to_json()
-        )
-    return web.json_response(
-        await _conclude(
-            st,
-            host,
-            body.sequence,
-            signed,
-            outcome,
-            now,
-            tag_certificate=await _tag_certificate_to_send(st, host, body),
-            nonce=body.nonce,
-        )
+        return None, ReportResult(
+            verdict=host.verdict,
+            reasons=host.reasons,
+            trust_report=trust_report(st, host, current, now, until),
+            valid_until=until,
+            next_report_in=0.0,
+            missing_eventlogs=outcome.names,
+        ).to_json()
+    return outcome, await _conclude(
+        st,
+        host,
+        body.sequence,
+        signed,
+        outcome,
+        now,
+        tag_certificate=await _tag_certificate_to_send(st, host, body),
+        nonce=body.nonce,
     )
 
 
@@ -167,7 +183,7 @@ async def _conclude(  # noqa: PLR0917
     if outcome.nonce_pending and nonce is None:  # never record without spending it
         raise RuntimeError("the report's nonce is still to be consumed")
     try:
-        previous = await st.store.record_report(
+        recorded = await st.store.record_report(
             host_id=host.id,
             received=now,
             verdict=outcome.verdict,
@@ -183,6 +199,7 @@ async def _conclude(  # noqa: PLR0917
             history=st.config.reports.history,
             evidence=evidence,
             nonce=nonce if outcome.nonce_pending else None,
+            alert_on=ALERTING,
         )
     except NonceRefused as e:
         raise _nonce_refused(f"nonce.{e.status}") from None
@@ -193,7 +210,7 @@ async def _conclude(  # noqa: PLR0917
             f"report {sequence} is not above the last recorded report {e.last} of this host",
             extra={"last_sequence": e.last},
         ) from None
-    await record_transition(st, host.id, previous, outcome.verdict, outcome.reasons, now)
+    await record_transition(st, recorded.transition)
     return ReportResult(
         verdict=outcome.verdict,
         reasons=outcome.reasons,
@@ -209,9 +226,9 @@ async def sweep_stale(st: HubState) -> int:
     """Mark expired hosts stale (alert and publish each); prune old nonces and stored event
     logs. Returns how many hosts became stale."""
     now = st.clock()
-    changed = await st.store.mark_stale(now)
-    for host in changed:
-        await record_transition(st, host.id, host.verdict, "stale", ("report.expired",), now)
+    changed = await st.store.mark_stale(now, alert_on=ALERTING)
+    for _host, transition in changed:
+        await record_transition(st, transition)
     await st.store.prune_nonces(now)
     await st.store.prune_eventlogs(now - EVENTLOG_RETENTION)
     return len(changed)
@@ -227,6 +244,18 @@ async def watch_staleness(st: HubState) -> None:
         await asyncio.sleep(st.config.attestation.stale_check_interval)
 
 
+@enrollment
+async def trust_report_key(request: web.Request) -> web.Response:
+    """The public key that signs trust reports: agents check their own stored report with it
+    (the OCI hook), and anyone may verify a trust report with it (TLS shows it is this hub)."""
+    public = request.app[STATE].keys.jws_key.public_key()
+    pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    return web.json_response(
+        {"type": "trust_report_key", "alg": "ES256", "kid": key_id(public), "public_key": pem}
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/challenge", challenge)
     app.router.add_post("/v1/report", report)
+    app.router.add_get("/v1/trust-report-key", trust_report_key)

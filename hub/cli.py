@@ -15,6 +15,9 @@ Commands::
     trustplane-hub flavor import|list|show|delete|assign ...   (see hub.flavorcli)
     trustplane-hub flavor assign --group GROUP ID...          (a host group's flavors)
     trustplane-hub tags set HOST KEY=VALUE ... | clear HOST | show HOST   (see hub.tagcli)
+    trustplane-hub keys create|list|show|policy set|rotate|retire ...  (see hub.keys.cli)
+    trustplane-hub clusters add NAME (--kubeconfig FILE [--context C] | --in-cluster)
+    trustplane-hub clusters list | remove NAME                  (see hub.clusters.cli)
     trustplane-hub audit verify
 """
 
@@ -35,8 +38,10 @@ from typing import Any, Final
 
 from hub import flavorcli, tagcli
 from hub.auditseal import audit_sealer
+from hub.clusters import cli as clustercli
 from hub.config import DEFAULT_CONFIG_FILE, ConfigError, HubConfig, load_config
 from hub.groups import GroupError, set_host_group
+from hub.keys import cli as keyscli
 from hub.notify import Notifier, watchdog_interval
 from hub.statedir import (
     DB_FILE,
@@ -47,6 +52,7 @@ from hub.statedir import (
     credentials_directory,
     load_hub_keys,
     new_token,
+    store_target,
 )
 from hub.store import Store
 
@@ -136,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--none", action="store_true", help="take the host out of its group")
     flavorcli.add_parser(sub, common)
     tagcli.add_parser(sub, common)
+    keyscli.add_parser(sub, common)
+    clustercli.add_parser(sub, common)
     audit = sub.add_parser("audit", help="the append-only audit log")
     asub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
     asub.add_parser("verify", parents=[common], help="check the audit log's hash chain")
@@ -153,9 +161,9 @@ def _config(args: argparse.Namespace) -> HubConfig:
 
 async def _with_store(config: HubConfig, fn: Callable[[Store], Awaitable[int]]) -> int:
     db = config.state.dir / DB_FILE
-    if not db.exists():
+    if config.state.database == "sqlite" and not db.exists():
         raise StateDirError(f"{db} does not exist; run trustplane-hub init")
-    store = await Store.open(db)
+    store = await Store.open(store_target(config.state.dir, config.state.database))
     keys = _keys_if_readable(config)
     if keys is not None:  # audit rows the CLI writes are sealed like the hub's own
         store.audit_sealer = audit_sealer(config, keys.jws_key)
@@ -179,7 +187,7 @@ async def _init(args: argparse.Namespace, config: HubConfig) -> int:
     except StateDirError as e:
         raise UsageError(str(e)) from None
     token, digest = new_token()
-    store = await Store.open(config.state.dir / DB_FILE)
+    store = await Store.open(store_target(config.state.dir, config.state.database))
     keys = _keys_if_readable(config)
     if keys is not None:
         store.audit_sealer = audit_sealer(config, keys.jws_key)
@@ -190,7 +198,8 @@ async def _init(args: argparse.Namespace, config: HubConfig) -> int:
         )
     finally:
         await store.close()
-    (config.state.dir / DB_FILE).chmod(0o600)
+    if config.state.database == "sqlite":
+        (config.state.dir / DB_FILE).chmod(0o600)
     print(f"hub state created in {config.state.dir}")
     print(f"admin token (shown once, stored only as a hash): {token}")
     return EXIT_OK
@@ -369,6 +378,12 @@ async def _dispatch(args: argparse.Namespace, config: HubConfig) -> int:
     if args.command == "tags":
         creds = credentials_directory(os.environ)
         return await _with_store(config, lambda s: tagcli.run(args, s, config.state.dir, creds))
+    if args.command == "keys":
+        creds = credentials_directory(os.environ)
+        return await _with_store(config, lambda s: keyscli.run(args, s, config.state.dir, creds))
+    if args.command == "clusters":
+        creds = credentials_directory(os.environ)
+        return await _with_store(config, lambda s: clustercli.run(args, s, config.state.dir, creds))
     return await _with_store(config, lambda s: _audit(s, config))
 
 
@@ -381,10 +396,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run" and _workers(config) > 1:
             return _run_workers(config)
         return asyncio.run(_dispatch(args, config))
-    except (ConfigError, UsageError, flavorcli.FlavorInputError, tagcli.TagInputError) as e:
+    except (
+        ConfigError,
+        UsageError,
+        flavorcli.FlavorInputError,
+        tagcli.TagInputError,
+        keyscli.KeysInputError,
+        clustercli.ClusterInputError,
+    ) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (StateDirError, OSError, flavorcli.FlavorLookupError, tagcli.TagLookupError) as e:
+    except (
+        StateDirError,
+        OSError,
+        flavorcli.FlavorLookupError,
+        tagcli.TagLookupError,
+        keyscli.KeysLookupError,
+        clustercli.ClusterLookupError,
+    ) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:

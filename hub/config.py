@@ -23,6 +23,7 @@ server.tls_read_buffer             ``17408``                    bytes of TLS rea
 server.workers                     ``0``                        worker processes (0 = one per CPU)
 state.dir                          ``/var/lib/trustplane/hub``  keys, certificates, database
 state.lease_ttl                    ``15``                       seconds a singleton lease lasts
+state.database                     ``"sqlite"``                 or a postgresql:// URL (replicas)
 attestation.nonce_ttl              ``120``                      seconds a nonce stays usable
 attestation.report_validity        ``600``                      seconds a trust report is valid
 attestation.interval               ``60``                       seconds between agent reports
@@ -49,6 +50,13 @@ metrics.token                      ``""``                       extra bearer tok
 web.session_ttl                    ``28800``                    seconds a browser login lasts
 audit.checkpoint_every             ``100``                      rows between signed checkpoints
 audit.export_file                  ``""``                       file the checkpoints go to too
+keys.hub_url                       ``""``                       hub URL in key blobs ("" = external)
+keys.secret_ttl                    ``3600``                     seconds a host may cache a secret
+keys.release_rate_per_minute       ``120``                      key challenges+releases/min per host
+clusters.sync                      ``true``                     run the cluster sync (hub.clusters)
+clusters.taint_effect              ``"NoExecute"``              untrusted taint: NoSchedule, none
+clusters.resync_interval           ``60``                       seconds between full reconciles
+clusters.request_timeout           ``10``                       seconds per API server request
 =================================  ===========================  ===================================
 """
 
@@ -99,6 +107,8 @@ class ServerConfig:
 class StateConfig:
     dir: Path = Path("/var/lib/trustplane/hub")
     lease_ttl: float = 15.0
+    # "sqlite" (hub.db in dir) or a postgresql:// URL; never shown (it may hold a password)
+    database: str = field(default="sqlite", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +171,21 @@ class AuditConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KeysConfig:
+    hub_url: str = ""
+    secret_ttl: float = 3600.0
+    release_rate_per_minute: int = 120
+
+
+@dataclass(frozen=True, slots=True)
+class ClustersConfig:
+    sync: bool = True
+    taint_effect: str = "NoExecute"
+    resync_interval: float = 60.0
+    request_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     state: StateConfig = field(default_factory=StateConfig)
@@ -171,6 +196,8 @@ class HubConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
+    clusters: ClustersConfig = field(default_factory=ClustersConfig)
 
 
 # --- value checkers: each returns the typed value or raises ValueError with the problem -------
@@ -219,6 +246,24 @@ def _check_seconds(value: object) -> float:
     return float(value)
 
 
+MAX_DATABASE_URL: Final = 2048
+
+
+def _check_database(value: object) -> str:
+    """``sqlite`` (or empty) or a ``postgresql://`` URL; the problem never quotes the value
+    (a URL may carry a password)."""
+    text = _check_str(value)
+    if text in {"", "sqlite"}:
+        return "sqlite"
+    if len(text) > MAX_DATABASE_URL:
+        raise ValueError(f"longer than {MAX_DATABASE_URL} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("contains control characters")
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError('expected "sqlite" or a postgresql:// URL')
+    return text
+
+
 def _check_listen(value: object) -> str:
     text = _check_str(value)
     host, sep, port = text.rpartition(":")
@@ -246,6 +291,16 @@ def _check_url_list(value: object) -> tuple[str, ...]:
         if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
             raise ValueError(f"expected http:// or https:// URLs, got {url!r}")
     return urls
+
+
+TAINT_EFFECTS: Final = ("NoExecute", "NoSchedule", "none")
+
+
+def _check_taint_effect(value: object) -> str:
+    text = _check_str(value)
+    if text not in TAINT_EFFECTS:
+        raise ValueError(f"expected one of {', '.join(TAINT_EFFECTS)}, got {text[:40]!r}")
+    return text
 
 
 def _check_pcr_selection(value: object) -> dict[str, tuple[int, ...]]:
@@ -286,7 +341,7 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
         "tls_read_buffer": _check_buffer_size,
         "workers": _check_workers,
     },
-    "state": {"dir": _check_path, "lease_ttl": _check_seconds},
+    "state": {"dir": _check_path, "lease_ttl": _check_seconds, "database": _check_database},
     "attestation": {
         "nonce_ttl": _check_seconds,
         "report_validity": _check_seconds,
@@ -318,6 +373,17 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
     "metrics": {"token": _check_str},
     "web": {"session_ttl": _check_seconds},
     "audit": {"checkpoint_every": _check_positive_int, "export_file": _check_str},
+    "keys": {
+        "hub_url": _check_str,
+        "secret_ttl": _check_seconds,
+        "release_rate_per_minute": _check_positive_int,
+    },
+    "clusters": {
+        "sync": _check_bool,
+        "taint_effect": _check_taint_effect,
+        "resync_interval": _check_seconds,
+        "request_timeout": _check_seconds,
+    },
 }
 
 

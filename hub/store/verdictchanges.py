@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
-from hub.store.backend import SqliteBackend
+from hub.store.backend import StoreBackend
 
 KEEP_ROWS: Final = 10000
 PRUNE_EVERY: Final = 256  # inserts between two prunes
@@ -32,7 +32,7 @@ class StoredVerdictChange:
     alert_id: int | None
 
 
-class VerdictChangesStore(SqliteBackend):
+class VerdictChangesStore(StoreBackend):
     """The verdict-change log."""
 
     async def add_verdict_change(  # noqa: PLR0917
@@ -49,14 +49,13 @@ class VerdictChangesStore(SqliteBackend):
 
         def run() -> int:
             with self.db.atomic():
-                cur = self.db.conn.execute(
+                new_id = self.db.insert_id(
                     "INSERT INTO verdict_changes (host_id, previous, verdict, reasons, at, "
-                    "alert_id) VALUES (?, ?, ?, ?, ?, ?)",
+                    "alert_id) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                     [host_id, previous, verdict, text, at, alert_id],
                 )
-                new_id = int(cur.lastrowid or 0)
                 if new_id % PRUNE_EVERY == 0:
-                    self.db.conn.execute(
+                    self.db.execute(
                         "DELETE FROM verdict_changes WHERE id <= ?", [new_id - KEEP_ROWS]
                     )
             return new_id
@@ -69,7 +68,7 @@ class VerdictChangesStore(SqliteBackend):
         """The changes with an id above ``after``, oldest first, at most ``limit``."""
 
         def run() -> list[StoredVerdictChange]:
-            rows = self.db.conn.execute(
+            rows = self.db.execute(
                 "SELECT id, host_id, previous, verdict, reasons, at, alert_id "
                 "FROM verdict_changes WHERE id > ? ORDER BY id LIMIT ?",
                 [after, limit],
@@ -82,7 +81,7 @@ class VerdictChangesStore(SqliteBackend):
         """The newest change's id (0 for none)."""
 
         def run() -> int:
-            row = self.db.conn.execute("SELECT MAX(id) FROM verdict_changes").fetchone()
+            row = self.db.execute("SELECT MAX(id) FROM verdict_changes").fetchone()
             return int(row[0] or 0)
 
         return await self._run(run)

@@ -1,11 +1,10 @@
-"""Browser sessions of the status page (:mod:`hub.web.session`), shared by every hub process.
+"""Browser sessions of the status page, shared by every hub process and replica.
 
-A row is one session under the SHA-256 of its id (the id itself is only in the browser's
-cookie), with the login token sealed by the caller (never stored in clear), the token's name
-and role, the session's CSRF token and its expiry. Keeping them here rather than in a process's
-memory lets any worker of ``server.workers`` (or any replica) serve a logged-in browser. At
-most :data:`MAX_SESSIONS` rows: expired ones are deleted when a session opens, then the ones
-closest to expiry beyond the bound. Plain portable SQL.
+A row per open session, keyed by the SHA-256 of the session id (the cookie's value never
+reaches the database). The bearer token the session stands for is stored sealed by the caller
+(:mod:`hub.web.session`: AES-256-GCM under a key derived from the hub's master key), never in
+clear. Expired rows are deleted when met and when new sessions open; at most
+:data:`MAX_WEB_SESSIONS` are kept (the oldest go first). Plain portable SQL.
 """
 
 from __future__ import annotations
@@ -13,13 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from hub.store.backend import SqliteBackend
+from hub.store.backend import StoreBackend
 
-MAX_SESSIONS: Final = 10000
+MAX_WEB_SESSIONS: Final = 10000
 
 
 @dataclass(frozen=True, slots=True)
 class StoredWebSession:
+    """One session: ``sealed_token`` is the caller's sealed bearer token."""
+
+    key: str
     sealed_token: bytes
     name: str
     role: str
@@ -27,21 +29,20 @@ class StoredWebSession:
     expires: float
 
 
-class WebSessionsStore(SqliteBackend):
-    """The browser sessions' rows."""
+class WebSessionsStore(StoreBackend):
+    """The browser sessions' methods."""
 
-    async def put_web_session(self, key: str, session: StoredWebSession, now: float) -> None:
-        """Open a session (and forget expired ones, and the oldest beyond the bound)."""
+    async def add_web_session(self, session: StoredWebSession, now: float) -> None:
+        """Store ``session``; drop expired sessions and the oldest beyond the bound."""
 
         def run() -> None:
             with self.db.atomic():
-                conn = self.db.conn
-                conn.execute("DELETE FROM web_sessions WHERE expires <= ?", [now])
-                conn.execute(
+                self.db.execute("DELETE FROM web_sessions WHERE expires <= ?", [now])
+                self.db.execute(
                     "INSERT INTO web_sessions (key, sealed_token, name, role, csrf, expires) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     [
-                        key,
+                        session.key,
                         session.sealed_token,
                         session.name,
                         session.role,
@@ -49,33 +50,48 @@ class WebSessionsStore(SqliteBackend):
                         session.expires,
                     ],
                 )
-                # beyond the bound: those expiring before the MAX_SESSIONS-th latest
-                conn.execute(
-                    "DELETE FROM web_sessions WHERE expires < (SELECT expires FROM web_sessions "
-                    "ORDER BY expires DESC LIMIT 1 OFFSET ?)",
-                    [MAX_SESSIONS - 1],
-                )
+                row = self.db.execute("SELECT COUNT(*) FROM web_sessions").fetchone()
+                excess = int(row[0]) - MAX_WEB_SESSIONS
+                if excess > 0:
+                    self.db.execute(
+                        "DELETE FROM web_sessions WHERE key IN (SELECT key FROM web_sessions "
+                        "ORDER BY expires LIMIT ?)",
+                        [excess],
+                    )
 
         await self._run(run)
 
-    async def get_web_session(self, key: str, now: float) -> StoredWebSession | None:
-        """The live session under ``key`` (``None``: none, or it expired)."""
+    async def web_session(self, key: str, now: float) -> StoredWebSession | None:
+        """The live session ``key``, or ``None`` (an expired one is deleted)."""
 
         def run() -> StoredWebSession | None:
-            row = self.db.conn.execute(
-                "SELECT sealed_token, name, role, csrf, expires FROM web_sessions "
-                "WHERE key = ? AND expires > ?",
-                [key, now],
+            row = self.db.execute(
+                "SELECT key, sealed_token, name, role, csrf, expires FROM web_sessions "
+                "WHERE key = ?",
+                [key],
             ).fetchone()
             if row is None:
                 return None
-            return StoredWebSession(bytes(row[0]), str(row[1]), str(row[2]), str(row[3]), row[4])
+            if float(row[5]) <= now:
+                with self.db.atomic():
+                    self.db.execute("DELETE FROM web_sessions WHERE key = ?", [key])
+                return None
+            return StoredWebSession(
+                key=str(row[0]),
+                sealed_token=bytes(row[1]),
+                name=str(row[2]),
+                role=str(row[3]),
+                csrf=str(row[4]),
+                expires=float(row[5]),
+            )
 
         return await self._run(run)
 
     async def delete_web_session(self, key: str) -> None:
+        """End session ``key`` (nothing if it is not there)."""
+
         def run() -> None:
             with self.db.atomic():
-                self.db.conn.execute("DELETE FROM web_sessions WHERE key = ?", [key])
+                self.db.execute("DELETE FROM web_sessions WHERE key = ?", [key])
 
         await self._run(run)

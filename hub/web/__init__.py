@@ -20,7 +20,7 @@ from hub import openapi
 from hub.alerts import setup_alerts
 from hub.errors import error_middleware
 from hub.metrics import setup_metrics
-from hub.state import CLOCK, CONFIG, STATE
+from hub.state import CLOCK, CONFIG
 from hub.web import pages
 from hub.web.live import setup_live
 from hub.web.pages import TEMPLATES
@@ -59,12 +59,7 @@ def install(app: web.Application, *, metrics_dir: Path | None = None) -> None:
     setup_alerts(app)
     setup_webhooks(app)
     setup_metrics(app, metrics_dir)
-    app[SESSIONS] = Sessions(
-        app[CONFIG].web.session_ttl,
-        app[CLOCK],
-        store_of=lambda: app[STATE].store,
-        master_key_of=lambda: app[STATE].keys.master_key,
-    )
+    app[SESSIONS] = Sessions(app, app[CONFIG].web.session_ttl, app[CLOCK])
     position = app.middlewares.index(error_middleware) + 1
     app.middlewares.insert(position, session_middleware(pages.error_page))
     env = jinja2.Environment(

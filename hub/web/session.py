@@ -1,8 +1,7 @@
 """Browser sessions: log in with a bearer token, a cookie from then on, CSRF on every write.
 
-``POST /login`` checks the token against the store and opens a server-side session (in the
-database, so every worker process and replica knows it); the browser gets only a random session
-id in an ``HttpOnly; Secure; SameSite=Strict`` cookie (the
+``POST /login`` checks the token against the store and opens a server-side session; the
+browser gets only a random session id in an ``HttpOnly; Secure; SameSite=Strict`` cookie (the
 token never goes back to the browser). :func:`session_middleware` sits between the error and
 the auth middleware: a request carrying a live session cookie (and no ``Authorization``) is
 passed on with the session's token as its bearer token (public routes such as
@@ -19,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,14 +35,15 @@ from multidict import CIMultiDict
 
 from hub.auth import ACCESS_ATTR
 from hub.errors import ApiError, Handler, read_form
+from hub.state import STATE
 from hub.store import Store, StoredWebSession
 
 COOKIE: Final = "trustplane_session"
 LOGIN_COOKIE: Final = "trustplane_login"
 PAGE_ATTR: Final = "__trustplane_page__"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-MAX_SID: Final = 128  # a session id is 43 characters; a longer cookie is not looked up
-SEAL_INFO: Final = b"trustplane-hub web session token v1"
+MAX_SID: Final = 256  # a session id is 43 characters; longer cookies are not ours
+SEAL_INFO: Final = b"trustplane web session tokens"
 
 H = TypeVar("H", bound=Handler)
 
@@ -67,63 +68,60 @@ class Session:
 
 
 class Sessions:
-    """Server-side sessions in the hub's database (every hub process sees them), by SHA-256 of
-    their id; the login token is sealed with AES-256-GCM under a key derived from the hub's
-    master key, so the database never holds it in clear. Bounded (``hub.store.websessions``).
+    """Server-side sessions in the store (:mod:`hub.store.websessions`), so every hub process
+    and replica knows every session; keyed by the SHA-256 of their id. The bearer token a
+    session stands for is kept sealed (AES-256-GCM under a key derived from the hub's master
+    key, the row's key as associated data), never in clear."""
 
-    ``store_of`` and ``master_key_of`` reach the application's store and keys, which exist only
-    once it runs."""
-
-    def __init__(
-        self,
-        ttl: float,
-        clock: Callable[[], float],
-        store_of: Callable[[], Store],
-        master_key_of: Callable[[], bytes],
-    ) -> None:
+    def __init__(self, app: web.Application, ttl: float, clock: Callable[[], float]) -> None:
+        self._app = app
         self._ttl = ttl
         self._clock = clock
-        self._store_of = store_of
-        self._master_key_of = master_key_of
         self._aead: AESGCM | None = None
 
     @staticmethod
     def _key(sid: str) -> str:
         return hashlib.sha256(sid.encode()).hexdigest()
 
-    def _cipher(self) -> AESGCM:
+    def _state(self) -> tuple[Store, AESGCM]:
+        st = self._app[STATE]
         if self._aead is None:
-            key = HKDF(hashes.SHA256(), 32, salt=None, info=SEAL_INFO).derive(self._master_key_of())
-            self._aead = AESGCM(key)
-        return self._aead
+            derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=SEAL_INFO).derive(
+                st.keys.master_key
+            )
+            self._aead = AESGCM(derived)
+        return st.store, self._aead
 
     async def open(self, token: str, name: str, role: str) -> tuple[str, Session]:
+        store, aead = self._state()
         sid = secrets.token_urlsafe(32)
         key = self._key(sid)
-        session = Session(token, name, role, secrets.token_urlsafe(32), self._clock() + self._ttl)
-        nonce = secrets.token_bytes(12)
-        sealed = nonce + self._cipher().encrypt(nonce, token.encode(), key.encode())
-        stored = StoredWebSession(sealed, name, role, session.csrf, session.expires)
-        await self._store_of().put_web_session(key, stored, self._clock())
+        now = self._clock()
+        session = Session(token, name, role, secrets.token_urlsafe(32), now + self._ttl)
+        nonce = os.urandom(12)
+        sealed = nonce + aead.encrypt(nonce, token.encode(), key.encode())
+        await store.add_web_session(
+            StoredWebSession(key, sealed, name, role, session.csrf, session.expires), now
+        )
         return sid, session
 
     async def get(self, sid: str) -> Session | None:
         if len(sid) > MAX_SID:
             return None
+        store, aead = self._state()
         key = self._key(sid)
-        stored = await self._store_of().get_web_session(key, self._clock())
-        if stored is None:
+        row = await store.web_session(key, self._clock())
+        if row is None:
             return None
-        sealed = stored.sealed_token
         try:
-            token = self._cipher().decrypt(sealed[:12], sealed[12:], key.encode()).decode()
-        except (InvalidTag, UnicodeDecodeError):  # (the master key changed)
+            token = aead.decrypt(row.sealed_token[:12], row.sealed_token[12:], key.encode())
+        except (InvalidTag, ValueError):  # another master key, or a row edited by hand
             return None
-        return Session(token, stored.name, stored.role, stored.csrf, stored.expires)
+        return Session(token.decode(), row.name, row.role, row.csrf, row.expires)
 
     async def close(self, sid: str) -> None:
         if len(sid) <= MAX_SID:
-            await self._store_of().delete_web_session(self._key(sid))
+            await self._state()[0].delete_web_session(self._key(sid))
 
     @property
     def ttl(self) -> float:
