@@ -19,8 +19,8 @@ and exits 1; a worker whose event loop sends no
 heartbeat for :data:`STUCK_AFTER` seconds is killed and started again. SIGTERM (or SIGINT)
 stops them all (SIGTERM, then SIGKILL after :data:`STOP_TIMEOUT`). systemd sees one service:
 the parent sends ``READY=1`` once every worker serves, ``STATUS=`` lines, and ``WATCHDOG=1``
-only while every worker is alive and heartbeating. A worker whose parent is gone (its
-heartbeat pipe breaks) stops by itself.
+only while every worker is alive and sent a heartbeat within :data:`HEALTHY_HEARD` seconds. A
+worker whose parent is gone (its heartbeat pipe breaks) stops by itself.
 
 Work that must run once (the stale sweep) runs under :mod:`hub.singleton`'s lease in one of the
 workers; verdict changes reach every worker through :mod:`hub.bus`; metrics are summed across
@@ -54,6 +54,7 @@ log = logging.getLogger("trustplane.hub.supervisor")
 METRICS_DIR: Final = "metrics"
 HEARTBEAT: Final = 1.0  # seconds between a worker's heartbeats
 STUCK_AFTER: Final = 30.0  # seconds without a heartbeat before a worker is killed
+HEALTHY_HEARD: Final = 5.0  # a worker heard from this recently counts for the watchdog
 STOP_TIMEOUT: Final = 20.0  # seconds the workers get to stop before SIGKILL
 BACKOFF_FIRST: Final = 0.5
 BACKOFF_MAX: Final = 30.0
@@ -306,7 +307,7 @@ class Supervisor:
         return self._stopping
 
     def _healthy(self, now: float) -> bool:
-        return all(w.pid and w.ready and now - w.heard <= STUCK_AFTER for w in self._workers)
+        return all(w.pid and w.ready and now - w.heard <= HEALTHY_HEARD for w in self._workers)
 
     def _report(self, now: float) -> None:
         serving = sum(1 for w in self._workers if w.pid and w.ready)

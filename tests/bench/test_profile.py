@@ -16,11 +16,15 @@ RAW = "\n".join(
         f"{PROC}{MAIN};sign_jws (hub/jws.py:40);sign (ec.py:10) 10",
         f"{MAIN};EpollSelector.select (selectors.py:468) 40",
         f"{PROC}{STORE};StoreBackend._work (hub/store/backend.py:162) 50",
-        f"{STORE};StoreBackend._work (hub/store/backend.py:180);"
-        "ReportsStore.record_report.<locals>.run (hub/store/reports.py:90);"
-        "SqliteConnection.execute (hub/store/sqlite.py:43) 8",
-        f"{STORE};StoreBackend._work (hub/store/backend.py:200);"
-        "SqliteConnection.begin (hub/store/sqlite.py:57) 2",
+        (
+            f"{STORE};StoreBackend._work (hub/store/backend.py:180);"
+            "ReportsStore.record_report.<locals>.run (hub/store/reports.py:90);"
+            "SqliteConnection.execute (hub/store/sqlite.py:43) 8"
+        ),
+        (
+            f"{STORE};StoreBackend._work (hub/store/backend.py:200);"
+            "SqliteConnection.begin (hub/store/sqlite.py:57) 2"
+        ),
     ]
 )
 

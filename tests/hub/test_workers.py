@@ -13,9 +13,11 @@ structures) enrolled through the real endpoints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -418,3 +420,72 @@ def test_the_parent_gives_up_when_the_workers_never_start(tmp_path: Path) -> Non
     assert run.returncode == 1, run.stderr
     assert "failed 5 times before the hub ever served: giving up" in run.stderr
     assert "is started again in 4.0 s" in run.stderr  # the back-off doubled: 0.5, 1, 2, 4
+
+
+def test_systemd_hears_ready_status_and_watchdog_only_while_every_worker_beats(
+    tmp_path: Path,
+) -> None:
+    """The parent notifies through NOTIFY_SOCKET (a real datagram socket here): READY=1 once
+    both workers serve, STATUS, and WATCHDOG=1 every half WATCHDOG_USEC while both send
+    heartbeats; a stopped worker (SIGSTOP: alive, silent) stops the pings until it goes on."""
+    state = tmp_path / "state"
+    init = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "init", "--state-dir", str(state), "--config",
+         str(tmp_path / "none.toml")],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    port = free_port()
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\nworkers = 2\n[state]\ndir = "{state}"\n'
+    )
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.2)
+    messages: list[tuple[float, str]] = []
+
+    def drain(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                messages.append((time.monotonic(), notify.recv(4096).decode()))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={
+            **os.environ,
+            "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+            "WATCHDOG_USEC": "1000000",  # pings every 0.5 s
+        },
+    )
+    try:
+        drain(6.0)
+        texts = [m for _, m in messages]
+        assert "READY=1" in texts
+        assert f"STATUS=2 of 2 workers serving on 127.0.0.1:{port}" in texts
+        ready_at = texts.index("READY=1")
+        pings = [t for t, m in messages[ready_at:] if m == "WATCHDOG=1"]
+        assert len(pings) >= 4
+        worker = children(proc.pid)[0]
+        os.kill(worker, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        drain(9.0)
+        # heard 5 s ago at most: pings go on for about 5 s, then none
+        late = [t for t, m in messages if m == "WATCHDOG=1" and t > stopped_at + 6.5]
+        assert late == []
+        os.kill(worker, signal.SIGCONT)
+        resumed_at = time.monotonic()
+        drain(3.0)
+        assert [t for t, m in messages if m == "WATCHDOG=1" and t > resumed_at] != []
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        drain(0.5)
+        assert messages[-1][1] == "STOPPING=1"
+    finally:
+        proc.kill()
+        proc.wait()
+        notify.close()
