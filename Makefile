@@ -66,6 +66,8 @@ bench: setup
 	$(PY) -m bench.flavors --json
 	$(PY) -m bench.hub_verify --json
 	$(PY) -m bench.hub --json --hosts 10000
+	$(PY) -m bench.hub --json --hosts 10000 --workers 2
+	$(PY) -m bench.bus --json
 	$(PY) -m bench.idle_connections --json
 	$(PY) -m bench.agent --json
 	$(PY) -m bench.keys --json

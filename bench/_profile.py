@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Final
 
-__all__ = ["record", "summarize"]
+__all__ = ["record", "split_ms", "summarize"]
 
 # (category, substrings of a frame anywhere in the stack), first match wins
 STACK_RULES: Final = (
@@ -50,6 +50,8 @@ LEAF_RULES: Final = (
     ("trustcore.other", ("trustcore/",)),
 )
 IDLE_LEAVES: Final = ("_worker (concurrent/futures/thread.py:81)", "wait (threading.py")
+STORE_LOOP: Final = ("StoreBackend._work (", "SqliteBackend._work (")  # blocked in its queue
+STORE_BACKEND_FILES: Final = ("backend.py", "sqlite.py", "connection.py", "postgres.py")
 
 
 def record(
@@ -89,13 +91,19 @@ def _category(frames: list[str]) -> str:
 
 
 def _store_category(frames: list[str]) -> str:
-    if frames and any(frames[-1].startswith(idle) for idle in IDLE_LEAVES):
+    """The store thread: idle (blocked on its job queue: the innermost Python frame is the
+    worker loop itself), waking the loop, else the innermost aggregate method (``Hosts...``,
+    ``Reports...``), else the backend's own statements (BEGIN, COMMIT, group commit)."""
+    leaf = frames[-1] if frames else ""
+    if any(leaf.startswith(idle) for idle in IDLE_LEAVES) or leaf.startswith(STORE_LOOP):
         return "idle"
-    for frame in reversed(frames):
-        if frame.startswith("Store.") and "._run" not in frame:
-            return frame.split(" (")[0].split(".<locals>")[0]
-    if any("call_soon_threadsafe" in f for f in frames):
+    if any("call_soon_threadsafe" in f or "_write_to_self" in f for f in frames):
         return "waking the event loop (call_soon_threadsafe)"
+    for frame in reversed(frames):
+        if "hub/store/" in frame and not any(b in frame for b in STORE_BACKEND_FILES):
+            return frame.split(" (")[0].split(".<locals>")[0]
+    if any("hub/store/" in f for f in frames[1:]):
+        return "backend (BEGIN/COMMIT, group commit)"
     return "other"
 
 
@@ -109,7 +117,11 @@ def summarize(raw: Path) -> dict[str, object]:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        thread, *frames = stack.split(";")
+        parts = stack.split(";")
+        # with --subprocesses each stack starts with its process chain ("process N:...")
+        while len(parts) > 1 and parts[0].startswith("process "):
+            parts = parts[1:]
+        thread, *frames = parts
         n = int(count)
         if "MainThread" in thread:
             main[_category(frames)] += n
@@ -131,3 +143,28 @@ def summarize(raw: Path) -> dict[str, object]:
         "main_thread_pct": shares(main),
         "store_thread_pct": shares(store),
     }
+
+
+IDLE: Final = "idle (waiting in epoll)"
+
+
+def split_ms(summary: dict[str, object], cpu_ms: float) -> dict[str, float]:
+    """``cpu_ms`` (the hub's CPU time per report) divided among the categories of a
+    :func:`summarize` result in proportion to their busy samples (the main threads' samples
+    less the idle ones, plus the store threads'), the largest first. Sampled wall time stands
+    in for CPU time: waiting for the GIL counts where it happens."""
+    samples = summary["samples"]
+    main = summary["main_thread_pct"]
+    store = summary["store_thread_pct"]
+    assert isinstance(samples, dict)
+    assert isinstance(main, dict)
+    assert isinstance(store, dict)
+    counts: Counter[str] = Counter()
+    for name, pct in main.items():
+        if name != IDLE:
+            counts[name] += samples["main"] * pct / 100
+    for name, pct in store.items():
+        if name != "idle":
+            counts[f"store thread: {name}"] += samples["store"] * pct / 100
+    busy = sum(counts.values()) or 1.0
+    return {name: round(cpu_ms * n / busy, 3) for name, n in counts.most_common()}

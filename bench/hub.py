@@ -47,7 +47,8 @@ CPU is read from /proc for the hub (and each of its threads), this process and t
 machine, so ``hub_cpu_ms_per_report`` stays meaningful when other processes share the cores
 (``other_processes_cpu_cores`` says how much they took). ``--profile FILE`` samples the hub with
 py-spy during the steady state and adds ``hub_profile``: the share of each thread's samples per
-category (:mod:`bench._profile`). Prints one JSON line; progress goes to stderr.
+category (:mod:`bench._profile`), and ``hub_profile_ms_per_report``: the hub's CPU time per
+report divided among those categories. Prints one JSON line; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bench._httpconn import HttpConnection, HttpError
-from bench._profile import record, summarize
+from bench._profile import record, split_ms, summarize
 from bench._simtpm import SimTpm
 from nodeagent.tlssession import resuming_client_context
 from trustcore.algorithms import HASH_ALGORITHMS, TPM_ALG_SHA256, digest
@@ -327,8 +328,8 @@ def start_hub(
 ) -> HubProcess:
     """Initialise a state directory, write the config, start the hub and wait for /health.
     ``server_extra`` holds more ``[server]`` lines (``key = value``); ``extra`` more lines for
-    the ``state`` and ``attestation`` tables; with ``postgres``, the hub's database is a new
-    one there (``state.database``)."""
+    the ``state`` and ``attestation`` tables, and (``"tables"``) more tables; with
+    ``postgres``, the hub's database is a new one there (``state.database``)."""
     more = extra or {}
     state = workdir / "state"
     database, database_name = "sqlite", ""
@@ -356,6 +357,7 @@ def start_hub(
         f'[enrollment]\ntokens = ["{REGISTRATION_TOKEN}"]\n'
         "rate_per_minute = 100000000\n\n"
         f"[reports]\nhistory = {history}\n"
+        f"{more.get('tables', '')}\n"
     )
     with (workdir / "hub.log").open("wb") as log:
         process = subprocess.Popen(
@@ -1020,6 +1022,7 @@ async def _run(args: argparse.Namespace, hub: HubProcess, workdir: Path) -> dict
     profile = watch.profile_summary()
     if profile is not None:
         result["hub_profile"] = profile
+        result["hub_profile_ms_per_report"] = split_ms(profile, result["hub_cpu_ms_per_report"])
     return result
 
 

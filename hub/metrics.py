@@ -151,10 +151,23 @@ class HubMetrics:
             registry=None,
         )
         self._mirrored: dict[str, int] = {}
+        self._mirrors: dict[str, PromCounter] = {}
         self._scrape = _ScrapeCollector(webhooks=multiprocess_dir is None)
         self.registry.register(self._scrape)
         if multiprocess_dir is not None:
             MultiProcessCollector(self.registry, str(multiprocess_dir))  # type: ignore[no-untyped-call]
+
+    def mirror_counter(self, name: str, documentation: str, value: int) -> None:
+        """Multiprocess mode: add to the summed counter ``name`` what this process's own total
+        ``value`` grew by since the last call (for totals kept outside prometheus_client, such
+        as the cluster sync's, that only the process holding a lease moves)."""
+        counter = self._mirrors.get(name)
+        if counter is None:
+            counter = self._mirrors[name] = PromCounter(name, documentation, registry=None)
+        delta = value - self._mirrored.get(name, 0)
+        if delta > 0:
+            self._mirrored[name] = value
+            counter.inc(delta)
 
     def mirror_webhooks(self, counts: Mapping[str, int], attempts_failed: int) -> None:
         """Add what the webhook sender counted since the last call (multiprocess mode)."""

@@ -13,12 +13,14 @@ its TLS session on whichever worker its next connection lands (the keys live in 
 and change at every start of the service).
 
 The parent supervises: a worker that exits is started again after a back-off (0.5 s, doubling
-up to 30 s; back to 0.5 s once a worker lived 60 s); a worker whose event loop sends no
+up to 30 s; back to 0.5 s once a worker lived 60 s), unless the hub never served yet and one
+worker failed :data:`GIVE_UP_AFTER` times (a broken state directory): then the parent stops
+and exits 1; a worker whose event loop sends no
 heartbeat for :data:`STUCK_AFTER` seconds is killed and started again. SIGTERM (or SIGINT)
 stops them all (SIGTERM, then SIGKILL after :data:`STOP_TIMEOUT`). systemd sees one service:
 the parent sends ``READY=1`` once every worker serves, ``STATUS=`` lines, and ``WATCHDOG=1``
-only while every worker is alive and heartbeating. A worker whose parent is gone (its
-heartbeat pipe breaks) stops by itself.
+only while every worker is alive and sent a heartbeat within :data:`HEALTHY_HEARD` seconds. A
+worker whose parent is gone (its heartbeat pipe breaks) stops by itself.
 
 Work that must run once (the stale sweep) runs under :mod:`hub.singleton`'s lease in one of the
 workers; verdict changes reach every worker through :mod:`hub.bus`; metrics are summed across
@@ -52,10 +54,12 @@ log = logging.getLogger("trustplane.hub.supervisor")
 METRICS_DIR: Final = "metrics"
 HEARTBEAT: Final = 1.0  # seconds between a worker's heartbeats
 STUCK_AFTER: Final = 30.0  # seconds without a heartbeat before a worker is killed
+HEALTHY_HEARD: Final = 5.0  # a worker heard from this recently counts for the watchdog
 STOP_TIMEOUT: Final = 20.0  # seconds the workers get to stop before SIGKILL
 BACKOFF_FIRST: Final = 0.5
 BACKOFF_MAX: Final = 30.0
 HEALTHY_AFTER: Final = 60.0  # a worker that lived this long resets the back-off
+GIVE_UP_AFTER: Final = 5  # failures of one worker before the hub ever served: exit 1
 BACKLOG: Final = 1024
 WORKER_HEADER: Final = "X-Trustplane-Worker"  # which worker answered (0..N-1)
 
@@ -112,6 +116,7 @@ class Supervisor:
         self._notifier = Notifier(environ)
         self._watchdog = watchdog_interval(environ)
         self._stopping = False
+        self._failed = False  # the workers never started: exit 1
         self._ready_sent = False
         self._sock: socket.socket | None = None
         self._ssl: ssl.SSLContext | None = None
@@ -145,7 +150,7 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._sock.close()
-        return 0
+        return 1 if self._failed else 0
 
     # --- signals -----------------------------------------------------------------------------
 
@@ -192,6 +197,7 @@ class Supervisor:
     def _close_parent_fds(self) -> None:
         """In a new worker: the parent's descriptors (another worker's pipe kept open here would
         hide the parent's death from that worker)."""
+        signal.set_wakeup_fd(-1)
         for other in self._workers:
             if other.pipe >= 0:
                 os.close(other.pipe)
@@ -243,6 +249,15 @@ class Supervisor:
             worker.pipe = -1
         if self._stopping:
             return
+        if not self._ready_sent and worker.failures + 1 >= GIVE_UP_AFTER:
+            log.error(
+                "hub worker %d failed %d times before the hub ever served: giving up",
+                worker.index,
+                worker.failures + 1,
+            )
+            self._failed = True
+            self._stopping = True
+            return
         if now - worker.started >= HEALTHY_AFTER:
             worker.failures = 0
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2**worker.failures)
@@ -292,7 +307,7 @@ class Supervisor:
         return self._stopping
 
     def _healthy(self, now: float) -> bool:
-        return all(w.pid and w.ready and now - w.heard <= STUCK_AFTER for w in self._workers)
+        return all(w.pid and w.ready and now - w.heard <= HEALTHY_HEARD for w in self._workers)
 
     def _report(self, now: float) -> None:
         serving = sum(1 for w in self._workers if w.pid and w.ready)

@@ -11,7 +11,8 @@ Nothing here ever makes verification wait: notices arrive through a
 state). With several hub processes on one database (``server.workers``, replicas) one of them
 delivers: the one holding the ``webhook-delivery`` lease (:mod:`hub.singleton`); every
 process sees every verdict change (:mod:`hub.bus`), so its notices are complete for trust
-losses and recoveries (an enrollment refusal's notice is seen only by the process that refused).
+losses and recoveries; an enrollment refusal's notice is seen only by the process that refused,
+which sends it itself.
 """
 
 from __future__ import annotations
@@ -237,11 +238,20 @@ async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
         app[WEBHOOKS] = sender
         sender.start()
 
+        holding = asyncio.Event()
+
+        def submit(notice: AlertNotice) -> None:
+            # trust losses and recoveries: every process sees them (hub.bus), the lease holder
+            # sends them; an enrollment refusal only the process that refused sees, and sends
+            if notice.kind == ENROLLMENT_FAILED or holding.is_set():
+                sender.submit(notice)
+
         async def deliver() -> None:  # while this process holds the lease
-            async with feed.following(
-                sender.submit, name="hub-webhook-feed", queue_size=config.alerts.webhook_queue
-            ):
+            holding.set()
+            try:
                 await asyncio.Event().wait()
+            finally:
+                holding.clear()
 
         # every process sees every verdict change (hub.bus), so one of them delivers
         lease = asyncio.create_task(
@@ -256,7 +266,10 @@ async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
             name="hub-webhook-lease",
         )
         try:
-            yield
+            async with feed.following(
+                submit, name="hub-webhook-feed", queue_size=config.alerts.webhook_queue
+            ):
+                yield
         finally:
             lease.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -90,6 +90,7 @@ async def _cluster_sync(app: web.Application) -> AsyncIterator[None]:
     collector = ClusterCollector(sync.counters)
     metrics = app.get(METRICS)
     if metrics is not None:
+        collector.counters_here = metrics.multiprocess_dir is None
         metrics.registry.register(collector)
 
     async def refresh() -> None:
@@ -98,6 +99,9 @@ async def _cluster_sync(app: web.Application) -> AsyncIterator[None]:
                 collector.states = await st.store.cluster_states()
             except Exception:  # the loop boundary: metrics only
                 log.exception("cannot read the clusters' state")
+            if metrics is not None and not collector.counters_here:
+                for name, value, text in collector.totals():
+                    metrics.mirror_counter(name, text, value)
             await asyncio.sleep(STATE_REFRESH)
 
     leading = asyncio.Event()

@@ -6,7 +6,9 @@ every few seconds): ``trustplane_hub_cluster_connected{cluster}``,
 ``trustplane_hub_cluster_last_sync_timestamp_seconds{cluster}``. Totals of this process's sync
 (zero in processes that do not hold the lease): ``trustplane_hub_cluster_applies_total``,
 ``..._taint_patches_total``, ``..._conflicts_total`` (409s retried), ``..._events_total``,
-``..._errors_total``, ``..._tags_skipped_total`` (asset tags label syntax cannot hold).
+``..._errors_total``, ``..._tags_skipped_total`` (asset tags label syntax cannot hold). With
+several workers (``server.workers``) those totals are mirrored into counters summed over the
+workers, so whichever worker Prometheus reaches shows the lease holder's counts.
 """
 
 from __future__ import annotations
@@ -27,6 +29,24 @@ class ClusterCollector(Collector):
     def __init__(self, counters: SyncCounters) -> None:
         self.counters = counters
         self.states: dict[str, ClusterState] = {}
+        # False with several workers: the totals are mirrored into summed counters instead
+        # (hub.metrics.HubMetrics.mirror_counter), else each worker would show its own
+        self.counters_here = True
+
+    def totals(self) -> list[tuple[str, int, str]]:
+        """(metric name, this process's total, help) of the sync's counters."""
+        c = self.counters
+        return [
+            (_P + name, value, text)
+            for name, value, text in (
+                ("applies", c.applies, "Server-side applies of node labels"),
+                ("taint_patches", c.taint_patches, "Node taint updates"),
+                ("conflicts", c.conflicts, "Taint updates refused with 409 and retried"),
+                ("events", c.events, "Kubernetes Events created"),
+                ("errors", c.errors, "Failed cluster requests and reconciles"),
+                ("tags_skipped", c.tags_skipped, "Asset tags left out: not valid label syntax"),
+            )
+        ]
 
     def collect(self) -> Iterator[Metric]:
         gauges = {
@@ -54,13 +74,6 @@ class ClusterCollector(Collector):
             if st.last_sync is not None:
                 gauges["sync"].add_metric([name], st.last_sync)
         yield from gauges.values()
-        c = self.counters
-        for name, value, text in (
-            ("applies", c.applies, "Server-side applies of node labels"),
-            ("taint_patches", c.taint_patches, "Node taint updates"),
-            ("conflicts", c.conflicts, "Taint updates refused with 409 and retried"),
-            ("events", c.events, "Kubernetes Events created"),
-            ("errors", c.errors, "Failed cluster requests and reconciles"),
-            ("tags_skipped", c.tags_skipped, "Asset tags left out: not valid label syntax"),
-        ):
-            yield CounterMetricFamily(_P + name, text, value=value)
+        if self.counters_here:
+            for name, value, text in self.totals():
+                yield CounterMetricFamily(name, text, value=value)

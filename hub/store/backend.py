@@ -36,6 +36,7 @@ log = logging.getLogger("trustplane.hub.store")
 P = ParamSpec("P")
 T = TypeVar("T")
 
+FLAVOR_TEXT_CACHE_SIZE: Final = 4096  # decoded documents kept by content digest
 FLAVOR_CACHE_SIZE: Final = 65536  # decoded flavor rows kept (each a parsed JSON document)
 
 AUDIT_HEAD_SUFFIX: Final = "-audit-head.json"
@@ -102,6 +103,10 @@ class StoreBackend:
             FLAVOR_CACHE_SIZE
         )
         self._data_version: int | None = None
+        # decoded flavor documents by the SHA-256 of their text: a pure function of the key, so
+        # never stale; spares the JSON decoding when the rows above were cleared because
+        # another process (a worker of server.workers) committed something else
+        self._flavor_texts: LruCache[str, Mapping[str, Any]] = LruCache(FLAVOR_TEXT_CACHE_SIZE)
 
     @classmethod
     async def open(cls, target: Path | str, **kwargs: Any) -> Self:  # noqa: ANN401

@@ -95,17 +95,22 @@ class FlavorsStore(StoreBackend):
                     "SELECT document FROM flavors WHERE name = ?", [name]
                 ).fetchone()
                 text = None if row is None else str(row[0])
-                entry = (
-                    ("", None)
-                    if text is None
-                    else (hashlib.sha256(text.encode()).hexdigest(), json.loads(text))
-                )
+                entry = ("", None) if text is None else self._decoded_flavor(text)
                 self._flavor_rows.put(name, entry)
             sha, document = entry
             if document is not None:
                 documents[name] = document
                 revision.append(f"{name}:{sha}")
         return FlavorDocuments(documents, tuple(revision))
+
+    def _decoded_flavor(self, text: str) -> tuple[str, Mapping[str, Any]]:
+        """(SHA-256 of ``text``, its document), decoded once per distinct text."""
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        document = self._flavor_texts.get(sha)
+        if document is None:
+            document = json.loads(text)
+            self._flavor_texts.put(sha, document)
+        return sha, document
 
     async def put_flavor(self, name: str, document: dict[str, Any], now: float) -> None:
         def run() -> None:

@@ -87,6 +87,7 @@ def test_new_database_is_migrated_to_version_15_and_reopens(tmp_path: Path) -> N
         "tag_certificates",
         "host_groups",
         "verdict_changes",
+        "web_sessions",
     } <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

@@ -78,3 +78,38 @@ def test_three_processes_append_to_one_audit_chain(tmp_path: Path) -> None:
     head = json.loads((tmp_path / "hub.db-audit-head.json").read_text())
     assert head["id"] == 3 * ROWS
     assert list(tmp_path.glob("*.tmp")) == []
+
+
+def test_another_connections_commit_does_not_decode_unchanged_flavors_again(
+    tmp_path: Path,
+) -> None:
+    """Any commit by another connection (another worker) empties the flavor rows' cache; an
+    unchanged flavor's text then gives back the document already decoded (the same object),
+    a changed one its new document."""
+    db = tmp_path / "hub.db"
+    host_id = "ab" * 32
+
+    async def go() -> None:
+        mine = await Store.open(db)
+        other = await Store.open(db)
+        await mine.register_host(
+            host_id=host_id, state="enrolled", hostname="h", node_name="n", dmi_uuid=None, now=1.0
+        )
+        await mine.put_flavor("f1", {"id": "f1", "v": 1}, 1.0)
+        await mine.set_host_flavors(host_id, ["f1"])
+        host = await mine.get_host(host_id)
+        assert host is not None
+        first = (await mine.flavors_for_host(host))["f1"]
+        # another connection commits something that is not a flavor
+        await other.audit(at=2.0, actor="t", action="test", subject="x", details={})
+        again = await mine.flavors_for_host(host)
+        assert again["f1"] is first
+        # another connection changes the flavor: its new text is decoded
+        await other.put_flavor("f1", {"id": "f1", "v": 2}, 3.0)
+        changed = await mine.flavors_for_host(host)
+        assert changed["f1"] == {"id": "f1", "v": 2}
+        assert changed.revision != again.revision
+        await other.close()
+        await mine.close()
+
+    asyncio.run(go())

@@ -13,16 +13,21 @@ structures) enrolled through the real endpoints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from bench._httpconn import HttpConnection
 from bench.hub import (
@@ -39,6 +44,8 @@ from bench.hub import (
 )
 from bench.hub import BenchError as _BenchError
 from hub.store import Store
+from tests.conftest import REPO
+from trustplane.swtpm import free_port
 
 WORKERS = ("0", "1")
 
@@ -62,6 +69,9 @@ async def on_worker(
     raise AssertionError(f"no connection reached worker {worker} in {tries} tries")
 
 
+HOOK_PORT = free_port()
+
+
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[HubProcess]:
     running = start_hub(
@@ -69,7 +79,13 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
         history=5,
         require_flavor=True,
         server_extra="workers = 2",
-        extra={"state": "lease_ttl = 3", "attestation": "stale_check_interval = 0.2"},
+        extra={
+            "state": "lease_ttl = 3",
+            "attestation": "stale_check_interval = 0.2",
+            # a receiver some tests run (a refused POST is retried, not an error of the hub)
+            "tables": f'[alerts]\nwebhooks = ["http://127.0.0.1:{HOOK_PORT}/hook"]\n'
+            "webhook_retries = 1\n",
+        },
     )
     try:
         yield running
@@ -150,10 +166,24 @@ async def open_stream(hub: HubProcess, worker: str) -> HttpConnection:
     return conn
 
 
-def test_a_verdict_written_by_one_worker_reaches_the_live_stream_of_both(hub: HubProcess) -> None:
+def test_a_verdict_written_by_one_worker_reaches_the_live_stream_of_both_and_one_webhook(
+    hub: HubProcess,
+) -> None:
+    """Both workers see the change (both streams get it, both alert centers make its notice);
+    only the one holding the webhook-delivery lease sends it."""
     host_id = "cd" * 32
+    hooks: list[dict[str, Any]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        hooks.append(await request.json())
+        return web.Response(text="ok")
 
     async def go() -> list[dict[str, Any]]:
+        app = web.Application()
+        app.router.add_post("/hook", receive)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", HOOK_PORT).start()
         streams = [await open_stream(hub, w) for w in WORKERS]
         # a trusted host whose report validity has passed: the stale sweep (one worker, under
         # its lease) turns it stale and publishes the change
@@ -169,6 +199,8 @@ def test_a_verdict_written_by_one_worker_reaches_the_live_stream_of_both(hub: Hu
         events = [await read_event(s._reader, "verdict", 15) for s in streams]
         for stream in streams:
             await stream.close()
+        await asyncio.sleep(2.0)  # time for a second delivery, if there were one
+        await runner.cleanup()
         return events
 
     events = asyncio.run(go())
@@ -181,6 +213,13 @@ def test_a_verdict_written_by_one_worker_reaches_the_live_stream_of_both(hub: Hu
         assert [r["id"] for r in event["reasons"]] == ["report.expired"]
         assert isinstance(event["alert_id"], int)
     assert events[0] == events[1]
+    assert len(hooks) == 1, hooks
+    (alert,) = hooks[0]["alerts"]
+    assert (hooks[0]["status"], alert["labels"]["alertname"], alert["labels"]["host"]) == (
+        "firing",
+        "TrustplaneHostStale",
+        host_id,
+    )
 
 
 def metric(text: str, name: str) -> float:
@@ -302,3 +341,151 @@ def test_caches_follow_changes_made_through_the_other_worker(hub: HubProcess) ->
         await admin.close()
 
     asyncio.run(go())
+
+
+async def raw(conn: HttpConnection, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One raw HTTP/1.1 exchange on ``conn`` (the answer framed by Content-Length)."""
+    writer, reader = conn._writer, conn._reader
+    writer.write(request)
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    lines = head.split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name:
+            headers.setdefault(name.strip().lower(), value.strip())
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_a_browser_logged_in_through_one_worker_is_logged_in_on_the_other(
+    hub: HubProcess,
+) -> None:
+    async def go() -> None:
+        ctx = client_context(hub.ca_pem)
+        w0, w1 = await on_worker(hub, "0", ctx), await on_worker(hub, "1", ctx)
+        form = f"csrf=abc123&next=%2F&token={hub.admin_token}".encode()
+        status, headers, _ = await raw(
+            w0,
+            b"POST /login HTTP/1.1\r\nHost: localhost\r\nCookie: trustplane_login=abc123\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            + f"Content-Length: {len(form)}\r\n\r\n".encode()
+            + form,
+        )
+        assert (status, headers["location"]) == (303, "/")
+        assert headers["x-trustplane-worker"] == "0"
+        sid = headers["set-cookie"].split(";")[0].removeprefix("trustplane_session=")
+        page = f"GET / HTTP/1.1\r\nHost: localhost\r\nCookie: trustplane_session={sid}\r\n\r\n"
+        status, headers, body = await raw(w1, page.encode())
+        assert (status, headers["x-trustplane-worker"]) == (200, "1")
+        csrf = body.decode().split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        # logged out through worker 1: worker 0 sends the browser to the login page
+        logout = f"csrf={csrf}".encode()
+        status, headers, _ = await raw(
+            w1,
+            b"POST /logout HTTP/1.1\r\nHost: localhost\r\n"
+            + f"Cookie: trustplane_session={sid}\r\n".encode()
+            + b"Content-Type: application/x-www-form-urlencoded\r\n"
+            + f"Content-Length: {len(logout)}\r\n\r\n".encode()
+            + logout,
+        )
+        assert (status, headers["location"]) == (303, "/login")
+        status, headers, _ = await raw(w0, page.encode())
+        assert (status, headers["location"]) == (303, "/login?next=/")
+        await w0.close()
+        await w1.close()
+
+    asyncio.run(go())
+
+
+def test_the_parent_gives_up_when_the_workers_never_start(tmp_path: Path) -> None:
+    """A state directory the workers cannot use (the JWS key is gone): after five failed starts
+    of one worker the parent stops and exits 1 instead of restarting it for ever."""
+    state = tmp_path / "state"
+    init = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "init", "--state-dir", str(state), "--config",
+         str(tmp_path / "none.toml")],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    (state / "jws.key").unlink()
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{free_port()}"\nworkers = 2\n[state]\ndir = "{state}"\n'
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "run", "--config", str(config)],
+        capture_output=True, text=True, check=False, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert "failed 5 times before the hub ever served: giving up" in run.stderr
+    assert "is started again in 4.0 s" in run.stderr  # the back-off doubled: 0.5, 1, 2, 4
+
+
+def test_systemd_hears_ready_status_and_watchdog_only_while_every_worker_beats(
+    tmp_path: Path,
+) -> None:
+    """The parent notifies through NOTIFY_SOCKET (a real datagram socket here): READY=1 once
+    both workers serve, STATUS, and WATCHDOG=1 every half WATCHDOG_USEC while both send
+    heartbeats; a stopped worker (SIGSTOP: alive, silent) stops the pings until it goes on."""
+    state = tmp_path / "state"
+    init = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "init", "--state-dir", str(state), "--config",
+         str(tmp_path / "none.toml")],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    port = free_port()
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\nworkers = 2\n[state]\ndir = "{state}"\n'
+    )
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.2)
+    messages: list[tuple[float, str]] = []
+
+    def drain(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                messages.append((time.monotonic(), notify.recv(4096).decode()))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={
+            **os.environ,
+            "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+            "WATCHDOG_USEC": "1000000",  # pings every 0.5 s
+        },
+    )
+    try:
+        drain(6.0)
+        texts = [m for _, m in messages]
+        assert "READY=1" in texts
+        assert f"STATUS=2 of 2 workers serving on 127.0.0.1:{port}" in texts
+        ready_at = texts.index("READY=1")
+        pings = [t for t, m in messages[ready_at:] if m == "WATCHDOG=1"]
+        assert len(pings) >= 4
+        worker = children(proc.pid)[0]
+        os.kill(worker, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        drain(9.0)
+        # heard 5 s ago at most: pings go on for about 5 s, then none
+        late = [t for t, m in messages if m == "WATCHDOG=1" and t > stopped_at + 6.5]
+        assert late == []
+        os.kill(worker, signal.SIGCONT)
+        resumed_at = time.monotonic()
+        drain(3.0)
+        assert [t for t, m in messages if m == "WATCHDOG=1" and t > resumed_at] != []
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        drain(0.5)
+        assert messages[-1][1] == "STOPPING=1"
+    finally:
+        proc.kill()
+        proc.wait()
+        notify.close()

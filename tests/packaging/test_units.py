@@ -157,6 +157,7 @@ def test_hub_unit_settings() -> None:
     assert s["Service.Type"] == ["notify"]  # the parent of the workers (hub.supervisor)
     assert s["Service.NotifyAccess"] == ["main"]
     assert s["Service.WatchdogSec"] == ["30s"]
+    assert s["Service.KillMode"] == ["mixed"]  # the parent stops its workers
     assert s["Service.ExecStart"] == ["/usr/bin/trustplane-hub run"]
     assert s["Service.User"] == ["trustplane-hub"]
     assert s["Service.CapabilityBoundingSet"] == [""]
