@@ -166,7 +166,6 @@ def create_app(
     assettags.add_routes(app)
     groups.add_routes(app)
     install_keys(app)  # the key broker (after the state's startup above)
-    install_web(
-        app, metrics_dir=metrics_dir
-    )  # status pages, live updates, alerts, webhooks, metrics, OpenAPI
+    # status pages, live updates, alerts, webhooks, metrics, OpenAPI
+    install_web(app, metrics_dir=metrics_dir)
     return app

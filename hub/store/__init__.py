@@ -70,9 +70,9 @@ class Store(
     AuditStore,
     AssetTagsStore,
     LeasesStore,
-    KeysStore,
     VerdictChangesStore,
     WebSessionsStore,
+    KeysStore,
     StoreBackend,
 ):
     """Async access to the hub database; create with :meth:`open`, end with :meth:`close`."""
