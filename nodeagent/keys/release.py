@@ -157,7 +157,8 @@ class KeyReleaser:
         result: KeyReleaseResult,
     ) -> list[bytes | KeyReleaseRefused]:
         """Each released secret in clear (in the order of the released entries): the TPM
-        recovers every content key in one turn of its thread, then AES-GCM opens each."""
+        recovers the content keys (one per distinct RSA block: one per answer from this hub)
+        in one turn of its thread, then AES-GCM opens each secret."""
         parts: list[tuple[bytes, bytes, bytes, bytes]] = []  # rsa part, iv, rest, annotation
         bad: dict[int, KeyReleaseRefused] = {}
         released = [
@@ -172,14 +173,16 @@ class KeyReleaser:
                 bad[i] = KeyReleaseRefused(e.reason, e.message)
                 rsa_part, iv, rest = b"", b"", b""
             parts.append((rsa_part, iv, rest, raw))
-        todo = [p[0] for i, p in enumerate(parts) if i not in bad]
-        keys = iter(await self._decrypt(blobs, todo, result) if todo else [])
+        # the secrets of one answer share their RSA block: the TPM decrypts each block once
+        blocks = list(dict.fromkeys(p[0] for i, p in enumerate(parts) if i not in bad))
+        decrypted = await self._decrypt(blobs, blocks, result) if blocks else []
+        content_keys = dict(zip(blocks, decrypted, strict=True))
         out: list[bytes | KeyReleaseRefused] = []
-        for i, (_, iv, rest, raw) in enumerate(parts):
+        for i, (block, iv, rest, raw) in enumerate(parts):
             if i in bad:
                 out.append(bad[i])
                 continue
-            key = next(keys)
+            key = content_keys[block]
             if isinstance(key, TpmError):
                 if key.rc & 0xFFF not in _TPM_POLICY_FAILURES:
                     raise key
