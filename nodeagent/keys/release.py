@@ -46,7 +46,7 @@ __all__ = ["KeyReleaseRefused", "KeyReleaser", "ReleasedSecret"]
 
 log = logging.getLogger("trustplane.agent.keys")
 
-_TRIES: Final = 3  # a refused nonce or sequence, or event logs the hub lacks: ask again
+_TRIES: Final = 3  # a refused nonce or sequence, event logs the hub lacks, a new tag certificate
 _TPM_POLICY_FAILURES: Final = frozenset({0x99D, 0x184, 0x9A2, 0x18B, 0x99B})
 
 
@@ -237,6 +237,7 @@ class KeyReleaser:
     ) -> KeyReleaseResult:
         hub = self._hub()
         evidence = await asyncio.to_thread(collect_evidence, self._cfg.evidence)
+        tag_installed = False
         for attempt in range(_TRIES):
             last_try = attempt == _TRIES - 1
             challenge = await hub.key_challenge()
@@ -267,5 +268,13 @@ class KeyReleaser:
                 continue
             ledger.last_acked = max(ledger.last_acked, entry.sequence)
             self._state.save_ledger(ledger)
+            certificate = result.report.tag_certificate
+            if certificate is not None and not tag_installed and not last_try:
+                # the hub tagged this host anew: its report lacked the evidence, so the release
+                # was decided without the tags; write the certificate's hash and ask again
+                tag_installed = False
+                if await attestor.install_tag_certificate(certificate):
+                    log.info("new asset-tag certificate: asking for the release again")
+                    continue
             return result
         raise HubUnavailable("the hub did not record the release's report")
