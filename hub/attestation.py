@@ -19,11 +19,12 @@ import logging
 from typing import Any, Final
 
 from aiohttp import web
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hub.auth import AGENT_HOST_KEY, agent, principal
+from hub.auth import AGENT_HOST_KEY, agent, enrollment, principal
 from hub.bus import VerdictChange
 from hub.errors import ApiError, read_json
-from hub.jws import sign_jws
+from hub.jws import key_id, sign_jws
 from hub.state import STATE, HubState
 from hub.store import Host, HostEvidence, NonceRefused, SequenceRefused, Transition
 from hub.verification import MissingEventlogs, NonceRejected, Outcome
@@ -243,6 +244,18 @@ async def watch_staleness(st: HubState) -> None:
         await asyncio.sleep(st.config.attestation.stale_check_interval)
 
 
+@enrollment
+async def trust_report_key(request: web.Request) -> web.Response:
+    """The public key that signs trust reports: agents check their own stored report with it
+    (the OCI hook), and anyone may verify a trust report with it (TLS shows it is this hub)."""
+    public = request.app[STATE].keys.jws_key.public_key()
+    pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    return web.json_response(
+        {"type": "trust_report_key", "alg": "ES256", "kid": key_id(public), "public_key": pem}
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/challenge", challenge)
     app.router.add_post("/v1/report", report)
+    app.router.add_get("/v1/trust-report-key", trust_report_key)

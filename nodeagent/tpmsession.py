@@ -256,6 +256,23 @@ class TpmSession:
             self.ak, ASSET_TAG_NV_INDEX, qualifying_data, size=ASSET_TAG_NV_SIZE
         )
 
+    # --- the sealed key cache (nodeagent.keys.cache) ---------------------------------------------
+
+    def pcr_policy(self) -> bytes:
+        """The PolicyPCR digest of this session's selection at the PCRs' current values."""
+        return self._device.pcr_policy(self.selection())
+
+    def seal_to_current_pcrs(self, secret: bytes) -> tuple[ObjectBlobs, bytes]:
+        """Seal ``secret`` (1 to 128 bytes) to PolicyPCR over this session's selection at the
+        current values; returns the blobs to store and the policy digest they need."""
+        policy = self.pcr_policy()
+        return self._device.seal(policy, secret), policy
+
+    def unseal(self, blobs: ObjectBlobs) -> bytes:
+        """Unseal what :meth:`seal_to_current_pcrs` sealed; raises :class:`TpmError` with rc
+        TPM_RC_POLICY_FAIL (0x99d) once the selected PCRs hold other values."""
+        return self._device.unseal(blobs, self.selection())
+
     def close(self) -> None:
         """Flush the AK and close the TPM context (errors of a TPM that is gone are ignored)."""
         if self._ak is not None:

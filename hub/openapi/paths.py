@@ -70,6 +70,26 @@ def _agent_paths() -> dict[str, Any]:
                 body=_json_body(_ref("Report")),
             )
         },
+        "/v1/trust-report-key": {
+            "get": _op(
+                "The ES256 public key that signs trust reports (the agent's OCI hook checks it)",
+                "agent",
+                NONE,
+                _json(
+                    _obj(
+                        {
+                            "type": {"const": "trust_report_key"},
+                            "alg": {"const": "ES256"},
+                            "kid": _STR,
+                            "public_key": _STR,
+                        },
+                        ["type", "alg", "kid", "public_key"],
+                    ),
+                    "the key (PEM SubjectPublicKeyInfo) and its id",
+                ),
+                errors=(),
+            )
+        },
         # --- asset tags (hub.assettags) ---
         "/v1/tags": {
             "post": _op(
@@ -191,6 +211,48 @@ def _api_paths() -> dict[str, Any]:
                 _json(_obj({"groups": {"type": "array", "items": _ref("HostGroup")}}), "groups"),
             )
         },
+        "/v1/clusters": {
+            "get": _op(
+                "Registered Kubernetes clusters and their sync state (never a kubeconfig)",
+                "api",
+                VIEWER,
+                _json(
+                    _obj(
+                        {
+                            "clusters": {
+                                "type": "array",
+                                "items": _obj(
+                                    {
+                                        "name": _STR,
+                                        "source": {"enum": ["kubeconfig", "in-cluster"]},
+                                        "context": _NSTR,
+                                        "added": _NUM,
+                                        "connected": {"type": "boolean"},
+                                        "nodes": {"type": "integer"},
+                                        "nodes_matched": {"type": "integer"},
+                                        "last_sync": {"type": ["number", "null"]},
+                                        "last_error": _NSTR,
+                                    },
+                                    [
+                                        "name",
+                                        "source",
+                                        "context",
+                                        "added",
+                                        "connected",
+                                        "nodes",
+                                        "nodes_matched",
+                                        "last_sync",
+                                        "last_error",
+                                    ],
+                                ),
+                            }
+                        },
+                        ["clusters"],
+                    ),
+                    "clusters",
+                ),
+            )
+        },
         "/v1/groups/{name}/flavors": {
             "put": _op(
                 "Assign flavors to a host group (admin; made if new)",
@@ -307,6 +369,7 @@ def _page_paths() -> dict[str, Any]:
             )
         },
         "/flavors": {"get": page("Flavors page")},
+        "/clusters": {"get": page("Clusters page")},
         "/login": {
             "get": _op("Login form", "pages", NONE, HTML_OK, errors=()),
             "post": _op(
