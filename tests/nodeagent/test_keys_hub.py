@@ -43,7 +43,7 @@ UNWRAP = FIXTURES / "keyunwrap-request-layer1.json"
 # release must wrap it in a hybrid scheme). Until then the tests below that check the rest of the
 # path use the recorded requests with the digest left out of optsdata (what remains has the
 # recorded symkey and nonce); test_recorded_optsdata_round_trips keeps the exact recording.
-HUB_FITS_RECORDED_OPTSDATA = False
+HUB_FITS_RECORDED_OPTSDATA = True
 
 
 def compact(path: Path) -> bytes:
