@@ -86,6 +86,10 @@ def test_wrap_then_release_secret_equals_optsdata(
     assert [r.ok for r in result.results] == [True, True]
     assert [r.expires_at for r in result.results] == [now + 3600, now + 3600]
     assert result.authorization is not None
+    sealed = [r.secret or b"" for r in result.results]
+    # one content key per answer: one RSA block (the TPM decrypts it once), an IV each
+    assert sealed[0][:256] == sealed[1][:256]
+    assert sealed[0][256:268] != sealed[1][256:268]
     clear = [
         host_a.decrypt(r.secret or b"", result.authorization, b)
         for r, b in zip(result.results, blobs, strict=True)
@@ -118,7 +122,13 @@ def test_secret_for_host_a_cannot_be_decrypted_by_host_b(
         host_b.decrypt(secret_a, for_b.authorization, blob)
     with pytest.raises(TpmError):
         host_b.decrypt(secret_a, for_a.authorization, blob)
-    assert host_b.decrypt(for_b.results[0].secret or b"", for_b.authorization, blob) == OPTSDATA[0]
+    secret_b = for_b.results[0].secret or b""
+    assert host_b.decrypt(secret_b, for_b.authorization, blob) == OPTSDATA[0]
+    # both swtpms are in the same PCR state, but an approval names its host: A's opens nothing
+    # of B's
+    assert for_a.authorization.approved_policy == for_b.authorization.approved_policy
+    with pytest.raises(TpmError):
+        host_b.decrypt(secret_b, for_a.authorization, blob)
 
 
 def test_refusals_each_with_its_reason(hub: HubProcess, host_a: KeyHost, pipeline: Client) -> None:

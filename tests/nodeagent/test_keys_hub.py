@@ -38,12 +38,12 @@ FIXTURES = SHARED / "fixtures" / "ocicrypt"
 PROVIDER = Path(sys.executable).with_name("trustplane-keyprovider")
 WRAPS = [FIXTURES / f"keywrap-request-layer{i}.json" for i in (1, 2)]
 UNWRAP = FIXTURES / "keyunwrap-request-layer1.json"
-# The hub encrypts a released secret with RSA-OAEP-SHA256 straight to the 2048-bit binding key,
-# which holds at most 190 bytes; ocicrypt's optsdata in the recordings has 193 (wt/keys-hub's
-# release must wrap it in a hybrid scheme). Until then the tests below that check the rest of the
-# path use the recorded requests with the digest left out of optsdata (what remains has the
-# recorded symkey and nonce); test_recorded_optsdata_round_trips keeps the exact recording.
-HUB_FITS_RECORDED_OPTSDATA = False
+# ocicrypt's optsdata in the recordings has 193 bytes, more than RSA-OAEP-SHA256 carries under a
+# 2048-bit binding key (190): the hub seals released secrets hybrid (trustcore.releasedsecret),
+# so the exact recording round-trips (test_recorded_optsdata_round_trips). The other tests below
+# use the recorded requests with the digest left out of optsdata (what remains has the recorded
+# symkey and nonce), as they were written before that.
+HUB_FITS_RECORDED_OPTSDATA = True
 
 
 def compact(path: Path) -> bytes:

@@ -17,12 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from hub.assettags import set_host_tags
 from hub.statedir import new_token
 from nodeagent.daemon import Daemon
 from nodeagent.hubclient import HubUnavailable
 from nodeagent.keys.release import KeyReleaseRefused, ReleasedSecret
+from nodeagent.tpm import TpmDevice
 from tests.hub.harness import Client
 from tests.nodeagent.conftest import LoopbackHub, RunningDaemon, agent_config, wait_for
+from trustcore.algorithms import TPM_ALG_SHA256
 from trustplane.swtpm import Swtpm
 
 # ocicrypt's optsdata is 193 bytes from skopeo: more than RSA-OAEP-2048 carries in one block;
@@ -103,7 +106,8 @@ def test_refusals_come_back_in_place_and_secrets_stay_out_of_logs(
     assert got[1].reason == "release.blob_invalid"
     assert isinstance(got[2], ReleasedSecret)
     assert got[2].secret == secret
-    assert secret.hex() not in repr(got[2])
+    assert repr(secret) not in repr(got[2])
+    assert secret.decode() not in repr(got[2])
     for needle in (secret.decode(), base64.b64encode(secret).decode()):
         assert needle not in caplog.text
     # the release's report went through the agent's ledger: the next report follows it
@@ -140,3 +144,73 @@ async def _only_host(hub: LoopbackHub) -> str:
     hosts = await hub.state.store.list_hosts()
     assert len(hosts) == 1
     return hosts[0].id
+
+
+def test_new_tags_reach_the_release_without_waiting_for_the_next_report(
+    tmp_path: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    """Tags set on the hub after the last report: the release's own report lacks the evidence,
+    its answer carries the certificate, the agent writes it into the TPM and asks once more."""
+    hub.call(hub.state.store.put_key_policy("eu-only", "region = EU", 300.0, time.time()))
+    secret = b'{"symkey":"dGFncy1hcnJpdmUtd2l0aC10aGUtcmVsZWFzZS0wMTIzNA=="}'
+    blob = _wrap(_pipeline(hub), "eu-only", secret)
+    cfg = agent_config(tmp_path, booted_tpm, hub.url, hub.ca_file)
+
+    def tag(tags: dict[str, str]) -> None:
+        host_id = hub.call(_only_host(hub))
+        st = hub.state
+        hub.call(set_host_tags(st.store, st.keys.tag_ca, host_id, tags, now=time.time(), actor="t"))
+
+    async def scenario() -> list[tuple[str, int]]:
+        out = []
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+            for tags in ({"region": "EU"}, {"region": "US"}):
+                tag(tags)
+                before = daemon.key_releaser.round_trips
+                (got,) = await daemon.key_releaser.release([blob])
+                outcome = got.secret.decode() if isinstance(got, ReleasedSecret) else got.reason
+                out.append((outcome, daemon.key_releaser.round_trips - before))
+        return out
+
+    assert asyncio.run(scenario()) == [
+        (secret.decode(), 2),
+        ("release.assettag_mismatch", 2),
+    ]
+
+
+def test_a_release_report_becomes_the_daemons_latest_trust_report(
+    tmp_path: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    """The host boots something the hub did not see: the release is refused, and the report it
+    carried is what the daemon (and the OCI hook, from trust-report.json) now holds."""
+    hub.call(hub.state.store.put_key_policy("open", "", 300.0, time.time()))
+    blob = _wrap(_pipeline(hub), "open", b"y" * 64)
+    cfg = agent_config(tmp_path, booted_tpm, hub.url, hub.ca_file)
+
+    async def scenario() -> tuple[list[ReleasedSecret | KeyReleaseRefused], str, int, int]:
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+            assert daemon.last is not None
+            first = daemon.last.sequence
+            cycles = daemon.cycles
+            with TpmDevice(booted_tpm.tcti) as device:
+                device.pcr_extend(7, {TPM_ALG_SHA256: hashlib.sha256(b"unseen").digest()})
+            got = await daemon.key_releaser.release([blob])
+            assert daemon.last is not None
+            return (
+                got,
+                daemon.last.result.verdict,
+                daemon.last.sequence - first,
+                daemon.cycles - cycles,
+            )
+
+    got, verdict, later, cycles = asyncio.run(scenario())
+    assert isinstance(got[0], KeyReleaseRefused)
+    assert (got[0].reason, got[0].message) == (
+        "release.host_untrusted",
+        "host untrusted (eventlog.replay_mismatch)",
+    )
+    assert (verdict, later, cycles) == ("untrusted", 1, 0)
+    stored = json.loads((cfg.state_dir / "trust-report.json").read_text())
+    assert stored["verdict"] == "untrusted"
