@@ -390,7 +390,9 @@ class Daemon:
     async def _start_key_service(self) -> KeyService | None:
         """Serve ``[keys] socket``; a socket that cannot be served is logged, not fatal."""
         cache = SealedKeyCache(self.state.key_cache, self.tpm) if self.cfg.keys.cache else None
-        service = KeyService(self.cfg.keys, self._key_releaser, cache, self._key_status)
+        service = KeyService(
+            self.cfg.keys, self._key_releaser, cache, self._key_status, self.metrics
+        )
         try:
             await service.start()
         except KeyServiceError as e:
