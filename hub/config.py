@@ -20,8 +20,10 @@ server.header_timeout              ``10``                       seconds for hand
 server.max_connections             ``20000``                    open connections (refused above)
 server.max_connections_per_address ``512``                      per client address (0 = no cap)
 server.tls_read_buffer             ``17408``                    bytes of TLS read buffer per conn.
+server.workers                     ``0``                        worker processes (0 = one per CPU)
 state.dir                          ``/var/lib/trustplane/hub``  keys, certificates, database
 state.lease_ttl                    ``15``                       seconds a singleton lease lasts
+state.database                     ``"sqlite"``                 or a postgresql:// URL (replicas)
 attestation.nonce_ttl              ``120``                      seconds a nonce stays usable
 attestation.report_validity        ``600``                      seconds a trust report is valid
 attestation.interval               ``60``                       seconds between agent reports
@@ -86,6 +88,7 @@ class ServerConfig:
     max_connections: int = 20000
     max_connections_per_address: int = 512
     tls_read_buffer: int = 17408
+    workers: int = 0  # 0: one per CPU (hub.supervisor); 1: one process, no parent
 
     @property
     def host(self) -> str:
@@ -100,6 +103,8 @@ class ServerConfig:
 class StateConfig:
     dir: Path = Path("/var/lib/trustplane/hub")
     lease_ttl: float = 15.0
+    # "sqlite" (hub.db in dir) or a postgresql:// URL; never shown (it may hold a password)
+    database: str = field(default="sqlite", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +233,24 @@ def _check_seconds(value: object) -> float:
     return float(value)
 
 
+MAX_DATABASE_URL: Final = 2048
+
+
+def _check_database(value: object) -> str:
+    """``sqlite`` (or empty) or a ``postgresql://`` URL; the problem never quotes the value
+    (a URL may carry a password)."""
+    text = _check_str(value)
+    if text in {"", "sqlite"}:
+        return "sqlite"
+    if len(text) > MAX_DATABASE_URL:
+        raise ValueError(f"longer than {MAX_DATABASE_URL} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("contains control characters")
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError('expected "sqlite" or a postgresql:// URL')
+    return text
+
+
 def _check_listen(value: object) -> str:
     text = _check_str(value)
     host, sep, port = text.rpartition(":")
@@ -273,6 +296,16 @@ def _check_pcr_selection(value: object) -> dict[str, tuple[int, ...]]:
     return out
 
 
+MAX_WORKERS: Final = 256
+
+
+def _check_workers(value: object) -> int:
+    n = _check_non_negative_int(value)
+    if n > MAX_WORKERS:
+        raise ValueError(f"at most {MAX_WORKERS} workers")
+    return n
+
+
 _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
     "server": {
         "listen": _check_listen,
@@ -283,8 +316,9 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
         "max_connections": _check_positive_int,
         "max_connections_per_address": _check_non_negative_int,
         "tls_read_buffer": _check_buffer_size,
+        "workers": _check_workers,
     },
-    "state": {"dir": _check_path, "lease_ttl": _check_seconds},
+    "state": {"dir": _check_path, "lease_ttl": _check_seconds, "database": _check_database},
     "attestation": {
         "nonce_ttl": _check_seconds,
         "report_validity": _check_seconds,

@@ -8,8 +8,9 @@ For each blob, in this order: it parses (``release.blob_invalid``), its key exis
 (``release.host_untrusted``), its TPM-vouched asset tags satisfy the key's predicate
 (``release.assettag_mismatch``), the evidence is not older than the key's maximum age
 (``release.report_stale``), and the host has a binding key the hub can release to in the
-attested state (``release.not_bound``). Only then is the secret encrypted (RSA-OAEP SHA-256)
-to the binding key. Messages never carry secrets.
+attested state (``release.not_bound``). Only then is the secret sealed to the binding key
+(:mod:`trustcore.releasedsecret`: RSA-OAEP SHA-256 of a fresh AES key, AES-256-GCM of the
+secret, bound to the blob's bytes). Messages never carry secrets.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from hub.keys.broker import Broker, OpenFailed
@@ -32,7 +33,8 @@ from trustcore.binding import binding_policy_matches
 from trustcore.errors import TrustcoreError
 from trustcore.keyblob import KeyBlob, KeyBlobError, parse_key_blob
 from trustcore.keypolicy import KeyPolicyError, parse_predicate
-from trustcore.tpm.authorize import authorize_message, ecdsa_signature
+from trustcore.releasedsecret import CONTENT_KEY_BYTES, IV_BYTES, seal_secret
+from trustcore.tpm.authorize import authorize_message, binding_policy_ref, ecdsa_signature
 from trustcore.tpm.policy import policy_pcr_digest
 from trustcore.tpm.public import Public, parse_public
 from trustcore.wire import ReleaseAuthorization, ReleasedKey
@@ -65,7 +67,9 @@ def untrusted_message(outcome: Outcome) -> str:
     return f"host {outcome.verdict} ({outcome.reasons[0]}{more})"
 
 
-def binding_for(broker: Broker, binding_public: bytes | None, outcome: Outcome) -> Binding:
+def binding_for(
+    broker: Broker, binding_public: bytes | None, outcome: Outcome, host_id: str
+) -> Binding:
     """The host's binding key, checked against what the hub can release to now."""
     if binding_public is None:
         return Binding(None, problem="the host enrolled without a binding key")
@@ -82,10 +86,16 @@ def binding_for(broker: Broker, binding_public: bytes | None, outcome: Outcome) 
         approved = policy_pcr_digest(quote.pcr_selection, values, public.name_alg)
     except TrustcoreError:
         return Binding(None, problem="the attested PCR values make no policy")
-    if public.auth_policy == signer.authorize_policy:
-        der = signer.key.sign(authorize_message(approved), ec.ECDSA(Prehashed(hashes.SHA256())))
+    if public.auth_policy == signer.authorize_policy(host_id):
+        ref = binding_policy_ref(host_id)
+        der = signer.key.sign(
+            authorize_message(approved, ref), ec.ECDSA(Prehashed(hashes.SHA256()))
+        )
         auth = ReleaseAuthorization(
-            signing_key=signer.public, approved_policy=approved, signature=ecdsa_signature(der)
+            signing_key=signer.public,
+            approved_policy=approved,
+            signature=ecdsa_signature(der),
+            policy_ref=ref,
         )
         return Binding(public, auth)
     if binding_policy_matches(public, quote.pcr_selection, values):
@@ -134,13 +144,16 @@ def decide(  # noqa: PLR0917
             out.append(blob)
             continue
         out.append(
-            _decide_one(broker, blob, keys, policies, outcome, evidence_age, binding, expires_at)
+            _decide_one(
+                broker, raw, blob, keys, policies, outcome, evidence_age, binding, expires_at
+            )
         )
     return out
 
 
 def _decide_one(  # noqa: PLR0917
     broker: Broker,
+    raw: bytes,
     blob: KeyBlob,
     keys: Mapping[str, KeyVersion],
     policies: Mapping[str, KeyPolicy],
@@ -184,12 +197,18 @@ def _decide_one(  # noqa: PLR0917
         )
     if binding.public is None:
         return _refused("release.not_bound", f"no usable binding key: {binding.problem}", kid)
-    key_obj = binding.public.public_key()
+    try:
+        key_obj = binding.public.public_key()
+    except TrustcoreError:
+        return _refused("release.not_bound", "the binding key cannot be used", kid)
     if not isinstance(key_obj, rsa.RSAPublicKey):
         return _refused("release.not_bound", "the binding key is not an RSA key", kid)
-    sealed = key_obj.encrypt(
+    sealed = seal_secret(
+        key_obj,
         secret,
-        padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
+        raw,
+        content_key=broker.random_bytes(CONTENT_KEY_BYTES),
+        iv=broker.random_bytes(IV_BYTES),
     )
     return Decision(ReleasedKey(ok=True, secret=sealed, expires_at=expires_at), kid)
 

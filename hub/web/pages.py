@@ -148,7 +148,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             request, 403, f"A {found.role} token cannot open the status page.", nxt
         )
     sessions = request.app[SESSIONS]
-    sid, _ = sessions.open(token, found.name, found.role)
+    sid, _ = await sessions.open(token, found.name, found.role)
     await st.store.audit(
         at=st.clock(),
         actor=f"token:{found.name}",
@@ -167,7 +167,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     sid = request.cookies.get(COOKIE)
     if sid:
-        request.app[SESSIONS].close(sid)
+        await request.app[SESSIONS].close(sid)
     resp = see_other("/login")
     resp.del_cookie(COOKIE, path="/")
     return resp

@@ -5,9 +5,11 @@ builds a complete signed report over it exactly as the attestation loop does (PC
 quoted in one turn of the TPM thread, the next sequence number of the host's report ledger,
 event logs by digest once the hub has them), and sends it with every blob in one
 ``POST /v1/keys/release``. The hub verifies and records that report as any other, decides each
-blob, and returns each secret RSA-OAEP encrypted to this host's TPM binding key; the TPM
-decrypts it here (:meth:`nodeagent.tpmsession.TpmSession.decrypt_authorized` with the hub's
-signed approval of the attested PCR state, or the enrollment-time PolicyPCR key), so a secret
+blob, and returns each secret sealed to this host's TPM binding key
+(:mod:`trustcore.releasedsecret`): the TPM recovers each secret's AES key here
+(:meth:`nodeagent.tpmsession.TpmSession.decrypt_authorized` with the hub's signed approval of
+the attested PCR state, or the enrollment-time PolicyPCR key), then AES-GCM opens the secret,
+bound to its blob, so a secret
 is only ever in clear in this process, in the attested state. Secrets are never logged.
 
 Errors: :class:`~nodeagent.hubclient.HubUnavailable` (hub away, or not enrolled yet),
@@ -31,10 +33,13 @@ from nodeagent.config import AgentConfig
 from nodeagent.errors import NodeAgentError, TpmError
 from nodeagent.evidence import collect_evidence
 from nodeagent.hubclient import HubClient, HubRejected, HubUnavailable
-from nodeagent.state import QueuedReport, StateDir
+from nodeagent.state import QueuedReport, StateDir, StateError
 from nodeagent.tpm import ObjectBlobs
 from nodeagent.tpm_worker import TpmWorker
 from nodeagent.tpmsession import TpmSession
+from trustcore.errors import TrustcoreError
+from trustcore.releasedsecret import ReleasedSecretError, open_content, split_sealed
+from trustcore.tpm.public import RsaParameters, parse_tpm2b_public
 from trustcore.wire import MAX_ANNOTATIONS, KeyReleaseRequest, KeyReleaseResult
 
 __all__ = ["KeyReleaseRefused", "KeyReleaser", "ReleasedSecret"]
@@ -65,6 +70,17 @@ class KeyReleaseRefused(NodeAgentError):
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message, reason=reason)
+
+
+def _modulus_bytes(tpm2b_public: bytes) -> int:
+    """The RSA modulus size of the stored binding key (its TPM2B_PUBLIC)."""
+    try:
+        params = parse_tpm2b_public(tpm2b_public).parameters
+    except TrustcoreError as e:
+        raise StateError(f"binding.json holds an unreadable key: {e.message}") from None
+    if not isinstance(params, RsaParameters):
+        raise StateError("binding.json holds a key that is not RSA")
+    return params.key_bits // 8
 
 
 class KeyReleaser:
@@ -117,33 +133,73 @@ class KeyReleaser:
             raise HubUnavailable(
                 f"hub answered {len(result.results)} results for {len(annotations)} blobs"
             )
-        wanted = [e.secret for e in result.results if e.ok and e.secret is not None]
-        clear = iter(await self._decrypt(blobs, wanted, result) if wanted else [])
+        modulus = _modulus_bytes(stored.public)
+        opened = iter(await self._open(blobs, modulus, annotations, result))
         out: list[ReleasedSecret | KeyReleaseRefused] = []
         for raw, entry in zip(annotations, result.results, strict=True):
             if not entry.ok or entry.secret is None or entry.expires_at is None:
                 out.append(KeyReleaseRefused(entry.reason, entry.message))
                 continue
-            opened = next(clear)
-            if isinstance(opened, TpmError):
-                if opened.rc & 0xFFF not in _TPM_POLICY_FAILURES:
-                    raise opened
+            clear = next(opened)
+            if isinstance(clear, KeyReleaseRefused):
+                out.append(clear)
+                continue
+            out.append(ReleasedSecret(hashlib.sha256(raw).digest(), clear, entry.expires_at))
+        released = sum(1 for r in out if isinstance(r, ReleasedSecret))
+        log.info("key release: %d of %d blobs released", released, len(out))
+        return out
+
+    async def _open(
+        self,
+        blobs: ObjectBlobs,
+        modulus: int,
+        annotations: Sequence[bytes],
+        result: KeyReleaseResult,
+    ) -> list[bytes | KeyReleaseRefused]:
+        """Each released secret in clear (in the order of the released entries): the TPM
+        recovers every content key in one turn of its thread, then AES-GCM opens each."""
+        parts: list[tuple[bytes, bytes, bytes, bytes]] = []  # rsa part, iv, rest, annotation
+        bad: dict[int, KeyReleaseRefused] = {}
+        released = [
+            (raw, e.secret)
+            for raw, e in zip(annotations, result.results, strict=True)
+            if e.ok and e.secret is not None and e.expires_at is not None
+        ]
+        for i, (raw, sealed) in enumerate(released):
+            try:
+                rsa_part, iv, rest = split_sealed(sealed, modulus)
+            except ReleasedSecretError as e:
+                bad[i] = KeyReleaseRefused(e.reason, e.message)
+                rsa_part, iv, rest = b"", b"", b""
+            parts.append((rsa_part, iv, rest, raw))
+        todo = [p[0] for i, p in enumerate(parts) if i not in bad]
+        keys = iter(await self._decrypt(blobs, todo, result) if todo else [])
+        out: list[bytes | KeyReleaseRefused] = []
+        for i, (_, iv, rest, raw) in enumerate(parts):
+            if i in bad:
+                out.append(bad[i])
+                continue
+            key = next(keys)
+            if isinstance(key, TpmError):
+                if key.rc & 0xFFF not in _TPM_POLICY_FAILURES:
+                    raise key
                 out.append(
                     KeyReleaseRefused(
                         "release.not_bound",
-                        f"the TPM refused the binding key in its current state ({opened.message})",
+                        f"the TPM refused the binding key in its current state ({key.message})",
                     )
                 )
                 continue
-            out.append(ReleasedSecret(hashlib.sha256(raw).digest(), opened, entry.expires_at))
-        released = sum(1 for r in out if isinstance(r, ReleasedSecret))
-        log.info("key release: %d of %d blobs released", released, len(out))
+            try:
+                out.append(open_content(key, iv, rest, raw))
+            except ReleasedSecretError as e:
+                out.append(KeyReleaseRefused(e.reason, e.message))
         return out
 
     async def _decrypt(
         self, blobs: ObjectBlobs, ciphertexts: list[bytes], result: KeyReleaseResult
     ) -> list[bytes | TpmError]:
-        """Every released secret decrypted by the TPM in one turn of its thread."""
+        """Every RSA part decrypted by the TPM in one turn of its thread."""
         auth = result.authorization
         if auth is not None:
             return await self._tpm.call(lambda s: s.decrypt_authorized(blobs, ciphertexts, auth))

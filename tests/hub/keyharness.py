@@ -13,7 +13,8 @@ from nodeagent.errors import TpmError
 from nodeagent.tpm import ObjectBlobs
 from tests.hub.harness import POLICY_PCRS, Agent, Client, HubProcess, Response
 from trustcore.algorithms import TPM_ALG_SHA256
-from trustcore.tpm.authorize import policy_authorize_digest, tpm_name
+from trustcore.releasedsecret import open_content, split_sealed
+from trustcore.tpm.authorize import binding_policy_ref, policy_authorize_digest, tpm_name
 from trustcore.tpm.pcrs import PcrSelection
 from trustcore.wire import (
     Challenge,
@@ -21,6 +22,7 @@ from trustcore.wire import (
     KeyReleaseRequest,
     KeyReleaseResult,
     ReleaseAuthorization,
+    host_id_from_ek,
 )
 from trustplane.swtpm import SwtpmFactory
 
@@ -55,7 +57,8 @@ class KeyHost:
     def __init__(self, agent: Agent, hub: HubProcess) -> None:
         self.agent = agent
         self.hub = hub
-        authorize = policy_authorize_digest(tpm_name(policy_key(hub)))
+        ref = binding_policy_ref(host_id_from_ek(agent.ek.key.public))
+        authorize = policy_authorize_digest(tpm_name(policy_key(hub)), ref)
         key, blobs = agent.device.create_binding_key(authorize)
         self.blobs = ObjectBlobs(private=blobs.private, public=blobs.public)
         agent.enroll(hub, binding_key=key)  # certified by the AK, then flushed
@@ -94,21 +97,24 @@ class KeyHost:
 
     def decrypt(
         self,
-        secret: bytes,
+        sealed: bytes,
         authorization: ReleaseAuthorization,
+        annotation: bytes,
         *,
         pcrs: tuple[int, ...] = POLICY_PCRS,
         blobs: ObjectBlobs | None = None,
     ) -> bytes:
-        """The TPM's RSA-OAEP decryption through PolicyPCR + PolicyAuthorize (raises
-        :class:`TpmError` when the TPM refuses)."""
+        """The TPM recovers the secret's AES key (RSA-OAEP through PolicyPCR + PolicyAuthorize),
+        then AES-GCM opens it for ``annotation`` (raises :class:`TpmError` when the TPM refuses,
+        :class:`ReleasedSecretError` when it does not open)."""
+        rsa_part, iv, rest = split_sealed(sealed, 256)
         device = self.agent.device
         key = device.load_object(blobs or self.blobs)
         try:
-            return device.rsa_decrypt_authorized(
+            content_key = device.rsa_decrypt_authorized(
                 key,
                 PcrSelection.of({TPM_ALG_SHA256: pcrs}),
-                secret,
+                rsa_part,
                 signing_key=authorization.signing_key,
                 approved_policy=authorization.approved_policy,
                 signature=authorization.signature,
@@ -117,6 +123,7 @@ class KeyHost:
         finally:
             with contextlib.suppress(TpmError):
                 device.flush(key)
+        return open_content(content_key, iv, rest, annotation)
 
 
 def key_host(

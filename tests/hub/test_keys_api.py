@@ -142,7 +142,7 @@ def test_tag_predicates_against_tpm_vouched_tags(
         ),
     ]
     assert result.authorization is not None
-    assert tagged.decrypt(result.results[0].secret or b"", result.authorization) == SECRET
+    assert tagged.decrypt(result.results[0].secret or b"", result.authorization, eu) == SECRET
     # retagged: the same blobs, the other way round
     resp = admin.request("PUT", f"/v1/hosts/{tagged.host_id}/tags", {"tags": {"region": "US"}})
     der = base64.b64decode(resp.body["certificate"])

@@ -26,6 +26,7 @@ from tests.hub.conftest import ca_bundle
 from tests.hub.harness import POLICY_PCRS, Agent, Client, FakeClock, HubProcess, make_state
 from tests.hub.keyharness import KeyHost, annotation, key_host
 from trustcore.algorithms import TPM_ALG_SHA256
+from trustcore.releasedsecret import open_content, split_sealed
 from trustcore.tpm.authorize import authorize_message, ecc_signing_public, ecdsa_signature
 from trustcore.tpm.pcrs import PcrSelection
 from trustplane.swtpm import SwtpmFactory
@@ -103,7 +104,7 @@ def test_approved_reboot_releases_again_unapproved_state_the_tpm_refuses(
         )
         assert first.authorization is not None
         secret1 = first.results[0].secret or b""
-        assert host.decrypt(secret1, first.authorization, pcrs=PCRS) == SECRET
+        assert host.decrypt(secret1, first.authorization, blob, pcrs=PCRS) == SECRET
 
         # a kernel update the operator has not approved yet: the hub refuses, and the TPM
         # refuses the secret the host already holds
@@ -115,7 +116,7 @@ def test_approved_reboot_releases_again_unapproved_state_the_tpm_refuses(
         ]
         assert refused.authorization is None
         with pytest.raises(TpmError) as tpm_refused:
-            host.decrypt(secret1, first.authorization, pcrs=PCRS)
+            host.decrypt(secret1, first.authorization, blob, pcrs=PCRS)
         assert tpm_refused.value.operation == "rsa_decrypt_authorized"
 
         # the operator approves the new kernel: release works with the same binding key
@@ -126,17 +127,17 @@ def test_approved_reboot_releases_again_unapproved_state_the_tpm_refuses(
         assert second.authorization is not None
         assert second.authorization.approved_policy != first.authorization.approved_policy
         secret2 = second.results[0].secret or b""
-        assert host.decrypt(secret2, second.authorization, pcrs=PCRS) == SECRET
+        assert host.decrypt(secret2, second.authorization, blob, pcrs=PCRS) == SECRET
         # the old approval does not open the key in the new state either
         with pytest.raises(TpmError):
-            host.decrypt(secret2, first.authorization, pcrs=PCRS)
+            host.decrypt(secret2, first.authorization, blob, pcrs=PCRS)
 
         # booted into something nobody approved: nothing decrypts, old secrets included
         boot_kernel(host, b"evil-kernel")
         assert host.release([blob], pcrs=PCRS).results[0].reason == "release.host_untrusted"
         for secret, auth in ((secret1, first.authorization), (secret2, second.authorization)):
             with pytest.raises(TpmError):
-                host.decrypt(secret, auth, pcrs=PCRS)
+                host.decrypt(secret, auth, blob, pcrs=PCRS)
     finally:
         with contextlib.suppress(StopIteration):
             next(hosts)
@@ -163,16 +164,17 @@ def test_a_forged_approval_is_refused_by_the_tpm(
             signing_key=ecc_signing_public(other.public_key()),
             signature=ecdsa_signature(
                 other.sign(
-                    authorize_message(auth.approved_policy), ec.ECDSA(Prehashed(hashes.SHA256()))
+                    authorize_message(auth.approved_policy, auth.policy_ref),
+                    ec.ECDSA(Prehashed(hashes.SHA256())),
                 )
             ),
         )
         with pytest.raises(TpmError):
-            host.decrypt(secret, forged)
+            host.decrypt(secret, forged, blob)
         wrong_policy = replace(auth, approved_policy=bytes(32))
         with pytest.raises(TpmError):
-            host.decrypt(secret, wrong_policy)
-        assert host.decrypt(secret, auth) == SECRET
+            host.decrypt(secret, wrong_policy, blob)
+        assert host.decrypt(secret, auth, blob) == SECRET
     finally:
         with contextlib.suppress(StopIteration):
             next(hosts)
@@ -203,13 +205,13 @@ def test_enrollment_time_pcr_key_works_only_in_its_state(
         result = host.release([blob])
         assert result.results[0].ok
         assert result.authorization is None  # a PolicyPCR key needs no approval
+        rsa_part, iv, rest = split_sealed(result.results[0].secret or b"", 256)
         loaded = agent.device.load_object(blobs)
         try:
-            clear = agent.device.rsa_decrypt_with_binding_key(
-                loaded, selection, result.results[0].secret or b""
-            )
+            content_key = agent.device.rsa_decrypt_with_binding_key(loaded, selection, rsa_part)
         finally:
             agent.device.flush(loaded)
+        clear = open_content(content_key, iv, rest, blob)
         assert clear == SECRET
         agent.device.pcr_extend(7, {TPM_ALG_SHA256: hashlib.sha256(b"new shim").digest()})
         moved = host.release([blob])

@@ -79,7 +79,10 @@ def test_wrap_then_release_secret_equals_optsdata(
     assert [r.ok for r in result.results] == [True, True]
     assert [r.expires_at for r in result.results] == [now + 3600, now + 3600]
     assert result.authorization is not None
-    clear = [host_a.decrypt(r.secret or b"", result.authorization) for r in result.results]
+    clear = [
+        host_a.decrypt(r.secret or b"", result.authorization, b)
+        for r, b in zip(result.results, blobs, strict=True)
+    ]
     assert clear == OPTSDATA
     # the release's report is recorded like any report
     reports = hub.call(hub.state.store.list_reports(host_a.host_id))
@@ -105,10 +108,16 @@ def test_secret_for_host_a_cannot_be_decrypted_by_host_b(
     assert for_b.authorization is not None
     secret_a = for_a.results[0].secret or b""
     with pytest.raises(TpmError):
-        host_b.decrypt(secret_a, for_b.authorization)
+        host_b.decrypt(secret_a, for_b.authorization, blob)
     with pytest.raises(TpmError):
-        host_b.decrypt(secret_a, for_a.authorization)
-    assert host_b.decrypt(for_b.results[0].secret or b"", for_b.authorization) == OPTSDATA[0]
+        host_b.decrypt(secret_a, for_a.authorization, blob)
+    secret_b = for_b.results[0].secret or b""
+    assert host_b.decrypt(secret_b, for_b.authorization, blob) == OPTSDATA[0]
+    # both swtpms are in the same PCR state, but an approval names its host: A's opens nothing
+    # of B's
+    assert for_a.authorization.approved_policy == for_b.authorization.approved_policy
+    with pytest.raises(TpmError):
+        host_b.decrypt(secret_b, for_a.authorization, blob)
 
 
 def test_refusals_each_with_its_reason(hub: HubProcess, host_a: KeyHost, pipeline: Client) -> None:
@@ -284,7 +293,7 @@ def test_secrets_never_in_logs_answers_or_audit(
     blob = annotation(pipeline, secret, "open")
     result = host_a.release([blob, b"junk"])
     assert result.authorization is not None
-    assert host_a.decrypt(result.results[0].secret or b"", result.authorization) == secret
+    assert host_a.decrypt(result.results[0].secret or b"", result.authorization, blob) == secret
     viewer = hub.client(token=hub.token("viewer"))
     listing = json.dumps(viewer.get("/v1/keys").body)
     audit = json.dumps(hub.call(hub.state.store.list_audit()))

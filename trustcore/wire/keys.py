@@ -5,10 +5,10 @@
 recorded by the hub exactly as ``POST /v1/report`` does, and 1 to :data:`MAX_ANNOTATIONS`
 key blobs (:mod:`trustcore.keyblob`, base64). The :class:`KeyReleaseResult` holds the hub's
 :class:`~trustcore.wire.ReportResult` for that report, one :class:`ReleasedKey` per blob in
-order (the layer secret RSA-OAEP encrypted to the host's TPM binding key, or a reason id and a
-sentence), and, for a binding key whose policy is PolicyAuthorize by the hub's policy-signing
-key, the :class:`ReleaseAuthorization` the TPM needs to use the key in the attested PCR state
-(docs/protocol.md, "Key release").
+order (the layer secret sealed to the host's TPM binding key,
+:mod:`trustcore.releasedsecret`, or a reason id and a sentence), and, for a binding key whose
+policy is PolicyAuthorize by the hub's policy-signing key, the :class:`ReleaseAuthorization`
+the TPM needs to use the key in the attested PCR state (docs/protocol.md, "Key release").
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ __all__ = [
 ]
 
 MAX_ANNOTATIONS: Final = 64
-MAX_RELEASED_SECRET_BYTES: Final = 512  # an RSA-4096 OAEP ciphertext at most
+# a sealed secret (trustcore.releasedsecret): an RSA-4096 OAEP block at most, the IV, and
+# AES-GCM of a blob's largest secret
+MAX_RELEASED_SECRET_BYTES: Final = 512 + 12 + 2048 + 16
 _MAX_REASON: Final = 64
 _MAX_MESSAGE: Final = 512
 
