@@ -13,7 +13,10 @@ systemd's watchdog and ``Restart=on-failure`` stay the outer guard. Every step r
 watchdog promise (:class:`~nodeagent.notify.Health`). SIGTERM and SIGINT stop it cleanly;
 SIGUSR1 makes an attestation due at once.
 ``status.json`` in the state directory is rewritten after every step for ``trustplane-agent
-status``. Turning errors into exit codes is the CLI's job.
+status``; ``trust-report.json`` after every acknowledged report, and ``hub-jws.pem`` once per
+hub key, for the OCI hook (``trustplane-agent hook``). The key socket for the ocicrypt key
+provider (:class:`~nodeagent.keys.service.KeyService`, ``[keys]``) is served from the start;
+it refuses unwraps until the host is enrolled. Turning errors into exit codes is the CLI's job.
 """
 
 from __future__ import annotations
