@@ -127,6 +127,16 @@ def assert_no_secret(text: str, secrets: list[str]) -> None:
         assert base64.b64decode(b64).decode() not in text
 
 
+async def socket_status(path: Path) -> dict[str, object]:
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    writer.write(b'{"op": "status"}\n')
+    writer.write_eof()
+    value = json.loads(await reader.read())
+    writer.close()
+    assert isinstance(value, dict)
+    return value
+
+
 async def started(daemon: Daemon) -> None:
     await wait_for(lambda: daemon.last is not None and daemon.keys is not None)
 
@@ -149,6 +159,16 @@ def test_wrap_and_unwrap_through_hub_and_daemon_one_round_trip_then_cache_with_h
         spare = (await wrap_all(pcfg, [requests[0]]))[0]  # never unwrapped
         async with RunningDaemon(cfg) as daemon:
             await started(daemon)
+            status = await socket_status(cfg.keys.socket)
+            assert daemon.last is not None
+            assert status == {
+                "ok": True,
+                "host_id": daemon.enrollment.host_id if daemon.enrollment else None,
+                "verdict": "trusted",
+                "reasons": [],
+                "valid_until": daemon.last.result.valid_until,
+                "trust_report": daemon.last.result.trust_report,
+            }
             # ocicrypt runs one provider per layer, at once: one hub round trip for both
             first = await asyncio.gather(*(provider(unwrap_request(a), pcfg) for a in annotations))
             assert [(c, e) for c, _, e in first] == [(0, "")] * 2
