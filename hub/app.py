@@ -23,6 +23,7 @@ from hub import api, assettags, attestation, enrollment, groups
 from hub.auditseal import audit_sealer
 from hub.auth import auth_middleware
 from hub.bus import SqliteVerdictBus, VerdictBus
+from hub.clusters import install as install_clusters
 from hub.config import ConfigError, HubConfig
 from hub.errors import MAX_BODY, body_limit_middleware, error_middleware
 from hub.keys import install as install_keys
@@ -168,4 +169,5 @@ def create_app(
     install_keys(app)  # the key broker (after the state's startup above)
     # status pages, live updates, alerts, webhooks, metrics, OpenAPI
     install_web(app, metrics_dir=metrics_dir)
+    install_clusters(app)  # cluster sync (under a lease), GET /v1/clusters, Clusters page
     return app

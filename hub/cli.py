@@ -16,6 +16,8 @@ Commands::
     trustplane-hub flavor assign --group GROUP ID...          (a host group's flavors)
     trustplane-hub tags set HOST KEY=VALUE ... | clear HOST | show HOST   (see hub.tagcli)
     trustplane-hub keys create|list|show|policy set|rotate|retire ...  (see hub.keys.cli)
+    trustplane-hub clusters add NAME (--kubeconfig FILE [--context C] | --in-cluster)
+    trustplane-hub clusters list | remove NAME                  (see hub.clusters.cli)
     trustplane-hub audit verify
 """
 
@@ -36,6 +38,7 @@ from typing import Any, Final
 
 from hub import flavorcli, tagcli
 from hub.auditseal import audit_sealer
+from hub.clusters import cli as clustercli
 from hub.config import DEFAULT_CONFIG_FILE, ConfigError, HubConfig, load_config
 from hub.groups import GroupError, set_host_group
 from hub.keys import cli as keyscli
@@ -140,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     flavorcli.add_parser(sub, common)
     tagcli.add_parser(sub, common)
     keyscli.add_parser(sub, common)
+    clustercli.add_parser(sub, common)
     audit = sub.add_parser("audit", help="the append-only audit log")
     asub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
     asub.add_parser("verify", parents=[common], help="check the audit log's hash chain")
@@ -377,6 +381,9 @@ async def _dispatch(args: argparse.Namespace, config: HubConfig) -> int:
     if args.command == "keys":
         creds = credentials_directory(os.environ)
         return await _with_store(config, lambda s: keyscli.run(args, s, config.state.dir, creds))
+    if args.command == "clusters":
+        creds = credentials_directory(os.environ)
+        return await _with_store(config, lambda s: clustercli.run(args, s, config.state.dir, creds))
     return await _with_store(config, lambda s: _audit(s, config))
 
 
@@ -395,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flavorcli.FlavorInputError,
         tagcli.TagInputError,
         keyscli.KeysInputError,
+        clustercli.ClusterInputError,
     ) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -404,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flavorcli.FlavorLookupError,
         tagcli.TagLookupError,
         keyscli.KeysLookupError,
+        clustercli.ClusterLookupError,
     ) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)
         return EXIT_RUNTIME

@@ -53,6 +53,10 @@ audit.export_file                  ``""``                       file the checkpo
 keys.hub_url                       ``""``                       hub URL in key blobs ("" = external)
 keys.secret_ttl                    ``3600``                     seconds a host may cache a secret
 keys.release_rate_per_minute       ``120``                      key challenges+releases/min per host
+clusters.sync                      ``true``                     run the cluster sync (hub.clusters)
+clusters.taint_effect              ``"NoExecute"``              untrusted taint: NoSchedule, none
+clusters.resync_interval           ``60``                       seconds between full reconciles
+clusters.request_timeout           ``10``                       seconds per API server request
 =================================  ===========================  ===================================
 """
 
@@ -174,6 +178,14 @@ class KeysConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClustersConfig:
+    sync: bool = True
+    taint_effect: str = "NoExecute"
+    resync_interval: float = 60.0
+    request_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     state: StateConfig = field(default_factory=StateConfig)
@@ -185,6 +197,7 @@ class HubConfig:
     web: WebConfig = field(default_factory=WebConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    clusters: ClustersConfig = field(default_factory=ClustersConfig)
 
 
 # --- value checkers: each returns the typed value or raises ValueError with the problem -------
@@ -280,6 +293,16 @@ def _check_url_list(value: object) -> tuple[str, ...]:
     return urls
 
 
+TAINT_EFFECTS: Final = ("NoExecute", "NoSchedule", "none")
+
+
+def _check_taint_effect(value: object) -> str:
+    text = _check_str(value)
+    if text not in TAINT_EFFECTS:
+        raise ValueError(f"expected one of {', '.join(TAINT_EFFECTS)}, got {text[:40]!r}")
+    return text
+
+
 def _check_pcr_selection(value: object) -> dict[str, tuple[int, ...]]:
     if not isinstance(value, dict):
         raise TypeError("expected a table such as {sha256 = [0, 7]}")
@@ -354,6 +377,12 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
         "hub_url": _check_str,
         "secret_ttl": _check_seconds,
         "release_rate_per_minute": _check_positive_int,
+    },
+    "clusters": {
+        "sync": _check_bool,
+        "taint_effect": _check_taint_effect,
+        "resync_interval": _check_seconds,
+        "request_timeout": _check_seconds,
     },
 }
 

@@ -21,7 +21,8 @@ Metrics: ``trustplane_hub_reports_total{result}`` (trusted, untrusted, missing_e
 nonce_rejected, refused, error), ``trustplane_hub_report_duration_seconds`` (histogram),
 ``trustplane_hub_verdict_changes_total{verdict}``, ``trustplane_hub_hosts{state,verdict}``,
 ``trustplane_hub_alerts_open``, ``trustplane_hub_webhook_messages_total{result}`` (delivered,
-failed, dropped), ``trustplane_hub_webhook_attempts_failed_total``.
+failed, dropped), ``trustplane_hub_webhook_attempts_failed_total``. The cluster sync adds its
+own (``trustplane_hub_cluster_*``, :mod:`hub.clusters.metrics`) to the same registry.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 :class:`Store` is the whole store: it combines the aggregates (each a class of its own module:
 hosts, enrollments, nonces, reports, alerts, flavors, tokens, event logs, audit, asset tags,
-leases, verdict changes, browser sessions) on the backend (:mod:`hub.store.backend`: one
+leases, verdict changes, browser sessions, clusters) on the backend (:mod:`hub.store.backend`: one
 connection on one worker thread, group commit), which opens a SQLite file
 (:mod:`hub.store.sqlite`) or, for a ``postgresql://`` URL, a PostgreSQL database
 (:mod:`hub.store.postgres`). The aggregates' SQL is the same on both
@@ -36,6 +36,7 @@ from hub.store.alerts import Alert, AlertsStore
 from hub.store.assettags import AssetTagsStore
 from hub.store.audit import GENESIS_HASH, AuditCheck, AuditHeadError, AuditStore, audit_row_hash
 from hub.store.backend import AUDIT_HEAD_SUFFIX, StoreBackend
+from hub.store.clusters import Cluster, ClustersStore, ClusterState, NodeRecord
 from hub.store.enrollments import MAX_OPEN_CHALLENGES_PER_HOST, EnrollmentStore, PendingEnrollment
 from hub.store.eventlogs import EventlogsStore
 from hub.store.flavors import FlavorDocuments, FlavorsStore, StoredFlavor
@@ -73,6 +74,7 @@ class Store(
     VerdictChangesStore,
     WebSessionsStore,
     KeysStore,
+    ClustersStore,
     StoreBackend,
 ):
     """Async access to the hub database; create with :meth:`open`, end with :meth:`close`."""
@@ -87,6 +89,8 @@ __all__ = [
     "Alert",
     "AuditCheck",
     "AuditHeadError",
+    "Cluster",
+    "ClusterState",
     "FlavorDocuments",
     "Host",
     "HostEvidence",
@@ -96,6 +100,7 @@ __all__ = [
     "KeyEvent",
     "KeyPolicy",
     "KeyVersion",
+    "NodeRecord",
     "NonceRefused",
     "PendingEnrollment",
     "Recorded",

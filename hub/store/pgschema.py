@@ -167,6 +167,20 @@ def _migration_11(db: PostgresConnection) -> None:
     )
 
 
+def _migration_12(db: PostgresConnection) -> None:
+    _run(
+        db,
+        "CREATE TABLE clusters (name TEXT PRIMARY KEY, kubeconfig BYTEA, context TEXT, "
+        "added DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE cluster_state (name TEXT PRIMARY KEY REFERENCES clusters(name), "
+        "connected BIGINT NOT NULL, nodes BIGINT NOT NULL, nodes_matched BIGINT NOT NULL, "
+        "last_sync DOUBLE PRECISION, last_error TEXT, updated DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE cluster_nodes (cluster TEXT NOT NULL REFERENCES clusters(name), "
+        "node TEXT NOT NULL, announced TEXT NOT NULL, mismatch TEXT NOT NULL, "
+        "PRIMARY KEY (cluster, node))",
+    )
+
+
 def _migration_13(db: PostgresConnection) -> None:
     _run(
         db,
@@ -206,6 +220,7 @@ PG_MIGRATIONS: Final[dict[int, Callable[[PostgresConnection], None]]] = {
     9: _migration_9,
     10: _migration_10,
     11: _migration_11,
+    12: _migration_12,
     13: _migration_13,
     14: _migration_14,
     15: _migration_15,

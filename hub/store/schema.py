@@ -242,6 +242,24 @@ def _migration_11(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX key_nonces_issued ON key_nonces(issued)")
 
 
+def _migration_12(db: sqlite_utils.Database) -> None:
+    """Registered clusters, their sync state, what was announced per node (hub.store.clusters)."""
+    db.execute(
+        "CREATE TABLE clusters (name TEXT PRIMARY KEY, kubeconfig BLOB, context TEXT, "
+        "added REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE cluster_state (name TEXT PRIMARY KEY REFERENCES clusters(name), "
+        "connected INTEGER NOT NULL, nodes INTEGER NOT NULL, nodes_matched INTEGER NOT NULL, "
+        "last_sync REAL, last_error TEXT, updated REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE cluster_nodes (cluster TEXT NOT NULL REFERENCES clusters(name), "
+        "node TEXT NOT NULL, announced TEXT NOT NULL, mismatch TEXT NOT NULL, "
+        "PRIMARY KEY (cluster, node))"
+    )
+
+
 def _migration_13(db: sqlite_utils.Database) -> None:
     """Hub replicas: the alert written with each verdict change (so another process reading the
     change announces the same alert), and the audit log's head for databases shared by
@@ -286,7 +304,8 @@ MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_9,
     _migration_10,
     _migration_11,
-    _migration_13,  # 12: clusters (another branch)
+    _migration_12,
+    _migration_13,
     _migration_14,
     _migration_15,
 )

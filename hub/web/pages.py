@@ -10,6 +10,7 @@ page                       twin                               what
 ``GET /alerts``            ``GET /v1/alerts``                 open and acknowledged alerts
 ``POST /alerts/{id}/ack``  ``POST /v1/alerts/{id}/ack``       acknowledge (admin, CSRF)
 ``GET /flavors``           ``GET /v1/flavors``                flavors assigned to hosts
+``GET /clusters``          ``GET /v1/clusters``               clusters (:mod:`hub.clusters`)
 (live updates)             ``GET /v1/events``                 SSE stream (:mod:`.live`)
 =========================  =================================  ==============================
 
