@@ -203,6 +203,17 @@ def test_wrap_and_unwrap_through_hub_and_daemon_one_round_trip_then_cache_with_h
                 assert line in metrics.splitlines(), line
 
     asyncio.run(scenario())
+    status = json.loads((cfg.state_dir / "status.json").read_text())
+    assert status["keys"] == {
+        "socket": str(cfg.keys.socket),
+        "serving": False,  # the daemon stopped
+        "unwraps": 4,
+        "cache_hits": 1,
+        "releases": 2,
+        "released": 2,
+        "refused": 0,
+        "failures": 1,
+    }
     assert_no_secret(caplog.text + "".join(stderr), secrets)
     for path in (cfg.state_dir / "keycache").iterdir():
         assert path.stat().st_mode & 0o777 == 0o600
