@@ -394,7 +394,14 @@ class Daemon:
         """Serve ``[keys] socket``; a socket that cannot be served is logged, not fatal."""
         cache = SealedKeyCache(self.state.key_cache, self.tpm) if self.cfg.keys.cache else None
         service = KeyService(
-            self.cfg.keys, self._key_releaser, cache, self._key_status, self.metrics
+            self.cfg.keys,
+            self._key_releaser,
+            cache,
+            self._key_status,
+            metrics=self.metrics,
+            # the hub judged a release's report untrusted: report now, so that the stored
+            # trust report (the OCI hook's) says so too
+            on_untrusted=lambda: self.attest_now("release_refused"),
         )
         try:
             await service.start()

@@ -120,10 +120,13 @@ class KeyService:
         releaser: Callable[[], Releaser | None],
         cache: SealedKeyCache | None,
         status: Callable[[], dict[str, Any]],
+        *,
         metrics: KeyMetrics | None = None,
+        on_untrusted: Callable[[], None] | None = None,
     ) -> None:
         self._cfg = cfg
         self._metrics = metrics
+        self._on_untrusted = on_untrusted  # the hub found this host untrusted at a release
         self._releaser = releaser
         self.cache = cache
         self._status = status
@@ -306,6 +309,11 @@ class KeyService:
             )
             self._fail_batch(batch, error)
             return
+        if self._on_untrusted is not None and any(
+            isinstance(r, KeyReleaseRefused) and r.reason == "release.host_untrusted"
+            for r in results
+        ):
+            self._on_untrusted()
         to_cache: list[CachedSecret] = []
         for (digest, _), result in zip(batch, results, strict=True):
             futures = self._in_flight.get(digest, [])

@@ -245,6 +245,13 @@ def test_pcr_change_empties_the_cache_and_the_hub_refuses_the_untrusted_host(
             assert daemon.keys.cache.invalidations == 1  # the sealed key no longer opens
             assert daemon.key_releaser.round_trips == 2  # so the hub was asked again
             assert daemon.keys.stats.refused == 1
+            # the refusal makes the daemon report at once: the stored trust report (what the
+            # OCI hook checks) turns untrusted without waiting for the interval (an hour here)
+            await wait_for(
+                lambda: daemon.last is not None and daemon.last.result.verdict == "untrusted"
+            )
+            stored = json.loads((cfg.state_dir / "trust-report.json").read_text())
+            assert stored["verdict"] == "untrusted"
             return result
 
     code, out, err = asyncio.run(scenario())
