@@ -174,7 +174,10 @@ def test_hook_refuses_tampered_or_foreign_reports_and_missing_files(
             "[hook.state_invalid]\n"
         ),
     )
-    assert hook(cfg, tmp_path, stdin=b" " * 70000)[2] == (
+    big = {"annotations": {f"k{i}": "v" * 1000 for i in range(250)}}  # Kubernetes' 256 KiB
+    big_state = json.loads(OCI_STATE) | big
+    assert hook(cfg, tmp_path, stdin=json.dumps(big_state).encode()) == (0, "", "")
+    assert hook(cfg, tmp_path, stdin=b" " * (1024 * 1024 + 1))[2] == (
         "trustplane: container refused: the OCI state on stdin is too long [hook.state_invalid]\n"
     )
     assert hook(cfg, tmp_path) == (0, "", "")
