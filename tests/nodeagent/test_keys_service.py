@@ -294,7 +294,7 @@ def test_provider_without_the_agent_socket_says_so_in_one_line(sockdir: Path) ->
             b'{"op": "keyunwrap", "keyunwrapparams": {"annotation": "@@@@"}}',
             "keyunwrapparams.annotation is not base64",
         ),
-        (b" " * 70000, "the request on stdin is longer than 65536 bytes"),
+        (b" " * (1024 * 1024 + 1), "the request on stdin is longer than 1048576 bytes"),
         (
             b'{"op": "keywrap", "keywrapparams": {"ec": null, "optsdata": null}}',
             "no key named: use --encryption-key provider:trustplane:policy=NAME (or key=ID)",
