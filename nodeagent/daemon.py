@@ -129,7 +129,12 @@ class Daemon:
         # image-key releases (nodeagent.keys.release): the hub client and the attestor are
         # looked up at each release (made once enrolled, replaced on renewal)
         self.key_releaser = KeyReleaser(
-            cfg, self.state, self.tpm, self._hub_client, lambda: self.attestor
+            cfg,
+            self.state,
+            self.tpm,
+            self._hub_client,
+            lambda: self.attestor,
+            on_report=self._after_release,
         )
 
     # --- events from outside the loop ------------------------------------------------------
@@ -341,6 +346,16 @@ class Daemon:
                 f"next in {max(0.0, self._next_due - now):.0f}s"
             )
         return max(0.0, self._next_due - now)
+
+    def _after_release(self, delivered: Delivered) -> None:
+        """A key release's report is the host's latest: keep its trust report (the OCI hook
+        checks it) without counting an attestation cycle."""
+        self.last, self.last_at = delivered, time.time()
+        result = delivered.result
+        try:
+            self.state.save_trust_report(result.trust_report, result.verdict, result.valid_until)
+        except NodeAgentError as e:
+            log.warning("cannot store the trust report: %s", e.message)
 
     async def _ensure_enrolled(self) -> bool:
         """Load or run enrollment; True while the hub has not approved the host."""

@@ -8,6 +8,8 @@ for a release, whose issue time the hub keeps (the evidence's age). ``POST /v1/k
 recorded exactly as ``POST /v1/report`` does (:func:`hub.attestation.verify_and_record`), then
 each blob is decided (:mod:`hub.keys.release`); one audit row lists every blob's outcome.
 Both host routes spend the host's ``keys.release_rate_per_minute`` budget.
+``GET /v1/enroll/policy-key`` (anyone): the hub's policy-signing key, which agents name in their
+binding key's PolicyAuthorize policy before they enroll.
 """
 
 from __future__ import annotations

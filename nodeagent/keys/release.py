@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from nodeagent.attestation import Attestor
+from nodeagent.attestation import Attestor, Delivered
 from nodeagent.config import AgentConfig
 from nodeagent.errors import NodeAgentError, TpmError
 from nodeagent.evidence import collect_evidence
@@ -97,8 +97,12 @@ class KeyReleaser:
         attestor: Callable[[], Attestor | None],
         *,
         clock: Callable[[], float] = time.time,
+        on_report: Callable[[Delivered], None] | None = None,
     ) -> None:
+        """``on_report`` hears of each release's report the hub recorded (the daemon keeps it
+        as its latest trust report, which the OCI hook checks)."""
         self._cfg = cfg
+        self._on_report = on_report
         self._state = state
         self._tpm = tpm
         self._hub = hub
@@ -271,6 +275,8 @@ class KeyReleaser:
                 continue
             ledger.last_acked = max(ledger.last_acked, entry.sequence)
             self._state.save_ledger(ledger)
+            if self._on_report is not None:
+                self._on_report(Delivered(entry.sequence, result.report))
             certificate = result.report.tag_certificate
             if certificate is not None and not tag_installed and not last_try:
                 # the hub tagged this host anew: its report lacked the evidence, so the release

@@ -104,7 +104,13 @@ def routes(hub: HubProcess) -> list[tuple[str, str]]:
     return sorted(set(out))
 
 
-PUBLIC = {("GET", "/health"), ("GET", "/login"), ("POST", "/login")}
+# the hub's trust-report verification key is public like the policy key (a public key)
+PUBLIC = {
+    ("GET", "/health"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("GET", "/v1/trust-report-key"),
+}
 AGENT = {
     ("POST", "/v1/challenge"),
     ("POST", "/v1/report"),

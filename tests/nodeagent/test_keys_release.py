@@ -22,8 +22,10 @@ from hub.statedir import new_token
 from nodeagent.daemon import Daemon
 from nodeagent.hubclient import HubUnavailable
 from nodeagent.keys.release import KeyReleaseRefused, ReleasedSecret
+from nodeagent.tpm import TpmDevice
 from tests.hub.harness import Client
 from tests.nodeagent.conftest import LoopbackHub, RunningDaemon, agent_config, wait_for
+from trustcore.algorithms import TPM_ALG_SHA256
 from trustplane.swtpm import Swtpm
 
 # ocicrypt's optsdata is 193 bytes from skopeo: more than RSA-OAEP-2048 carries in one block;
@@ -175,3 +177,40 @@ def test_new_tags_reach_the_release_without_waiting_for_the_next_report(
         (secret.decode(), 2),
         ("release.assettag_mismatch", 2),
     ]
+
+
+def test_a_release_report_becomes_the_daemons_latest_trust_report(
+    tmp_path: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    """The host boots something the hub did not see: the release is refused, and the report it
+    carried is what the daemon (and the OCI hook, from trust-report.json) now holds."""
+    hub.call(hub.state.store.put_key_policy("open", "", 300.0, time.time()))
+    blob = _wrap(_pipeline(hub), "open", b"y" * 64)
+    cfg = agent_config(tmp_path, booted_tpm, hub.url, hub.ca_file)
+
+    async def scenario() -> tuple[list[ReleasedSecret | KeyReleaseRefused], str, int, int]:
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+            assert daemon.last is not None
+            first = daemon.last.sequence
+            cycles = daemon.cycles
+            with TpmDevice(booted_tpm.tcti) as device:
+                device.pcr_extend(7, {TPM_ALG_SHA256: hashlib.sha256(b"unseen").digest()})
+            got = await daemon.key_releaser.release([blob])
+            assert daemon.last is not None
+            return (
+                got,
+                daemon.last.result.verdict,
+                daemon.last.sequence - first,
+                daemon.cycles - cycles,
+            )
+
+    got, verdict, later, cycles = asyncio.run(scenario())
+    assert isinstance(got[0], KeyReleaseRefused)
+    assert (got[0].reason, got[0].message) == (
+        "release.host_untrusted",
+        "host untrusted (eventlog.replay_mismatch)",
+    )
+    assert (verdict, later, cycles) == ("untrusted", 1, 0)
+    stored = json.loads((cfg.state_dir / "trust-report.json").read_text())
+    assert stored["verdict"] == "untrusted"
