@@ -140,6 +140,13 @@ def test_hook_refuses_tampered_or_foreign_reports_and_missing_files(
     with_token(token)
     assert check_host(StateDir(state)).verdict == "trusted"
 
+    # another host's report (here: this state directory enrolled as another host)
+    enrollment_file = state / "enrollment.json"
+    enrolled = enrollment_file.read_text()
+    enrollment_file.write_text(json.dumps({**json.loads(enrolled), "host_id": "b" * 64}))
+    assert refused(cfg) == ("hook.host_mismatch", "the trust report is another host's")
+    enrollment_file.write_text(enrolled)
+
     # signed by another key than the hub's
     other = ec.generate_private_key(ec.SECP256R1()).public_key()
     pem = other.public_bytes(

@@ -330,3 +330,38 @@ def test_unwraps_arriving_spread_out_still_share_a_release(sockdir: Path) -> Non
     replies = asyncio.run(scenario())
     assert [r["ok"] for r in replies] == [True] * 7
     assert releaser.calls == [layers, [b"layer-6"]]
+
+
+def test_another_user_cannot_use_the_socket(sockdir: Path) -> None:
+    """The socket is 0600 (root or the agent's user): a client running as nobody is refused
+    by the socket's mode (the system Python as that client: the checkout may be private)."""
+    svc = service(sockdir, CountingReleaser())
+    os.chmod(sockdir, 0o755)
+    client = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "try:\n"
+        "    s.connect(sys.argv[1])\n"
+        "except PermissionError:\n"
+        "    print('refused')\n"
+        "else:\n"
+        "    print('connected')\n"
+    )
+
+    async def scenario() -> tuple[bytes, bytes]:
+        await svc.start()
+        os.chmod(svc.path.parent, 0o755)  # only the socket's own mode stands in the way
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                "/usr/bin/python3", "-I", "-c", client, str(svc.path),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await proc.communicate()
+            return out, err
+        finally:
+            await svc.close()
+
+    assert asyncio.run(scenario()) == (b"refused\n", b"")
+    assert svc.stats.unwraps == 0
