@@ -335,6 +335,10 @@ class Daemon:
             if asked > 0:
                 self._next_due = min(self._next_due, now + asked)
             result = delivered.result
+            if result.verdict != "trusted" and self.keys is not None and self.keys.cache:
+                # keys released while trusted are not kept past the hub's word that we are not
+                self.keys.cache.clear()
+                log.info("key cache emptied: the hub's verdict is %s", result.verdict)
             try:  # for the OCI hook (trustplane-agent hook)
                 self.state.save_trust_report(
                     result.trust_report, result.verdict, result.valid_until

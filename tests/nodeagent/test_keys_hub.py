@@ -372,3 +372,45 @@ def test_ten_layers_unwrapped_at_once_cost_one_release(
     assert [unwrapped(o) for _, o, _ in results] == [optsdata(r) for r in requests]
     assert round_trips == 1
     assert recorded == 1  # counted at the hub: the release's report, once
+
+
+def test_an_untrusted_verdict_empties_the_cache_and_the_release_is_refused(
+    tmp_path: Path, rundir: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    """The PCRs stay as they are, but the operator assigns a flavor they do not match."""
+    cfg, pcfg = setup(tmp_path, rundir, booted_tpm, hub)
+    request = recorded_wrap(WRAPS[1])
+    flavor = {
+        "schema": "trustplane.flavor/v1",
+        "id": "golden-firmware",
+        "name": "golden firmware",
+        "part": "platform",
+        "bank": "sha256",
+        "pcrs": [{"index": 0, "value": "00" * 32}],
+        "rules": [{"rule": "pcr_matches", "pcr": 0}],
+    }
+
+    async def scenario() -> tuple[int, str, str]:
+        (annotation,) = await wrap_all(pcfg, [request])
+        async with RunningDaemon(cfg) as daemon:
+            await started(daemon)
+            code, out, _ = await provider(unwrap_request(annotation), pcfg)
+            assert (code, unwrapped(out)) == (0, optsdata(request))
+            cache = cfg.state_dir / "keycache"
+            assert len(list(cache.glob("*.json"))) == 2  # the sealed key and the entry
+            assert daemon.enrollment is not None
+            host_id = daemon.enrollment.host_id
+            hub.call(hub.state.store.put_flavor("golden-firmware", flavor, time.time()))
+            hub.call(hub.state.store.set_host_flavors(host_id, ["golden-firmware"]))
+            daemon.attest_now("requested")
+            await wait_for(
+                lambda: daemon.last is not None and daemon.last.result.verdict == "untrusted"
+            )
+            assert list(cache.glob("*.json")) == []
+            return await provider(unwrap_request(annotation), pcfg)
+
+    assert asyncio.run(scenario()) == (
+        1,
+        "",
+        "trustplane: key release denied: host untrusted (flavor.platform.pcr_mismatch: PCR 0)\n",
+    )
