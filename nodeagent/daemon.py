@@ -13,7 +13,10 @@ systemd's watchdog and ``Restart=on-failure`` stay the outer guard. Every step r
 watchdog promise (:class:`~nodeagent.notify.Health`). SIGTERM and SIGINT stop it cleanly;
 SIGUSR1 makes an attestation due at once.
 ``status.json`` in the state directory is rewritten after every step for ``trustplane-agent
-status``. Turning errors into exit codes is the CLI's job.
+status``; ``trust-report.json`` after every acknowledged report, and ``hub-jws.pem`` once per
+hub key, for the OCI hook (``trustplane-agent hook``). The key socket for the ocicrypt key
+provider (:class:`~nodeagent.keys.service.KeyService`, ``[keys]``) is served from the start;
+it refuses unwraps until the host is enrolled. Turning errors into exit codes is the CLI's job.
 """
 
 from __future__ import annotations
@@ -332,6 +335,10 @@ class Daemon:
             if asked > 0:
                 self._next_due = min(self._next_due, now + asked)
             result = delivered.result
+            if result.verdict != "trusted" and self.keys is not None and self.keys.cache:
+                # keys released while trusted are not kept past the hub's word that we are not
+                self.keys.cache.clear()
+                log.info("key cache emptied: the hub's verdict is %s", result.verdict)
             try:  # for the OCI hook (trustplane-agent hook)
                 self.state.save_trust_report(
                     result.trust_report, result.verdict, result.valid_until
@@ -405,7 +412,16 @@ class Daemon:
     async def _start_key_service(self) -> KeyService | None:
         """Serve ``[keys] socket``; a socket that cannot be served is logged, not fatal."""
         cache = SealedKeyCache(self.state.key_cache, self.tpm) if self.cfg.keys.cache else None
-        service = KeyService(self.cfg.keys, self._key_releaser, cache, self._key_status)
+        service = KeyService(
+            self.cfg.keys,
+            self._key_releaser,
+            cache,
+            self._key_status,
+            metrics=self.metrics,
+            # the hub judged a release's report untrusted: report now, so that the stored
+            # trust report (the OCI hook's) says so too
+            on_untrusted=lambda: self.attest_now("release_refused"),
+        )
         try:
             await service.start()
         except KeyServiceError as e:
@@ -417,6 +433,23 @@ class Daemon:
     def _key_releaser(self) -> KeyReleaser | None:
         """The releaser once this host is enrolled (the key socket refuses before)."""
         return self.key_releaser if self.attestor is not None else None
+
+    def _keys_status(self) -> dict[str, Any]:
+        """The key socket's counters for ``status.json``."""
+        service = self.keys
+        if service is None:
+            return {"socket": str(self.cfg.keys.socket), "serving": False}
+        stats = service.stats
+        return {
+            "socket": str(service.path),
+            "serving": service.serving,
+            "unwraps": stats.unwraps,
+            "cache_hits": stats.cache_hits,
+            "releases": stats.releases,
+            "released": stats.released,
+            "refused": stats.refused,
+            "failures": stats.failures,
+        }
 
     def _key_status(self) -> dict[str, Any]:
         last = self.last.result if self.last is not None else None
@@ -493,6 +526,7 @@ class Daemon:
             "queued_reports": len(self.attestor.ledger.queue) if self.attestor else 0,
             "last_acked_sequence": self.attestor.ledger.last_acked if self.attestor else 0,
             "cycles": self.cycles,
+            "keys": self._keys_status(),
         }
         if self.last is not None:
             status["last_report"] = {

@@ -27,7 +27,8 @@ from nodeagent.trustreport import (
     load_public_key,
 )
 
-MAX_STATE_BYTES: Final = 64 * 1024
+# the state carries the container's annotations, and Kubernetes allows 256 KiB of them per pod
+MAX_STATE_BYTES: Final = 1024 * 1024
 REQUIRE_ANNOTATION: Final = "trustplane.io/require-trusted"
 
 

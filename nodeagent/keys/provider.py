@@ -44,7 +44,8 @@ from nodeagent.keys.messages import (
 )
 from nodeagent.keys.providerconfig import ProviderConfig, load_provider_config, read_token
 
-MAX_STDIN_BYTES: Final = 64 * 1024
+# ocicrypt passes every protocol's parameters (other recipients' keys too): generous, still bounded
+MAX_STDIN_BYTES: Final = 1024 * 1024
 MAX_OPTSDATA_BYTES: Final = 2048  # trustcore.keyblob.MAX_SECRET_BYTES
 MAX_HUB_ANSWER_BYTES: Final = 64 * 1024
 EXIT_OK: Final = 0

@@ -140,6 +140,13 @@ def test_hook_refuses_tampered_or_foreign_reports_and_missing_files(
     with_token(token)
     assert check_host(StateDir(state)).verdict == "trusted"
 
+    # another host's report (here: this state directory enrolled as another host)
+    enrollment_file = state / "enrollment.json"
+    enrolled = enrollment_file.read_text()
+    enrollment_file.write_text(json.dumps({**json.loads(enrolled), "host_id": "b" * 64}))
+    assert refused(cfg) == ("hook.host_mismatch", "the trust report is another host's")
+    enrollment_file.write_text(enrolled)
+
     # signed by another key than the hub's
     other = ec.generate_private_key(ec.SECP256R1()).public_key()
     pem = other.public_bytes(
@@ -174,7 +181,10 @@ def test_hook_refuses_tampered_or_foreign_reports_and_missing_files(
             "[hook.state_invalid]\n"
         ),
     )
-    assert hook(cfg, tmp_path, stdin=b" " * 70000)[2] == (
+    big = {"annotations": {f"k{i}": "v" * 1000 for i in range(250)}}  # Kubernetes' 256 KiB
+    big_state = json.loads(OCI_STATE) | big
+    assert hook(cfg, tmp_path, stdin=json.dumps(big_state).encode()) == (0, "", "")
+    assert hook(cfg, tmp_path, stdin=b" " * (1024 * 1024 + 1))[2] == (
         "trustplane: container refused: the OCI state on stdin is too long [hook.state_invalid]\n"
     )
     assert hook(cfg, tmp_path) == (0, "", "")

@@ -94,7 +94,7 @@ def unwrap_line(annotation: bytes) -> bytes:
 
 
 def test_concurrent_unwraps_share_one_release_call(sockdir: Path) -> None:
-    releaser = CountingReleaser(delay=0.2)
+    releaser = CountingReleaser(delay=0.6)  # in flight from ~0.02 s to ~0.6 s
     svc = service(sockdir, releaser, batch_window=0.02)
     layers = [f"layer-{i}".encode() for i in range(6)]
 
@@ -217,7 +217,8 @@ def test_provider_unwraps_the_recorded_requests_nulls_included(
     sockdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     releaser = CountingReleaser()
-    svc = service(sockdir, releaser, batch_window=0.2)
+    # two processes started together on a busy machine may arrive some 100 ms apart
+    svc = service(sockdir, releaser, batch_window=0.5, batch_max_wait=5.0)
     requests = [
         recorded("keyunwrap-request-layer1.json"),
         recorded("keyunwrap-request-layer2.json"),
@@ -293,7 +294,7 @@ def test_provider_without_the_agent_socket_says_so_in_one_line(sockdir: Path) ->
             b'{"op": "keyunwrap", "keyunwrapparams": {"annotation": "@@@@"}}',
             "keyunwrapparams.annotation is not base64",
         ),
-        (b" " * 70000, "the request on stdin is longer than 65536 bytes"),
+        (b" " * (1024 * 1024 + 1), "the request on stdin is longer than 1048576 bytes"),
         (
             b'{"op": "keywrap", "keywrapparams": {"ec": null, "optsdata": null}}',
             "no key named: use --encryption-key provider:trustplane:policy=NAME (or key=ID)",
@@ -309,16 +310,16 @@ def test_unwraps_arriving_spread_out_still_share_a_release(sockdir: Path) -> Non
     """Provider processes start at different times: each arrival inside the window keeps the
     batch open, up to batch_max_wait."""
     releaser = CountingReleaser(delay=0.01)
-    svc = service(sockdir, releaser, batch_window=0.05, batch_max_wait=1.0)
+    svc = service(sockdir, releaser, batch_window=0.3, batch_max_wait=5.0)
     layers = [f"layer-{i}".encode() for i in range(6)]
 
     async def scenario() -> list[dict[str, object]]:
         await svc.start()
         try:
             tasks = []
-            for a in layers:  # 30 ms apart: 150 ms in all, more than the window
+            for a in layers:  # 100 ms apart: 500 ms in all, more than the window
                 tasks.append(asyncio.create_task(ask(svc.path, unwrap_line(a))))
-                await asyncio.sleep(0.03)
+                await asyncio.sleep(0.1)
             first = await asyncio.gather(*tasks)
             # a lone unwrap later goes after one quiet window, in a release of its own
             alone = await ask(svc.path, unwrap_line(b"layer-6"))
@@ -329,3 +330,38 @@ def test_unwraps_arriving_spread_out_still_share_a_release(sockdir: Path) -> Non
     replies = asyncio.run(scenario())
     assert [r["ok"] for r in replies] == [True] * 7
     assert releaser.calls == [layers, [b"layer-6"]]
+
+
+def test_another_user_cannot_use_the_socket(sockdir: Path) -> None:
+    """The socket is 0600 (root or the agent's user): a client running as nobody is refused
+    by the socket's mode (the system Python as that client: the checkout may be private)."""
+    svc = service(sockdir, CountingReleaser())
+    os.chmod(sockdir, 0o755)
+    client = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "try:\n"
+        "    s.connect(sys.argv[1])\n"
+        "except PermissionError:\n"
+        "    print('refused')\n"
+        "else:\n"
+        "    print('connected')\n"
+    )
+
+    async def scenario() -> tuple[bytes, bytes]:
+        await svc.start()
+        os.chmod(svc.path.parent, 0o755)  # only the socket's own mode stands in the way
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                "/usr/bin/python3", "-I", "-c", client, str(svc.path),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await proc.communicate()
+            return out, err
+        finally:
+            await svc.close()
+
+    assert asyncio.run(scenario()) == (b"refused\n", b"")
+    assert svc.stats.unwraps == 0
