@@ -606,3 +606,42 @@ def test_a_docker_schema2_image_is_encrypted_as_an_oci_image(
     assert [(d["mediaType"], d["digest"]) for d in back["layers"]] == [
         ("application/vnd.oci.image.layer.v1.tar+gzip", digest) for digest in originals
     ]
+
+
+def test_encrypting_twice_and_decrypting_without_our_key_are_refused(
+    encrypted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys,
+        "image",
+        "encrypt",
+        f"oci:{encrypted}:v1",
+        f"oci:{tmp_path / 'x'}:v1",
+        "--encryption-key",
+        ENC_KEY,
+    )
+    assert code == 1
+    assert err == "trustplane: layer 1 ({}) is already encrypted\n".format(
+        layout_manifest(encrypted, "v1")["layers"][0]["digest"]
+    )
+    layer = layout_manifest(encrypted, "v1")["layers"][1]
+    ann = layer["annotations"]
+    ref = rewrite_layer(
+        encrypted,
+        1,
+        annotations={"org.opencontainers.image.enc.keys.jwe": "eyJ9", PUBOPTS: ann[PUBOPTS]},
+    )
+    code, _, err = run(
+        capsys,
+        "image",
+        "decrypt",
+        ref,
+        f"oci:{tmp_path / 'y'}:v1",
+        "--decryption-key",
+        "provider:trustplane",
+    )
+    assert code == 1
+    assert err == (
+        f"trustplane: layer 2 ({layer['digest']}) has no key for provider trustplane "
+        "(its keys: jwe)\n"
+    )
