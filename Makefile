@@ -69,6 +69,7 @@ bench: setup
 	$(PY) -m bench.idle_connections --json
 	$(PY) -m bench.agent --json
 	$(PY) -m bench.keys --json
+	$(PY) -m bench.clusters --json --nodes 5000
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

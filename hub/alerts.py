@@ -27,9 +27,10 @@ from aiohttp import web
 
 from hub import api
 from hub.attestation import ALERTING
+from hub.bus import VerdictChange
 from hub.errors import Handler
 from hub.fanout import Fanout
-from hub.state import CLOCK, EVENTS, STATE, Clock, VerdictChange
+from hub.state import CLOCK, EVENTS, STATE, Clock
 from hub.store import Store
 
 log = logging.getLogger("trustplane.hub")

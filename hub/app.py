@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -21,12 +22,15 @@ from aiohttp import web
 from hub import api, assettags, attestation, enrollment, groups
 from hub.auditseal import audit_sealer
 from hub.auth import auth_middleware
+from hub.bus import SqliteVerdictBus, VerdictBus
+from hub.clusters import install as install_clusters
 from hub.config import ConfigError, HubConfig
 from hub.errors import MAX_BODY, body_limit_middleware, error_middleware
 from hub.keys import install as install_keys
 from hub.pki import PkiError, load_ca_bundle
 from hub.singleton import holder_id, run_singleton
 from hub.state import (
+    BUS,
     CLOCK,
     CONFIG,
     EVENTS,
@@ -38,12 +42,14 @@ from hub.state import (
     RandomBytes,
     VerdictEvents,
 )
-from hub.statedir import DB_FILE, load_hub_keys
+from hub.statedir import BUS_DIR, load_hub_keys, store_target
 from hub.store import Store
 from hub.verification import ReportVerifier
 from hub.web import install as install_web
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("trustplane.hub")
 
 
 def _load_anchors(config: HubConfig) -> tuple[object, ...]:
@@ -66,16 +72,30 @@ async def _strict_transport_security(_request: web.Request, response: web.Stream
     response.headers["Strict-Transport-Security"] = HSTS
 
 
+async def _pump_changes(bus: VerdictBus, after: int, events: VerdictEvents) -> None:
+    """Hand every change on the bus after ``after`` to the in-process subscribers."""
+    while True:
+        try:
+            async for posted in bus.changes(after):
+                after = posted.id
+                events.publish(posted.change)
+        except Exception:  # the loop boundary: a database error; read again in a moment
+            log.exception("reading the verdict bus failed")
+            await asyncio.sleep(1.0)
+
+
 def create_app(
     config: HubConfig,
     *,
     clock: Clock = time.time,
     random_bytes: RandomBytes = os.urandom,
     credentials_dir: Path | None = None,
+    metrics_dir: Path | None = None,
 ) -> web.Application:
     """The hub application for ``config``; raises :class:`ConfigError` for a bad CA bundle.
 
-    ``credentials_dir`` is systemd's ``$CREDENTIALS_DIRECTORY`` (the master key's credential)."""
+    ``credentials_dir`` is systemd's ``$CREDENTIALS_DIRECTORY`` (the master key's credential);
+    ``metrics_dir`` is set in a worker of :mod:`hub.supervisor` (metrics summed over workers)."""
     anchors = _load_anchors(config)
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
@@ -94,8 +114,11 @@ def create_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         keys = load_hub_keys(config.state.dir, credentials_dir)
-        store = await Store.open(config.state.dir / DB_FILE)
+        store = await Store.open(store_target(config.state.dir, config.state.database))
         store.audit_sealer = audit_sealer(config, keys.jws_key)
+        bus = SqliteVerdictBus(store, config.state.dir / BUS_DIR)
+        await bus.start()
+        app[BUS] = bus
         state = HubState(
             config=config,
             store=store,
@@ -103,6 +126,7 @@ def create_app(
             clock=clock,
             verifier=ReportVerifier(store, config.attestation, tag_ca=keys.tag_ca.certificate),
             events=app[EVENTS],
+            bus=bus,
             enroll_limiter=KeyedRateLimiter(config.enrollment.rate_per_minute, clock),
             ek_limiter=KeyedRateLimiter(config.enrollment.rate_per_ek, clock),
             ek_anchors=anchors,  # type: ignore[arg-type]
@@ -110,6 +134,10 @@ def create_app(
         )
         app[STATE] = state
         app[STORE] = store
+        # every process's verdict changes, from now on, to this process's subscribers
+        pump = asyncio.create_task(
+            _pump_changes(bus, await bus.position(), app[EVENTS]), name="hub-verdict-bus"
+        )
         # the stale sweep runs in one process of those sharing the database (hub.singleton)
         watcher = asyncio.create_task(
             run_singleton(
@@ -125,9 +153,11 @@ def create_app(
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (watcher, pump):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await bus.close()
             await store.close()
 
     app.cleanup_ctx.append(resources)
@@ -137,5 +167,7 @@ def create_app(
     assettags.add_routes(app)
     groups.add_routes(app)
     install_keys(app)  # the key broker (after the state's startup above)
-    install_web(app)  # status pages, live updates, alerts, webhooks, metrics, OpenAPI
+    # status pages, live updates, alerts, webhooks, metrics, OpenAPI
+    install_web(app, metrics_dir=metrics_dir)
+    install_clusters(app)  # cluster sync (under a lease), GET /v1/clusters, Clusters page
     return app

@@ -22,10 +22,11 @@ from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from hub.auth import AGENT_HOST_KEY, agent, enrollment, principal
+from hub.bus import VerdictChange
 from hub.errors import ApiError, read_json
 from hub.jws import key_id, sign_jws
-from hub.state import STATE, HubState, VerdictChange
-from hub.store import Host, HostEvidence, NonceRefused, SequenceRefused
+from hub.state import STATE, HubState
+from hub.store import Host, HostEvidence, NonceRefused, SequenceRefused, Transition
 from hub.verification import MissingEventlogs, NonceRejected, Outcome
 from trustcore.wire import NONCE_SIZE, Challenge, Report, ReportBody, ReportResult, WireError
 
@@ -53,16 +54,21 @@ def trust_report(st: HubState, host: Host, outcome: Outcome, now: float, valid_u
     return sign_jws(payload, st.keys.jws_key)
 
 
-async def record_transition(  # noqa: PLR0917
-    st: HubState, host_id: str, previous: str, verdict: str, reasons: tuple[str, ...], at: float
-) -> None:
-    """Alert (on a change to untrusted/stale) and publish a verdict change."""
-    if previous == verdict:
+async def record_transition(st: HubState, transition: Transition | None) -> None:
+    """Publish a verdict change the store wrote (its alert, on a change to untrusted/stale,
+    was written in the same transaction: see :meth:`hub.store.Store.record_report`)."""
+    if transition is None:
         return
-    alert_id = None
-    if verdict in ALERTING:
-        alert_id = await st.store.add_alert(host_id, at, verdict, reasons)
-    st.events.publish(VerdictChange(host_id, previous, verdict, reasons, at, alert_id))
+    await st.bus.publish(
+        VerdictChange(
+            transition.host_id,
+            transition.previous,
+            transition.verdict,
+            transition.reasons,
+            transition.at,
+            transition.alert_id,
+        )
+    )
 
 
 @agent
@@ -177,7 +183,7 @@ async def _conclude(  # noqa: PLR0917
     if outcome.nonce_pending and nonce is None:  # never record without spending it
         raise RuntimeError("the report's nonce is still to be consumed")
     try:
-        previous = await st.store.record_report(
+        recorded = await st.store.record_report(
             host_id=host.id,
             received=now,
             verdict=outcome.verdict,
@@ -193,6 +199,7 @@ async def _conclude(  # noqa: PLR0917
             history=st.config.reports.history,
             evidence=evidence,
             nonce=nonce if outcome.nonce_pending else None,
+            alert_on=ALERTING,
         )
     except NonceRefused as e:
         raise _nonce_refused(f"nonce.{e.status}") from None
@@ -203,7 +210,7 @@ async def _conclude(  # noqa: PLR0917
             f"report {sequence} is not above the last recorded report {e.last} of this host",
             extra={"last_sequence": e.last},
         ) from None
-    await record_transition(st, host.id, previous, outcome.verdict, outcome.reasons, now)
+    await record_transition(st, recorded.transition)
     return ReportResult(
         verdict=outcome.verdict,
         reasons=outcome.reasons,
@@ -219,9 +226,9 @@ async def sweep_stale(st: HubState) -> int:
     """Mark expired hosts stale (alert and publish each); prune old nonces and stored event
     logs. Returns how many hosts became stale."""
     now = st.clock()
-    changed = await st.store.mark_stale(now)
-    for host in changed:
-        await record_transition(st, host.id, host.verdict, "stale", ("report.expired",), now)
+    changed = await st.store.mark_stale(now, alert_on=ALERTING)
+    for _host, transition in changed:
+        await record_transition(st, transition)
     await st.store.prune_nonces(now)
     await st.store.prune_eventlogs(now - EVENTLOG_RETENTION)
     return len(changed)

@@ -16,6 +16,8 @@ Commands::
     trustplane-hub flavor assign --group GROUP ID...          (a host group's flavors)
     trustplane-hub tags set HOST KEY=VALUE ... | clear HOST | show HOST   (see hub.tagcli)
     trustplane-hub keys create|list|show|policy set|rotate|retire ...  (see hub.keys.cli)
+    trustplane-hub clusters add NAME (--kubeconfig FILE [--context C] | --in-cluster)
+    trustplane-hub clusters list | remove NAME                  (see hub.clusters.cli)
     trustplane-hub audit verify
 """
 
@@ -36,9 +38,11 @@ from typing import Any, Final
 
 from hub import flavorcli, tagcli
 from hub.auditseal import audit_sealer
+from hub.clusters import cli as clustercli
 from hub.config import DEFAULT_CONFIG_FILE, ConfigError, HubConfig, load_config
 from hub.groups import GroupError, set_host_group
 from hub.keys import cli as keyscli
+from hub.notify import Notifier, watchdog_interval
 from hub.statedir import (
     DB_FILE,
     ROLES,
@@ -48,6 +52,7 @@ from hub.statedir import (
     credentials_directory,
     load_hub_keys,
     new_token,
+    store_target,
 )
 from hub.store import Store
 
@@ -138,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     flavorcli.add_parser(sub, common)
     tagcli.add_parser(sub, common)
     keyscli.add_parser(sub, common)
+    clustercli.add_parser(sub, common)
     audit = sub.add_parser("audit", help="the append-only audit log")
     asub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
     asub.add_parser("verify", parents=[common], help="check the audit log's hash chain")
@@ -155,9 +161,9 @@ def _config(args: argparse.Namespace) -> HubConfig:
 
 async def _with_store(config: HubConfig, fn: Callable[[Store], Awaitable[int]]) -> int:
     db = config.state.dir / DB_FILE
-    if not db.exists():
+    if config.state.database == "sqlite" and not db.exists():
         raise StateDirError(f"{db} does not exist; run trustplane-hub init")
-    store = await Store.open(db)
+    store = await Store.open(store_target(config.state.dir, config.state.database))
     keys = _keys_if_readable(config)
     if keys is not None:  # audit rows the CLI writes are sealed like the hub's own
         store.audit_sealer = audit_sealer(config, keys.jws_key)
@@ -181,7 +187,7 @@ async def _init(args: argparse.Namespace, config: HubConfig) -> int:
     except StateDirError as e:
         raise UsageError(str(e)) from None
     token, digest = new_token()
-    store = await Store.open(config.state.dir / DB_FILE)
+    store = await Store.open(store_target(config.state.dir, config.state.database))
     keys = _keys_if_readable(config)
     if keys is not None:
         store.audit_sealer = audit_sealer(config, keys.jws_key)
@@ -192,7 +198,8 @@ async def _init(args: argparse.Namespace, config: HubConfig) -> int:
         )
     finally:
         await store.close()
-    (config.state.dir / DB_FILE).chmod(0o600)
+    if config.state.database == "sqlite":
+        (config.state.dir / DB_FILE).chmod(0o600)
     print(f"hub state created in {config.state.dir}")
     print(f"admin token (shown once, stored only as a hash): {token}")
     return EXIT_OK
@@ -210,13 +217,48 @@ async def _serve(config: HubConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    gc_policy = asyncio.create_task(freeze_after_full(), name="hub-gc-policy")
+    notifier = Notifier()
+    notifier.ready()
+    notifier.status(f"serving on {running.url} (one process)")
+    tasks = [
+        asyncio.create_task(freeze_after_full(), name="hub-gc-policy"),
+        asyncio.create_task(_watchdog(notifier), name="hub-watchdog"),
+    ]
     try:
         await stop.wait()
     finally:
-        gc_policy.cancel()
+        notifier.stopping()
+        for task in tasks:
+            task.cancel()
         await running.stop()
     return EXIT_OK
+
+
+async def _watchdog(notifier: Notifier) -> None:
+    """WATCHDOG=1 at half of WATCHDOG_USEC from the event loop (a stuck loop stops them)."""
+    interval = watchdog_interval()
+    if interval is None:
+        return
+    while True:
+        notifier.watchdog()
+        await asyncio.sleep(interval)
+
+
+def _run_workers(config: HubConfig) -> int:
+    """``run`` with more than one worker: the parent of :mod:`hub.supervisor` (no event loop
+    here: the workers are forked from a process without threads)."""
+    from hub.supervisor import Supervisor, worker_count  # noqa: PLC0415
+
+    supervisor = Supervisor(
+        config,
+        workers=worker_count(config),
+        credentials_dir=credentials_directory(os.environ),
+    )
+    return supervisor.run()
+
+
+def _workers(config: HubConfig) -> int:
+    return config.server.workers or os.cpu_count() or 1
 
 
 def _check_token_name(name: str) -> None:
@@ -339,6 +381,9 @@ async def _dispatch(args: argparse.Namespace, config: HubConfig) -> int:
     if args.command == "keys":
         creds = credentials_directory(os.environ)
         return await _with_store(config, lambda s: keyscli.run(args, s, config.state.dir, creds))
+    if args.command == "clusters":
+        creds = credentials_directory(os.environ)
+        return await _with_store(config, lambda s: clustercli.run(args, s, config.state.dir, creds))
     return await _with_store(config, lambda s: _audit(s, config))
 
 
@@ -348,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = _config(args)
+        if args.command == "run" and _workers(config) > 1:
+            return _run_workers(config)
         return asyncio.run(_dispatch(args, config))
     except (
         ConfigError,
@@ -355,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flavorcli.FlavorInputError,
         tagcli.TagInputError,
         keyscli.KeysInputError,
+        clustercli.ClusterInputError,
     ) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -364,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flavorcli.FlavorLookupError,
         tagcli.TagLookupError,
         keyscli.KeysLookupError,
+        clustercli.ClusterLookupError,
     ) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)
         return EXIT_RUNTIME

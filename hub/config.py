@@ -20,8 +20,10 @@ server.header_timeout              ``10``                       seconds for hand
 server.max_connections             ``20000``                    open connections (refused above)
 server.max_connections_per_address ``512``                      per client address (0 = no cap)
 server.tls_read_buffer             ``17408``                    bytes of TLS read buffer per conn.
+server.workers                     ``0``                        worker processes (0 = one per CPU)
 state.dir                          ``/var/lib/trustplane/hub``  keys, certificates, database
 state.lease_ttl                    ``15``                       seconds a singleton lease lasts
+state.database                     ``"sqlite"``                 or a postgresql:// URL (replicas)
 attestation.nonce_ttl              ``120``                      seconds a nonce stays usable
 attestation.report_validity        ``600``                      seconds a trust report is valid
 attestation.interval               ``60``                       seconds between agent reports
@@ -51,6 +53,10 @@ audit.export_file                  ``""``                       file the checkpo
 keys.hub_url                       ``""``                       hub URL in key blobs ("" = external)
 keys.secret_ttl                    ``3600``                     seconds a host may cache a secret
 keys.release_rate_per_minute       ``120``                      key challenges+releases/min per host
+clusters.sync                      ``true``                     run the cluster sync (hub.clusters)
+clusters.taint_effect              ``"NoExecute"``              untrusted taint: NoSchedule, none
+clusters.resync_interval           ``60``                       seconds between full reconciles
+clusters.request_timeout           ``10``                       seconds per API server request
 =================================  ===========================  ===================================
 """
 
@@ -86,6 +92,7 @@ class ServerConfig:
     max_connections: int = 20000
     max_connections_per_address: int = 512
     tls_read_buffer: int = 17408
+    workers: int = 0  # 0: one per CPU (hub.supervisor); 1: one process, no parent
 
     @property
     def host(self) -> str:
@@ -100,6 +107,8 @@ class ServerConfig:
 class StateConfig:
     dir: Path = Path("/var/lib/trustplane/hub")
     lease_ttl: float = 15.0
+    # "sqlite" (hub.db in dir) or a postgresql:// URL; never shown (it may hold a password)
+    database: str = field(default="sqlite", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +178,14 @@ class KeysConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClustersConfig:
+    sync: bool = True
+    taint_effect: str = "NoExecute"
+    resync_interval: float = 60.0
+    request_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     state: StateConfig = field(default_factory=StateConfig)
@@ -180,6 +197,7 @@ class HubConfig:
     web: WebConfig = field(default_factory=WebConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    clusters: ClustersConfig = field(default_factory=ClustersConfig)
 
 
 # --- value checkers: each returns the typed value or raises ValueError with the problem -------
@@ -228,6 +246,24 @@ def _check_seconds(value: object) -> float:
     return float(value)
 
 
+MAX_DATABASE_URL: Final = 2048
+
+
+def _check_database(value: object) -> str:
+    """``sqlite`` (or empty) or a ``postgresql://`` URL; the problem never quotes the value
+    (a URL may carry a password)."""
+    text = _check_str(value)
+    if text in {"", "sqlite"}:
+        return "sqlite"
+    if len(text) > MAX_DATABASE_URL:
+        raise ValueError(f"longer than {MAX_DATABASE_URL} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("contains control characters")
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError('expected "sqlite" or a postgresql:// URL')
+    return text
+
+
 def _check_listen(value: object) -> str:
     text = _check_str(value)
     host, sep, port = text.rpartition(":")
@@ -257,6 +293,16 @@ def _check_url_list(value: object) -> tuple[str, ...]:
     return urls
 
 
+TAINT_EFFECTS: Final = ("NoExecute", "NoSchedule", "none")
+
+
+def _check_taint_effect(value: object) -> str:
+    text = _check_str(value)
+    if text not in TAINT_EFFECTS:
+        raise ValueError(f"expected one of {', '.join(TAINT_EFFECTS)}, got {text[:40]!r}")
+    return text
+
+
 def _check_pcr_selection(value: object) -> dict[str, tuple[int, ...]]:
     if not isinstance(value, dict):
         raise TypeError("expected a table such as {sha256 = [0, 7]}")
@@ -273,6 +319,16 @@ def _check_pcr_selection(value: object) -> dict[str, tuple[int, ...]]:
     return out
 
 
+MAX_WORKERS: Final = 256
+
+
+def _check_workers(value: object) -> int:
+    n = _check_non_negative_int(value)
+    if n > MAX_WORKERS:
+        raise ValueError(f"at most {MAX_WORKERS} workers")
+    return n
+
+
 _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
     "server": {
         "listen": _check_listen,
@@ -283,8 +339,9 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
         "max_connections": _check_positive_int,
         "max_connections_per_address": _check_non_negative_int,
         "tls_read_buffer": _check_buffer_size,
+        "workers": _check_workers,
     },
-    "state": {"dir": _check_path, "lease_ttl": _check_seconds},
+    "state": {"dir": _check_path, "lease_ttl": _check_seconds, "database": _check_database},
     "attestation": {
         "nonce_ttl": _check_seconds,
         "report_validity": _check_seconds,
@@ -320,6 +377,12 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
         "hub_url": _check_str,
         "secret_ttl": _check_seconds,
         "release_rate_per_minute": _check_positive_int,
+    },
+    "clusters": {
+        "sync": _check_bool,
+        "taint_effect": _check_taint_effect,
+        "resync_interval": _check_seconds,
+        "request_timeout": _check_seconds,
     },
 }
 

@@ -37,6 +37,7 @@ import asyncio.sslproto
 import ctypes
 import gc
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -200,25 +201,43 @@ class GuardedRunner(web.AppRunner):
 class GuardedSite(web.TCPSite):
     """A TCPSite whose TLS handshake must finish within the header deadline."""
 
-    def __init__(self, runner: GuardedRunner, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+    def __init__(
+        self,
+        runner: GuardedRunner,
+        *args: Any,  # noqa: ANN401
+        sock: socket.socket | None = None,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> None:
+        """As TCPSite; ``sock``: serve this listening socket (inherited) instead of binding."""
         super().__init__(runner, *args, **kwargs)
         self._handshake_timeout = runner.header_timeout
+        self._sock = sock
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None
-        self._server = await loop.create_server(
-            server,
-            self._host,
-            self._port,
-            ssl=self._ssl_context,
-            ssl_handshake_timeout=self._handshake_timeout if self._ssl_context else None,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
-        )
+        handshake_timeout = self._handshake_timeout if self._ssl_context else None
+        if self._sock is not None:  # inherited from the parent (hub.supervisor)
+            self._server = await loop.create_server(
+                server,
+                sock=self._sock,
+                ssl=self._ssl_context,
+                ssl_handshake_timeout=handshake_timeout,
+                backlog=self._backlog,
+            )
+        else:
+            self._server = await loop.create_server(
+                server,
+                self._host,
+                self._port,
+                ssl=self._ssl_context,
+                ssl_handshake_timeout=handshake_timeout,
+                backlog=self._backlog,
+                reuse_address=self._reuse_address,
+                reuse_port=self._reuse_port,
+            )
         if self._server.sockets:
             self._bound_port = self._server.sockets[0].getsockname()[1]
         else:

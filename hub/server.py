@@ -7,6 +7,7 @@ CA. Used by ``trustplane-hub run`` and by the tests, which start the real server
 
 from __future__ import annotations
 
+import socket
 import ssl
 from dataclasses import dataclass
 
@@ -42,9 +43,16 @@ class RunningHub:
 
 
 async def start_hub(
-    app: web.Application, config: HubConfig, *, port: int | None = None
+    app: web.Application,
+    config: HubConfig,
+    *,
+    port: int | None = None,
+    sock: socket.socket | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> RunningHub:
-    """Start ``app`` on ``server.listen`` (``port`` overrides, 0 = any free port)."""
+    """Start ``app`` on ``server.listen`` (``port`` overrides, 0 = any free port), or on the
+    listening socket ``sock`` a worker inherited (:mod:`hub.supervisor`), with ``ssl_context``
+    when given (the parent's: its session-ticket keys are shared by every worker)."""
     server = config.server
     set_tls_read_buffer(server.tls_read_buffer)
     runner = GuardedRunner(
@@ -58,8 +66,15 @@ async def start_hub(
     )
     await runner.setup()
     host = server.host
-    ssl_context = server_ssl_context(config) if server.tls else None
-    site = GuardedSite(runner, host, server.port if port is None else port, ssl_context=ssl_context)
+    if ssl_context is None and server.tls:
+        ssl_context = server_ssl_context(config)
+    site = GuardedSite(
+        runner,
+        host,
+        server.port if port is None else port,
+        ssl_context=ssl_context if server.tls else None,
+        sock=sock,
+    )
     try:
         await site.start()
     except BaseException:

@@ -5,8 +5,9 @@
 database is unreachable, or the lease went to another process after this one stalled past
 ``ttl``), the work is cancelled at once. Another process takes a dead holder's lease within
 ``ttl`` plus one try. Cancelling :func:`run_singleton` cancels the work and gives the lease up,
-so a clean shutdown hands over at once. Used for the stale-host sweep; webhook delivery, alert
-raising and cluster sync follow the verdicts of their own process and need none.
+so a clean shutdown hands over at once. Used for the stale-host sweep and the cluster sync
+(:mod:`hub.clusters`, lease ``cluster-sync``); webhook delivery and alert raising follow the
+verdicts of their own process and need none.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 :class:`HubState` is built once per application in :func:`hub.app.create_app`'s cleanup context
 and reached by handlers through ``request.app[STATE]``. The other app keys expose its parts to
 code built on top of the app (status page, metrics, webhooks) without reaching into it.
-:class:`VerdictEvents` is the seam for those: every verdict change and alert is published there.
+:class:`VerdictEvents` is the seam for those: every verdict change (of any hub process, read from
+the :mod:`hub.bus`) reaches it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from cryptography import x509
 
+from hub.bus import (
+    VerdictBus,
+    VerdictChange,
+)
 from hub.config import HubConfig
 from hub.fanout import Fanout
 from hub.statedir import HubKeys
@@ -29,22 +34,12 @@ Clock = Callable[[], float]
 RandomBytes = Callable[[int], bytes]
 
 
-@dataclass(frozen=True, slots=True)
-class VerdictChange:
-    """A host's verdict changed (``alert_id`` is set when the change raised an alert)."""
-
-    host_id: str
-    previous: str
-    verdict: str
-    reasons: tuple[str, ...]
-    at: float
-    alert_id: int | None = None
-
-
 class VerdictEvents(Fanout[VerdictChange]):
     """Fan-out of :class:`VerdictChange` to subscribers, each with a bounded queue.
 
-    A subscriber that falls behind loses events (logged), it never blocks the hub.
+    A subscriber that falls behind loses events (logged), it never blocks the hub. It carries
+    every change of every process: :func:`hub.app.create_app` feeds it from the
+    :class:`~hub.bus.VerdictBus` (publish there, not here).
     """
 
     def __init__(self, queue_size: int = 256) -> None:
@@ -115,6 +110,7 @@ class HubState:
     clock: Clock
     verifier: ReportVerifier
     events: VerdictEvents
+    bus: VerdictBus  # verdict changes are published here (all processes read them)
     enroll_limiter: KeyedRateLimiter  # anonymous requests, per client address
     ek_limiter: KeyedRateLimiter  # per EK (host id) once the body is parsed, renewals per host
     ek_anchors: tuple[x509.Certificate, ...]
@@ -125,4 +121,5 @@ STATE = web.AppKey("trustplane_state", HubState)
 CONFIG = web.AppKey("trustplane_config", HubConfig)
 STORE = web.AppKey("trustplane_store", Store)
 EVENTS = web.AppKey("trustplane_events", VerdictEvents)
+BUS = web.AppKey("trustplane_bus", VerdictBus)
 CLOCK: web.AppKey[Clock] = web.AppKey("trustplane_clock")

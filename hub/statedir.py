@@ -42,6 +42,15 @@ FILES: Final = (
     "master.key",
 )
 DB_FILE: Final = "hub.db"
+BUS_DIR: Final = "bus"  # the verdict bus's wake-up sockets, one per hub process (hub.bus)
+
+
+def store_target(state_dir: Path, database: str) -> str:
+    """What :meth:`hub.store.Store.open` opens for ``state.database``: ``hub.db`` in the
+    state directory for ``sqlite``, else the PostgreSQL URL."""
+    return str(state_dir / DB_FILE) if database == "sqlite" else database
+
+
 TOKEN_PREFIX: Final = "tph_"  # noqa: S105 - a prefix, not a secret
 ROLES: Final = ("admin", "pipeline", "viewer")
 MASTER_KEY_CREDENTIAL: Final = "trustplane-hub.master-key"

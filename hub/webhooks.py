@@ -8,7 +8,10 @@ new message (counted), a failed POST (connection error, timeout, 408, 429, 5xx) 
 with exponential backoff up to ``alerts.webhook_retries`` times; other 4xx answers are final.
 Nothing here ever makes verification wait: notices arrive through a
 :class:`~hub.fanout.Fanout` queue. Acknowledgements are not sent (Alertmanager has no such
-state).
+state). With several hub processes on one database (``server.workers``, replicas) one of them
+delivers: the one holding the ``webhook-delivery`` lease (:mod:`hub.singleton`); every
+process sees every verdict change (:mod:`hub.bus`), so its notices are complete for trust
+losses and recoveries (an enrollment refusal's notice is seen only by the process that refused).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from aiohttp import web
 
 from hub.alerts import ALERT_FEED, ENROLLMENT_FAILED, AlertNotice
 from hub.config import AlertsConfig, HubConfig
-from hub.state import CONFIG
+from hub.singleton import holder_id, run_singleton
+from hub.state import CLOCK, CONFIG, STATE
 
 log = logging.getLogger("trustplane.hub")
 
@@ -232,12 +236,31 @@ async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
         sender = WebhookSender(config, session)
         app[WEBHOOKS] = sender
         sender.start()
-        try:
+
+        async def deliver() -> None:  # while this process holds the lease
             async with feed.following(
                 sender.submit, name="hub-webhook-feed", queue_size=config.alerts.webhook_queue
             ):
-                yield
+                await asyncio.Event().wait()
+
+        # every process sees every verdict change (hub.bus), so one of them delivers
+        lease = asyncio.create_task(
+            run_singleton(
+                app[STATE].store,
+                "webhook-delivery",
+                deliver,
+                holder=holder_id(),
+                clock=app[CLOCK],
+                ttl=config.state.lease_ttl,
+            ),
+            name="hub-webhook-lease",
+        )
+        try:
+            yield
         finally:
+            lease.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lease
             await sender.stop()
 
 

@@ -284,8 +284,6 @@ class Daemon:
                 interval = self.cfg.attestation
                 self._next_due = now + jittered(interval.interval, interval.jitter, self._rng)
             delivered = await self.attestor.drain(self._hub_client())
-            if delivered is not None:
-                await self._learn_jws_key(delivered.result.trust_report)
         except HubUnavailable as e:
             self.metrics.record_failure("hub_unreachable")
             self.hub_problem = e.message
@@ -314,7 +312,10 @@ class Daemon:
             return delay
         self._backoff.reset()
         self.hub_problem = self.tpm_problem = self.agent_problem = ""
-        return self._after_delivery(delivered)
+        delay = self._after_delivery(delivered)
+        if delivered is not None:
+            await self._learn_jws_key(delivered.result.trust_report)
+        return delay
 
     def _after_delivery(self, delivered: Delivered | None) -> float:
         now = time.time()
@@ -414,7 +415,7 @@ class Daemon:
 
     async def _learn_jws_key(self, token: str) -> None:
         """Store the hub's trust-report key (``hub-jws.pem``) when we have none or the
-        report names another one. Raises :class:`HubUnavailable`."""
+        report names another one; a failure is logged and tried again after the next report."""
         from nodeagent.trustreport import TrustReportRefused, key_id, load_public_key  # noqa: PLC0415
 
         kid = _jws_kid(token)
@@ -429,13 +430,17 @@ class Daemon:
         try:
             served_kid, pem = await self._hub_client().trust_report_key()
             key = load_public_key(pem)
-        except (HubRejected, TrustReportRefused) as e:
+        except (HubUnavailable, HubRejected, TrustReportRefused) as e:
             log.warning("cannot learn the hub's trust-report key: %s", e.message)
             return
         if key_id(key) != served_kid:
             log.warning("the hub's trust-report key does not match its key id")
             return
-        write_atomic(path, pem)
+        try:
+            write_atomic(path, pem)
+        except NodeAgentError as e:
+            log.warning("cannot store the hub's trust-report key: %s", e.message)
+            return
         self._jws_kid = served_kid
         log.info("stored the hub's trust-report key %s", served_kid)
 

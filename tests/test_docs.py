@@ -98,7 +98,7 @@ def test_the_walk_finds_the_commands() -> None:
         "trustplane-agent tpm info",
         "trustplane-agent evidence",
     } <= names
-    assert len(HUB_COMMANDS) == 25
+    assert len(HUB_COMMANDS) == 28
     assert len(AGENT_COMMANDS) == 6
 
 

@@ -225,6 +225,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         eventlogs=default_eventlogs_dir(),
         step_timeout=args.timeout,
         skopeo=args.skopeo,
+        kubeconfig=args.kubeconfig,
     )
     return run_demo(options)
 
@@ -297,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="encrypt and decrypt the demo image with this skopeo (>= 1.11, key providers) "
         "instead of trustplane image",
+    )
+    demo.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="FILE",
+        help="register this cluster and map host-1..3 to its nodes of the same names",
     )
     demo.set_defaults(handler=cmd_demo)
     return parser

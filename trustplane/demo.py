@@ -82,6 +82,7 @@ class DemoOptions:
     eventlogs: Path = Path()
     step_timeout: float = 60.0
     skopeo: str | None = None
+    kubeconfig: Path | None = None  # register this cluster (host-N -> node host-N)
 
 
 class Progress:
@@ -216,6 +217,86 @@ def _port() -> int:
     return PREFERRED_PORT
 
 
+# --- a real cluster, when the user names one ---------------------------------------------------
+
+CLUSTER_NAME: Final = "demo"
+
+
+def node_uuids(kubeconfig: Path, names: Sequence[str]) -> dict[str, str]:
+    """The ``systemUUID`` of each node in ``names`` that the cluster has (through the hub's own
+    client, kubernetes_asyncio); DemoFailure when the cluster cannot be read."""
+    import asyncio  # noqa: PLC0415 - only for a cluster
+
+    from hub.clusters.client import KubeClient  # noqa: PLC0415 - only for a cluster
+    from hub.clusters.errors import ClusterError  # noqa: PLC0415
+
+    async def read() -> dict[str, str]:
+        client = await KubeClient.connect(kubeconfig.read_bytes(), None)
+        try:
+            nodes, _ = await client.list_nodes(timeout=20)
+        finally:
+            await client.close()
+        out = {}
+        for node in nodes:
+            name = str(node.get("metadata", {}).get("name", ""))
+            found = str((node.get("status", {}).get("nodeInfo") or {}).get("systemUUID", ""))
+            if name in names and found:
+                out[name] = found.lower()
+        return out
+
+    try:
+        return asyncio.run(read())
+    except (ClusterError, OSError) as e:
+        raise DemoFailure(f"cannot read the nodes of {kubeconfig}: {e}") from None
+
+
+def node_trust(kubeconfig: Path, name: str) -> tuple[str, list[str]]:
+    """The node's ``trusted`` label and its taint keys, read from the cluster."""
+    import asyncio  # noqa: PLC0415 - only for a cluster
+
+    from hub.clusters.client import KubeClient  # noqa: PLC0415 - only for a cluster
+    from hub.clusters.errors import ClusterError  # noqa: PLC0415
+    from hub.clusters.labels import TRUSTED  # noqa: PLC0415
+
+    async def read() -> tuple[str, list[str]]:
+        client = await KubeClient.connect(kubeconfig.read_bytes(), None)
+        try:
+            node = await client.get_node(name)
+        finally:
+            await client.close()
+        labels = node.get("metadata", {}).get("labels") or {}
+        taints = [str(t.get("key")) for t in node.get("spec", {}).get("taints") or []]
+        return str(labels.get(TRUSTED, "")), taints
+
+    try:
+        return asyncio.run(read())
+    except (ClusterError, OSError) as e:
+        raise DemoFailure(f"cannot read node {name}: {e}") from None
+
+
+def wait_node_untrusted(kubeconfig: Path, name: str, timeout: float) -> None:
+    def check() -> bool | None:
+        trusted, taints = node_trust(kubeconfig, name)
+        return True if trusted == "false" and "trustplane.io/untrusted" in taints else None
+
+    wait_until(f"node {name} to be labelled untrusted and tainted", check, timeout)
+
+
+def register_cluster(hub: HubRun, kubeconfig: Path, say: Progress) -> None:
+    hub.cli(["clusters", "add"], CLUSTER_NAME, "--kubeconfig", str(kubeconfig))
+    say(f"$ trustplane-hub clusters add {CLUSTER_NAME} --kubeconfig {kubeconfig}")
+
+
+def wait_cluster(hub: HubRun, timeout: float) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        for c in hub.get("/v1/clusters")["clusters"]:
+            if c["name"] == CLUSTER_NAME and c["last_sync"] is not None:
+                return dict(c)
+        return None
+
+    return wait_until(f"cluster {CLUSTER_NAME} to be synced", check, timeout)
+
+
 def write_hub_config(hub: HubRun, bundle: Path) -> None:
     hub.config.write_text(
         f'[server]\nlisten = "127.0.0.1:{hub.port}"\n\n'
@@ -273,8 +354,8 @@ class HostRun:
     def uefi_log(self) -> Path:
         return self.dir / "uefi-eventlog.bin"
 
-    def write_config(self, hub: HubRun) -> None:
-        (self.dir / "product_uuid").write_text(f"{uuid.uuid4()}\n")
+    def write_config(self, hub: HubRun, product_uuid: str | None = None) -> None:
+        (self.dir / "product_uuid").write_text(f"{product_uuid or uuid.uuid4()}\n")
         self.config.write_text(
             f'state_dir = "{self.dir / "state"}"\n\n'
             f'[hub]\nurl = "{hub.url}"\nca_file = "{hub.ca_file}"\nnode_name = "{self.name}"\n'
@@ -308,6 +389,7 @@ def start_host(  # noqa: PLR0917
     children: Children,
     log: Path,
     say: Progress,
+    product_uuid: str | None = None,
 ) -> HostRun:
     host = HostRun(name, work / name, factory.start(unique=True))
     host.dir.mkdir()
@@ -316,7 +398,7 @@ def start_host(  # noqa: PLR0917
         f"{name}: swtpm with its own EK (certificate from the local TPM CA); "
         f"PCRs extended with the {count} measured events of {log.name}"
     )
-    host.write_config(hub)
+    host.write_config(hub, product_uuid)
     host.start_agent(children)
     return host
 
@@ -463,13 +545,35 @@ def scenario(
     timeout = options.step_timeout
     before, update = options.eventlogs / BEFORE_LOG, options.eventlogs / UPDATE_LOG
     hub = start_hub(work, factory, children, say)
-    hosts = [start_host(n, work, factory, hub, children, before, say) for n in HOSTS]
+    uuids: dict[str, str] = {}
+    if options.kubeconfig is None:
+        say(
+            "cluster sync: skipped (no cluster given); to label real nodes host-1..3, run "
+            'make demo ARGS="--kubeconfig FILE" with any kubeconfig (kind, minikube, OpenShift)'
+        )
+    else:
+        uuids = node_uuids(options.kubeconfig, HOSTS)
+        missing = [n for n in HOSTS if n not in uuids]
+        say(
+            f"cluster: nodes {', '.join(uuids) or 'none'} found; each host claims its node's "
+            "system UUID as its DMI UUID"
+            + (f"; no node {', '.join(missing)} (those hosts map to nothing)" if missing else "")
+        )
+    hosts = [start_host(n, work, factory, hub, children, before, say, uuids.get(n)) for n in HOSTS]
     ids = wait_reported(hub, hosts, timeout)
     say("hosts enrolled (EK certificate chain, MakeCredential/ActivateCredential) and reported")
     since = time.time()
     assign_flavors(hub, hosts, say)
     wait_verdict(hub, hosts, ids, "trusted", since=since, timeout=timeout)
     say(f"{', '.join(HOSTS)}: trusted (quotes verified, logs replayed, flavors matched)")
+    if options.kubeconfig is not None:
+        register_cluster(hub, options.kubeconfig, say)
+        state = wait_cluster(hub, timeout)
+        say(
+            f"cluster {CLUSTER_NAME}: {state['nodes_matched']} of {state['nodes']} nodes matched "
+            "and labelled trustplane.node-restriction.kubernetes.io/trusted=true"
+            + (f" (last error: {state['last_error']})" if state["last_error"] else "")
+        )
     bad = hosts[-1]
     say(f"{bad.name}: rebooting into a kernel update ({update.name}: PCRs 4, 8 and 9 change)")
     since = time.time()
@@ -479,6 +583,13 @@ def scenario(
     detail = untrusted[bad.name]
     words = "; ".join([*map(str, detail["reasons"]), explain(detail)])
     say(f"{bad.name}: untrusted {time.time() - since:.1f}s after the reboot: {words}")
+    if options.kubeconfig is not None and bad.name in uuids:
+        wait_node_untrusted(options.kubeconfig, bad.name, timeout)
+        say(
+            f"cluster {CLUSTER_NAME}: node {bad.name} trusted=false, taint "
+            f"trustplane.io/untrusted {time.time() - since:.1f}s after the reboot "
+            f"(kubectl describe node {bad.name}: the TrustLost Event)"
+        )
     alert = wait_alert(hub, ids[bad.name], since, timeout)
     say(f"alert {alert['id']}: {bad.name} {alert['kind']} ({', '.join(alert['reasons'])})")
     summary = []

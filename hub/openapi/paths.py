@@ -211,6 +211,48 @@ def _api_paths() -> dict[str, Any]:
                 _json(_obj({"groups": {"type": "array", "items": _ref("HostGroup")}}), "groups"),
             )
         },
+        "/v1/clusters": {
+            "get": _op(
+                "Registered Kubernetes clusters and their sync state (never a kubeconfig)",
+                "api",
+                VIEWER,
+                _json(
+                    _obj(
+                        {
+                            "clusters": {
+                                "type": "array",
+                                "items": _obj(
+                                    {
+                                        "name": _STR,
+                                        "source": {"enum": ["kubeconfig", "in-cluster"]},
+                                        "context": _NSTR,
+                                        "added": _NUM,
+                                        "connected": {"type": "boolean"},
+                                        "nodes": {"type": "integer"},
+                                        "nodes_matched": {"type": "integer"},
+                                        "last_sync": {"type": ["number", "null"]},
+                                        "last_error": _NSTR,
+                                    },
+                                    [
+                                        "name",
+                                        "source",
+                                        "context",
+                                        "added",
+                                        "connected",
+                                        "nodes",
+                                        "nodes_matched",
+                                        "last_sync",
+                                        "last_error",
+                                    ],
+                                ),
+                            }
+                        },
+                        ["clusters"],
+                    ),
+                    "clusters",
+                ),
+            )
+        },
         "/v1/groups/{name}/flavors": {
             "put": _op(
                 "Assign flavors to a host group (admin; made if new)",
@@ -327,6 +369,7 @@ def _page_paths() -> dict[str, Any]:
             )
         },
         "/flavors": {"get": page("Flavors page")},
+        "/clusters": {"get": page("Clusters page")},
         "/login": {
             "get": _op("Login form", "pages", NONE, HTML_OK, errors=()),
             "post": _op(

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from hub.store.backend import SqliteBackend, _last_id
+from hub.store.backend import StoreBackend
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,21 +20,17 @@ class Alert:
     acked_by: str | None
 
 
-class AlertsStore(SqliteBackend):
+class AlertsStore(StoreBackend):
     """The alerts' methods."""
 
     async def add_alert(self, host_id: str, at: float, kind: str, reasons: tuple[str, ...]) -> int:
         def run() -> int:
             with self.db.atomic():
-                table = self._t("alerts").insert(
-                    {
-                        "host_id": host_id,
-                        "at": at,
-                        "kind": kind,
-                        "reasons": json.dumps(list(reasons)),
-                    }
+                return self.db.insert_id(
+                    "INSERT INTO alerts (host_id, at, kind, reasons) VALUES (?, ?, ?, ?) "
+                    "RETURNING id",
+                    [host_id, at, kind, json.dumps(list(reasons))],
                 )
-                return _last_id(table)
 
         return await self._run(run)
 
@@ -51,10 +47,9 @@ class AlertsStore(SqliteBackend):
         await self._run(run)
 
     async def list_alerts(self, *, open_only: bool = False) -> list[Alert]:
-        where = "acked_at IS NULL" if open_only else None
-        return await self._run(
-            lambda: [_alert(r) for r in self._t("alerts").rows_where(where, order_by="id DESC")]
-        )
+        where = " WHERE acked_at IS NULL" if open_only else ""
+        sql = f"SELECT * FROM alerts{where} ORDER BY id DESC"  # noqa: S608 - fixed text
+        return await self._run(lambda: [_alert(r) for r in self._rows(sql)])
 
     async def ack_alert(self, alert_id: int, at: float, by: str) -> bool:
         def run() -> bool:

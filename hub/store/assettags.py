@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 
-from hub.store.backend import SqliteBackend
+from hub.store.backend import StoreBackend
 
 
-class AssetTagsStore(SqliteBackend):
+class AssetTagsStore(StoreBackend):
     """The asset tags' methods."""
 
     async def set_tag_certificate(
@@ -19,16 +19,16 @@ class AssetTagsStore(SqliteBackend):
 
         def run() -> None:
             with self.db.atomic():
-                self._t("hosts").update(host_id, {"tags": json.dumps(tags, sort_keys=True)})
+                self.db.execute(
+                    "UPDATE hosts SET tags = ? WHERE id = ?",
+                    [json.dumps(tags, sort_keys=True), host_id],
+                )
                 self.db.execute("DELETE FROM tag_certificates WHERE host_id = ?", [host_id])
                 if der is not None:
-                    self._t("tag_certificates").insert(
-                        {
-                            "host_id": host_id,
-                            "der": der,
-                            "sha384": hashlib.sha384(der).hexdigest(),
-                            "issued": now,
-                        }
+                    self.db.execute(
+                        "INSERT INTO tag_certificates (host_id, der, sha384, issued) "
+                        "VALUES (?, ?, ?, ?)",
+                        [host_id, der, hashlib.sha384(der).hexdigest(), now],
                     )
 
         await self._run(run)
@@ -37,7 +37,9 @@ class AssetTagsStore(SqliteBackend):
         """The host's current tag certificate (DER), or ``None``."""
 
         def run() -> bytes | None:
-            rows = list(self._t("tag_certificates").rows_where("host_id = ?", [host_id]))
-            return bytes(rows[0]["der"]) if rows else None
+            row = self.db.execute(
+                "SELECT der FROM tag_certificates WHERE host_id = ?", [host_id]
+            ).fetchone()
+            return None if row is None else bytes(row[0])
 
         return await self._run(run)

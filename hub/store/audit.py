@@ -10,6 +10,7 @@ signed checkpoints in ``audit_checkpoints``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -20,9 +21,10 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from hub.auditseal import read_exported, verify_seal
-from hub.store.backend import SqliteBackend, _last_id
+from hub.store.backend import StoreBackend
 
 GENESIS_HASH: Final = "0" * 64
+AUDIT_LOCK: Final = "trustplane-hub audit_log"  # serialises appends across processes
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,22 +47,34 @@ def audit_row_hash(prev_hash: str, row: dict[str, Any]) -> str:
 
 
 def _write_audit_head(path: Path, head: dict[str, Any]) -> None:
-    """Replace ``path`` atomically with ``{"id", "hash"[, "sig"]}`` (0600)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(_canonical(head))
-    os.replace(tmp, path)
+    """Replace ``path`` atomically with ``{"id", "hash"[, "sig"]}`` (0600), unless it already
+    names a later row: several hub processes (``server.workers``) share one SQLite file and
+    write the head after their commits, in any order. A lock file beside it serialises the
+    read-compare-replace between them; each process writes its own temporary file."""
+    lock_fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try:
+            current = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            current = None
+        if (
+            isinstance(current, dict)
+            and isinstance(current.get("id"), int)
+            and current["id"] > head["id"]
+        ):
+            return
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(_canonical(head))
+        os.replace(tmp, path)
+    finally:
+        os.close(lock_fd)  # releases the lock
 
 
 class AuditHeadError(Exception):
     """The audit head file exists but cannot be read as one."""
-
-
-def _read_audit_head(path: Path) -> tuple[int, str] | None:
-    """The recorded head, None when the file is missing; raises :class:`AuditHeadError`."""
-    data = _read_audit_head_document(path)
-    return None if data is None else (data["id"], data["hash"])
 
 
 def _read_audit_head_document(path: Path) -> dict[str, Any] | None:
@@ -70,12 +84,16 @@ def _read_audit_head_document(path: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as e:
         raise AuditHeadError(f"{path}: {e}") from None
+    return _checked_head(data, str(path))
+
+
+def _checked_head(data: object, where: str) -> dict[str, Any]:
     if not (
         isinstance(data, dict)
         and isinstance(data.get("id"), int)
         and isinstance(data.get("hash"), str)
     ):
-        raise AuditHeadError(f"{path}: not an audit head")
+        raise AuditHeadError(f"{where}: not an audit head")
     return data
 
 
@@ -93,7 +111,7 @@ def _check_audit_head(
     return AuditCheck(False, rows, head[0], f"row {head[0]} is not the recorded head")
 
 
-class AuditStore(SqliteBackend):
+class AuditStore(StoreBackend):
     """The audit log's methods."""
 
     async def audit(
@@ -103,10 +121,14 @@ class AuditStore(SqliteBackend):
 
         def run() -> int:
             with self.db.atomic():
+                # one append at a time across every process sharing the database: each row
+                # links to the row committed before it
+                self.db.lock(AUDIT_LOCK)
                 last = self.db.execute(
-                    "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1"
+                    "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1"
                 ).fetchone()
-                prev = last[0] if last else GENESIS_HASH
+                prev = last[1] if last else GENESIS_HASH
+                row_id = int(last[0]) + 1 if last else 1
                 row = {
                     "at": at,
                     "actor": actor,
@@ -116,13 +138,23 @@ class AuditStore(SqliteBackend):
                     "prev_hash": prev,
                 }
                 digest = audit_row_hash(prev, row)
-                row_id = _last_id(self._t("audit_log").insert({**row, "hash": digest}))
+                self.db.execute(
+                    "INSERT INTO audit_log (id, at, actor, action, subject, details, prev_hash, "
+                    "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [row_id, at, actor, action, subject, row["details"], prev, digest],
+                )
                 checkpoint = None
                 sealer = self.audit_sealer
                 if sealer is not None and row_id % sealer.checkpoint_every == 0:
                     checkpoint = sealer.seal({"id": row_id, "hash": digest, "at": at})
-                    self._t("audit_checkpoints").insert(checkpoint)
-            self._record_audit_head((row_id, digest))
+                    self.db.execute(
+                        "INSERT INTO audit_checkpoints (id, hash, at, sig) VALUES (?, ?, ?, ?)",
+                        [checkpoint["id"], checkpoint["hash"], checkpoint["at"], checkpoint["sig"]],
+                    )
+                if self.dialect == "postgresql":  # the head is shared: written in the append
+                    self._record_audit_head((row_id, digest))
+            if self.dialect != "postgresql":
+                self._record_audit_head((row_id, digest))
             if checkpoint is not None and sealer is not None:
                 sealer.export(checkpoint)
             return row_id
@@ -131,11 +163,36 @@ class AuditStore(SqliteBackend):
 
     def _record_audit_head(self, head: tuple[int, str]) -> None:
         self._memory_audit_head = head
-        if self._audit_head_file is not None:
-            document: dict[str, Any] = {"id": head[0], "hash": head[1]}
-            if self.audit_sealer is not None:
-                document = self.audit_sealer.seal(document)
+        document: dict[str, Any] = {"id": head[0], "hash": head[1]}
+        if self.audit_sealer is not None and (
+            self._audit_head_file is not None or self.dialect == "postgresql"
+        ):
+            document = self.audit_sealer.seal(document)
+        if self.dialect == "postgresql":
+            self.db.execute(
+                "INSERT INTO audit_head (id, row_id, hash, document) VALUES (1, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET row_id = excluded.row_id, "
+                "hash = excluded.hash, document = excluded.document",
+                [head[0], head[1], _canonical(document).decode()],
+            )
+        elif self._audit_head_file is not None:
             _write_audit_head(self._audit_head_file, document)
+
+    def _audit_head_document(self) -> dict[str, Any] | None:
+        """The recorded head as written (signed when a sealer is set); raises
+        :class:`AuditHeadError`."""
+        if self.dialect != "postgresql":
+            if self._audit_head_file is None:
+                return None
+            return _read_audit_head_document(self._audit_head_file)
+        row = self.db.execute("SELECT document FROM audit_head WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        try:
+            data = json.loads(row[0])
+        except ValueError as e:
+            raise AuditHeadError(f"audit_head: {e}") from None
+        return _checked_head(data, "audit_head")
 
     async def verify_audit_seals(
         self,
@@ -151,15 +208,15 @@ class AuditStore(SqliteBackend):
         def run() -> AuditCheck:
             hashes = dict(self.db.execute("SELECT id, hash FROM audit_log").fetchall())
             rows = len(hashes)
-            if self._audit_head_file is not None and hashes:
+            if (self._audit_head_file is not None or self.dialect == "postgresql") and hashes:
                 try:
-                    head = _read_audit_head_document(self._audit_head_file)
+                    head = self._audit_head_document()
                 except AuditHeadError as e:
                     return AuditCheck(False, rows, None, str(e))
                 if head is None or not verify_seal(public_key, head):
                     return AuditCheck(False, rows, None, "audit head not signed by the hub's key")
             stored = {
-                int(r["id"]): r for r in self._t("audit_checkpoints").rows_where(order_by="id")
+                int(r["id"]): r for r in self._rows("SELECT * FROM audit_checkpoints ORDER BY id")
             }
             start = self.db.execute("SELECT after_row FROM audit_seal_start").fetchone()[0]
             first = (start // checkpoint_every + 1) * checkpoint_every
@@ -184,12 +241,13 @@ class AuditStore(SqliteBackend):
         return await self._run(run)
 
     def _recorded_audit_head(self) -> tuple[int, str] | None:
-        if self._audit_head_file is None:
+        if self._audit_head_file is None and self.dialect != "postgresql":
             return self._memory_audit_head
-        return _read_audit_head(self._audit_head_file)
+        data = self._audit_head_document()
+        return None if data is None else (data["id"], data["hash"])
 
     async def list_audit(self) -> list[dict[str, Any]]:
-        return await self._run(lambda: list(self._t("audit_log").rows_where(order_by="id")))
+        return await self._run(self._rows, "SELECT * FROM audit_log ORDER BY id")
 
     async def verify_audit_chain(self) -> AuditCheck:
         """Recompute every row's hash and link, then compare the last row with the recorded
@@ -199,7 +257,7 @@ class AuditStore(SqliteBackend):
             prev = GENESIS_HASH
             count = 0
             last: tuple[int, str] | None = None
-            for r in self._t("audit_log").rows_where(order_by="id"):
+            for r in self._rows("SELECT * FROM audit_log ORDER BY id"):
                 count += 1
                 row = {k: r[k] for k in ("at", "actor", "action", "subject", "details")}
                 row["prev_hash"] = r["prev_hash"]

@@ -1,12 +1,14 @@
-"""The SQLite backend: one connection on one worker thread, with group commit.
+"""The store's backend: one connection on one worker thread, with group commit.
 
-This is the only place that opens ``sqlite3``/``sqlite_utils`` connections. One worker thread
-owns the connection (WAL mode); every public method of the store is ``async`` and runs on that
-thread, so writes are serialised and a check-and-set such as consuming a nonce is atomic. The
-report path's jobs (host reads, nonces, recording a report) are committed in groups: the worker
-takes the ones queued together, runs each in its own savepoint inside one transaction, commits
-once, and only then answers them all, so an answered write is a committed one (a failing job
-rolls back only its savepoint).
+This is the only place that opens connections: a SQLite file (:mod:`hub.store.sqlite`, the
+default) or a PostgreSQL database (:mod:`hub.store.postgres`, for a target that is a
+``postgresql://`` URL). One worker thread owns the connection; every public method of the
+store is ``async`` and runs on that thread, so this process's writes are serialised and a
+check-and-set such as consuming a nonce is atomic (across processes the statements themselves
+are: see the aggregates). The report path's jobs (host reads, nonces, recording a report) are
+committed in groups: the worker takes the ones queued together, runs each in its own savepoint
+inside one transaction, commits once, and only then answers them all, so an answered write is
+a committed one (a failing job rolls back only its savepoint).
 """
 
 from __future__ import annotations
@@ -14,24 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, ParamSpec, Self, TypeVar
 
-import sqlite_utils
-from sqlite_utils.db import Table
-
 from hub.auditseal import AuditSealer
 from hub.cache import LruCache
-from hub.store.schema import MIGRATIONS, _migrate
+from hub.store.connection import Connection, Cursor
+from hub.store.postgres import PostgresConnection, is_postgres_url
+from hub.store.schema import MIGRATIONS
+from hub.store.sqlite import SqliteConnection
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-CACHE_KIB: Final = 65536  # SQLite page cache per connection (KiB)
 FLAVOR_CACHE_SIZE: Final = 65536  # decoded flavor rows kept (each a parsed JSON document)
 
 AUDIT_HEAD_SUFFIX: Final = "-audit-head.json"
@@ -49,11 +49,6 @@ class _Job:
     group: bool
 
 
-def _in_transaction(conn: sqlite3.Connection) -> bool:
-    """Read afresh each time (a statement may have opened or ended the transaction)."""
-    return conn.in_transaction
-
-
 def _answer_all(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
     for future, ok, value in answers:
         _answer(future, ok, value)
@@ -68,17 +63,23 @@ def _answer(future: asyncio.Future[Any], ok: bool, value: Any) -> None:  # noqa:
         future.set_exception(value)
 
 
-class SqliteBackend:
+class StoreBackend:
     """The connection, its thread and the state every aggregate shares; aggregates subclass it
-    (the :class:`hub.store.Store` combines them)."""
+    (the :class:`hub.store.Store` combines them). ``target``: a SQLite file path (or
+    ``:memory:``) or a ``postgresql://`` URL."""
 
     def __init__(
-        self, path: Path | str, *, migrations: tuple[Callable[..., None], ...] = MIGRATIONS
+        self, target: Path | str, *, migrations: tuple[Callable[..., None], ...] = MIGRATIONS
     ) -> None:
-        self._path = str(path)
+        self._path = str(target)
         self._migrations = migrations
+        self.dialect = "postgresql" if is_postgres_url(self._path) else "sqlite"
+        # SQLite keeps the audit head in a file beside the database (in memory for :memory:);
+        # PostgreSQL in its audit_head table (hub.store.audit)
         self._audit_head_file = (
-            None if self._path == ":memory:" else Path(self._path + AUDIT_HEAD_SUFFIX)
+            None
+            if self._path == ":memory:" or self.dialect == "postgresql"
+            else Path(self._path + AUDIT_HEAD_SUFFIX)
         )
         self._memory_audit_head: tuple[int, str] | None = None
         # signs the audit head and checkpoints once the caller sets it (it holds the hub's key)
@@ -87,40 +88,47 @@ class SqliteBackend:
         self._thread = threading.Thread(target=self._work, name="hub-store", daemon=True)
         self._thread.start()
         self._closed = False
-        self._db: sqlite_utils.Database | None = None
+        self._db: Connection | None = None
         self.schema_version = 0
         self._host_light_sql = ""
         # flavor rows as (SHA-256 of the stored text, document), ("", None) for no such flavor;
-        # cleared by this store's own flavor writes and when another connection (the CLI)
-        # commits anything (PRAGMA data_version)
+        # cleared by this store's own flavor writes and when another connection commits
+        # anything (SQLite's PRAGMA data_version; on PostgreSQL each read compares digests)
         self._flavor_rows: LruCache[str, tuple[str, Mapping[str, Any] | None]] = LruCache(
             FLAVOR_CACHE_SIZE
         )
         self._data_version: int | None = None
 
     @classmethod
-    async def open(cls, path: Path | str, **kwargs: Any) -> Self:  # noqa: ANN401
-        store = cls(path, **kwargs)
-        await store._run(store._open_sync)
+    async def open(cls, target: Path | str, **kwargs: Any) -> Self:  # noqa: ANN401
+        store = cls(target, **kwargs)
+        try:
+            await store._run(store._open_sync)
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     def _open_sync(self) -> None:
-        db = sqlite_utils.Database(self._path, execute_plugins=False)
-        if self._path != ":memory:":
-            db.enable_wal()
-        db.conn.execute("PRAGMA foreign_keys = ON")
-        db.conn.execute("PRAGMA busy_timeout = 5000")
-        # WAL + NORMAL: commits are atomic and survive a crash of the process; only a power
-        # loss can lose the last commits (at worst re-opening a nonce within its short TTL).
-        db.conn.execute("PRAGMA synchronous = NORMAL")
-        # the hot rows (hosts, nonces) stay in memory instead of SQLite's 2 MiB default
-        db.conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        self.schema_version = _migrate(db, self._migrations)
-        # every hosts column but rule_results (the largest; overflow pages), as migrated
-        columns = [r[1] for r in db.conn.execute("PRAGMA table_info(hosts)").fetchall()]
-        names = ", ".join(f'"{c}"' for c in columns if c != "rule_results")
-        self._host_light_sql = f"SELECT {names} FROM hosts WHERE id = ?"  # noqa: S608 - schema names
+        db: Connection = (
+            PostgresConnection(self._path)
+            if self.dialect == "postgresql"
+            else SqliteConnection(self._path)
+        )
+        try:
+            self.schema_version = db.migrate(self._migrations)  # type: ignore[attr-defined]
+            # every hosts column but rule_results (the largest; overflow pages), as migrated
+            names = ", ".join(f'"{c}"' for c in db.columns("hosts") if c != "rule_results")
+            self._host_light_sql = f"SELECT {names} FROM hosts WHERE id = ?"  # noqa: S608
+        except BaseException:
+            db.close()
+            raise
         self._db = db
+
+    @property
+    def integrity_error(self) -> type[Exception]:
+        """The driver's constraint-violation error (what a refused write raises)."""
+        return self.db.integrity_error
 
     async def close(self) -> None:
         if self._closed:
@@ -192,28 +200,31 @@ class SqliteBackend:
 
     def _run_group(self, group: list[_Job]) -> None:
         """Run ``group`` in one transaction, commit, then answer every job."""
-        conn = self.db.conn
-        if len(group) == 1 or _in_transaction(conn):  # (one left open: run them alone)
+        conn = self.db
+        if len(group) == 1 or conn.transaction_open():  # (one left open: run them alone)
             for job in group:
                 self._reply(job, *self._call(job))
             return
-        conn.execute("BEGIN")
+        conn.begin()
         results = []
         for job in group:
             results.append(self._call(job))
-            if not _in_transaction(conn):  # a job's error ended the whole transaction
+            if not conn.transaction_open():  # a job's error ended or broke the transaction
                 break
-        try:
-            if not _in_transaction(conn):
-                raise sqlite3.OperationalError("the group's transaction was rolled back")
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            if _in_transaction(conn):
-                conn.execute("ROLLBACK")
+        error: Exception | None = None
+        if not conn.transaction_open():
+            error = GroupRolledBack("the group's transaction was rolled back")
+        else:
+            try:
+                conn.commit()
+            except conn.error as e:
+                error = e
+        if error is not None:
+            conn.rollback()
             # nothing of the group was committed: every job fails, queued ones run again alone
             done = len(results)
             for job in group[:done]:
-                self._reply(job, False, sqlite3.OperationalError(f"not committed: {e}"))
+                self._reply(job, False, GroupRolledBack(f"not committed: {error}"))
             for job in group[done:]:
                 self._reply(job, *self._call(job))
             return
@@ -225,14 +236,21 @@ class SqliteBackend:
             with contextlib.suppress(RuntimeError):  # the caller's loop is closed
                 loop.call_soon_threadsafe(_answer_all, batch)
 
-    def _t(self, name: str) -> Table:
-        return self.db.table(name)
-
     @property
-    def db(self) -> sqlite_utils.Database:
+    def db(self) -> Connection:
         if self._db is None:
             raise RuntimeError("store is closed")
         return self._db
+
+    def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """The rows of a query as dicts by column name."""
+        cur = self.db.execute(sql, params)
+        names = _columns(cur)
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def _row(self, sql: str, params: list[Any] | None = None) -> dict[str, Any] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
 
     async def execute_raw(self, sql: str, params: list[Any] | None = None) -> None:
         """Run one SQL statement (for tests that need to tamper with the database)."""
@@ -245,12 +263,12 @@ class SqliteBackend:
         await self._run(run)
 
 
-def _columns(cur: sqlite3.Cursor) -> list[str]:
+SqliteBackend = StoreBackend  # the name aggregates written before PostgreSQL subclass
+
+
+class GroupRolledBack(Exception):
+    """A grouped job's transaction was not committed (see the module docstring)."""
+
+
+def _columns(cur: Cursor) -> list[str]:
     return [d[0] for d in cur.description]
-
-
-def _last_id(table: Table) -> int:
-    pk = table.last_pk
-    if not isinstance(pk, int):  # pragma: no cover - integer primary keys only
-        raise TypeError("expected an integer primary key")
-    return pk

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from hub.store.backend import SqliteBackend
+from hub.store.backend import StoreBackend
 from hub.store.hosts import HostFacts, HostKeys, _keys
 
 
@@ -25,32 +25,38 @@ class PendingEnrollment:
 MAX_OPEN_CHALLENGES_PER_HOST: Final = 8
 
 
-class EnrollmentStore(SqliteBackend):
+class EnrollmentStore(StoreBackend):
     """Open challenges and their completion."""
 
     async def put_enrollment(self, pending: PendingEnrollment) -> None:
         """Store an open challenge under its handle; a host keeps at most
         :data:`MAX_OPEN_CHALLENGES_PER_HOST` (the oldest goes)."""
         k = pending.keys
-        row = {
-            "handle": pending.handle,
-            "host_id": pending.host_id,
-            "secret_hash": pending.secret_hash,
-            "expires": pending.expires,
-            "csr": pending.csr,
-            "ek_public": k.ek_public,
-            "ek_certificate": k.ek_certificate,
-            "ak_public": k.ak_public,
-            "binding_public": k.binding_public,
-            "ek_verified": int(k.ek_verified),
-            "hostname": pending.facts.hostname,
-            "node_name": pending.facts.node_name,
-            "dmi_uuid": pending.facts.dmi_uuid,
-        }
+        row = [
+            pending.handle,
+            pending.host_id,
+            pending.secret_hash,
+            pending.expires,
+            pending.csr,
+            k.ek_public,
+            k.ek_certificate,
+            k.ak_public,
+            k.binding_public,
+            int(k.ek_verified),
+            pending.facts.hostname,
+            pending.facts.node_name,
+            pending.facts.dmi_uuid,
+        ]
 
         def run() -> None:
             with self.db.atomic():
-                self._t("enrollment_challenges").insert(row)
+                self.db.execute(
+                    "INSERT INTO enrollment_challenges (handle, host_id, secret_hash, expires, "
+                    "csr, ek_public, ek_certificate, ak_public, binding_public, ek_verified, "
+                    "hostname, node_name, dmi_uuid) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
                 self.db.execute(
                     "DELETE FROM enrollment_challenges WHERE host_id = ? AND handle NOT IN "
                     "(SELECT handle FROM enrollment_challenges WHERE host_id = ? "
@@ -66,15 +72,19 @@ class EnrollmentStore(SqliteBackend):
 
         def run() -> PendingEnrollment | None:
             with self.db.atomic():
-                rows = list(
-                    self._t("enrollment_challenges").rows_where(
-                        "handle = ? AND host_id = ?", [handle, host_id]
-                    )
+                r = self._row(
+                    self.db.locking(
+                        "SELECT * FROM enrollment_challenges WHERE handle = ? AND host_id = ?"
+                    ),
+                    [handle, host_id],
                 )
-                if not rows:
+                if r is None:
                     return None
-                self.db.execute("DELETE FROM enrollment_challenges WHERE handle = ?", [handle])
-            r = rows[0]
+                cur = self.db.execute(
+                    "DELETE FROM enrollment_challenges WHERE handle = ?", [handle]
+                )
+                if cur.rowcount != 1:  # taken by another process meanwhile
+                    return None
             return PendingEnrollment(
                 host_id=r["host_id"],
                 secret_hash=r["secret_hash"],
@@ -95,28 +105,27 @@ class EnrollmentStore(SqliteBackend):
 
         def run() -> None:
             with self.db.atomic():
-                self._t("host_keys").upsert(
-                    {
-                        "host_id": keys.host_id,
-                        "ek_public": keys.ek_public,
-                        "ek_certificate": keys.ek_certificate,
-                        "ak_public": keys.ak_public,
-                        "binding_public": keys.binding_public,
-                        "ek_verified": int(keys.ek_verified),
-                    },
-                    pk="host_id",
+                self.db.execute(
+                    "INSERT INTO host_keys (host_id, ek_public, ek_certificate, ak_public, "
+                    "binding_public, ek_verified) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (host_id) DO UPDATE SET ek_public = excluded.ek_public, "
+                    "ek_certificate = excluded.ek_certificate, ak_public = excluded.ak_public, "
+                    "binding_public = excluded.binding_public, "
+                    "ek_verified = excluded.ek_verified",
+                    [
+                        keys.host_id,
+                        keys.ek_public,
+                        keys.ek_certificate,
+                        keys.ak_public,
+                        keys.binding_public,
+                        int(keys.ek_verified),
+                    ],
                 )
-                self._t("hosts").update(
-                    keys.host_id,
-                    {
-                        "state": "enrolled",
-                        "hostname": facts.hostname,
-                        "node_name": facts.node_name,
-                        "dmi_uuid": facts.dmi_uuid,
-                        # an agent that enrolls again may have lost its ledger: count anew
-                        "last_sequence": 0,
-                        "cert_serial": cert_serial,
-                    },
+                # an agent that enrolls again may have lost its ledger: count anew
+                self.db.execute(
+                    "UPDATE hosts SET state = 'enrolled', hostname = ?, node_name = ?, "
+                    "dmi_uuid = ?, last_sequence = 0, cert_serial = ? WHERE id = ?",
+                    [facts.hostname, facts.node_name, facts.dmi_uuid, cert_serial, keys.host_id],
                 )
 
         await self._run(run)
@@ -125,6 +134,6 @@ class EnrollmentStore(SqliteBackend):
         def run() -> int:
             with self.db.atomic():
                 self.db.execute("DELETE FROM enrollment_challenges WHERE expires < ?", [now])
-            return self._t("enrollment_challenges").count
+            return int(self.db.execute("SELECT count(*) FROM enrollment_challenges").fetchone()[0])
 
         return await self._run(run)

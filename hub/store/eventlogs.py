@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from hub.store.backend import SqliteBackend
+from hub.store.backend import StoreBackend
 
 
-class EventlogsStore(SqliteBackend):
+class EventlogsStore(StoreBackend):
     """The event-log cache's methods."""
 
     async def put_eventlog(self, sha256_hex: str, data: bytes, now: float) -> None:
-        await self._run(
-            lambda: self._t("eventlog_cache").upsert(
-                {"sha256": sha256_hex, "data": data, "stored": now}, pk="sha256"
-            )
-        )
+        def run() -> None:
+            with self.db.atomic():
+                self.db.execute(
+                    "INSERT INTO eventlog_cache (sha256, data, stored) VALUES (?, ?, ?) "
+                    "ON CONFLICT (sha256) DO UPDATE SET data = excluded.data, "
+                    "stored = excluded.stored",
+                    [sha256_hex, data, now],
+                )
+
+        await self._run(run)
 
     async def prune_eventlogs(self, older_than: float) -> int:
         """Forget cached logs stored before ``older_than`` (an agent resends a log the hub
@@ -28,7 +33,9 @@ class EventlogsStore(SqliteBackend):
 
     async def get_eventlog(self, sha256_hex: str) -> bytes | None:
         def run() -> bytes | None:
-            rows = list(self._t("eventlog_cache").rows_where("sha256 = ?", [sha256_hex]))
-            return bytes(rows[0]["data"]) if rows else None
+            row = self.db.execute(
+                "SELECT data FROM eventlog_cache WHERE sha256 = ?", [sha256_hex]
+            ).fetchone()
+            return None if row is None else bytes(row[0])
 
         return await self._run(run)

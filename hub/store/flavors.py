@@ -1,4 +1,9 @@
-"""Flavor documents, cached decoded by content (PRAGMA data_version notices other writers)."""
+"""Flavor documents, cached decoded by content.
+
+Other processes may change flavors: on SQLite ``PRAGMA data_version`` notices any commit by
+another connection (the cache is then dropped); on PostgreSQL each read fetches the stored
+texts' SHA-256 (computed by the server) and decodes only a document whose digest changed.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hub.store.backend import SqliteBackend
+from hub.store.backend import StoreBackend
 from hub.store.hosts import Host
+from hub.store.sqlite import SqliteConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +48,7 @@ class FlavorDocuments(Mapping[str, Mapping[str, Any]]):
         return len(self._documents)
 
 
-class FlavorsStore(SqliteBackend):
+class FlavorsStore(StoreBackend):
     """The flavors' methods."""
 
     async def flavors_for_host(self, host: Host) -> FlavorDocuments:
@@ -62,10 +68,24 @@ class FlavorsStore(SqliteBackend):
         return await self._run_grouped(run)
 
     def _cached_flavors_sync(self, names: list[str]) -> FlavorDocuments:
-        version = self.db.conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._data_version:  # another connection committed: trust nothing
-            self._flavor_rows.clear()
-            self._data_version = version
+        db = self.db
+        if isinstance(db, SqliteConnection):
+            version = db.data_version()
+            if version != self._data_version:  # another connection committed: trust nothing
+                self._flavor_rows.clear()
+                self._data_version = version
+        elif names:
+            digests = dict(
+                db.execute(
+                    "SELECT name, encode(sha256(convert_to(document, 'UTF8')), 'hex') "
+                    "FROM flavors WHERE name = ANY(?)",
+                    [names],
+                ).fetchall()
+            )
+            for name in names:
+                entry = self._flavor_rows.get(name)
+                if entry is not None and entry[0] != digests.get(name, ""):
+                    self._flavor_rows.discard(name)
         documents: dict[str, Mapping[str, Any]] = {}
         revision: list[str] = []
         for name in names:
@@ -90,9 +110,13 @@ class FlavorsStore(SqliteBackend):
     async def put_flavor(self, name: str, document: dict[str, Any], now: float) -> None:
         def run() -> None:
             self._flavor_rows.discard(name)
-            self._t("flavors").upsert(
-                {"name": name, "document": json.dumps(document), "created": now}, pk="name"
-            )
+            with self.db.atomic():
+                self.db.execute(
+                    "INSERT INTO flavors (name, document, created) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET document = excluded.document, "
+                    "created = excluded.created",
+                    [name, json.dumps(document), now],
+                )
 
         await self._run(run)
 
@@ -102,9 +126,9 @@ class FlavorsStore(SqliteBackend):
     def _get_flavors_sync(self, names: list[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for name in names:
-            rows = list(self._t("flavors").rows_where("name = ?", [name]))
-            if rows:
-                out[name] = json.loads(rows[0]["document"])
+            row = self.db.execute("SELECT document FROM flavors WHERE name = ?", [name]).fetchone()
+            if row is not None:
+                out[name] = json.loads(row[0])
         return out
 
     async def list_flavors(self) -> list[StoredFlavor]:
@@ -112,7 +136,7 @@ class FlavorsStore(SqliteBackend):
         return await self._run(
             lambda: [
                 StoredFlavor(r["name"], json.loads(r["document"]), r["created"])
-                for r in self._t("flavors").rows_where(order_by="name")
+                for r in self._rows("SELECT * FROM flavors ORDER BY name")
             ]
         )
 

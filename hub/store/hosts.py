@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from hub.store.backend import SqliteBackend, _columns
+from hub.store.backend import StoreBackend, _columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class HostFacts:
     dmi_uuid: str | None = None
 
 
-class HostsStore(SqliteBackend):
+class HostsStore(StoreBackend):
     """The hosts' and host groups' methods."""
 
     async def get_host(self, host_id: str, *, with_rules: bool = True) -> Host | None:
@@ -79,11 +79,15 @@ class HostsStore(SqliteBackend):
 
     async def list_hosts(self) -> list[Host]:
         return await self._run(
-            lambda: [_host(r) for r in self._t("hosts").rows_where(order_by="id")]
+            lambda: [_host(r) for r in self._rows("SELECT * FROM hosts ORDER BY id")]
         )
 
     async def count_hosts(self, state: str) -> int:
-        return await self._run(lambda: self._t("hosts").count_where("state = ?", [state]))
+        def run() -> int:
+            row = self.db.execute("SELECT count(*) FROM hosts WHERE state = ?", [state]).fetchone()
+            return int(row[0])
+
+        return await self._run(run)
 
     async def register_host(
         self,
@@ -104,23 +108,19 @@ class HostsStore(SqliteBackend):
         def run() -> Host:
             with self.db.atomic():
                 existing = self._get_host_sync(host_id)
-                facts = {"hostname": hostname, "node_name": node_name, "dmi_uuid": dmi_uuid}
                 if existing is None:
-                    self._t("hosts").insert(
-                        {
-                            "id": host_id,
-                            "state": state,
-                            **facts,
-                            "tags": "{}",
-                            "flavors": "[]",
-                            "created": now,
-                            "verdict": "pending",
-                            "reasons": "[]",
-                            "rule_results": "[]",
-                        }
+                    self.db.execute(
+                        "INSERT INTO hosts (id, state, hostname, node_name, dmi_uuid, tags, "
+                        "flavors, created, verdict, reasons, rule_results) "
+                        "VALUES (?, ?, ?, ?, ?, '{}', '[]', ?, 'pending', '[]', '[]')",
+                        [host_id, state, hostname, node_name, dmi_uuid, now],
                     )
                 elif existing.state == "pending":
-                    self._t("hosts").update(host_id, {**facts, "state": state})
+                    self.db.execute(
+                        "UPDATE hosts SET hostname = ?, node_name = ?, dmi_uuid = ?, state = ? "
+                        "WHERE id = ?",
+                        [hostname, node_name, dmi_uuid, state, host_id],
+                    )
                 host = self._get_host_sync(host_id)
             if host is None:  # pragma: no cover - written above in the same transaction
                 raise RuntimeError("host vanished")
@@ -164,10 +164,14 @@ class HostsStore(SqliteBackend):
         return await self._run(run)
 
     async def set_host_tags(self, host_id: str, tags: dict[str, str]) -> None:
-        await self._run(lambda: self._t("hosts").update(host_id, {"tags": json.dumps(tags)}))
+        await self._run(self._set_host_column, host_id, "tags", json.dumps(tags))
 
     async def set_host_flavors(self, host_id: str, flavors: list[str]) -> None:
-        await self._run(lambda: self._t("hosts").update(host_id, {"flavors": json.dumps(flavors)}))
+        await self._run(self._set_host_column, host_id, "flavors", json.dumps(flavors))
+
+    def _set_host_column(self, host_id: str, column: str, value: str) -> None:
+        with self.db.atomic():
+            self.db.execute(f"UPDATE hosts SET {column} = ? WHERE id = ?", [value, host_id])  # noqa: S608 - fixed names
 
     async def set_host_group(self, host_id: str, group: str | None, now: float) -> None:
         """Put the host in ``group`` (made, without flavors, if new) or in none."""
@@ -176,8 +180,8 @@ class HostsStore(SqliteBackend):
             with self.db.atomic():
                 if group is not None:
                     self.db.execute(
-                        "INSERT OR IGNORE INTO host_groups (name, flavors, created) "
-                        "VALUES (?, '[]', ?)",
+                        "INSERT INTO host_groups (name, flavors, created) "
+                        "VALUES (?, '[]', ?) ON CONFLICT (name) DO NOTHING",
                         [group, now],
                     )
                 self.db.execute("UPDATE hosts SET group_name = ? WHERE id = ?", [group, host_id])
@@ -217,8 +221,8 @@ class HostsStore(SqliteBackend):
 
     async def get_host_keys(self, host_id: str) -> HostKeys | None:
         def run() -> HostKeys | None:
-            rows = list(self._t("host_keys").rows_where("host_id = ?", [host_id]))
-            return _keys(rows[0]) if rows else None
+            row = self._row("SELECT * FROM host_keys WHERE host_id = ?", [host_id])
+            return None if row is None else _keys(row)
 
         return await self._run(run)
 

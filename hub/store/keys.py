@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from hub.store.backend import SqliteBackend
+from hub.store.backend import StoreBackend
 
 EVENTS_PER_HOST: Final = 50
 NONCE_ROWS_KEPT_FOR: Final = 3600.0  # seconds a release nonce's issue time is kept
@@ -79,7 +79,7 @@ def _policy(r: Sequence[Any]) -> KeyPolicy:
     return KeyPolicy(r[0], r[1], float(r[2]), float(r[3]), float(r[4]))
 
 
-class KeysStore(SqliteBackend):
+class KeysStore(StoreBackend):
     """The key broker's methods (plain SQL)."""
 
     async def put_key_policy(

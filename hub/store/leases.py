@@ -9,10 +9,10 @@ under a lease.
 
 from __future__ import annotations
 
-from hub.store.backend import SqliteBackend
+from hub.store.backend import StoreBackend
 
 
-class LeasesStore(SqliteBackend):
+class LeasesStore(StoreBackend):
     """The leases' methods."""
 
     async def take_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.store.backend import SqliteBackend
+from hub.store.backend import StoreBackend
 
 
 class NonceRefused(Exception):
@@ -14,7 +14,7 @@ class NonceRefused(Exception):
         self.status = status
 
 
-class NoncesStore(SqliteBackend):
+class NoncesStore(StoreBackend):
     """Nonces: issued, consumed once, pruned."""
 
     async def put_nonce(self, nonce: bytes, host_id: str, expires: float) -> None:

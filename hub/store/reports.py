@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from hub.store.hosts import Host, _host
 from hub.store.nonces import NonceRefused, NoncesStore
+
+VERDICTS_CHANNEL: Final = "trustplane_verdicts"  # PostgreSQL NOTIFY channel: verdict row ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,29 @@ class HostEvidence:
     eventlogs: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A host's verdict change as written (``id``: its ``verdicts`` row; ``alert_id``: the
+    alert written with it, if any)."""
+
+    id: int
+    host_id: str
+    previous: str
+    verdict: str
+    reasons: tuple[str, ...]
+    at: float
+    alert_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What :meth:`ReportsStore.record_report` did: the host's previous verdict and, when the
+    verdict changed, the transition."""
+
+    previous: str
+    transition: Transition | None = None
+
+
 class SequenceRefused(Exception):
     """A report whose sequence number is not above the host's last recorded one."""
 
@@ -61,7 +87,8 @@ class ReportsStore(NoncesStore):
         history: int,
         evidence: HostEvidence | None = None,
         nonce: bytes | None = None,
-    ) -> str:
+        alert_on: Collection[str] = (),
+    ) -> Recorded:
         """Store a report's outcome, update the host, keep the last ``history`` reports, and
         replace the host's verified evidence when ``evidence`` is given.
 
@@ -71,22 +98,28 @@ class ReportsStore(NoncesStore):
         With ``nonce`` (a report whose quote verified), a ``sequence`` not above the host's last
         such one raises :class:`SequenceRefused` (with that last number) and writes nothing, the
         nonce included; otherwise it becomes the host's last.
-        Returns the host's previous verdict; a change is also written to ``verdicts``.
+        Returns the host's previous verdict; a change is also written to ``verdicts``, with an
+        alert when the new verdict is in ``alert_on`` (in the same transaction, so exactly one
+        alert per transition whichever process recorded it), and announced on
+        :data:`VERDICTS_CHANNEL` when that commits.
         ``rule_results`` may be given already as JSON text.
         """
         reasons_json = json.dumps(list(reasons))
         rules_json = rule_results if isinstance(rule_results, str) else json.dumps(rule_results)
         evidence_row = None if evidence is None else _evidence_row(evidence)
 
-        def run() -> str:
+        def run() -> Recorded:
             conn = self.db.conn
             with self.db.atomic():
                 if nonce is not None:
                     status = self._consume_nonce_sync(nonce, host_id, received)
                     if status != "ok":
                         raise NonceRefused(status)
+                # locked until commit: another process recording a report of this host at the
+                # same time waits, then reads this one's verdict (one transition, one alert)
                 row = conn.execute(
-                    "SELECT verdict, last_sequence FROM hosts WHERE id = ?", [host_id]
+                    self.db.locking("SELECT verdict, last_sequence FROM hosts WHERE id = ?"),
+                    [host_id],
                 ).fetchone()
                 # only reports whose quote verified (their nonce spent here) count: a forged
                 # one must not move the host's sequence
@@ -119,32 +152,48 @@ class ReportsStore(NoncesStore):
                     ],
                 )
                 previous = str(row[0]) if row is not None else "pending"
+                change = None
                 if previous != verdict:
-                    self._insert_verdict(host_id, received, verdict, previous, reasons)
+                    change = self._insert_verdict(
+                        host_id, received, verdict, previous, reasons, alert_on
+                    )
                 if evidence_row is not None:
                     conn.execute(
                         "INSERT INTO host_evidence (host_id, received, pcrs, eventlogs) "
-                        "VALUES (:host_id, :received, :pcrs, :eventlogs) ON CONFLICT(host_id) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT(host_id) "
                         "DO UPDATE SET received = excluded.received, pcrs = excluded.pcrs, "
                         "eventlogs = excluded.eventlogs",
                         evidence_row,
                     )
-            return previous
+            return Recorded(previous, change)
 
         return await self._run_grouped(run)
 
-    def _insert_verdict(
-        self, host_id: str, at: float, verdict: str, previous: str, reasons: tuple[str, ...]
-    ) -> None:
-        self._t("verdicts").insert(
-            {
-                "host_id": host_id,
-                "at": at,
-                "verdict": verdict,
-                "previous": previous,
-                "reasons": json.dumps(list(reasons)),
-            }
+    def _insert_verdict(  # noqa: PLR0917
+        self,
+        host_id: str,
+        at: float,
+        verdict: str,
+        previous: str,
+        reasons: tuple[str, ...],
+        alert_on: Collection[str],
+    ) -> Transition:
+        """Write a verdict change and, when ``verdict`` is in ``alert_on``, its alert, in the
+        caller's transaction; then tell every hub process sharing the database."""
+        reasons_json = json.dumps(list(reasons))
+        alert_id = None
+        if verdict in alert_on:
+            alert_id = self.db.insert_id(
+                "INSERT INTO alerts (host_id, at, kind, reasons) VALUES (?, ?, ?, ?) RETURNING id",
+                [host_id, at, verdict, reasons_json],
+            )
+        change_id = self.db.insert_id(
+            "INSERT INTO verdicts (host_id, at, verdict, previous, reasons, alert_id) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            [host_id, at, verdict, previous, reasons_json, alert_id],
         )
+        self.db.notify(VERDICTS_CHANNEL, str(change_id))
+        return Transition(change_id, host_id, previous, verdict, reasons, at, alert_id)
 
     async def list_reports(self, host_id: str) -> list[StoredReport]:
         def run() -> list[StoredReport]:
@@ -158,60 +207,88 @@ class ReportsStore(NoncesStore):
                     sequence=r["sequence"],
                     body_sha256=r["body_sha256"],
                 )
-                for r in self._t("reports").rows_where("host_id = ?", [host_id], order_by="id")
+                for r in self._rows(
+                    "SELECT * FROM reports WHERE host_id = ? ORDER BY id", [host_id]
+                )
             ]
 
         return await self._run(run)
 
-    async def mark_stale(self, now: float) -> list[Host]:
+    async def mark_stale(
+        self, now: float, *, alert_on: Collection[str] = ()
+    ) -> list[tuple[Host, Transition]]:
         """Set ``stale`` on every trusted/untrusted host whose report validity has passed.
 
-        Returns the hosts as they were before (their previous verdict), one per transition.
+        Returns each host as it was before (its previous verdict) with its transition (an
+        alert written with it when ``stale`` is in ``alert_on``).
         """
+        reasons = ("report.expired",)
 
-        def run() -> list[Host]:
+        def run() -> list[tuple[Host, Transition]]:
+            changed = []
             with self.db.atomic():
-                rows = [
-                    _host(r)
-                    for r in self._t("hosts").rows_where(
-                        "verdict IN ('trusted', 'untrusted') AND valid_until IS NOT NULL "
-                        "AND valid_until < ?",
-                        [now],
+                rows = self._rows(
+                    self.db.locking(
+                        "SELECT * FROM hosts WHERE verdict IN ('trusted', 'untrusted') "
+                        "AND valid_until IS NOT NULL AND valid_until < ? ORDER BY id"
+                    ),
+                    [now],
+                )
+                for h in map(_host, rows):
+                    self.db.execute(
+                        "UPDATE hosts SET verdict = 'stale', reasons = ? WHERE id = ?",
+                        [json.dumps(list(reasons)), h.id],
                     )
-                ]
-                for h in rows:
-                    reasons = ("report.expired",)
-                    self._t("hosts").update(
-                        h.id, {"verdict": "stale", "reasons": json.dumps(list(reasons))}
+                    transition = self._insert_verdict(
+                        h.id, now, "stale", h.verdict, reasons, alert_on
                     )
-                    self._insert_verdict(h.id, now, "stale", h.verdict, reasons)
-            return rows
+                    changed.append((h, transition))
+            return changed
 
         return await self._run(run)
 
     async def list_verdicts(self, host_id: str) -> list[dict[str, Any]]:
         return await self._run(
-            lambda: list(self._t("verdicts").rows_where("host_id = ?", [host_id], order_by="id"))
+            self._rows, "SELECT * FROM verdicts WHERE host_id = ? ORDER BY id", [host_id]
         )
+
+    async def get_transition(self, change_id: int) -> Transition | None:
+        """The verdict change ``change_id`` (as another process announced it), or ``None``."""
+
+        def run() -> Transition | None:
+            r = self._row("SELECT * FROM verdicts WHERE id = ?", [change_id])
+            if r is None:
+                return None
+            return Transition(
+                int(r["id"]),
+                r["host_id"],
+                r["previous"],
+                r["verdict"],
+                tuple(json.loads(r["reasons"] or "[]")),
+                r["at"],
+                r["alert_id"],
+            )
+
+        return await self._run_grouped(run)
 
     async def get_host_evidence(self, host_id: str) -> HostEvidence | None:
         """The host's last verified evidence (see :class:`HostEvidence`), if any."""
 
         def run() -> HostEvidence | None:
-            rows = list(self._t("host_evidence").rows_where("host_id = ?", [host_id]))
-            return _evidence(rows[0]) if rows else None
+            row = self._row("SELECT * FROM host_evidence WHERE host_id = ?", [host_id])
+            return None if row is None else _evidence(row)
 
         return await self._run(run)
 
 
-def _evidence_row(e: HostEvidence) -> dict[str, Any]:
+def _evidence_row(e: HostEvidence) -> list[Any]:
     pcrs = {str(alg): {str(i): v.hex() for i, v in b.items()} for alg, b in e.pcrs.items()}
-    return {
-        "host_id": e.host_id,
-        "received": e.received,
-        "pcrs": json.dumps(pcrs, sort_keys=True),
-        "eventlogs": json.dumps(e.eventlogs, sort_keys=True),
-    }
+    return [
+        e.host_id,
+        e.received,
+        json.dumps(pcrs, sort_keys=True),
+        json.dumps(e.eventlogs, sort_keys=True),
+    ]
 
 
 def _evidence(r: dict[str, Any]) -> HostEvidence:

@@ -1,7 +1,8 @@
 """The schema: numbered migrations recorded in ``schema_migrations``; a new database runs them all.
 
 A new aggregate adds its tables with one more ``_migration_N`` here and an entry in
-:data:`MIGRATIONS` (never change or reorder a released one).
+:data:`MIGRATIONS` (never change or reorder a released one), and its PostgreSQL twin in
+:mod:`hub.store.pgschema`. A migration's number is the ``N`` of its name.
 """
 
 from __future__ import annotations
@@ -241,6 +242,56 @@ def _migration_11(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX key_nonces_issued ON key_nonces(issued)")
 
 
+def _migration_12(db: sqlite_utils.Database) -> None:
+    """Registered clusters, their sync state, what was announced per node (hub.store.clusters)."""
+    db.execute(
+        "CREATE TABLE clusters (name TEXT PRIMARY KEY, kubeconfig BLOB, context TEXT, "
+        "added REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE cluster_state (name TEXT PRIMARY KEY REFERENCES clusters(name), "
+        "connected INTEGER NOT NULL, nodes INTEGER NOT NULL, nodes_matched INTEGER NOT NULL, "
+        "last_sync REAL, last_error TEXT, updated REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE cluster_nodes (cluster TEXT NOT NULL REFERENCES clusters(name), "
+        "node TEXT NOT NULL, announced TEXT NOT NULL, mismatch TEXT NOT NULL, "
+        "PRIMARY KEY (cluster, node))"
+    )
+
+
+def _migration_13(db: sqlite_utils.Database) -> None:
+    """Hub replicas: the alert written with each verdict change (so another process reading the
+    change announces the same alert), and the audit log's head for databases shared by
+    several machines (PostgreSQL keeps it here; SQLite keeps it in a file beside the database,
+    hub.store.audit)."""
+    db.execute("ALTER TABLE verdicts ADD COLUMN alert_id INTEGER")
+    db.execute(
+        "CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "row_id INTEGER NOT NULL, hash TEXT NOT NULL, document TEXT NOT NULL)"
+    )
+
+
+def _migration_14(db: sqlite_utils.Database) -> None:
+    """The verdict-change log read by every hub process (hub.bus, hub.store.verdictchanges).
+
+    Number 14 (wt/scale-proc; 11 keys, 12 clusters, 13 scale-db): its place in
+    :data:`MIGRATIONS` is set when those branches are merged."""
+    db.execute(
+        "CREATE TABLE verdict_changes (id INTEGER PRIMARY KEY, host_id TEXT NOT NULL, "
+        "previous TEXT NOT NULL, verdict TEXT NOT NULL, reasons TEXT NOT NULL, "
+        "at REAL NOT NULL, alert_id INTEGER)"
+    )
+
+
+def _migration_15(db: sqlite_utils.Database) -> None:
+    """Browser sessions shared by every hub process (hub.store.websessions)."""
+    db.execute(
+        "CREATE TABLE web_sessions (key TEXT PRIMARY KEY, sealed_token BLOB NOT NULL, "
+        "name TEXT NOT NULL, role TEXT NOT NULL, csrf TEXT NOT NULL, expires REAL NOT NULL)"
+    )
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_1,
     _migration_2,
@@ -253,17 +304,32 @@ MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_9,
     _migration_10,
     _migration_11,
+    _migration_12,
+    _migration_13,
+    _migration_14,
+    _migration_15,
 )
 
 
-def _migrate(db: sqlite_utils.Database, migrations: tuple[Callable[..., None], ...]) -> int:
+def numbered(migrations: tuple[Callable[..., None], ...]) -> list[tuple[int, Callable[..., None]]]:
+    """Each migration with its number: the ``N`` of a function named ``_migration_N`` (numbers
+    are assigned per branch, so the list may have gaps until they all land), else its
+    position."""
+    out = []
+    for position, migration in enumerate(migrations, start=1):
+        suffix = migration.__name__.removeprefix("_migration_")
+        out.append((int(suffix) if suffix.isdigit() else position, migration))
+    return out
+
+
+def migrate(db: sqlite_utils.Database, migrations: tuple[Callable[..., None], ...]) -> int:
     db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
     )
     done = {row[0] for row in db.execute("SELECT version FROM schema_migrations").fetchall()}
     version = max(done, default=0)
-    for number, migration in enumerate(migrations, start=1):
+    for number, migration in numbered(migrations):
         if number in done:
             continue
         with db.atomic():
@@ -272,5 +338,5 @@ def _migrate(db: sqlite_utils.Database, migrations: tuple[Callable[..., None], .
                 "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
                 [number, migration.__name__],
             )
-        version = number
+        version = max(version, number)
     return version

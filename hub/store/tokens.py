@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hub.store.backend import SqliteBackend, _last_id
+from hub.store.backend import StoreBackend
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,16 +18,17 @@ class Token:
     revoked: bool
 
 
-class TokensStore(SqliteBackend):
+class TokensStore(StoreBackend):
     """The tokens' methods."""
 
     async def add_token(self, token_hash: str, role: str, name: str, now: float) -> int:
         def run() -> int:
             with self.db.atomic():
-                table = self._t("tokens").insert(
-                    {"hash": token_hash, "role": role, "name": name, "created": now, "revoked": 0}
+                return self.db.insert_id(
+                    "INSERT INTO tokens (hash, role, name, created, revoked) "
+                    "VALUES (?, ?, ?, ?, 0) RETURNING id",
+                    [token_hash, role, name, now],
                 )
-                return _last_id(table)
 
         return await self._run(run)
 
@@ -35,14 +36,14 @@ class TokensStore(SqliteBackend):
         """The live token with this hash (the lookup is by hash; callers hash in constant time)."""
 
         def run() -> Token | None:
-            rows = list(self._t("tokens").rows_where("hash = ? AND revoked = 0", [token_hash]))
-            return _token(rows[0]) if rows else None
+            row = self._row("SELECT * FROM tokens WHERE hash = ? AND revoked = 0", [token_hash])
+            return None if row is None else _token(row)
 
         return await self._run(run)
 
     async def list_tokens(self) -> list[Token]:
         return await self._run(
-            lambda: [_token(r) for r in self._t("tokens").rows_where(order_by="id")]
+            lambda: [_token(r) for r in self._rows("SELECT * FROM tokens ORDER BY id")]
         )
 
     async def revoke_token(self, token_id: int) -> bool:

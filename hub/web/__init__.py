@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final
 
 import jinja2
@@ -52,12 +53,13 @@ def format_utc(ts: float | None) -> str:
 FILTERS: Final[dict[str, Callable[..., str]]] = {"age": format_age, "utc": format_utc}
 
 
-def install(app: web.Application) -> None:
-    """Add pages, live updates, alerts, webhooks, metrics and OpenAPI to the hub ``app``."""
+def install(app: web.Application, *, metrics_dir: Path | None = None) -> None:
+    """Add pages, live updates, alerts, webhooks, metrics and OpenAPI to the hub ``app``
+    (``metrics_dir``: prometheus_client's multiprocess directory of ``server.workers``)."""
     setup_alerts(app)
     setup_webhooks(app)
-    setup_metrics(app)
-    app[SESSIONS] = Sessions(app[CONFIG].web.session_ttl, app[CLOCK])
+    setup_metrics(app, metrics_dir)
+    app[SESSIONS] = Sessions(app, app[CONFIG].web.session_ttl, app[CLOCK])
     position = app.middlewares.index(error_middleware) + 1
     app.middlewares.insert(position, session_middleware(pages.error_page))
     env = jinja2.Environment(

@@ -23,8 +23,9 @@ from aiohttp import web
 
 from hub.alerts import ALERT_FEED, AlertNotice
 from hub.auth import role
+from hub.bus import VerdictChange
 from hub.fanout import Fanout
-from hub.state import EVENTS, VerdictChange
+from hub.state import EVENTS
 from hub.web.reasons import describe_reason
 
 KEEPALIVE: Final = 15.0

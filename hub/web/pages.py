@@ -10,6 +10,7 @@ page                       twin                               what
 ``GET /alerts``            ``GET /v1/alerts``                 open and acknowledged alerts
 ``POST /alerts/{id}/ack``  ``POST /v1/alerts/{id}/ack``       acknowledge (admin, CSRF)
 ``GET /flavors``           ``GET /v1/flavors``                flavors assigned to hosts
+``GET /clusters``          ``GET /v1/clusters``               clusters (:mod:`hub.clusters`)
 (live updates)             ``GET /v1/events``                 SSE stream (:mod:`.live`)
 =========================  =================================  ==============================
 
@@ -148,7 +149,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             request, 403, f"A {found.role} token cannot open the status page.", nxt
         )
     sessions = request.app[SESSIONS]
-    sid, _ = sessions.open(token, found.name, found.role)
+    sid, _ = await sessions.open(token, found.name, found.role)
     await st.store.audit(
         at=st.clock(),
         actor=f"token:{found.name}",
@@ -167,7 +168,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     sid = request.cookies.get(COOKIE)
     if sid:
-        request.app[SESSIONS].close(sid)
+        await request.app[SESSIONS].close(sid)
     resp = see_other("/login")
     resp.del_cookie(COOKIE, path="/")
     return resp

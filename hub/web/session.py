@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -27,16 +27,23 @@ from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from multidict import CIMultiDict
 
 from hub.auth import ACCESS_ATTR
 from hub.errors import ApiError, Handler, read_form
+from hub.state import STATE
+from hub.store import Store, StoredWebSession
 
 COOKIE: Final = "trustplane_session"
 LOGIN_COOKIE: Final = "trustplane_login"
 PAGE_ATTR: Final = "__trustplane_page__"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-MAX_SESSIONS: Final = 10000
+MAX_SID: Final = 256  # a session id is 43 characters; longer cookies are not ours
+SEAL_INFO: Final = b"trustplane web session tokens"
 
 H = TypeVar("H", bound=Handler)
 
@@ -61,35 +68,60 @@ class Session:
 
 
 class Sessions:
-    """Server-side sessions by SHA-256 of their id; bounded, oldest dropped first."""
+    """Server-side sessions in the store (:mod:`hub.store.websessions`), so every hub process
+    and replica knows every session; keyed by the SHA-256 of their id. The bearer token a
+    session stands for is kept sealed (AES-256-GCM under a key derived from the hub's master
+    key, the row's key as associated data), never in clear."""
 
-    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
+    def __init__(self, app: web.Application, ttl: float, clock: Callable[[], float]) -> None:
+        self._app = app
         self._ttl = ttl
         self._clock = clock
-        self._by_key: OrderedDict[str, Session] = OrderedDict()
+        self._aead: AESGCM | None = None
 
     @staticmethod
     def _key(sid: str) -> str:
         return hashlib.sha256(sid.encode()).hexdigest()
 
-    def open(self, token: str, name: str, role: str) -> tuple[str, Session]:
+    def _state(self) -> tuple[Store, AESGCM]:
+        st = self._app[STATE]
+        if self._aead is None:
+            derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=SEAL_INFO).derive(
+                st.keys.master_key
+            )
+            self._aead = AESGCM(derived)
+        return st.store, self._aead
+
+    async def open(self, token: str, name: str, role: str) -> tuple[str, Session]:
+        store, aead = self._state()
         sid = secrets.token_urlsafe(32)
-        session = Session(token, name, role, secrets.token_urlsafe(32), self._clock() + self._ttl)
-        self._by_key[self._key(sid)] = session
-        while len(self._by_key) > MAX_SESSIONS:
-            self._by_key.popitem(last=False)
+        key = self._key(sid)
+        now = self._clock()
+        session = Session(token, name, role, secrets.token_urlsafe(32), now + self._ttl)
+        nonce = os.urandom(12)
+        sealed = nonce + aead.encrypt(nonce, token.encode(), key.encode())
+        await store.add_web_session(
+            StoredWebSession(key, sealed, name, role, session.csrf, session.expires), now
+        )
         return sid, session
 
-    def get(self, sid: str) -> Session | None:
-        key = self._key(sid)
-        session = self._by_key.get(key)
-        if session is not None and session.expires <= self._clock():
-            del self._by_key[key]
+    async def get(self, sid: str) -> Session | None:
+        if len(sid) > MAX_SID:
             return None
-        return session
+        store, aead = self._state()
+        key = self._key(sid)
+        row = await store.web_session(key, self._clock())
+        if row is None:
+            return None
+        try:
+            token = aead.decrypt(row.sealed_token[:12], row.sealed_token[12:], key.encode())
+        except (InvalidTag, ValueError):  # another master key, or a row edited by hand
+            return None
+        return Session(token.decode(), row.name, row.role, row.csrf, row.expires)
 
-    def close(self, sid: str) -> None:
-        self._by_key.pop(self._key(sid), None)
+    async def close(self, sid: str) -> None:
+        if len(sid) <= MAX_SID:
+            await self._state()[0].delete_web_session(self._key(sid))
 
     @property
     def ttl(self) -> float:
@@ -164,7 +196,7 @@ def session_middleware(error_page: ErrorPage) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         sid = request.cookies.get(COOKIE)
-        session = request.app[SESSIONS].get(sid) if sid else None
+        session = await request.app[SESSIONS].get(sid) if sid else None
         public = getattr(request.match_info.handler, ACCESS_ATTR, None) == "public"
         if session is not None and not public and "Authorization" not in request.headers:
             headers = CIMultiDict(request.headers)

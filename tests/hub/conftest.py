@@ -12,6 +12,7 @@ from tests.conftest import EVENTLOGS
 from tests.hub.harness import Agent, FakeClock, HubProcess, make_state
 from trustcore.algorithms import TPM_ALG_SHA256
 from trustcore.eventlog import parse_eventlog
+from trustplane.pgcluster import PostgresCluster
 from trustplane.swtpm import SwtpmFactory
 
 LOG = EVENTLOGS / "go-attestation" / "crypto_agile_eventlog.bin"
@@ -23,19 +24,64 @@ def ca_bundle(factory: SwtpmFactory, path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def hub(
-    tmp_path_factory: pytest.TempPathFactory, swtpm_factory: SwtpmFactory
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throw-away PostgreSQL server for the session (initdb as an unprivileged user, a unix
+    socket in its temporary directory); fails when PostgreSQL is not installed."""
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's store lives, once per backend: a SQLite file in ``tmp_path``, or a fresh
+    database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "hub.db")
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.create_database()
+
+
+def serving_hub(
+    tmp_path_factory: pytest.TempPathFactory,
+    swtpm_factory: SwtpmFactory,
+    database: str = "sqlite",
 ) -> Iterator[HubProcess]:
-    """A hub whose EK CA bundle is the swtpm factory's local CA (so agents enroll at once)."""
+    """A hub whose EK CA bundle is the swtpm factory's local CA (so agents enroll at once), on
+    ``database`` (``state.database``), stopped afterwards (for fixtures)."""
     tmp = tmp_path_factory.mktemp("hub")
     bundle = ca_bundle(swtpm_factory, tmp / "ek-ca.pem")
-    config = make_state(tmp, enrollment={"ek_ca_bundle": str(bundle)})
+    config = make_state(tmp, enrollment={"ek_ca_bundle": str(bundle)}, database=database)
     process = HubProcess(config, FakeClock())
     try:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(
+    tmp_path_factory: pytest.TempPathFactory, swtpm_factory: SwtpmFactory
+) -> Iterator[HubProcess]:
+    """A hub whose EK CA bundle is the swtpm factory's local CA (so agents enroll at once)."""
+    yield from serving_hub(tmp_path_factory, swtpm_factory)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def hub_on_each_backend(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    swtpm_factory: SwtpmFactory,
+) -> Iterator[HubProcess]:
+    """:func:`hub` once on SQLite, once on a fresh PostgreSQL database (a module that wants
+    its tests on both overrides ``hub`` with this)."""
+    database = "sqlite"
+    if request.param == "postgresql":
+        database = request.getfixturevalue("postgres").create_database()
+    yield from serving_hub(tmp_path_factory, swtpm_factory, database)
 
 
 def running_agent(

@@ -29,7 +29,7 @@ from hub.config import HubConfig, StateConfig, load_config
 from hub.pki import certificate_pem, issue_client_certificate
 from hub.server import RunningHub, start_hub
 from hub.state import STATE, HubState
-from hub.statedir import DB_FILE, create_state_dir, new_token
+from hub.statedir import create_state_dir, new_token, store_target
 from hub.store import HostFacts, HostKeys, Store
 from nodeagent.tpm import EndorsementKey, LoadedKey, TpmDevice
 from trustcore.algorithms import TPM_ALG_SHA256
@@ -183,19 +183,20 @@ class HubProcess:
         self.loop.close()
 
 
-def make_state(tmp: Path, **sections: Mapping[str, Any]) -> HubConfig:
-    """A fresh state directory (as ``init`` makes it) and a config that points at it."""
+def make_state(tmp: Path, *, database: str = "sqlite", **sections: Mapping[str, Any]) -> HubConfig:
+    """A fresh state directory (as ``init`` makes it) and a config that points at it (and at
+    ``database``: ``sqlite`` or a PostgreSQL URL)."""
     state_dir = tmp / "hub-state"
     create_state_dir(state_dir, ["hub.test"], time.time())
 
     async def migrate() -> None:
-        store = await Store.open(state_dir / DB_FILE)
+        store = await Store.open(store_target(state_dir, database))
         await store.close()
 
     asyncio.run(migrate())
     overrides: dict[str, Any] = {"server": {"listen": "127.0.0.1:0"}, **sections}
     config = load_config(tmp / "absent.toml", overrides=overrides)
-    return replace(config, state=StateConfig(dir=state_dir))
+    return replace(config, state=StateConfig(dir=state_dir, database=database))
 
 
 class Agent:

@@ -27,6 +27,12 @@ from trustcore.wire import ReportResult, encode_report_body
 from trustplane.swtpm import SwtpmFactory
 
 
+@pytest.fixture(scope="module")
+def hub(hub_on_each_backend: HubProcess) -> HubProcess:
+    """These tests run on a hub over SQLite, then on one over PostgreSQL."""
+    return hub_on_each_backend
+
+
 def result(resp) -> ReportResult:
     assert resp.status == 200, resp.body
     return ReportResult.from_json(resp.body)

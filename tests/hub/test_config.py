@@ -113,3 +113,23 @@ def test_every_key_is_documented() -> None:
     for key in config_keys():
         assert f"`{key}`" in text, key
         assert key in (hub.config.__doc__ or ""), key
+
+
+def test_state_database_is_sqlite_or_a_postgresql_url_never_echoed(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "absent.toml").state.database == "sqlite"
+    url = "postgresql://hub:s3cret@db.example:5432/trustplane?sslmode=verify-full"
+    config = load_config(write(tmp_path / "a" / "hub.toml", f"[state]\ndatabase = '{url}'\n"))
+    assert config.state.database == url
+    assert "s3cret" not in repr(config)  # a password in the URL stays out of logs
+    empty = load_config(write(tmp_path / "b" / "hub.toml", "[state]\ndatabase = ''\n"))
+    assert empty.state.database == "sqlite"
+    for text, problem in (
+        ("mysql://hub:s3cret@db/x", 'expected "sqlite" or a postgresql:// URL'),
+        ("postgresql://hub:s3cret@db/x\\u0000", "contains control characters"),
+        ("postgresql://s3cret@db/" + "x" * 2048, "longer than 2048 characters"),
+    ):
+        main = write(tmp_path / "c" / "hub.toml", f'[state]\ndatabase = "{text}"\n')
+        with pytest.raises(ConfigError) as info:
+            load_config(main)
+        assert (info.value.key, info.value.problem) == ("state.database", problem)
+        assert "s3cret" not in str(info.value)

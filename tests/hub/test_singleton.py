@@ -1,5 +1,6 @@
 """Leases (hub.store.leases) and work under them (hub.singleton): one holder at a time, and
-another process takes over when the holder is killed (real processes on one SQLite file)."""
+another process takes over when the holder is killed (real processes on one SQLite file, and on
+one PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from hub.store import Store
 from tests.conftest import REPO
 
 
-def test_a_lease_has_one_holder_until_it_expires(tmp_path: Path) -> None:
+def test_a_lease_has_one_holder_until_it_expires(store_target: str) -> None:
     async def go() -> None:
-        store = await Store.open(tmp_path / "hub.db")
+        store = await Store.open(store_target)
         assert await store.take_lease("sweep", "a", 10.0, 100.0)
         assert not await store.take_lease("sweep", "b", 10.0, 105.0)
         assert await store.take_lease("sweep", "a", 10.0, 108.0)  # renewed until 118
@@ -64,8 +65,10 @@ def _writers(out: Path, since: float = 0.0) -> list[int]:
     return [int(pid) for pid, at in rows if float(at) >= since]
 
 
-def test_the_work_runs_in_one_process_and_moves_when_its_holder_is_killed(tmp_path: Path) -> None:
-    db, out = tmp_path / "hub.db", tmp_path / "work.log"
+def test_the_work_runs_in_one_process_and_moves_when_its_holder_is_killed(
+    tmp_path: Path, store_target: str
+) -> None:
+    db, out = store_target, tmp_path / "work.log"
 
     async def create() -> None:
         await (await Store.open(db)).close()

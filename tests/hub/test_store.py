@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from hub.store import GENESIS_HASH, MIGRATIONS, HostGroup, Store, audit_row_hash
+from hub.store import (
+    GENESIS_HASH,
+    MIGRATIONS,
+    HostGroup,
+    Store,
+    StoredWebSession,
+    audit_row_hash,
+    websessions,
+)
 
 HOST = "ab" * 32
 
@@ -28,30 +36,39 @@ async def opened(path: Path) -> Store:
     return store
 
 
-def test_new_database_is_migrated_to_version_11_and_reopens(tmp_path: Path) -> None:
+MIGRATION_LIST = [
+    (1, "_migration_1"),
+    (2, "_migration_2"),
+    (3, "_migration_3"),
+    (4, "_migration_4"),
+    (5, "_migration_5"),
+    (6, "_migration_6"),
+    (7, "_migration_7"),
+    (8, "_migration_8"),
+    (9, "_migration_9"),
+    (10, "_migration_10"),
+    (11, "_migration_11"),
+    (12, "_migration_12"),
+    (13, "_migration_13"),
+    (14, "_migration_14"),
+    (15, "_migration_15"),
+]
+
+
+def test_new_database_is_migrated_to_version_15_and_reopens(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 11
+        assert store.schema_version == 15
         await store.close()
         again = await Store.open(tmp_path / "hub.db")
-        assert again.schema_version == 11
+        assert again.schema_version == 15
         await again.close()
 
     run(go())
     conn = sqlite3.connect(tmp_path / "hub.db")
-    assert conn.execute("SELECT version, name FROM schema_migrations").fetchall() == [
-        (1, "_migration_1"),
-        (2, "_migration_2"),
-        (3, "_migration_3"),
-        (4, "_migration_4"),
-        (5, "_migration_5"),
-        (6, "_migration_6"),
-        (7, "_migration_7"),
-        (8, "_migration_8"),
-        (9, "_migration_9"),
-        (10, "_migration_10"),
-        (11, "_migration_11"),
-    ]
+    assert conn.execute("SELECT version, name FROM schema_migrations").fetchall() == (
+        MIGRATION_LIST
+    )
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {
         "hosts",
@@ -68,37 +85,39 @@ def test_new_database_is_migrated_to_version_11_and_reopens(tmp_path: Path) -> N
         "host_evidence",
         "tag_certificates",
         "host_groups",
+        "verdict_changes",
     } <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_later_migration_runs_once(tmp_path: Path) -> None:
+def test_later_migration_runs_once(store_target: str) -> None:
+    """A migration in portable SQL runs as written on both backends, once."""
     calls: list[int] = []
-    later = len(MIGRATIONS) + 1
 
-    def _migration_later(db: sqlite_utils.Database) -> None:
-        calls.append(later)
+    def _migration_99(db: sqlite_utils.Database) -> None:
+        calls.append(99)
         db.execute("ALTER TABLE hosts ADD COLUMN extra TEXT")
 
-    async def go() -> None:
-        s1 = await Store.open(tmp_path / "hub.db")
-        await s1.close()
-        s2 = await Store.open(tmp_path / "hub.db", migrations=(*MIGRATIONS, _migration_later))
-        assert s2.schema_version == later
-        await s2.close()
-        s3 = await Store.open(tmp_path / "hub.db", migrations=(*MIGRATIONS, _migration_later))
-        assert s3.schema_version == later
-        await s3.close()
-
-    run(go())
-    assert calls == [later]
-    cols = [r[1] for r in sqlite3.connect(tmp_path / "hub.db").execute("PRAGMA table_info(hosts)")]
-    assert "extra" in cols
-
-
-def test_nonce_is_single_use_under_concurrency(tmp_path: Path) -> None:
     async def go() -> list[str]:
-        store = await opened(tmp_path / "hub.db")
+        s1 = await Store.open(store_target)
+        await s1.close()
+        s2 = await Store.open(store_target, migrations=(*MIGRATIONS, _migration_99))
+        assert s2.schema_version == 99
+        await s2.close()
+        s3 = await Store.open(store_target, migrations=(*MIGRATIONS, _migration_99))
+        assert s3.schema_version == 99
+        columns = await s3._run(s3.db.columns, "hosts")
+        await s3.close()
+        return columns
+
+    columns = run(go())
+    assert calls == [99]
+    assert columns[-1] == "extra"
+
+
+def test_nonce_is_single_use_under_concurrency(store_target: str) -> None:
+    async def go() -> list[str]:
+        store = await opened(store_target)
         nonce = b"\x01" * 32
         await store.put_nonce(nonce, HOST, expires=100.0)
         results = await asyncio.gather(*(store.consume_nonce(nonce, HOST, 50.0) for _ in range(50)))
@@ -110,9 +129,9 @@ def test_nonce_is_single_use_under_concurrency(tmp_path: Path) -> None:
     assert results.count("replayed") == 49
 
 
-def test_nonce_unknown_expired_and_other_host(tmp_path: Path) -> None:
+def test_nonce_unknown_expired_and_other_host(store_target: str) -> None:
     async def go() -> tuple[str, str, str, str]:
-        store = await opened(tmp_path / "hub.db")
+        store = await opened(store_target)
         await store.put_nonce(b"\x02" * 32, HOST, expires=100.0)
         other = await store.consume_nonce(b"\x02" * 32, "cd" * 32, 50.0)
         expired = await store.consume_nonce(b"\x02" * 32, HOST, 100.5)
@@ -126,9 +145,9 @@ def test_nonce_unknown_expired_and_other_host(tmp_path: Path) -> None:
     assert run(go()) == ("unknown", "expired", "unknown", "unknown")
 
 
-def test_report_history_is_bounded_and_verdict_changes_recorded(tmp_path: Path) -> None:
+def test_report_history_is_bounded_and_verdict_changes_recorded(store_target: str) -> None:
     async def go() -> None:
-        store = await opened(tmp_path / "hub.db")
+        store = await opened(store_target)
         previous = []
         for i in range(7):
             verdict = "trusted" if i % 3 else "untrusted"
@@ -143,11 +162,12 @@ def test_report_history_is_bounded_and_verdict_changes_recorded(tmp_path: Path) 
                     valid_until=100.0 + i,
                     rule_results=[],
                     history=3,
+                    alert_on=("untrusted",),
                 )
             )
         reports = await store.list_reports(HOST)
         assert [r.sequence for r in reports] == [4, 5, 6]
-        assert previous == [
+        assert [r.previous for r in previous] == [
             "pending",
             "untrusted",
             "trusted",
@@ -164,12 +184,36 @@ def test_report_history_is_bounded_and_verdict_changes_recorded(tmp_path: Path) 
             ("untrusted", "trusted"),
             ("trusted", "untrusted"),
         ]
+        # each change to untrusted wrote its alert in the same transaction
+        alerts = await store.list_alerts()
+        assert [(a.at, a.kind) for a in alerts] == [
+            (16.0, "untrusted"),
+            (13.0, "untrusted"),
+            (10.0, "untrusted"),
+        ]
+        assert [v["alert_id"] for v in verdicts] == [
+            alerts[2].id,
+            None,
+            alerts[1].id,
+            None,
+            alerts[0].id,
+        ]
+        assert [r.transition is None for r in previous] == [
+            False, False, True, False, False, True, False,
+        ]  # fmt: skip
+        assert await store.get_transition(verdicts[4]["id"]) == previous[6].transition
         host = await store.get_host(HOST)
         assert host is not None
         assert (host.verdict, host.valid_until, host.last_report) == ("untrusted", 106.0, 16.0)
         assert await store.mark_stale(106.0) == []
-        stale = await store.mark_stale(106.5)
-        assert [h.verdict for h in stale] == ["untrusted"]
+        ((before, transition),) = await store.mark_stale(106.5, alert_on=("stale",))
+        assert before.verdict == "untrusted"
+        assert (transition.previous, transition.verdict, transition.reasons) == (
+            "untrusted",
+            "stale",
+            ("report.expired",),
+        )
+        assert transition.alert_id == (await store.list_alerts())[0].id
         assert (await store.get_host(HOST)).verdict == "stale"  # type: ignore[union-attr]
         assert await store.mark_stale(200.0) == []
         await store.close()
@@ -177,9 +221,10 @@ def test_report_history_is_bounded_and_verdict_changes_recorded(tmp_path: Path) 
     run(go())
 
 
-def test_audit_chain_verifies_and_detects_tampering(tmp_path: Path) -> None:
+def test_audit_chain_verifies_and_detects_tampering(store_target: str) -> None:
     async def go() -> None:
-        store = await Store.open(tmp_path / "hub.db")
+        store = await Store.open(store_target)
+        on = " ON audit_log" if store.dialect == "postgresql" else ""
         for i in range(4):
             await store.audit(
                 at=float(i), actor="cli", action="x", subject=str(i), details={"i": i}
@@ -190,12 +235,12 @@ def test_audit_chain_verifies_and_detects_tampering(tmp_path: Path) -> None:
         assert rows[0]["prev_hash"] == GENESIS_HASH
         assert rows[1]["prev_hash"] == rows[0]["hash"]
         # the database refuses updates and deletes of audit rows
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(store.integrity_error, match="audit_log is append-only"):
             await store.execute_raw("UPDATE audit_log SET actor = 'evil' WHERE id = 2")
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(store.integrity_error, match="audit_log is append-only"):
             await store.execute_raw("DELETE FROM audit_log WHERE id = 2")
-        # someone with file access drops the triggers and rewrites a row
-        await store.execute_raw("DROP TRIGGER audit_log_no_update")
+        # someone with write access drops the triggers and rewrites a row
+        await store.execute_raw("DROP TRIGGER audit_log_no_update" + on)
         await store.execute_raw("UPDATE audit_log SET subject = 'forged' WHERE id = 3")
         check = await store.verify_audit_chain()
         assert (check.ok, check.first_bad) == (False, 3)
@@ -274,15 +319,15 @@ def test_in_memory_store_keeps_the_head_in_memory() -> None:
     run(go())
 
 
-def test_version_3_database_gains_host_groups(tmp_path: Path) -> None:
+def test_version_3_database_gains_host_groups(store_target: str) -> None:
     async def go() -> None:
-        old = await Store.open(tmp_path / "hub.db", migrations=MIGRATIONS[:3])
+        old = await Store.open(store_target, migrations=MIGRATIONS[:3])
         await old.register_host(
             host_id=HOST, state="approved", hostname="h1", node_name="n1", dmi_uuid=None, now=1.0
         )
         await old.close()
-        store = await Store.open(tmp_path / "hub.db")
-        assert store.schema_version == 11
+        store = await Store.open(store_target)
+        assert store.schema_version == 15
         host = await store.get_host(HOST)
         assert host is not None
         assert host.group is None
@@ -291,9 +336,9 @@ def test_version_3_database_gains_host_groups(tmp_path: Path) -> None:
     run(go())
 
 
-def test_host_groups_and_the_flavors_a_host_is_verified_against(tmp_path: Path) -> None:
+def test_host_groups_and_the_flavors_a_host_is_verified_against(store_target: str) -> None:
     async def go() -> None:
-        store = await opened(tmp_path / "hub.db")
+        store = await opened(store_target)
         for name in ("a", "b", "c"):
             await store.put_flavor(name, {"id": name}, 1.0)
         await store.set_host_flavors(HOST, ["a", "b"])
@@ -319,7 +364,7 @@ def test_host_groups_and_the_flavors_a_host_is_verified_against(tmp_path: Path) 
         assert host.group is None
         assert list(await store.flavors_for_host(host)) == ["a", "b"]
         # the database refuses a group that does not exist
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(store.integrity_error):
             await store.execute_raw("UPDATE hosts SET group_name = 'nope' WHERE id = ?", [HOST])
         await store.close()
 
@@ -343,9 +388,9 @@ def test_audit_row_hash_is_sha256_of_prev_and_canonical_row() -> None:
     assert audit_row_hash(GENESIS_HASH, row) == hashlib.sha256(bytes(32) + canonical).hexdigest()
 
 
-def test_tokens_and_alerts(tmp_path: Path) -> None:
+def test_tokens_and_alerts(store_target: str) -> None:
     async def go() -> None:
-        store = await opened(tmp_path / "hub.db")
+        store = await opened(store_target)
         tid = await store.add_token("h" * 64, "viewer", "ops", 1.0)
         found = await store.find_token("h" * 64)
         assert found is not None
@@ -369,9 +414,43 @@ def test_tokens_and_alerts(tmp_path: Path) -> None:
     run(go())
 
 
-def test_eventlog_cache_round_trip(tmp_path: Path) -> None:
+def test_web_sessions_expire_and_are_bounded(store_target: str) -> None:
     async def go() -> None:
-        store = await Store.open(tmp_path / "hub.db")
+        store = await opened(store_target)
+        first = StoredWebSession("a" * 64, b"\x00sealed", "ops", "admin", "c" * 43, 100.0)
+        await store.add_web_session(first, now=10.0)
+        assert await store.web_session("a" * 64, now=50.0) == first
+        assert await store.web_session("b" * 64, now=50.0) is None
+        # met after its expiry: gone, also for a later reader
+        assert await store.web_session("a" * 64, now=100.0) is None
+        await store.add_web_session(first, now=10.0)  # the key is free again
+        await store.delete_web_session("a" * 64)
+        assert await store.web_session("a" * 64, now=50.0) is None
+        await store.close()
+
+    run(go())
+
+
+def test_web_sessions_keep_at_most_the_bound(
+    store_target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(websessions, "MAX_WEB_SESSIONS", 3)
+
+    async def go() -> None:
+        store = await opened(store_target)
+        for i in range(5):
+            row = StoredWebSession(f"{i:064d}", b"x", "ops", "viewer", "c", 100.0 + i)
+            await store.add_web_session(row, now=10.0)
+        alive = [i for i in range(5) if await store.web_session(f"{i:064d}", now=20.0)]
+        assert alive == [2, 3, 4]  # the two that would expire first were dropped
+        await store.close()
+
+    run(go())
+
+
+def test_eventlog_cache_round_trip(store_target: str) -> None:
+    async def go() -> None:
+        store = await Store.open(store_target)
         await store.put_eventlog("aa" * 32, b"\x00log", 1.0)
         assert await store.get_eventlog("aa" * 32) == b"\x00log"
         assert await store.get_eventlog("bb" * 32) is None

@@ -10,6 +10,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from hub.store import HostEvidence, HostFacts, HostKeys, NonceRefused, SequenceRefused, Store
@@ -31,7 +32,7 @@ async def opened(path: Path) -> Store:
 
 
 async def record(store: Store, seq: int, *, nonce: bytes | None, at: float = 50.0) -> str:
-    return await store.record_report(
+    recorded = await store.record_report(
         host_id=HOST,
         received=at,
         verdict="trusted",
@@ -44,11 +45,24 @@ async def record(store: Store, seq: int, *, nonce: bytes | None, at: float = 50.
         evidence=HostEvidence(HOST, at, {11: {0: bytes([seq]) * 32}}, {"uefi": "22" * 32}),
         nonce=nonce,
     )
+    return recorded.previous
 
 
-def test_a_report_is_recorded_once_with_its_nonce(tmp_path: Path) -> None:
+def other_connection_reads(target: str, sql: str) -> list[tuple[Any, ...]]:
+    """``sql``'s rows read through a connection of its own (what another process sees)."""
+    if target.startswith("postgresql://"):
+        with psycopg.connect(target) as conn:
+            return [tuple(r) for r in conn.execute(sql.encode()).fetchall()]  # type: ignore[arg-type]
+    conn3 = sqlite3.connect(target)
+    try:
+        return [tuple(r) for r in conn3.execute(sql).fetchall()]
+    finally:
+        conn3.close()
+
+
+def test_a_report_is_recorded_once_with_its_nonce(store_target: str) -> None:
     async def go() -> None:
-        store = await opened(tmp_path / "hub.db")
+        store = await opened(store_target)
         await store.put_nonce(NONCE, HOST, expires=100.0)
         assert await record(store, 1, nonce=NONCE) == "pending"
         with pytest.raises(NonceRefused) as replayed:
@@ -73,9 +87,9 @@ def test_a_report_is_recorded_once_with_its_nonce(tmp_path: Path) -> None:
     run(go())
 
 
-def test_concurrent_reports_with_one_nonce_record_one(tmp_path: Path) -> None:
+def test_concurrent_reports_with_one_nonce_record_one(store_target: str) -> None:
     async def go() -> list[object]:
-        store = await opened(tmp_path / "hub.db")
+        store = await opened(store_target)
         await store.put_nonce(NONCE, HOST, expires=100.0)
         results = await asyncio.gather(
             *(record(store, i, nonce=NONCE) for i in range(1, 21)), return_exceptions=True
@@ -90,9 +104,9 @@ def test_concurrent_reports_with_one_nonce_record_one(tmp_path: Path) -> None:
     assert [r.status for r in refused] == ["replayed"] * 19
 
 
-def test_history_keeps_the_newest_and_evidence_is_replaced(tmp_path: Path) -> None:
+def test_history_keeps_the_newest_and_evidence_is_replaced(store_target: str) -> None:
     async def go() -> None:
-        store = await opened(tmp_path / "hub.db")
+        store = await opened(store_target)
         for seq in range(1, 6):
             await record(store, seq, nonce=None, at=10.0 * seq)
         assert [r.sequence for r in await store.list_reports(HOST)] == [4, 5]
@@ -103,9 +117,9 @@ def test_history_keeps_the_newest_and_evidence_is_replaced(tmp_path: Path) -> No
     run(go())
 
 
-def test_flavor_revisions_follow_the_stored_text(tmp_path: Path) -> None:
+def test_flavor_revisions_follow_the_stored_text(store_target: str) -> None:
     async def go() -> None:
-        store = await opened(tmp_path / "hub.db")
+        store = await opened(store_target)
         await store.put_flavor("f", {"v": 1}, 1.0)
         host = await store.get_host(HOST)
         assert host is not None
@@ -127,9 +141,9 @@ def test_flavor_revisions_follow_the_stored_text(tmp_path: Path) -> None:
     run(go())
 
 
-def test_get_host_without_rules_leaves_only_the_rules_out(tmp_path: Path) -> None:
+def test_get_host_without_rules_leaves_only_the_rules_out(store_target: str) -> None:
     async def go() -> None:
-        store = await opened(tmp_path / "hub.db")
+        store = await opened(store_target)
         await record(store, 1, nonce=None)
         full = await store.get_host(HOST)
         light = await store.get_host(HOST, with_rules=False)
@@ -163,13 +177,13 @@ def test_enrollment_and_stale_scans_use_indexes(tmp_path: Path) -> None:
     ]
 
 
-def test_grouped_jobs_fail_alone_and_are_committed_when_answered(tmp_path: Path) -> None:
+def test_grouped_jobs_fail_alone_and_are_committed_when_answered(store_target: str) -> None:
     """Reports, nonces and host reads queued together share a transaction: a refused nonce
     rolls back only its own report, and every answered write is visible to another
     connection at once."""
 
     async def go() -> list[object]:
-        store = await opened(tmp_path / "hub.db")
+        store = await opened(store_target)
         good = [bytes([i]) * 32 for i in range(1, 11)]
         await asyncio.gather(*(store.put_nonce(n, HOST, expires=100.0) for n in good))
         jobs = []
@@ -178,10 +192,15 @@ def test_grouped_jobs_fail_alone_and_are_committed_when_answered(tmp_path: Path)
             jobs.append(record(store, 2 * i + 3, nonce=b"\xee" * 31 + bytes([i])))
             jobs.append(store.get_host(HOST, with_rules=False))
         results = await asyncio.gather(*jobs, return_exceptions=True)
-        other = sqlite3.connect(tmp_path / "hub.db")
-        seen = [r[0] for r in other.execute("SELECT sequence FROM reports ORDER BY sequence")]
-        spent = other.execute("SELECT count(*) FROM nonces WHERE consumed = 1").fetchone()[0]
-        other.close()
+        seen = [
+            r[0]
+            for r in other_connection_reads(
+                store_target, "SELECT sequence FROM reports ORDER BY sequence"
+            )
+        ]
+        ((spent,),) = other_connection_reads(
+            store_target, "SELECT count(*) FROM nonces WHERE consumed = 1"
+        )
         assert (seen, spent) == ([18, 20], 10)  # history=2 keeps the newest two
         await store.close()
         return results
@@ -193,9 +212,9 @@ def test_grouped_jobs_fail_alone_and_are_committed_when_answered(tmp_path: Path)
     assert all(h is not None and h.id == HOST for h in results[2::3])
 
 
-def test_sequence_numbers_only_grow_until_the_host_enrolls_again(tmp_path: Path) -> None:
+def test_sequence_numbers_only_grow_until_the_host_enrolls_again(store_target: str) -> None:
     async def go() -> None:
-        store = await opened(tmp_path / "hub.db")
+        store = await opened(store_target)
         nonces = [bytes([0x40 + i]) * 32 for i in range(4)]
         for nonce in nonces:
             await store.put_nonce(nonce, HOST, expires=100.0)

@@ -17,7 +17,7 @@ from typing import Any
 import requests
 from aiohttp import web
 
-from hub.attestation import record_transition
+from hub.attestation import ALERTING, record_transition
 from tests.hub.harness import FakeClock, HubProcess, make_state
 
 
@@ -110,7 +110,7 @@ def report_verdict(
     async def run() -> Seeded:
         st = hub.state
         now = hub.clock()
-        previous = await st.store.record_report(
+        recorded = await st.store.record_report(
             host_id=host_id,
             received=now,
             verdict=verdict,
@@ -120,8 +120,9 @@ def report_verdict(
             valid_until=now + st.config.attestation.report_validity,
             rule_results=rules or [],
             history=st.config.reports.history,
+            alert_on=ALERTING,
         )
-        await record_transition(st, host_id, previous, verdict, reasons, now)
+        await record_transition(st, recorded.transition)
         alerts = [a for a in await st.store.list_alerts() if a.host_id == host_id]
         fresh = [a.id for a in alerts if a.at == now and a.kind == verdict]
         return Seeded(host_id, now, fresh[0] if fresh else None)

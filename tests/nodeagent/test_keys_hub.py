@@ -309,3 +309,34 @@ def test_provider_keywrap_by_key_id_and_its_refusals(
         "",
         f"trustplane: cannot reach the hub at {hub.url}: Connection refused\n",
     )
+
+
+def test_ten_layers_unwrapped_at_once_cost_one_release(
+    tmp_path: Path, rundir: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    cfg, pcfg = setup(tmp_path, rundir, booted_tpm, hub)
+    requests = []
+    for i in range(10):  # ten layers: the recorded request shape, a secret per layer
+        request = json.loads(compact(WRAPS[i % 2]))
+        opts = json.loads(base64.b64decode(request["keywrapparams"]["optsdata"]))
+        opts["symkey"] = base64.b64encode(bytes([i]) * 32).decode()
+        request["keywrapparams"]["optsdata"] = base64.b64encode(json.dumps(opts).encode()).decode()
+        requests.append(json.dumps(request).encode())
+
+    async def scenario() -> tuple[list[tuple[int, str, str]], int, int]:
+        annotations = await wrap_all(pcfg, requests)
+        async with RunningDaemon(cfg) as daemon:
+            await started(daemon)
+            assert daemon.last is not None
+            before = daemon.last.sequence  # reports the hub recorded so far
+            results = await asyncio.gather(
+                *(provider(unwrap_request(a), pcfg) for a in annotations)
+            )
+            reports = hub.sequences(daemon.enrollment.host_id if daemon.enrollment else "")
+            return list(results), daemon.key_releaser.round_trips, len(reports) - before
+
+    results, round_trips, recorded = asyncio.run(scenario())
+    assert [(c, e) for c, _, e in results] == [(0, "")] * 10
+    assert [unwrapped(o) for _, o, _ in results] == [optsdata(r) for r in requests]
+    assert round_trips == 1
+    assert recorded == 1  # counted at the hub: the release's report, once

@@ -154,6 +154,9 @@ def test_txt_dropin_adds_only_dev_mem_and_raw_io() -> None:
 
 def test_hub_unit_settings() -> None:
     s = unit_settings(SYSTEMD / "trustplane-hub.service")
+    assert s["Service.Type"] == ["notify"]  # the parent of the workers (hub.supervisor)
+    assert s["Service.NotifyAccess"] == ["main"]
+    assert s["Service.WatchdogSec"] == ["30s"]
     assert s["Service.ExecStart"] == ["/usr/bin/trustplane-hub run"]
     assert s["Service.User"] == ["trustplane-hub"]
     assert s["Service.CapabilityBoundingSet"] == [""]

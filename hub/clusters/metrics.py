@@ -1,0 +1,66 @@
+"""The cluster sync's Prometheus metrics, in the hub's registry (:mod:`hub.metrics`).
+
+Per cluster, from the store (so every hub process reports them, whichever one syncs; re-read
+every few seconds): ``trustplane_hub_cluster_connected{cluster}``,
+``trustplane_hub_cluster_nodes{cluster}``, ``trustplane_hub_cluster_nodes_matched{cluster}``,
+``trustplane_hub_cluster_last_sync_timestamp_seconds{cluster}``. Totals of this process's sync
+(zero in processes that do not hold the lease): ``trustplane_hub_cluster_applies_total``,
+``..._taint_patches_total``, ``..._conflicts_total`` (409s retried), ``..._events_total``,
+``..._errors_total``, ``..._tags_skipped_total`` (asset tags label syntax cannot hold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Final
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from hub.clusters.sync import SyncCounters
+from hub.store import ClusterState
+
+_P: Final = "trustplane_hub_cluster_"
+
+
+class ClusterCollector(Collector):
+    def __init__(self, counters: SyncCounters) -> None:
+        self.counters = counters
+        self.states: dict[str, ClusterState] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        gauges = {
+            "connected": GaugeMetricFamily(
+                _P + "connected", "1 when the sync reaches the cluster", labels=["cluster"]
+            ),
+            "nodes": GaugeMetricFamily(
+                _P + "nodes", "Nodes seen in the last full reconcile", labels=["cluster"]
+            ),
+            "matched": GaugeMetricFamily(
+                _P + "nodes_matched",
+                "Nodes mapped to an enrolled host with the attested system UUID",
+                labels=["cluster"],
+            ),
+            "sync": GaugeMetricFamily(
+                _P + "last_sync_timestamp_seconds",
+                "End of the last full reconcile (unix seconds)",
+                labels=["cluster"],
+            ),
+        }
+        for name, st in sorted(self.states.items()):
+            gauges["connected"].add_metric([name], 1.0 if st.connected else 0.0)
+            gauges["nodes"].add_metric([name], st.nodes)
+            gauges["matched"].add_metric([name], st.nodes_matched)
+            if st.last_sync is not None:
+                gauges["sync"].add_metric([name], st.last_sync)
+        yield from gauges.values()
+        c = self.counters
+        for name, value, text in (
+            ("applies", c.applies, "Server-side applies of node labels"),
+            ("taint_patches", c.taint_patches, "Node taint updates"),
+            ("conflicts", c.conflicts, "Taint updates refused with 409 and retried"),
+            ("events", c.events, "Kubernetes Events created"),
+            ("errors", c.errors, "Failed cluster requests and reconciles"),
+            ("tags_skipped", c.tags_skipped, "Asset tags left out: not valid label syntax"),
+        ):
+            yield CounterMetricFamily(_P + name, text, value=value)

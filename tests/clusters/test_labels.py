@@ -1,0 +1,130 @@
+"""hub.clusters.labels and hub.clusters.sealing: what a node should carry, tags as labels, the
+taint list, the Event a change calls for, and kubeconfigs sealed with the master key. Pure
+functions and real AES-GCM: no API server involved."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hub.clusters.errors import KubeconfigError
+from hub.clusters.labels import (
+    TAINT_KEY,
+    asset_label,
+    desired_for,
+    event_for,
+    taints_with,
+)
+from hub.clusters.sealing import seal, unseal
+
+P = "trustplane.node-restriction.kubernetes.io/"
+STAMP = "2026-12-04T06:00:00Z"
+
+
+def test_trusted_host_gets_trusted_valid_until_and_its_tags() -> None:
+    d = desired_for("trusted", (), {"region": "EU", "rack": "r-7"}, 1764828000.9)
+    assert d.labels == {
+        P + "trusted": "true",
+        P + "valid-until": "1764828000",
+        P + "asset-rack": "r-7",
+        P + "asset-region": "EU",
+    }
+    assert d.tainted is False
+    assert d.state == "trusted"
+
+
+@pytest.mark.parametrize(
+    ("verdict", "state"),
+    [("untrusted", "untrusted"), ("stale", "stale"), ("pending", "pending")],
+)
+def test_a_host_that_is_not_trusted_gets_false_and_the_taint_and_no_tags(
+    verdict: str, state: str
+) -> None:
+    d = desired_for(verdict, ("pcr.mismatch",), {"region": "EU"}, 1764828000.0)
+    assert d.labels == {P + "trusted": "false"}
+    assert d.tainted is True
+    assert (d.state, d.reasons) == (state, ("pcr.mismatch",))
+
+
+def test_uuid_mismatch_means_no_labels_but_the_taint() -> None:
+    d = desired_for("trusted", ("node_uuid:a",), {"region": "EU"}, 1.0, mismatch=True)
+    assert (d.labels, d.tainted, d.state) == ({}, True, "mismatch")
+
+
+def test_no_host_means_nothing_of_ours() -> None:
+    d = desired_for(None, (), {}, None)
+    assert (d.labels, d.tainted, d.state) == ({}, False, "none")
+
+
+def test_tags_label_syntax_cannot_hold_are_left_out_and_counted() -> None:
+    tags = {"ok": "v", "Upper": "v", "sp": "has space", "long": "x" * 64, "k" * 58: "v"}
+    d = desired_for("trusted", (), tags, None)
+    assert d.labels == {P + "trusted": "true", P + "asset-ok": "v", P + "asset-Upper": "v"}
+    assert d.skipped_tags == 3  # "Upper" is a valid label name: mapped as is
+    assert asset_label("Upper", "v") == (P + "asset-Upper", "v")
+    assert asset_label("a", "") == (P + "asset-a", "")  # an empty value is a valid label value
+    assert asset_label("a", "-x") is None
+    assert asset_label("k" * 57, "v") is not None  # asset- + 57 = 63 characters
+    assert asset_label("k" * 58, "v") is None
+
+
+OTHER = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+OURS_NS = {"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}
+
+
+def test_taint_added_after_the_others_and_removed_leaving_them() -> None:
+    added = taints_with([OTHER], tainted=True, effect="NoExecute", now_rfc3339=STAMP)
+    assert added == [
+        OTHER,
+        {"key": TAINT_KEY, "value": "true", "effect": "NoExecute", "timeAdded": STAMP},
+    ]
+    assert taints_with([OURS_NS, OTHER], tainted=False, effect="NoExecute", now_rfc3339=STAMP) == [
+        OTHER
+    ]
+    assert taints_with([OTHER], tainted=False, effect="NoExecute", now_rfc3339=STAMP) is None
+    assert (
+        taints_with([OTHER, OURS_NS], tainted=True, effect="NoSchedule", now_rfc3339=STAMP) is None
+    )
+    changed = taints_with([OURS_NS, OTHER], tainted=True, effect="NoExecute", now_rfc3339=STAMP)
+    assert changed == [
+        OTHER,
+        {"key": TAINT_KEY, "value": "true", "effect": "NoExecute", "timeAdded": STAMP},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("previous", "state", "event"),
+    [
+        ("", "trusted", None),
+        ("", "untrusted", ("TrustLost", "Warning")),
+        ("trusted", "untrusted", ("TrustLost", "Warning")),
+        ("trusted", "stale", ("TrustStale", "Warning")),
+        ("stale", "untrusted", ("TrustLost", "Warning")),
+        ("untrusted", "trusted", ("TrustRestored", "Normal")),
+        ("stale", "trusted", ("TrustRestored", "Normal")),
+        ("trusted", "mismatch", ("TrustLost", "Warning")),
+        ("untrusted", "untrusted", None),
+        ("pending", "trusted", None),
+        ("trusted", "pending", None),
+    ],
+)
+def test_event_for_each_change(previous: str, state: str, event: tuple[str, str] | None) -> None:
+    assert event_for(previous, state) == event
+
+
+def test_sealed_kubeconfig_opens_only_with_its_key_and_cluster_name() -> None:
+    key = os.urandom(32)
+    text = b"apiVersion: v1\nkind: Config\n"
+    sealed = seal(key, "prod", text)
+    assert text not in sealed
+    assert unseal(key, "prod", sealed) == text
+    with pytest.raises(KubeconfigError) as wrong_key:
+        unseal(os.urandom(32), "prod", sealed)
+    assert wrong_key.value.reason == "cluster.kubeconfig_sealed"
+    with pytest.raises(KubeconfigError) as other_cluster:
+        unseal(key, "staging", sealed)
+    assert other_cluster.value.reason == "cluster.kubeconfig_sealed"
+    with pytest.raises(KubeconfigError):
+        unseal(key, "prod", text)
+    assert seal(key, "prod", text) != sealed  # a fresh nonce each time

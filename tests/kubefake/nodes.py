@@ -1,0 +1,256 @@
+"""The nodes routes: get, list (Table for kubectl), create, update, patch, delete and watch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiohttp import web
+
+from . import tables
+from .context import RequestContext
+from .patches import json_patch, merge_patch, strategic_merge_patch
+from .replies import (
+    decode_body,
+    filter_event,
+    flag,
+    json_response,
+    parse_int,
+    parse_rv,
+    send_event,
+    warn,
+)
+from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
+from .status import ApiError, bad_request, conflict, unsupported_media
+from .store import NODE_FIELDS, WatchEvent, clone, decode_continue, encode_continue
+
+
+class NodeRoutes(RequestContext):
+    def _render(self, request: web.Request, node: dict[str, Any]) -> web.Response:
+        if tables.wants_table(request.headers.get("Accept", "")):
+            include = request.query.get("includeObject", "Metadata")
+            return json_response(
+                tables.node_table([node], node["metadata"]["resourceVersion"], include)
+            )
+        return json_response(node)
+
+    def _selected(self, request: web.Request) -> list[dict[str, Any]]:
+        reqs = parse_label_selector(request.query.get("labelSelector", ""))
+        fsel = parse_field_selector(request.query.get("fieldSelector", ""), NODE_FIELDS)
+        return [
+            n
+            for _, n in sorted(self.store.nodes.items())
+            if labels_match(reqs, n["metadata"].get("labels") or {}) and fields_match(fsel, n)
+        ]
+
+    def _list_nodes(self, request: web.Request) -> web.Response:
+        self._count("list", "nodes")
+        rv_param = request.query.get("resourceVersion", "")
+        if rv_param not in ("", "0"):
+            wanted = parse_rv(rv_param)
+            if wanted > self.store.rv:
+                raise ApiError(
+                    504,
+                    "Timeout",
+                    f"Too large resource version: {wanted}, current: {self.store.rv}",
+                    {
+                        "causes": [
+                            {
+                                "reason": "ResourceVersionTooLarge",
+                                "message": "Too large resource version",
+                            }
+                        ],
+                        "retryAfterSeconds": 1,
+                    },
+                )
+        items = self._selected(request)
+        cont = request.query.get("continue", "")
+        if cont:
+            _rv, after = decode_continue(cont)
+            items = [n for n in items if n["metadata"]["name"] > after]
+        limit = parse_int(request.query.get("limit", "0"), "limit")
+        meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
+        if limit > 0 and len(items) > limit:
+            meta["continue"] = encode_continue(self.store.rv, items[limit - 1]["metadata"]["name"])
+            meta["remainingItemCount"] = len(items) - limit
+            items = items[:limit]
+        if tables.wants_table(request.headers.get("Accept", "")):
+            table = tables.node_table(
+                items, meta["resourceVersion"], request.query.get("includeObject", "Metadata")
+            )
+            table["metadata"] = meta
+            return json_response(table)
+        out = []
+        for n in items:
+            item = dict(n)
+            item.pop("kind", None)
+            item.pop("apiVersion", None)
+            out.append(item)
+        return json_response(
+            {"kind": "NodeList", "apiVersion": "v1", "metadata": meta, "items": out}
+        )
+
+    async def _create_node(self, request: web.Request) -> web.Response:
+        self._count("create", "nodes")
+        body = await self._json_body(request)
+        warnings = self._unknown_fields(request, body)
+        node = self.store.create(body, self._manager(request), self._dry_run(request))
+        return warn(json_response(node, 201), warnings)
+
+    def _inject(self, name: str) -> None:
+        code = self.faults.take(name)
+        if code is None:
+            return
+        if code == 409:
+            raise conflict("nodes", name)
+        raise ApiError(
+            code, "InternalError" if code >= 500 else "BadRequest", f"injected failure {code}"
+        )
+
+    async def _update_node(
+        self, request: web.Request, name: str, subresource: str = ""
+    ) -> web.Response:
+        self._count("update", "nodes")
+        body = await self._json_body(request)
+        warnings = self._unknown_fields(request, body)
+        self._inject(name)
+        node = self.store.update(
+            name, body, self._manager(request), subresource, self._dry_run(request)
+        )
+        return warn(json_response(node), warnings)
+
+    async def _patch_node(
+        self, request: web.Request, name: str, subresource: str = ""
+    ) -> web.Response:
+        self._count("patch", "nodes")
+        ctype = request.content_type
+        raw = await self._body(request)
+        dry_run = self._dry_run(request)
+        force = flag(request, "force")
+        if ctype == "application/apply-patch+yaml":
+            if "fieldManager" not in request.query:
+                raise bad_request("fieldManager is required for apply requests")
+            config = decode_body(raw, yaml_ok=True)
+            self._unknown_fields(request, config, apply=True)
+            self._inject(name)
+            manager = self._manager(request)
+            return json_response(
+                self.store.apply(name, config, manager, force, subresource, dry_run)
+            )
+        if force:
+            raise bad_request(
+                "force: Invalid value: true: may not be specified for non-apply patch"
+            )
+        patch = decode_body(raw, yaml_ok=False)
+        manager = self._manager(request)
+        self._inject(name)
+        old = clone(self.store.get(name))
+        if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            if not isinstance(patch, dict):
+                raise bad_request(
+                    "json: cannot unmarshal array into Go value of type map[string]interface {}"
+                )
+            if ctype == "application/merge-patch+json":
+                patched = merge_patch(old, patch)
+            else:
+                patched = strategic_merge_patch(old, patch)
+        elif ctype == "application/json-patch+json":
+            patched = json_patch(old, patch)
+        else:
+            raise unsupported_media(ctype)
+        # a resourceVersion left in the patched object is a precondition (the old one passes)
+        warnings = self._unknown_fields(request, patched)
+        node = self.store.replace_patched(name, patched, manager, subresource, dry_run)
+        return warn(json_response(node), warnings)
+
+    async def _watch_nodes(self, request: web.Request) -> web.StreamResponse:
+        self._count("watch", "nodes")
+        reqs = parse_label_selector(request.query.get("labelSelector", ""))
+        fsel = parse_field_selector(request.query.get("fieldSelector", ""), NODE_FIELDS)
+        bookmarks = flag(request, "allowWatchBookmarks")
+        rv_param = request.query.get("resourceVersion", "")
+        timeout = parse_int(request.query.get("timeoutSeconds", "0"), "timeoutSeconds")
+
+        def matches(obj: dict[str, Any] | None) -> bool:
+            return (
+                obj is not None
+                and labels_match(reqs, obj["metadata"].get("labels") or {})
+                and fields_match(fsel, obj)
+            )
+
+        queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+        self.store.watchers.add(queue)
+        try:
+            backlog: list[tuple[str, dict[str, Any]]] = []
+            expired: ApiError | None = None
+            if rv_param in ("", "0"):
+                backlog = [("ADDED", n) for n in self._selected(request)]
+                last = self.store.rv
+            else:
+                last = parse_rv(rv_param)
+                try:
+                    events = self.store.since(last)
+                except ApiError as err:
+                    expired = err
+                    events = []
+                for ev in events:
+                    shown = filter_event(ev, matches)
+                    if shown:
+                        backlog.append(shown)
+                    last = ev.rv
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            if expired is not None:
+                await send_event(response, "ERROR", expired.body())
+                return response
+            for kind, obj in backlog:
+                await send_event(response, kind, obj)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout if timeout > 0 else None
+            while True:
+                wait = self.bookmark_interval if bookmarks else 3600.0
+                if deadline is not None:
+                    wait = min(wait, deadline - loop.time())
+                    if wait <= 0:
+                        break
+                try:
+                    item = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    if bookmarks and (deadline is None or loop.time() < deadline):
+                        await send_event(
+                            response,
+                            "BOOKMARK",
+                            {
+                                "kind": "Node",
+                                "apiVersion": "v1",
+                                "metadata": {
+                                    "resourceVersion": str(self.store.rv),
+                                    "creationTimestamp": None,
+                                },
+                            },
+                        )
+                    continue
+                if item is None:
+                    # the server goes down: a graceful stop ends the watch's body cleanly (as
+                    # kube-apiserver's shutdown does); a crash drops the connection mid-stream
+                    if self.abrupt_down and request.transport is not None:
+                        request.transport.abort()
+                        return response
+                    break
+                if item.rv <= last:
+                    continue
+                last = item.rv
+                shown = filter_event(item, matches)
+                if shown:
+                    await send_event(response, *shown)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await response.write_eof()
+            return response
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        finally:
+            self.store.watchers.discard(queue)
+
+    # ---- events -------------------------------------------------------------------------------
