@@ -645,3 +645,23 @@ def test_encrypting_twice_and_decrypting_without_our_key_are_refused(
         f"trustplane: layer 2 ({layer['digest']}) has no key for provider trustplane "
         "(its keys: jwe)\n"
     )
+
+
+def test_the_gate_can_require_a_policy_and_a_hub(
+    encrypted: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = f"oci:{encrypted}:v1"
+    ok = ["--policy", "region-eu", "--hub", "https://127.0.0.1:8443/"]
+    assert run(capsys, "image", "check", ref, *ok)[0] == 0
+    code, out, _ = run(capsys, "image", "check", ref, "--policy", "region-us", "--json")
+    assert code == 1
+    verdict = json.loads(out)
+    assert [(v["reason"], v["message"]) for v in verdict["layers"]] == [
+        ("image.policy_mismatch", "layer is encrypted for policy region-eu, not region-us")
+    ] * 2
+    code, out, _ = run(capsys, "image", "check", ref, "--hub", "https://hub.example:8443")
+    assert code == 1
+    assert out.splitlines()[0].endswith(
+        ": image.hub_mismatch: layer's key is held by https://127.0.0.1:8443, not "
+        "https://hub.example:8443"
+    )
