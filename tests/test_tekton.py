@@ -177,7 +177,7 @@ def test_the_check_step_passes_encrypted_and_fails_plain_images(
     other = run_step("check", {**params, "destination": enc, "policy": "region-us"}, tmp_path)
     assert other.returncode == 1
     assert other.stdout.splitlines()[-1] == (
-        f"{enc}: refused: 2 of 2 layers are not encrypted for trustplane"
+        f"{enc}: refused: 2 of 2 layers are encrypted for another policy or hub"
     )
     bad = run_step("check", {**params, "destination": plain}, tmp_path)
     assert bad.returncode == 1

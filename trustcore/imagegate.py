@@ -158,11 +158,14 @@ def check_layers(
         return ImageVerdict(False, verdicts, "image.no_layers", "the image has no layers")
     bad = [v for v in verdicts if not v.ok]
     if bad:
+        mismatch = {"image.policy_mismatch", "image.hub_mismatch"}
+        what = (
+            "are encrypted for another policy or hub"
+            if all(v.reason in mismatch for v in bad)
+            else f"are not encrypted for {provider}"
+        )
         return ImageVerdict(
-            False,
-            verdicts,
-            bad[0].reason,
-            f"{len(bad)} of {len(verdicts)} layers are not encrypted for {provider}",
+            False, verdicts, bad[0].reason, f"{len(bad)} of {len(verdicts)} layers {what}"
         )
     return ImageVerdict(
         True, verdicts, None, f"all {len(verdicts)} layers are encrypted for {provider}"

@@ -659,6 +659,7 @@ def test_the_gate_can_require_a_policy_and_a_hub(
     assert [(v["reason"], v["message"]) for v in verdict["layers"]] == [
         ("image.policy_mismatch", "layer is encrypted for policy region-eu, not region-us")
     ] * 2
+    assert verdict["message"] == "2 of 2 layers are encrypted for another policy or hub"
     code, out, _ = run(capsys, "image", "check", ref, "--hub", "https://hub.example:8443")
     assert code == 1
     assert out.splitlines()[0].endswith(
