@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -250,6 +250,14 @@ class _Copy:
         self.copy_blob(manifest.config)
         with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS) as pool:
             futures = [pool.submit(each, i, layer) for i, layer in enumerate(manifest.layers)]
+            # the first failure stops the layers not started yet (no more provider processes,
+            # no more key requests to the hub); the running ones finish
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for f in futures:
+                f.cancel()
+            failed = [f for f in futures if not f.cancelled() and f.exception() is not None]
+            if failed:
+                raise failed[0].exception()  # type: ignore[misc]
             new_layers = [f.result() for f in futures]
         data = manifest.with_layers(new_layers)
         digest = self.target.put_manifest(data, manifest.media_type)
