@@ -192,7 +192,7 @@ async def enroll(request: web.Request) -> web.Response:
             "state": host.state,
             "ek_verified": ek_verified,
             "hostname": req.hostname,
-            "binding": binding_kind(request.app, req.binding_public),
+            "binding": binding_kind(request.app, req.binding_public, host_id),
         },
     )
     if conflicts:

@@ -13,7 +13,10 @@ systemd's watchdog and ``Restart=on-failure`` stay the outer guard. Every step r
 watchdog promise (:class:`~nodeagent.notify.Health`). SIGTERM and SIGINT stop it cleanly;
 SIGUSR1 makes an attestation due at once.
 ``status.json`` in the state directory is rewritten after every step for ``trustplane-agent
-status``. Turning errors into exit codes is the CLI's job.
+status``; ``trust-report.json`` after every acknowledged report, and ``hub-jws.pem`` once per
+hub key, for the OCI hook (``trustplane-agent hook``). The key socket for the ocicrypt key
+provider (:class:`~nodeagent.keys.service.KeyService`, ``[keys]``) is served from the start;
+it refuses unwraps until the host is enrolled. Turning errors into exit codes is the CLI's job.
 """
 
 from __future__ import annotations
@@ -390,7 +393,9 @@ class Daemon:
     async def _start_key_service(self) -> KeyService | None:
         """Serve ``[keys] socket``; a socket that cannot be served is logged, not fatal."""
         cache = SealedKeyCache(self.state.key_cache, self.tpm) if self.cfg.keys.cache else None
-        service = KeyService(self.cfg.keys, self._key_releaser, cache, self._key_status)
+        service = KeyService(
+            self.cfg.keys, self._key_releaser, cache, self._key_status, self.metrics
+        )
         try:
             await service.start()
         except KeyServiceError as e:

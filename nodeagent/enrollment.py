@@ -27,7 +27,7 @@ from nodeagent.hubclient import HubClient, HubUnavailable
 from nodeagent.state import EnrollmentState, StateDir, StateError, StoredAk, write_atomic
 from nodeagent.tpm_worker import TpmWorker
 from nodeagent.tpmsession import BindingKey
-from trustcore.tpm.authorize import policy_authorize_digest, tpm_name
+from trustcore.tpm.authorize import binding_policy_ref, policy_authorize_digest, tpm_name
 from trustcore.wire import ActivateRequest, EnrollRequest, host_id_from_ek
 
 log = logging.getLogger("trustplane.agent.enroll")
@@ -74,7 +74,8 @@ async def _binding_key(tpm: TpmWorker, hub: HubClient, ek_public: bytes) -> tupl
     signer = await hub.policy_key()
     if signer is None:
         return await tpm.call(lambda s: s.create_binding_key(ek_public)), "rsa2048-pcr"
-    policy = policy_authorize_digest(tpm_name(signer))
+    ref = binding_policy_ref(host_id_from_ek(ek_public))  # approvals name this host
+    policy = policy_authorize_digest(tpm_name(signer), ref)
     key = await tpm.call(lambda s: s.create_authorized_binding_key(ek_public, policy))
     return key, "rsa2048-authorized"
 

@@ -38,6 +38,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 log = logging.getLogger("trustplane.agent.metrics")
 
 FAILURE_REASONS = ("hub_unreachable", "hub_refused", "tpm_fault", "tpm_absent", "error", "internal")
+UNWRAP_OUTCOMES = ("cached", "released", "refused", "failed")
 
 
 class AgentMetrics:
@@ -78,6 +79,30 @@ class AgentMetrics:
             "1 while the hub's last verdict for this host is trusted, else 0.",
             registry=self.registry,
         )
+
+        self.unwraps = Counter(
+            "trustplane_agent_key_unwraps",
+            "Layer-key unwraps answered on the key socket, by outcome (cached: from the sealed "
+            "cache; released: by the hub; refused: the hub's release.* refusal; failed: hub "
+            "away, TPM fault, not enrolled).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in UNWRAP_OUTCOMES:
+            self.unwraps.labels(outcome)
+        self.key_releases = Counter(
+            "trustplane_agent_key_releases",
+            "Key release requests sent to the hub (one per batch of unwraps).",
+            registry=self.registry,
+        )
+
+    def record_unwrap(self, outcome: str) -> None:
+        if outcome not in UNWRAP_OUTCOMES:
+            raise ValueError(f"unknown unwrap outcome {outcome!r}")
+        self.unwraps.labels(outcome).inc()
+
+    def record_key_release(self) -> None:
+        self.key_releases.inc()
 
     def record_delivery(self, at: float, verdict: str) -> None:
         self.cycles.inc()

@@ -23,7 +23,7 @@ from trustcore.tpm.public import parse_public
 __all__ = ["binding_kind", "install"]
 
 
-def binding_kind(app: web.Application, binding_public: bytes | None) -> str:
+def binding_kind(app: web.Application, binding_public: bytes | None, host_id: str) -> str:
     """What enrollment records of a certified binding key: ``authorized`` (PolicyAuthorize by
     this hub's policy key: releases follow approved reboots), ``pcr`` (another policy, e.g. the
     older PolicyPCR key: usable only in its exact PCR state, checked at each release), or
@@ -35,7 +35,8 @@ def binding_kind(app: web.Application, binding_public: bytes | None) -> str:
     except TrustcoreError:
         return "none"
     broker = app.get(routes.BROKER)
-    return "authorized" if broker and policy == broker.signer.authorize_policy else "pcr"
+    authorized = broker is not None and policy == broker.signer.authorize_policy(host_id)
+    return "authorized" if authorized else "pcr"
 
 
 def install(app: web.Application) -> None:

@@ -8,7 +8,8 @@ associated data, so a sealed key moved to another row does not open. Blobs
 
 The *policy-signing key* is an ECDSA P-256 key derived from the master key (HKDF-SHA256, info
 ``trustplane-hub binding policy key v1``): a binding key's authPolicy is PolicyAuthorize by it
-(:func:`trustcore.tpm.authorize.policy_authorize_digest` of its TPM name), and the hub signs the
+(:func:`trustcore.tpm.authorize.policy_authorize_digest` of its TPM name, with the host id as
+policyRef so an approval names its host), and the hub signs the
 PolicyPCR digest of each trusted report it releases against. It is derived, not stored, so it
 is as durable as the master key and never written anywhere.
 
@@ -31,7 +32,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hub.errors import ApiError
 from trustcore.keyblob import IV_BYTES, KeyBlob
-from trustcore.tpm.authorize import ecc_signing_public, policy_authorize_digest, tpm_name
+from trustcore.tpm.authorize import (
+    binding_policy_ref,
+    ecc_signing_public,
+    policy_authorize_digest,
+    tpm_name,
+)
 
 __all__ = ["KEY_BYTES", "Broker", "PolicySigner"]
 
@@ -56,7 +62,11 @@ class PolicySigner:
     key: ec.EllipticCurvePrivateKey
     public: bytes  # TPMT_PUBLIC (ECC P-256, ECDSA-SHA256 signing, as TPM2_LoadExternal takes)
     name: bytes  # its TPM name (nameAlg SHA-256)
-    authorize_policy: bytes  # PolicyAuthorize(name, policyRef empty): a binding key's authPolicy
+
+    def authorize_policy(self, host_id: str) -> bytes:
+        """A host's binding key's authPolicy: PolicyAuthorize(this key, policyRef = the host
+        id's bytes, :func:`trustcore.tpm.authorize.binding_policy_ref`)."""
+        return policy_authorize_digest(self.name, binding_policy_ref(host_id))
 
 
 def derive_policy_signer(master: bytes) -> PolicySigner:
@@ -65,7 +75,7 @@ def derive_policy_signer(master: bytes) -> PolicySigner:
     key = ec.derive_private_key(scalar, ec.SECP256R1())
     public = ecc_signing_public(key.public_key())
     name = tpm_name(public)
-    return PolicySigner(key, public, name, policy_authorize_digest(name, b""))
+    return PolicySigner(key, public, name)
 
 
 class Broker:

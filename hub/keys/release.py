@@ -34,7 +34,7 @@ from trustcore.errors import TrustcoreError
 from trustcore.keyblob import KeyBlob, KeyBlobError, parse_key_blob
 from trustcore.keypolicy import KeyPolicyError, parse_predicate
 from trustcore.releasedsecret import CONTENT_KEY_BYTES, IV_BYTES, seal_secret
-from trustcore.tpm.authorize import authorize_message, ecdsa_signature
+from trustcore.tpm.authorize import authorize_message, binding_policy_ref, ecdsa_signature
 from trustcore.tpm.policy import policy_pcr_digest
 from trustcore.tpm.public import Public, parse_public
 from trustcore.wire import ReleaseAuthorization, ReleasedKey
@@ -67,7 +67,9 @@ def untrusted_message(outcome: Outcome) -> str:
     return f"host {outcome.verdict} ({outcome.reasons[0]}{more})"
 
 
-def binding_for(broker: Broker, binding_public: bytes | None, outcome: Outcome) -> Binding:
+def binding_for(
+    broker: Broker, binding_public: bytes | None, outcome: Outcome, host_id: str
+) -> Binding:
     """The host's binding key, checked against what the hub can release to now."""
     if binding_public is None:
         return Binding(None, problem="the host enrolled without a binding key")
@@ -84,10 +86,16 @@ def binding_for(broker: Broker, binding_public: bytes | None, outcome: Outcome) 
         approved = policy_pcr_digest(quote.pcr_selection, values, public.name_alg)
     except TrustcoreError:
         return Binding(None, problem="the attested PCR values make no policy")
-    if public.auth_policy == signer.authorize_policy:
-        der = signer.key.sign(authorize_message(approved), ec.ECDSA(Prehashed(hashes.SHA256())))
+    if public.auth_policy == signer.authorize_policy(host_id):
+        ref = binding_policy_ref(host_id)
+        der = signer.key.sign(
+            authorize_message(approved, ref), ec.ECDSA(Prehashed(hashes.SHA256()))
+        )
         auth = ReleaseAuthorization(
-            signing_key=signer.public, approved_policy=approved, signature=ecdsa_signature(der)
+            signing_key=signer.public,
+            approved_policy=approved,
+            signature=ecdsa_signature(der),
+            policy_ref=ref,
         )
         return Binding(public, auth)
     if binding_policy_matches(public, quote.pcr_selection, values):

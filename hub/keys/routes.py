@@ -187,7 +187,9 @@ async def release(request: web.Request) -> web.Response:
     binding = Binding(None, problem="the host is not trusted")
     if outcome.verdict == "trusted":
         host_keys = await st.store.get_host_keys(host_id)
-        binding = binding_for(broker, host_keys.binding_public if host_keys else None, outcome)
+        binding = binding_for(
+            broker, host_keys.binding_public if host_keys else None, outcome, host_id
+        )
     decisions = decide(
         broker,
         req.annotations,
@@ -263,13 +265,13 @@ async def _record(  # noqa: PLR0917
 @enrollment
 async def policy_key(request: web.Request) -> web.Response:
     """The hub's policy-signing key (public): agents make PolicyAuthorize binding keys with
-    its name before they enroll (no client certificate yet; TLS shows it is this hub)."""
+    its name (policyRef: their host id) before they enroll (no client certificate yet; TLS
+    shows it is this hub)."""
     signer = request.app[BROKER].signer
     return web.json_response(
         {
             "public": base64.b64encode(signer.public).decode(),
             "name": signer.name.hex(),
-            "authorize_policy": signer.authorize_policy.hex(),
         }
     )
 

@@ -147,10 +147,11 @@ def key_paths() -> dict[str, Any]:
                 NONE,
                 _json(
                     _obj(
-                        {"public": _B64, "name": _STR, "authorize_policy": _STR},
-                        ["public", "name", "authorize_policy"],
+                        {"public": _B64, "name": _STR},
+                        ["public", "name"],
                     ),
-                    "the TPMT_PUBLIC, its TPM name and the binding keys' authPolicy (hex)",
+                    "the TPMT_PUBLIC and its TPM name (hex); a binding key's authPolicy is "
+                    "PolicyAuthorize(name, policyRef = the host id's 32 bytes)",
                 ),
                 errors=(),
             )

@@ -141,6 +141,8 @@ class KeysStore(StoreBackend):
         def run() -> KeyVersion | None:
             conn = self.db.conn
             with self.db.atomic():
+                if candidate is not None:  # serialise first wraps across processes
+                    self._lock_policy_sync(policy)
                 row = conn.execute(
                     f"SELECT {_KEY_COLUMNS} FROM key_versions "  # noqa: S608 - constant
                     "WHERE policy = ? AND retired IS NULL ORDER BY version DESC LIMIT 1",
@@ -156,6 +158,11 @@ class KeysStore(StoreBackend):
                 return _key(row)
 
         return await self._run(run)
+
+    def _lock_policy_sync(self, policy: str) -> None:
+        """Lock the policy's row until the transaction ends (PostgreSQL: ``FOR UPDATE``; SQLite
+        serialises writers anyway), so two processes never number the same version."""
+        self.db.execute(self.db.locking("SELECT name FROM key_policies WHERE name = ?"), [policy])
 
     def _insert_key_sync(self, policy: str, candidate: tuple[str, bytes], now: float) -> int:
         conn = self.db.conn
@@ -178,6 +185,7 @@ class KeysStore(StoreBackend):
 
         def run() -> KeyVersion:
             with self.db.atomic():
+                self._lock_policy_sync(policy)
                 self._insert_key_sync(policy, candidate, now)
                 row = self.db.conn.execute(
                     f"SELECT {_KEY_COLUMNS} FROM key_versions WHERE id = ?",  # noqa: S608

@@ -61,6 +61,12 @@ class Releaser(Protocol):
     ) -> list[ReleasedSecret | KeyReleaseRefused]: ...
 
 
+class KeyMetrics(Protocol):
+    def record_unwrap(self, outcome: str) -> None: ...
+
+    def record_key_release(self) -> None: ...
+
+
 class KeyServiceError(NodeAgentError):
     """The key socket cannot be served (path taken, directory not writable)."""
 
@@ -114,8 +120,10 @@ class KeyService:
         releaser: Callable[[], Releaser | None],
         cache: SealedKeyCache | None,
         status: Callable[[], dict[str, Any]],
+        metrics: KeyMetrics | None = None,
     ) -> None:
         self._cfg = cfg
+        self._metrics = metrics
         self._releaser = releaser
         self.cache = cache
         self._status = status
@@ -211,8 +219,10 @@ class KeyService:
             cached = await self.cache.get(digest)
             if cached is not None:
                 self.stats.cache_hits += 1
+                self._record("cached")
                 return cached
         if self._releaser() is None:
+            self._record("failed")
             raise NodeAgentError(
                 "this host is not enrolled with the hub yet", reason="keys.not_enrolled"
             )
@@ -255,10 +265,17 @@ class KeyService:
                 for digest, _ in batch:
                     self._in_flight.pop(digest, None)
 
+    def _record(self, outcome: str, count: int = 1) -> None:
+        if self._metrics is not None:
+            for _ in range(count):
+                self._metrics.record_unwrap(outcome)
+
     def _fail_batch(self, batch: list[tuple[bytes, _Waiting]], error: BaseException) -> None:
         self.stats.failures += 1
         for digest, _ in batch:
-            _fail(self._in_flight.get(digest, []), error)
+            futures = self._in_flight.get(digest, [])
+            self._record("failed", len(futures))
+            _fail(futures, error)
 
     async def _release(self, batch: list[tuple[bytes, _Waiting]]) -> None:
         releaser = self._releaser()
@@ -269,6 +286,8 @@ class KeyService:
             self._fail_batch(batch, error)
             return
         self.stats.releases += 1
+        if self._metrics is not None:
+            self._metrics.record_key_release()
         try:
             results = await releaser.release([w.annotation for _, w in batch])
         except Exception as e:  # every waiter gets the failure
@@ -289,11 +308,14 @@ class KeyService:
             if isinstance(result, KeyReleaseRefused):
                 self.stats.refused += 1
                 log.info("key release refused: %s", result.describe())
+                self._record("refused", len(futures))
                 _fail(futures, result)
             elif result.annotation_sha256 != digest:
+                self._record("failed", len(futures))
                 _fail(futures, NodeAgentError("the release answered another annotation"))
             else:
                 self.stats.released += 1
+                self._record("released", len(futures))
                 for f in futures:
                     if not f.done():
                         f.set_result(result.secret)

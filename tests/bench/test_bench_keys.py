@@ -14,7 +14,7 @@ from tests.conftest import REPO
 
 def test_bench_keys_prints_its_numbers_and_one_round_trip_for_ten_layers() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.keys", "--json", "--iterations", "3"],
+        [sys.executable, "-m", "bench.keys", "--json", "--iterations", "3", "--no-host"],
         cwd=REPO,
         capture_output=True,
         text=True,

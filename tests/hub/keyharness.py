@@ -14,7 +14,7 @@ from nodeagent.tpm import ObjectBlobs
 from tests.hub.harness import POLICY_PCRS, Agent, Client, HubProcess, Response
 from trustcore.algorithms import TPM_ALG_SHA256
 from trustcore.releasedsecret import open_content, split_sealed
-from trustcore.tpm.authorize import policy_authorize_digest, tpm_name
+from trustcore.tpm.authorize import binding_policy_ref, policy_authorize_digest, tpm_name
 from trustcore.tpm.pcrs import PcrSelection
 from trustcore.wire import (
     Challenge,
@@ -22,6 +22,7 @@ from trustcore.wire import (
     KeyReleaseRequest,
     KeyReleaseResult,
     ReleaseAuthorization,
+    host_id_from_ek,
 )
 from trustplane.swtpm import SwtpmFactory
 
@@ -56,7 +57,8 @@ class KeyHost:
     def __init__(self, agent: Agent, hub: HubProcess) -> None:
         self.agent = agent
         self.hub = hub
-        authorize = policy_authorize_digest(tpm_name(policy_key(hub)))
+        ref = binding_policy_ref(host_id_from_ek(agent.ek.key.public))
+        authorize = policy_authorize_digest(tpm_name(policy_key(hub)), ref)
         key, blobs = agent.device.create_binding_key(authorize)
         self.blobs = ObjectBlobs(private=blobs.private, public=blobs.public)
         agent.enroll(hub, binding_key=key)  # certified by the AK, then flushed

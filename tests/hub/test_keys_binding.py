@@ -164,7 +164,8 @@ def test_a_forged_approval_is_refused_by_the_tpm(
             signing_key=ecc_signing_public(other.public_key()),
             signature=ecdsa_signature(
                 other.sign(
-                    authorize_message(auth.approved_policy), ec.ECDSA(Prehashed(hashes.SHA256()))
+                    authorize_message(auth.approved_policy, auth.policy_ref),
+                    ec.ECDSA(Prehashed(hashes.SHA256())),
                 )
             ),
         )

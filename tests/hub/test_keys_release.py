@@ -111,7 +111,13 @@ def test_secret_for_host_a_cannot_be_decrypted_by_host_b(
         host_b.decrypt(secret_a, for_b.authorization, blob)
     with pytest.raises(TpmError):
         host_b.decrypt(secret_a, for_a.authorization, blob)
-    assert host_b.decrypt(for_b.results[0].secret or b"", for_b.authorization, blob) == OPTSDATA[0]
+    secret_b = for_b.results[0].secret or b""
+    assert host_b.decrypt(secret_b, for_b.authorization, blob) == OPTSDATA[0]
+    # both swtpms are in the same PCR state, but an approval names its host: A's opens nothing
+    # of B's
+    assert for_a.authorization.approved_policy == for_b.authorization.approved_policy
+    with pytest.raises(TpmError):
+        host_b.decrypt(secret_b, for_a.authorization, blob)
 
 
 def test_refusals_each_with_its_reason(hub: HubProcess, host_a: KeyHost, pipeline: Client) -> None:

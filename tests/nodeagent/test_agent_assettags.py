@@ -59,11 +59,12 @@ def test_binding_key_enrolled_and_asset_tags_end_to_end(
     selection = PcrSelection.of({TPM_ALG_SHA256: range(8)})  # the agent's default selection
     signer = hub.app[BROKER].signer
     assert stored.algorithm == "rsa2048-authorized"
-    assert binding.auth_policy == signer.authorize_policy
+    assert binding.auth_policy == signer.authorize_policy(host.id)
+    ref = bytes.fromhex(host.id)  # approvals name the host (policyRef)
     with TpmDevice(booted_tpm.tcti) as device:
         approved = policy_pcr_digest(selection, device.pcr_read(selection), TPM_ALG_SHA256)
         der_signature = signer.key.sign(
-            authorize_message(approved), ec.ECDSA(Prehashed(hashes.SHA256()))
+            authorize_message(approved, ref), ec.ECDSA(Prehashed(hashes.SHA256()))
         )
         key = device.load_object(ObjectBlobs(stored.private, stored.public))
         try:
@@ -74,6 +75,7 @@ def test_binding_key_enrolled_and_asset_tags_end_to_end(
                 signing_key=signer.public,
                 approved_policy=approved,
                 signature=ecdsa_signature(der_signature),
+                policy_ref=ref,
             )
         finally:
             device.flush(key)

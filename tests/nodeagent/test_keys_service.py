@@ -94,7 +94,7 @@ def unwrap_line(annotation: bytes) -> bytes:
 
 
 def test_concurrent_unwraps_share_one_release_call(sockdir: Path) -> None:
-    releaser = CountingReleaser(delay=0.2)
+    releaser = CountingReleaser(delay=0.6)  # in flight from ~0.02 s to ~0.6 s
     svc = service(sockdir, releaser, batch_window=0.02)
     layers = [f"layer-{i}".encode() for i in range(6)]
 
@@ -217,7 +217,8 @@ def test_provider_unwraps_the_recorded_requests_nulls_included(
     sockdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     releaser = CountingReleaser()
-    svc = service(sockdir, releaser, batch_window=0.2)
+    # two processes started together on a busy machine may arrive some 100 ms apart
+    svc = service(sockdir, releaser, batch_window=0.5, batch_max_wait=5.0)
     requests = [
         recorded("keyunwrap-request-layer1.json"),
         recorded("keyunwrap-request-layer2.json"),
@@ -309,16 +310,16 @@ def test_unwraps_arriving_spread_out_still_share_a_release(sockdir: Path) -> Non
     """Provider processes start at different times: each arrival inside the window keeps the
     batch open, up to batch_max_wait."""
     releaser = CountingReleaser(delay=0.01)
-    svc = service(sockdir, releaser, batch_window=0.05, batch_max_wait=1.0)
+    svc = service(sockdir, releaser, batch_window=0.3, batch_max_wait=5.0)
     layers = [f"layer-{i}".encode() for i in range(6)]
 
     async def scenario() -> list[dict[str, object]]:
         await svc.start()
         try:
             tasks = []
-            for a in layers:  # 30 ms apart: 150 ms in all, more than the window
+            for a in layers:  # 100 ms apart: 500 ms in all, more than the window
                 tasks.append(asyncio.create_task(ask(svc.path, unwrap_line(a))))
-                await asyncio.sleep(0.03)
+                await asyncio.sleep(0.1)
             first = await asyncio.gather(*tasks)
             # a lone unwrap later goes after one quiet window, in a release of its own
             alone = await ask(svc.path, unwrap_line(b"layer-6"))

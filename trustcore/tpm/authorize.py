@@ -36,6 +36,7 @@ from trustcore.tpm.public import compute_name
 __all__ = [
     "TPM_CC_POLICY_AUTHORIZE",
     "authorize_message",
+    "binding_policy_ref",
     "ecc_signing_public",
     "ecdsa_signature",
     "policy_authorize_digest",
@@ -53,6 +54,16 @@ def policy_authorize_digest(key_name: bytes, policy_ref: bytes = b"") -> bytes:
         TPM_ALG_SHA256, bytes(32) + TPM_CC_POLICY_AUTHORIZE.to_bytes(4, "big") + key_name
     )
     return digest(TPM_ALG_SHA256, first + policy_ref)
+
+
+def binding_policy_ref(host_id: str) -> bytes:
+    """The policyRef of a host's binding key: its host id's 32 bytes (hex SHA-256 of its EK).
+    The hub's approvals name it, so an approval issued to one host opens no other host's key,
+    even in the same PCR state. Raises ``ValueError`` for a malformed host id."""
+    ref = bytes.fromhex(host_id)
+    if len(ref) != 32:
+        raise ValueError("a host id is 64 hex digits")
+    return ref
 
 
 def authorize_message(approved_policy: bytes, policy_ref: bytes = b"") -> bytes:
