@@ -158,6 +158,11 @@ class Attestor:
         self.ledger.last_acked = min(self.ledger.last_acked, last)
         self._state.save_ledger(self.ledger)
 
+    async def install_tag_certificate(self, der: bytes) -> bool:
+        """:meth:`_install_tag_certificate` for the key releaser, whose reports' answers carry
+        the host's new tag certificate too (nodeagent.keys.release)."""
+        return await self._install_tag_certificate(der)
+
     async def _install_tag_certificate(self, der: bytes) -> bool:
         """Write the certificate's SHA-384 into the asset-tag NV index and store it; True when
         it differs from the stored one (then a report is owed at once). A TPM that refuses

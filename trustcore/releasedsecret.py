@@ -6,10 +6,12 @@ RSA-OAEP with SHA-256 under a 2048-bit key carries at most 190 bytes, and ocicry
     sealed = RSA-OAEP-SHA256(binding key, K) || IV (12) || AES-256-GCM(K, IV, secret, aad)
     aad    = SHA-256(annotation blob bytes)
 
-``K`` is a fresh 32-byte key per secret; only the host's TPM can recover it (the RSA part,
-``TPM2_RSA_Decrypt`` under the binding key's policy), so the secret stays bound to the TPM and
-its attested state. The associated data ties each sealed secret to the blob it was released
-for: a secret answered for one annotation does not open as another's.
+``K`` is a fresh 32-byte key per release answer: the secrets of one answer share it (and so
+the same RSA block, which the host's TPM then decrypts once), each with its own IV. Only the
+host's TPM can recover ``K`` (the RSA part, ``TPM2_RSA_Decrypt`` under the binding key's
+policy), so every secret stays bound to the TPM and its attested state. The associated data
+ties each sealed secret to the blob it was released for: a secret answered for one annotation
+does not open as another's.
 
 Pure: the caller supplies ``K`` and the IV (the hub's randomness); no I/O.
 """
@@ -32,7 +34,9 @@ __all__ = [
     "ReleasedSecretError",
     "open_content",
     "seal_secret",
+    "seal_with",
     "split_sealed",
+    "wrap_content_key",
 ]
 
 CONTENT_KEY_BYTES: Final = 32
@@ -53,6 +57,22 @@ def _aad(annotation: bytes) -> bytes:
     return hashlib.sha256(annotation).digest()
 
 
+def wrap_content_key(binding_key: rsa.RSAPublicKey, content_key: bytes) -> bytes:
+    """The RSA block: ``content_key`` RSA-OAEP-SHA256 encrypted to the binding key."""
+    if len(content_key) != CONTENT_KEY_BYTES:
+        raise ValueError("a 32-byte content key and a 12-byte IV are needed")
+    return binding_key.encrypt(content_key, _OAEP)
+
+
+def seal_with(
+    wrapped: bytes, content_key: bytes, secret: bytes, annotation: bytes, *, iv: bytes
+) -> bytes:
+    """One sealed secret under an already wrapped ``content_key`` (one RSA block for many)."""
+    if len(iv) != IV_BYTES:
+        raise ValueError("a 32-byte content key and a 12-byte IV are needed")
+    return wrapped + iv + AESGCM(content_key).encrypt(iv, secret, _aad(annotation))
+
+
 def seal_secret(
     binding_key: rsa.RSAPublicKey,
     secret: bytes,
@@ -62,10 +82,10 @@ def seal_secret(
     iv: bytes,
 ) -> bytes:
     """Seal ``secret`` for the holder of ``binding_key``'s private key (see the module)."""
-    if len(content_key) != CONTENT_KEY_BYTES or len(iv) != IV_BYTES:
+    if len(iv) != IV_BYTES:
         raise ValueError("a 32-byte content key and a 12-byte IV are needed")
-    wrapped = binding_key.encrypt(content_key, _OAEP)
-    return wrapped + iv + AESGCM(content_key).encrypt(iv, secret, _aad(annotation))
+    wrapped = wrap_content_key(binding_key, content_key)
+    return seal_with(wrapped, content_key, secret, annotation, iv=iv)
 
 
 def split_sealed(sealed: bytes, modulus_bytes: int) -> tuple[bytes, bytes, bytes]:

@@ -33,7 +33,7 @@ from trustcore.binding import binding_policy_matches
 from trustcore.errors import TrustcoreError
 from trustcore.keyblob import KeyBlob, KeyBlobError, parse_key_blob
 from trustcore.keypolicy import KeyPolicyError, parse_predicate
-from trustcore.releasedsecret import CONTENT_KEY_BYTES, IV_BYTES, seal_secret
+from trustcore.releasedsecret import CONTENT_KEY_BYTES, IV_BYTES, seal_with, wrap_content_key
 from trustcore.tpm.authorize import authorize_message, binding_policy_ref, ecdsa_signature
 from trustcore.tpm.policy import policy_pcr_digest
 from trustcore.tpm.public import Public, parse_public
@@ -126,6 +126,37 @@ def decode_blob(raw: bytes) -> KeyBlob | Decision:
         return _refused("release.blob_invalid", e.message)
 
 
+class _Sealer:
+    """Seals the secrets of one answer to the binding key under one content key: the RSA block
+    is made once, on the first secret released (:mod:`trustcore.releasedsecret`)."""
+
+    def __init__(self, broker: Broker, key: rsa.RSAPublicKey) -> None:
+        self._broker = broker
+        self._key = key
+        self._content: tuple[bytes, bytes] | None = None  # (content key, its RSA block)
+
+    def seal(self, secret: bytes, annotation: bytes) -> bytes:
+        if self._content is None:
+            content_key = self._broker.random_bytes(CONTENT_KEY_BYTES)
+            self._content = (content_key, wrap_content_key(self._key, content_key))
+        content_key, wrapped = self._content
+        iv = self._broker.random_bytes(IV_BYTES)
+        return seal_with(wrapped, content_key, secret, annotation, iv=iv)
+
+
+def _sealer(broker: Broker, binding: Binding) -> _Sealer | str:
+    """A sealer for the host's binding key, or why there is none."""
+    if binding.public is None:
+        return f"no usable binding key: {binding.problem}"
+    try:
+        key_obj = binding.public.public_key()
+    except TrustcoreError:
+        return "the binding key cannot be used"
+    if not isinstance(key_obj, rsa.RSAPublicKey):
+        return "the binding key is not an RSA key"
+    return _Sealer(broker, key_obj)
+
+
 def decide(  # noqa: PLR0917
     broker: Broker,
     annotations: Sequence[bytes],
@@ -137,6 +168,7 @@ def decide(  # noqa: PLR0917
     expires_at: float,
 ) -> list[Decision]:
     """One :class:`Decision` per annotation, in order (see the module's docstring)."""
+    sealer = _sealer(broker, binding)
     out: list[Decision] = []
     for raw in annotations:
         blob = decode_blob(raw)
@@ -145,7 +177,7 @@ def decide(  # noqa: PLR0917
             continue
         out.append(
             _decide_one(
-                broker, raw, blob, keys, policies, outcome, evidence_age, binding, expires_at
+                broker, raw, blob, keys, policies, outcome, evidence_age, sealer, expires_at
             )
         )
     return out
@@ -159,7 +191,7 @@ def _decide_one(  # noqa: PLR0917
     policies: Mapping[str, KeyPolicy],
     outcome: Outcome,
     evidence_age: float,
-    binding: Binding,
+    sealer: _Sealer | str,
     expires_at: float,
 ) -> Decision:
     kid = blob.key_id
@@ -195,21 +227,9 @@ def _decide_one(  # noqa: PLR0917
             f"{policy.max_age:.0f}s",
             kid,
         )
-    if binding.public is None:
-        return _refused("release.not_bound", f"no usable binding key: {binding.problem}", kid)
-    try:
-        key_obj = binding.public.public_key()
-    except TrustcoreError:
-        return _refused("release.not_bound", "the binding key cannot be used", kid)
-    if not isinstance(key_obj, rsa.RSAPublicKey):
-        return _refused("release.not_bound", "the binding key is not an RSA key", kid)
-    sealed = seal_secret(
-        key_obj,
-        secret,
-        raw,
-        content_key=broker.random_bytes(CONTENT_KEY_BYTES),
-        iv=broker.random_bytes(IV_BYTES),
-    )
+    if isinstance(sealer, str):
+        return _refused("release.not_bound", sealer, kid)
+    sealed = sealer.seal(secret, raw)
     return Decision(ReleasedKey(ok=True, secret=sealed, expires_at=expires_at), kid)
 
 

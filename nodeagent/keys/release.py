@@ -46,7 +46,7 @@ __all__ = ["KeyReleaseRefused", "KeyReleaser", "ReleasedSecret"]
 
 log = logging.getLogger("trustplane.agent.keys")
 
-_TRIES: Final = 3  # a refused nonce or sequence, or event logs the hub lacks: ask again
+_TRIES: Final = 3  # a refused nonce or sequence, event logs the hub lacks, a new tag certificate
 _TPM_POLICY_FAILURES: Final = frozenset({0x99D, 0x184, 0x9A2, 0x18B, 0x99B})
 
 
@@ -157,7 +157,8 @@ class KeyReleaser:
         result: KeyReleaseResult,
     ) -> list[bytes | KeyReleaseRefused]:
         """Each released secret in clear (in the order of the released entries): the TPM
-        recovers every content key in one turn of its thread, then AES-GCM opens each."""
+        recovers the content keys (one per distinct RSA block: one per answer from this hub)
+        in one turn of its thread, then AES-GCM opens each secret."""
         parts: list[tuple[bytes, bytes, bytes, bytes]] = []  # rsa part, iv, rest, annotation
         bad: dict[int, KeyReleaseRefused] = {}
         released = [
@@ -172,14 +173,16 @@ class KeyReleaser:
                 bad[i] = KeyReleaseRefused(e.reason, e.message)
                 rsa_part, iv, rest = b"", b"", b""
             parts.append((rsa_part, iv, rest, raw))
-        todo = [p[0] for i, p in enumerate(parts) if i not in bad]
-        keys = iter(await self._decrypt(blobs, todo, result) if todo else [])
+        # the secrets of one answer share their RSA block: the TPM decrypts each block once
+        blocks = list(dict.fromkeys(p[0] for i, p in enumerate(parts) if i not in bad))
+        decrypted = await self._decrypt(blobs, blocks, result) if blocks else []
+        content_keys = dict(zip(blocks, decrypted, strict=True))
         out: list[bytes | KeyReleaseRefused] = []
-        for i, (_, iv, rest, raw) in enumerate(parts):
+        for i, (block, iv, rest, raw) in enumerate(parts):
             if i in bad:
                 out.append(bad[i])
                 continue
-            key = next(keys)
+            key = content_keys[block]
             if isinstance(key, TpmError):
                 if key.rc & 0xFFF not in _TPM_POLICY_FAILURES:
                     raise key
@@ -234,6 +237,7 @@ class KeyReleaser:
     ) -> KeyReleaseResult:
         hub = self._hub()
         evidence = await asyncio.to_thread(collect_evidence, self._cfg.evidence)
+        tag_installed = False
         for attempt in range(_TRIES):
             last_try = attempt == _TRIES - 1
             challenge = await hub.key_challenge()
@@ -264,5 +268,13 @@ class KeyReleaser:
                 continue
             ledger.last_acked = max(ledger.last_acked, entry.sequence)
             self._state.save_ledger(ledger)
+            certificate = result.report.tag_certificate
+            if certificate is not None and not tag_installed and not last_try:
+                # the hub tagged this host anew: its report lacked the evidence, so the release
+                # was decided without the tags; write the certificate's hash and ask again
+                tag_installed = False
+                if await attestor.install_tag_certificate(certificate):
+                    log.info("new asset-tag certificate: asking for the release again")
+                    continue
             return result
         raise HubUnavailable("the hub did not record the release's report")

@@ -79,6 +79,10 @@ def test_wrap_then_release_secret_equals_optsdata(
     assert [r.ok for r in result.results] == [True, True]
     assert [r.expires_at for r in result.results] == [now + 3600, now + 3600]
     assert result.authorization is not None
+    sealed = [r.secret or b"" for r in result.results]
+    # one content key per answer: one RSA block (the TPM decrypts it once), an IV each
+    assert sealed[0][:256] == sealed[1][:256]
+    assert sealed[0][256:268] != sealed[1][256:268]
     clear = [
         host_a.decrypt(r.secret or b"", result.authorization, b)
         for r, b in zip(result.results, blobs, strict=True)

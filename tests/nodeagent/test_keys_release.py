@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.assettags import set_host_tags
 from hub.statedir import new_token
 from nodeagent.daemon import Daemon
 from nodeagent.hubclient import HubUnavailable
@@ -141,3 +142,36 @@ async def _only_host(hub: LoopbackHub) -> str:
     hosts = await hub.state.store.list_hosts()
     assert len(hosts) == 1
     return hosts[0].id
+
+
+def test_new_tags_reach_the_release_without_waiting_for_the_next_report(
+    tmp_path: Path, booted_tpm: Swtpm, hub: LoopbackHub
+) -> None:
+    """Tags set on the hub after the last report: the release's own report lacks the evidence,
+    its answer carries the certificate, the agent writes it into the TPM and asks once more."""
+    hub.call(hub.state.store.put_key_policy("eu-only", "region = EU", 300.0, time.time()))
+    secret = b'{"symkey":"dGFncy1hcnJpdmUtd2l0aC10aGUtcmVsZWFzZS0wMTIzNA=="}'
+    blob = _wrap(_pipeline(hub), "eu-only", secret)
+    cfg = agent_config(tmp_path, booted_tpm, hub.url, hub.ca_file)
+
+    def tag(tags: dict[str, str]) -> None:
+        host_id = hub.call(_only_host(hub))
+        st = hub.state
+        hub.call(set_host_tags(st.store, st.keys.tag_ca, host_id, tags, now=time.time(), actor="t"))
+
+    async def scenario() -> list[tuple[str, int]]:
+        out = []
+        async with RunningDaemon(cfg) as daemon:
+            await wait_for(lambda: daemon.last is not None)
+            for tags in ({"region": "EU"}, {"region": "US"}):
+                tag(tags)
+                before = daemon.key_releaser.round_trips
+                (got,) = await daemon.key_releaser.release([blob])
+                outcome = got.secret.decode() if isinstance(got, ReleasedSecret) else got.reason
+                out.append((outcome, daemon.key_releaser.round_trips - before))
+        return out
+
+    assert asyncio.run(scenario()) == [
+        (secret.decode(), 2),
+        ("release.assettag_mismatch", 2),
+    ]

@@ -6,7 +6,14 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from trustcore.releasedsecret import ReleasedSecretError, open_content, seal_secret, split_sealed
+from trustcore.releasedsecret import (
+    ReleasedSecretError,
+    open_content,
+    seal_secret,
+    seal_with,
+    split_sealed,
+    wrap_content_key,
+)
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
@@ -40,3 +47,13 @@ def test_bound_to_its_annotation_and_every_byte() -> None:
         split_sealed(sealed[: 256 + 12 + 15], 256)
     with pytest.raises(ValueError, match="32-byte content key"):
         seal_secret(KEY.public_key(), b"x", b"a", content_key=b"short", iv=IV)
+
+
+def test_one_rsa_block_for_many_secrets() -> None:
+    wrapped = wrap_content_key(KEY.public_key(), CK)
+    one = seal_with(wrapped, CK, b"first", b"blob-1", iv=IV)
+    two = seal_with(wrapped, CK, b"second", b"blob-2", iv=bytes(12))
+    assert one[:256] == two[:256] == wrapped
+    assert (_open(one, b"blob-1"), _open(two, b"blob-2")) == (b"first", b"second")
+    with pytest.raises(ReleasedSecretError):
+        _open(two, b"blob-1")
