@@ -540,8 +540,9 @@ def test_provider_config_problems(
     config = tmp_path / "c.json"
     for body, text in [
         ("{}", "not {"),
-        ('{"key-providers":{"trustplane":{"grpc":"localhost:1"}}}', "has no cmd"),
+        ('{"key-providers":{"trustplane":{"grpc":"localhost:1"}}}', "it has no cmd"),
         ('{"key-providers":{"trustplane":{"cmd":{"path":"rel/path"}}}}', "must be absolute"),
+        ('{"key-providers":{"trustplane":{"cmd":{"path":"/bin/x","args":[1]}}}}', "be strings"),
         ('{"key-providers":{"other":{"cmd":{"path":"/bin/true"}}}}', "'trustplane' is not in"),
         ('{"key-providers":{"trustplane":{"cmd":{"path":"/nonexistent/p"}}}}', "cannot run"),
         ('{"key-providers":{"trustplane":{"cmd":{"path":"/bin/true"}}}}', "reply is not JSON"),
@@ -665,4 +666,43 @@ def test_the_gate_can_require_a_policy_and_a_hub(
     assert out.splitlines()[0].endswith(
         ": image.hub_mismatch: layer's key is held by https://127.0.0.1:8443, not "
         "https://hub.example:8443"
+    )
+
+
+def test_other_providers_in_the_config_do_not_matter(
+    provider: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host's ocicrypt config may list providers we never call (grpc ones among them)."""
+    config = json.loads(Path(os.environ["OCICRYPT_KEYPROVIDER_CONFIG"]).read_text())
+    config["key-providers"]["attestation-agent"] = {"grpc": "127.0.0.1:50000"}
+    config["key-providers"]["other"] = {"cmd": {"path": "relative/path"}}
+    mixed = tmp_path / "mixed.conf"
+    mixed.write_text(json.dumps(config))
+    code, _, err = run(
+        capsys,
+        "image",
+        "encrypt",
+        plain_ref(),
+        f"oci:{tmp_path / 'enc'}:v1",
+        "--encryption-key",
+        ENC_KEY,
+        "--keyprovider-config",
+        str(mixed),
+    )
+    assert code == 0, err
+    code, _, err = run(
+        capsys,
+        "image",
+        "encrypt",
+        plain_ref(),
+        f"oci:{tmp_path / 'enc2'}:v1",
+        "--encryption-key",
+        "provider:attestation-agent:x",
+        "--keyprovider-config",
+        str(mixed),
+    )
+    assert code == 1
+    assert err == (
+        f"trustplane: key provider 'attestation-agent': {mixed}: it has no cmd (only cmd "
+        "providers are supported)\n"
     )
