@@ -204,6 +204,16 @@ def _format_status(s: dict[str, Any], now: float) -> str:
         + ("-" if nxt is None or s.get("phase") != "running" else f"in {max(0, nxt - now):.0f}s")
     )
     lines.append(f"queued reports:   {s.get('queued_reports', 0)}")
+    keys = s.get("keys")
+    if isinstance(keys, dict):
+        if keys.get("serving"):
+            lines.append(
+                f"key socket:       {keys.get('socket')} ({keys.get('unwraps', 0)} unwraps, "
+                f"{keys.get('cache_hits', 0)} from the cache, {keys.get('releases', 0)} hub "
+                f"releases, {keys.get('refused', 0)} refused)"
+            )
+        else:
+            lines.append(f"key socket:       not serving {keys.get('socket')} (see the log)")
     return "\n".join(lines)
 
 

@@ -408,6 +408,23 @@ class Daemon:
         """The releaser once this host is enrolled (the key socket refuses before)."""
         return self.key_releaser if self.attestor is not None else None
 
+    def _keys_status(self) -> dict[str, Any]:
+        """The key socket's counters for ``status.json``."""
+        service = self.keys
+        if service is None:
+            return {"socket": str(self.cfg.keys.socket), "serving": False}
+        stats = service.stats
+        return {
+            "socket": str(service.path),
+            "serving": service.serving,
+            "unwraps": stats.unwraps,
+            "cache_hits": stats.cache_hits,
+            "releases": stats.releases,
+            "released": stats.released,
+            "refused": stats.refused,
+            "failures": stats.failures,
+        }
+
     def _key_status(self) -> dict[str, Any]:
         last = self.last.result if self.last is not None else None
         return {
@@ -483,6 +500,7 @@ class Daemon:
             "queued_reports": len(self.attestor.ledger.queue) if self.attestor else 0,
             "last_acked_sequence": self.attestor.ledger.last_acked if self.attestor else 0,
             "cycles": self.cycles,
+            "keys": self._keys_status(),
         }
         if self.last is not None:
             status["last_report"] = {

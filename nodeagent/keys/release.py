@@ -247,6 +247,8 @@ class KeyReleaser:
             try:
                 result = await hub.release_keys(KeyReleaseRequest(report, annotations))
             except HubRejected as e:
+                if not last_try:
+                    log.info("key release: the hub refused the report (%s): asking again", e.code)
                 if e.code == "report.sequence_old" and e.last_sequence is not None:
                     ledger = attestor.ledger
                     ledger.next_sequence = max(ledger.next_sequence, e.last_sequence + 1)
@@ -265,6 +267,7 @@ class KeyReleaser:
                     ledger.acked_logs.add(digest)
             if missing and not last_try:
                 self._state.save_ledger(ledger)
+                log.info("key release: the hub lacks event logs %s: sending them", missing)
                 continue
             ledger.last_acked = max(ledger.last_acked, entry.sequence)
             self._state.save_ledger(ledger)

@@ -141,6 +141,10 @@ class KeyService:
     def path(self) -> Path:
         return self._cfg.socket
 
+    @property
+    def serving(self) -> bool:
+        return self._server is not None
+
     async def start(self) -> None:
         """Bind and listen. Raises :class:`KeyServiceError`."""
         sock = _bind(self.path)

@@ -132,3 +132,27 @@ def test_token_file_must_be_private_and_hold_one_token(tmp_path: Path) -> None:
     with pytest.raises(ProviderConfigError) as e:
         read_token(str(link))
     assert e.value.message.startswith(f"cannot read the token file {link}: ")
+
+
+def test_status_shows_the_key_socket() -> None:
+    from nodeagent.cli import _format_status  # noqa: PLC0415
+
+    base = {"phase": "running", "enrollment": "enrolled", "tpm": "ok", "queued_reports": 0}
+    serving = {
+        "socket": "/run/trustplane-agent/keys.sock",
+        "serving": True,
+        "unwraps": 12,
+        "cache_hits": 10,
+        "releases": 1,
+        "refused": 0,
+    }
+    text = _format_status({**base, "keys": serving}, 0.0)
+    assert text.splitlines()[-1] == (
+        "key socket:       /run/trustplane-agent/keys.sock (12 unwraps, 10 from the cache, "
+        "1 hub releases, 0 refused)"
+    )
+    off = {"socket": "/run/trustplane-agent/keys.sock", "serving": False}
+    assert _format_status({**base, "keys": off}, 0.0).splitlines()[-1] == (
+        "key socket:       not serving /run/trustplane-agent/keys.sock (see the log)"
+    )
+    assert "key socket" not in _format_status(base, 0.0)  # a status file from before

@@ -127,6 +127,16 @@ def assert_no_secret(text: str, secrets: list[str]) -> None:
         assert base64.b64decode(b64).decode() not in text
 
 
+async def socket_status(path: Path) -> dict[str, object]:
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    writer.write(b'{"op": "status"}\n')
+    writer.write_eof()
+    value = json.loads(await reader.read())
+    writer.close()
+    assert isinstance(value, dict)
+    return value
+
+
 async def started(daemon: Daemon) -> None:
     await wait_for(lambda: daemon.last is not None and daemon.keys is not None)
 
@@ -149,6 +159,16 @@ def test_wrap_and_unwrap_through_hub_and_daemon_one_round_trip_then_cache_with_h
         spare = (await wrap_all(pcfg, [requests[0]]))[0]  # never unwrapped
         async with RunningDaemon(cfg) as daemon:
             await started(daemon)
+            status = await socket_status(cfg.keys.socket)
+            assert daemon.last is not None
+            assert status == {
+                "ok": True,
+                "host_id": daemon.enrollment.host_id if daemon.enrollment else None,
+                "verdict": "trusted",
+                "reasons": [],
+                "valid_until": daemon.last.result.valid_until,
+                "trust_report": daemon.last.result.trust_report,
+            }
             # ocicrypt runs one provider per layer, at once: one hub round trip for both
             first = await asyncio.gather(*(provider(unwrap_request(a), pcfg) for a in annotations))
             assert [(c, e) for c, _, e in first] == [(0, "")] * 2
@@ -183,6 +203,17 @@ def test_wrap_and_unwrap_through_hub_and_daemon_one_round_trip_then_cache_with_h
                 assert line in metrics.splitlines(), line
 
     asyncio.run(scenario())
+    status = json.loads((cfg.state_dir / "status.json").read_text())
+    assert status["keys"] == {
+        "socket": str(cfg.keys.socket),
+        "serving": False,  # the daemon stopped
+        "unwraps": 4,
+        "cache_hits": 1,
+        "releases": 2,
+        "released": 2,
+        "refused": 0,
+        "failures": 1,
+    }
     assert_no_secret(caplog.text + "".join(stderr), secrets)
     for path in (cfg.state_dir / "keycache").iterdir():
         assert path.stat().st_mode & 0o777 == 0o600
