@@ -87,7 +87,11 @@ def test_params_results_volumes_and_the_token_are_wired() -> None:
     assert env["TRUSTPLANE_KEYPROVIDER_CONFIG"] == "/work/keyprovider.toml"
     assert env["TOKEN_SOURCE"] == "/etc/trustplane/pipeline/token"
     assert mounts["pipeline-token"]["mountPath"] == "/etc/trustplane/pipeline"
-    assert 'trustplane image check $plain "$(params.destination)"' in spec["steps"][1]["script"]
+    check = spec["steps"][1]["script"]
+    assert (
+        'trustplane image check $plain --policy "$(params.policy)" --hub "$(params.hub-url)"'
+        in (check)
+    )
 
 
 def test_every_step_script_is_valid_sh(tmp_path: Path) -> None:
@@ -166,10 +170,15 @@ def test_the_check_step_passes_encrypted_and_fails_plain_images(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    params = {"tls-verify": "false"}
+    params = {"tls-verify": "false", "policy": "region-eu", "hub-url": "https://127.0.0.1:8443"}
     ok = run_step("check", {**params, "destination": enc}, tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[-1] == f"{enc}: ok: all 2 layers are encrypted for trustplane"
+    other = run_step("check", {**params, "destination": enc, "policy": "region-us"}, tmp_path)
+    assert other.returncode == 1
+    assert other.stdout.splitlines()[-1] == (
+        f"{enc}: refused: 2 of 2 layers are encrypted for another policy or hub"
+    )
     bad = run_step("check", {**params, "destination": plain}, tmp_path)
     assert bad.returncode == 1
     assert bad.stdout.splitlines()[-1] == (

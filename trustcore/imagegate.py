@@ -11,7 +11,9 @@ without layers fails too: a gate that passes nothing is not a pass.
 
 Reason ids: ``image.no_layers``, ``image.layer_plain``, ``image.layer_other_provider``,
 ``image.layer_extra_recipient``, ``image.key_blob_invalid``, ``image.pubopts_invalid``,
-``image.cipher_unsupported``. A verdict, not an error: the CLI prints it and sets its exit code.
+``image.cipher_unsupported``, and when the pipeline names them (:class:`GateRequirements`)
+``image.policy_mismatch`` and ``image.hub_mismatch``. A verdict, not an error: the CLI prints
+it and sets its exit code.
 """
 
 from __future__ import annotations
@@ -63,7 +65,24 @@ def _refuse(index: int, layer: Descriptor, reason: str, message: str) -> LayerVe
     )
 
 
-def check_layer(index: int, layer: Descriptor, provider: str = PROVIDER) -> LayerVerdict:
+@dataclass(frozen=True)
+class GateRequirements:
+    """What the gate demands beyond "encrypted for the provider": a key policy and/or the hub
+    that holds the key (None: any). A pipeline that names them refuses an image encrypted for
+    another policy, or for a look-alike hub that would hand its key to anyone."""
+
+    provider: str = PROVIDER
+    policy: str | None = None
+    hub: str | None = None
+
+
+def check_layer(
+    index: int,
+    layer: Descriptor,
+    provider: str = PROVIDER,
+    *,
+    wants: GateRequirements | None = None,
+) -> LayerVerdict:
     """The verdict on one layer descriptor (``index`` counts from 1)."""
     if not is_encrypted_media_type(layer.media_type):
         return _refuse(index, layer, "image.layer_plain", "layer is not encrypted")
@@ -97,6 +116,24 @@ def check_layer(index: int, layer: Descriptor, provider: str = PROVIDER) -> Laye
         blob = parse_key_blob(wrapped_keys(layer.annotations)[provider])
     except (OcicryptError, KeyBlobError) as e:
         return _refuse(index, layer, "image.key_blob_invalid", f"trustplane key blob: {e.message}")
+    if wants is not None and wants.policy is not None and blob.policy != wants.policy:
+        return _refuse(
+            index,
+            layer,
+            "image.policy_mismatch",
+            f"layer is encrypted for policy {blob.policy}, not {wants.policy}",
+        )
+    if (
+        wants is not None
+        and wants.hub is not None
+        and blob.hub.rstrip("/") != wants.hub.rstrip("/")
+    ):
+        return _refuse(
+            index,
+            layer,
+            "image.hub_mismatch",
+            f"layer's key is held by {blob.hub}, not {wants.hub}",
+        )
     return LayerVerdict(
         index,
         layer.digest,
@@ -108,18 +145,27 @@ def check_layer(index: int, layer: Descriptor, provider: str = PROVIDER) -> Laye
     )
 
 
-def check_layers(layers: Sequence[Descriptor], provider: str = PROVIDER) -> ImageVerdict:
+def check_layers(
+    layers: Sequence[Descriptor], provider: str = PROVIDER, *, wants: GateRequirements | None = None
+) -> ImageVerdict:
     """The verdict on an image's layers: ok only if there is at least one and all pass."""
-    verdicts = tuple(check_layer(i + 1, layer, provider) for i, layer in enumerate(layers))
+    if wants is not None:
+        provider = wants.provider
+    verdicts = tuple(
+        check_layer(i + 1, layer, provider, wants=wants) for i, layer in enumerate(layers)
+    )
     if not verdicts:
         return ImageVerdict(False, verdicts, "image.no_layers", "the image has no layers")
     bad = [v for v in verdicts if not v.ok]
     if bad:
+        mismatch = {"image.policy_mismatch", "image.hub_mismatch"}
+        what = (
+            "are encrypted for another policy or hub"
+            if all(v.reason in mismatch for v in bad)
+            else f"are not encrypted for {provider}"
+        )
         return ImageVerdict(
-            False,
-            verdicts,
-            bad[0].reason,
-            f"{len(bad)} of {len(verdicts)} layers are not encrypted for {provider}",
+            False, verdicts, bad[0].reason, f"{len(bad)} of {len(verdicts)} layers {what}"
         )
     return ImageVerdict(
         True, verdicts, None, f"all {len(verdicts)} layers are encrypted for {provider}"

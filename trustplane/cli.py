@@ -224,8 +224,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         json=args.json,
         eventlogs=default_eventlogs_dir(),
         step_timeout=args.timeout,
-        kubeconfig=args.kubeconfig,
         skopeo=args.skopeo,
+        kubeconfig=args.kubeconfig,
     )
     return run_demo(options)
 
@@ -294,16 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest wait for any one step (default 60)",
     )
     demo.add_argument(
-        "--kubeconfig",
-        type=Path,
-        metavar="FILE",
-        help="register this cluster and map host-1..3 to its nodes of the same names",
-    )
-    demo.add_argument(
         "--skopeo",
         metavar="PATH",
         help="encrypt and decrypt the demo image with this skopeo (>= 1.11, key providers) "
         "instead of trustplane image",
+    )
+    demo.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="FILE",
+        help="register this cluster and map host-1..3 to its nodes of the same names",
     )
     demo.set_defaults(handler=cmd_demo)
     return parser

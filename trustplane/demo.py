@@ -81,8 +81,8 @@ class DemoOptions:
     json: bool = False
     eventlogs: Path = Path()
     step_timeout: float = 60.0
-    kubeconfig: Path | None = None  # register this cluster (host-N -> node host-N)
     skopeo: str | None = None
+    kubeconfig: Path | None = None  # register this cluster (host-N -> node host-N)
 
 
 class Progress:

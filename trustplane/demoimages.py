@@ -225,18 +225,29 @@ class ImageStep:
             self.say(f"tags of {name} set to region={value} (PUT /v1/hosts/ID/tags)")
             host = next(h for h in self.hosts if h.name == name)
             if host.proc is not None:
-                host.proc.send_signal(signal.SIGUSR1)
-            self._wait_tagged(ids[name], name, value, since)
+                host.proc.send_signal(signal.SIGUSR1)  # report now: the answer hands it over
+            der = base64.b64decode(answer["certificate"])
+            self._wait_tagged(host, ids[name], value, der, since)
 
-    def _wait_tagged(self, host_id: str, name: str, value: str, since: float) -> None:
+    def _wait_tagged(
+        self, host: HostRun, host_id: str, value: str, der: bytes, since: float
+    ) -> None:
+        """Wait until the agent has written the new tag certificate into its TPM (it stores the
+        certificate after the NV write) and the hub's latest verdict, from a report after the
+        change, is trusted: a report in flight when the tags changed was followed by one
+        without the certificate (untrusted) before the agent got it, so a trusted verdict seen
+        after the certificate is stored comes from a report that carried it."""
+        stored = host.dir / "state" / "tag-certificate.der"
         deadline = time.monotonic() + self.options.timeout
         while time.monotonic() < deadline:
-            d = self.hub.get(f"/v1/hosts/{host_id}")
-            if d["verdict"] == "trusted" and (d["last_report"] or 0) >= since:
-                self.say(f"{name}: its TPM holds the tag certificate region={value}; trusted")
-                return
-            time.sleep(0.2)
-        raise ImageStepFailure(f"timed out waiting for {name} to report with region={value}")
+            if stored.is_file() and stored.read_bytes() == der:
+                d = self.hub.get(f"/v1/hosts/{host_id}")
+                if d["verdict"] == "trusted" and (d["last_report"] or 0) >= since:
+                    say = f"{host.name}: its TPM holds the tag certificate region={value}; trusted"
+                    self.say(say)
+                    return
+            time.sleep(0.1)
+        raise ImageStepFailure(f"timed out waiting for {host.name} to report with region={value}")
 
     def write_provider_configs(self) -> Path:
         token = self.hub.cli(["tokens", "create"], "--role", "pipeline", "--name", "demo-pipeline")

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from trustcore.imagegate import PROVIDER, ImageVerdict, check_layers
+from trustcore.imagegate import PROVIDER, GateRequirements, ImageVerdict, check_layers
 from trustcore.oci import parse_image_reference, parse_manifest
 from trustcore.ocicrypt import parse_provider_key
 from trustplane.imagecrypt import (
@@ -68,7 +68,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     ref = parse_image_reference(args.image)
     data, media_type = open_store(ref, _options(args)).get_manifest()
     manifest = parse_manifest(data, media_type)
-    verdict = check_layers(manifest.layers, args.provider)
+    wants = GateRequirements(provider=args.provider, policy=args.policy, hub=args.hub)
+    verdict = check_layers(manifest.layers, wants=wants)
     if args.json:
         sys.stdout.write(json.dumps(verdict_json(str(ref), sha256_digest(data), verdict)) + "\n")
     else:
@@ -180,6 +181,16 @@ def add_image_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         default=PROVIDER,
         metavar="NAME",
         help=f"the key provider every layer must use (default {PROVIDER})",
+    )
+    check.add_argument(
+        "--policy",
+        metavar="NAME",
+        help="also require every layer's key to belong to this key policy",
+    )
+    check.add_argument(
+        "--hub",
+        metavar="URL",
+        help="also require every layer's key to be held by this hub (its URL in the key blob)",
     )
     _transport(check)
     check.set_defaults(handler=cmd_check)

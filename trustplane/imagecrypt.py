@@ -24,8 +24,8 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -62,6 +62,7 @@ PROVIDER_TIMEOUT: Final = 120.0
 MAX_PROVIDER_OUTPUT: Final = 64 * 1024
 MAX_STDERR_SHOWN: Final = 500
 MAX_CONFIG_BYTES: Final = 64 * 1024
+MAX_PROVIDERS: Final = 64
 CONFIG_ENV: Final = "OCICRYPT_KEYPROVIDER_CONFIG"
 
 
@@ -98,20 +99,29 @@ class ProviderConfig:
     """ocicrypt's key-provider config: ``{"key-providers": {NAME: {"cmd": {"path", "args"}}}}``."""
 
     providers: dict[str, CmdProvider]
+    unusable: dict[str, str] = field(default_factory=dict)
+    """Providers named but not runnable here (``grpc``, malformed): name -> why."""
 
     def provider(self, name: str) -> CmdProvider:
+        if name in self.unusable:
+            raise ImageCryptError(
+                f"key provider {name!r}: {self.unusable[name]}",
+                reason="image.provider_config_invalid",
+            )
         try:
             return self.providers[name]
         except KeyError:
+            known = sorted([*self.providers, *self.unusable])
             raise ImageCryptError(
                 f"key provider {name!r} is not in the key-provider config "
-                f"({', '.join(sorted(self.providers)) or 'none configured'})",
+                f"({', '.join(known) or 'none configured'})",
                 reason="image.provider_unknown",
             ) from None
 
 
 def parse_provider_config(data: bytes, where: str) -> ProviderConfig:
-    """Parse the config's JSON; ``grpc`` providers are named but refused when used.
+    """Parse the config's JSON; ``grpc`` and malformed providers are kept as unusable and
+    refused only when a key names them (a host's config may list providers we never call).
 
     Raises:
         ImageCryptError: reason ``image.provider_config_invalid``.
@@ -128,17 +138,22 @@ def parse_provider_config(data: bytes, where: str) -> ProviderConfig:
             reason=reason,
         )
     providers: dict[str, CmdProvider] = {}
-    for name, entry in entries.items():
+    unusable: dict[str, str] = {}
+    for name, entry in list(entries.items())[:MAX_PROVIDERS]:
+        if not is_provider_name(name):
+            continue  # a name no key could select
         cmd = entry.get("cmd") if isinstance(entry, dict) else None
-        if not is_provider_name(name) or not isinstance(cmd, dict):
-            raise ImageCryptError(f"{where}: provider {name[:64]!r} has no cmd", reason=reason)
+        if not isinstance(cmd, dict):
+            unusable[name] = f"{where}: it has no cmd (only cmd providers are supported)"
+            continue
         path, args = cmd.get("path"), cmd.get("args") or []
         if not isinstance(path, str) or not Path(path).is_absolute():
-            raise ImageCryptError(f"{where}: provider {name}: path must be absolute", reason=reason)
-        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            raise ImageCryptError(f"{where}: provider {name}: args must be strings", reason=reason)
-        providers[name] = CmdProvider(name=name, path=path, args=tuple(args))
-    return ProviderConfig(providers)
+            unusable[name] = f"{where}: its path must be absolute"
+        elif not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            unusable[name] = f"{where}: its args must be strings"
+        else:
+            providers[name] = CmdProvider(name=name, path=path, args=tuple(args))
+    return ProviderConfig(providers, unusable)
 
 
 def load_provider_config(path: Path | None) -> ProviderConfig:
@@ -250,6 +265,14 @@ class _Copy:
         self.copy_blob(manifest.config)
         with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS) as pool:
             futures = [pool.submit(each, i, layer) for i, layer in enumerate(manifest.layers)]
+            # the first failure stops the layers not started yet (no more provider processes,
+            # no more key requests to the hub); the running ones finish
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for f in futures:
+                f.cancel()
+            failed = [f for f in futures if not f.cancelled() and f.exception() is not None]
+            if failed:
+                raise failed[0].exception()  # type: ignore[misc]
             new_layers = [f.result() for f in futures]
         data = manifest.with_layers(new_layers)
         digest = self.target.put_manifest(data, manifest.media_type)

@@ -540,8 +540,9 @@ def test_provider_config_problems(
     config = tmp_path / "c.json"
     for body, text in [
         ("{}", "not {"),
-        ('{"key-providers":{"trustplane":{"grpc":"localhost:1"}}}', "has no cmd"),
+        ('{"key-providers":{"trustplane":{"grpc":"localhost:1"}}}', "it has no cmd"),
         ('{"key-providers":{"trustplane":{"cmd":{"path":"rel/path"}}}}', "must be absolute"),
+        ('{"key-providers":{"trustplane":{"cmd":{"path":"/bin/x","args":[1]}}}}', "be strings"),
         ('{"key-providers":{"other":{"cmd":{"path":"/bin/true"}}}}', "'trustplane' is not in"),
         ('{"key-providers":{"trustplane":{"cmd":{"path":"/nonexistent/p"}}}}', "cannot run"),
         ('{"key-providers":{"trustplane":{"cmd":{"path":"/bin/true"}}}}', "reply is not JSON"),
@@ -606,3 +607,102 @@ def test_a_docker_schema2_image_is_encrypted_as_an_oci_image(
     assert [(d["mediaType"], d["digest"]) for d in back["layers"]] == [
         ("application/vnd.oci.image.layer.v1.tar+gzip", digest) for digest in originals
     ]
+
+
+def test_encrypting_twice_and_decrypting_without_our_key_are_refused(
+    encrypted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys,
+        "image",
+        "encrypt",
+        f"oci:{encrypted}:v1",
+        f"oci:{tmp_path / 'x'}:v1",
+        "--encryption-key",
+        ENC_KEY,
+    )
+    assert code == 1
+    assert err == "trustplane: layer 1 ({}) is already encrypted\n".format(
+        layout_manifest(encrypted, "v1")["layers"][0]["digest"]
+    )
+    layer = layout_manifest(encrypted, "v1")["layers"][1]
+    ann = layer["annotations"]
+    ref = rewrite_layer(
+        encrypted,
+        1,
+        annotations={"org.opencontainers.image.enc.keys.jwe": "eyJ9", PUBOPTS: ann[PUBOPTS]},
+    )
+    code, _, err = run(
+        capsys,
+        "image",
+        "decrypt",
+        ref,
+        f"oci:{tmp_path / 'y'}:v1",
+        "--decryption-key",
+        "provider:trustplane",
+    )
+    assert code == 1
+    assert err == (
+        f"trustplane: layer 2 ({layer['digest']}) has no key for provider trustplane "
+        "(its keys: jwe)\n"
+    )
+
+
+def test_the_gate_can_require_a_policy_and_a_hub(
+    encrypted: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = f"oci:{encrypted}:v1"
+    ok = ["--policy", "region-eu", "--hub", "https://127.0.0.1:8443/"]
+    assert run(capsys, "image", "check", ref, *ok)[0] == 0
+    code, out, _ = run(capsys, "image", "check", ref, "--policy", "region-us", "--json")
+    assert code == 1
+    verdict = json.loads(out)
+    assert [(v["reason"], v["message"]) for v in verdict["layers"]] == [
+        ("image.policy_mismatch", "layer is encrypted for policy region-eu, not region-us")
+    ] * 2
+    assert verdict["message"] == "2 of 2 layers are encrypted for another policy or hub"
+    code, out, _ = run(capsys, "image", "check", ref, "--hub", "https://hub.example:8443")
+    assert code == 1
+    assert out.splitlines()[0].endswith(
+        ": image.hub_mismatch: layer's key is held by https://127.0.0.1:8443, not "
+        "https://hub.example:8443"
+    )
+
+
+def test_other_providers_in_the_config_do_not_matter(
+    provider: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host's ocicrypt config may list providers we never call (grpc ones among them)."""
+    config = json.loads(Path(os.environ["OCICRYPT_KEYPROVIDER_CONFIG"]).read_text())
+    config["key-providers"]["attestation-agent"] = {"grpc": "127.0.0.1:50000"}
+    config["key-providers"]["other"] = {"cmd": {"path": "relative/path"}}
+    mixed = tmp_path / "mixed.conf"
+    mixed.write_text(json.dumps(config))
+    code, _, err = run(
+        capsys,
+        "image",
+        "encrypt",
+        plain_ref(),
+        f"oci:{tmp_path / 'enc'}:v1",
+        "--encryption-key",
+        ENC_KEY,
+        "--keyprovider-config",
+        str(mixed),
+    )
+    assert code == 0, err
+    code, _, err = run(
+        capsys,
+        "image",
+        "encrypt",
+        plain_ref(),
+        f"oci:{tmp_path / 'enc2'}:v1",
+        "--encryption-key",
+        "provider:attestation-agent:x",
+        "--keyprovider-config",
+        str(mixed),
+    )
+    assert code == 1
+    assert err == (
+        f"trustplane: key provider 'attestation-agent': {mixed}: it has no cmd (only cmd "
+        "providers are supported)\n"
+    )
