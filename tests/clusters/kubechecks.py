@@ -373,6 +373,56 @@ def check_describe_events(k: Kubectl) -> None:
         )
 
 
+def check_get_watch(k: Kubectl) -> None:
+    """`kubectl get node -w --output-watch-events`: the server's Table rows, event by event
+    (ADDED, MODIFIED with the new STATUS, DELETED)."""
+    name = node_name("watch")
+    body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
+    k.ok("create", "-f", "-", stdin=json.dumps(body))
+    args = [
+        "get",
+        "nodes",
+        "-w",
+        "--output-watch-events",
+        "--field-selector",
+        f"metadata.name={name}",
+    ]
+    proc = subprocess.Popen(
+        [KUBECTL, "--kubeconfig", str(k.kubeconfig), "--cache-dir", str(cache_dir()), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    rows: list[list[str]] = []
+    try:
+        assert proc.stdout is not None
+
+        def next_row() -> list[str]:
+            line = proc.stdout.readline() if proc.stdout else ""
+            assert line, proc.stderr.read() if proc.stderr else "kubectl ended"
+            return line.split()
+
+        assert next_row()[:4] == ["EVENT", "NAME", "STATUS", "ROLES"]
+        rows.append(next_row())
+        k.ok("cordon", name)
+        while not rows[-1][2].endswith(",SchedulingDisabled"):
+            rows.append(next_row())
+        k.ok("delete", "node", name, "--wait=false")
+        while rows[-1][0] != "DELETED":
+            rows.append(next_row())
+    finally:
+        proc.kill()
+        proc.wait(timeout=20)
+        k.run("delete", "node", name, "--wait=false")
+    # (a real cluster's node controller may add MODIFIED rows of its own in between)
+    assert rows[0][:2] == ["ADDED", name]
+    assert rows[0][2] in ("Unknown", "NotReady")
+    assert rows[-1][:2] == ["DELETED", name]
+    assert {r[1] for r in rows} == {name}
+    assert {r[0] for r in rows[1:-1]} == {"MODIFIED"}
+    assert rows[-2][2] in ("Unknown,SchedulingDisabled", "NotReady,SchedulingDisabled")
+
+
 KUBECTL_CHECKS = [
     check_get_nodes_json,
     check_label,
@@ -385,6 +435,7 @@ KUBECTL_CHECKS = [
     check_client_then_server_side_apply,
     check_replace_stale,
     check_describe_events,
+    check_get_watch,
 ]
 
 

@@ -205,8 +205,9 @@ class NodeRoutes(RequestContext):
             if expired is not None:
                 await send_event(response, "ERROR", expired.body())
                 return response
+            writer = _WatchWriter(response, request)
             for kind, obj in backlog:
-                await send_event(response, kind, obj)
+                await writer.send(kind, obj)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout if timeout > 0 else None
             while True:
@@ -219,8 +220,7 @@ class NodeRoutes(RequestContext):
                     item = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
                     if bookmarks and (deadline is None or loop.time() < deadline):
-                        await send_event(
-                            response,
+                        await writer.send(
                             "BOOKMARK",
                             {
                                 "kind": "Node",
@@ -244,7 +244,7 @@ class NodeRoutes(RequestContext):
                 last = item.rv
                 shown = filter_event(item, matches)
                 if shown:
-                    await send_event(response, *shown)
+                    await writer.send(*shown)
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await response.write_eof()
             return response
@@ -254,3 +254,24 @@ class NodeRoutes(RequestContext):
             self.store.watchers.discard(queue)
 
     # ---- events -------------------------------------------------------------------------------
+
+
+class _WatchWriter:
+    """Writes watch events as JSON lines; for kubectl's `get -w` (Accept as=Table) each
+    object becomes a one-row Table, with the column definitions in the first one only."""
+
+    def __init__(self, response: web.StreamResponse, request: web.Request) -> None:
+        self.response = response
+        accept = request.headers.get("Accept", "")
+        self.include = request.query.get("includeObject", "Metadata")
+        self.table = tables.wants_table(accept)
+        self.first = True
+
+    async def send(self, kind: str, obj: dict[str, Any]) -> None:
+        if self.table and kind != "BOOKMARK":
+            table = tables.node_table([obj], obj["metadata"]["resourceVersion"], self.include)
+            if not self.first:
+                table["columnDefinitions"] = None
+            self.first = False
+            obj = table
+        await send_event(self.response, kind, obj)
