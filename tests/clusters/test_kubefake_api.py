@@ -704,3 +704,33 @@ def test_go_down_ends_open_watches(tmp_path: Path, abrupt: bool) -> None:
         assert resumed == ["MODIFIED"]
 
     run(body, tmp_path)
+
+
+def test_delete_preconditions(tmp_path: Path) -> None:
+    """DeleteOptions.preconditions: a stale uid or resourceVersion is a 409 Conflict with the
+    API server's "Precondition failed" wording; matching ones delete."""
+
+    async def body(api: FakeApiServer, v1: client.CoreV1Api, raw: Raw) -> None:
+        made = await v1.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="x")))
+        stale = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version="1"))
+        with pytest.raises(client.ApiException) as caught:
+            await v1.delete_node("x", body=stale)
+        status = json.loads(caught.value.body)
+        assert (status["code"], status["reason"], status["message"]) == (
+            409,
+            "Conflict",
+            (
+                'Operation cannot be fulfilled on nodes "x": Precondition failed: '
+                "ResourceVersion in precondition: 1, ResourceVersion in object meta: "
+                f"{made.metadata.resource_version}"
+            ),
+        )
+        fresh = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(
+                uid=made.metadata.uid, resource_version=made.metadata.resource_version
+            )
+        )
+        await v1.delete_node("x", body=fresh)
+        assert api.store.nodes == {}
+
+    run(body, tmp_path)

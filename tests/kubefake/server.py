@@ -31,6 +31,7 @@ from .nodes import NodeRoutes
 from .pki import Authority
 from .replies import (
     NAMESPACES,
+    decode_body,
     empty_list,
     error_response,
     flag,
@@ -39,7 +40,7 @@ from .replies import (
     method_not_allowed,
     namespace_object,
 )
-from .status import ApiError, not_found, unauthorized
+from .status import ApiError, bad_request, not_found, unauthorized
 from .store import Store
 
 MAX_BODY = 3 * 1024 * 1024
@@ -248,6 +249,19 @@ class FakeApiServer(NodeRoutes, EventRoutes):
                 )
             )
 
+    async def _delete_preconditions(self, request: web.Request) -> dict[str, str]:
+        """DeleteOptions.preconditions (uid, resourceVersion) from a DELETE's body, if any."""
+        raw = await self._body(request)
+        if not raw.strip():
+            return {}
+        options = decode_body(raw, yaml_ok=False)
+        if not isinstance(options, dict):
+            raise bad_request("the body of a DELETE must be a DeleteOptions object")
+        pre = options.get("preconditions") or {}
+        if not isinstance(pre, dict):
+            raise bad_request("preconditions must be an object")
+        return {k: str(v) for k, v in pre.items() if k in ("uid", "resourceVersion") and v}
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
         method = request.method
@@ -311,8 +325,9 @@ class FakeApiServer(NodeRoutes, EventRoutes):
                     return await self._patch_node(request, name)
                 if method == "DELETE":
                     self._count("delete", "nodes")
+                    preconditions = await self._delete_preconditions(request)
                     self._inject(name)
-                    node = self.store.delete(name, self._dry_run(request))
+                    node = self.store.delete(name, self._dry_run(request), preconditions)
                     return json_response(
                         {
                             "kind": "Status",

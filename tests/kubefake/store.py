@@ -423,8 +423,22 @@ class Store:
         new["metadata"]["managedFields"] = result
         return self._store(old, new, dry_run)
 
-    def delete(self, name: str, dry_run: bool = False) -> dict[str, Any]:
+    def delete(
+        self, name: str, dry_run: bool = False, preconditions: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Delete a node; DeleteOptions preconditions (uid, resourceVersion) must hold (409)."""
         node = self.get(name)
+        meta = node["metadata"]
+        for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+            wanted = (preconditions or {}).get(key)
+            if wanted is not None and wanted != meta[key]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on nodes "{name}": Precondition failed: '
+                    f"{label} in precondition: {wanted}, {label} in object meta: {meta[key]}",
+                    {"name": name, "kind": "nodes"},
+                )
         if dry_run:
             return node
         del self.nodes[name]
