@@ -324,7 +324,7 @@ def test_authentication(tmp_path: Path) -> None:
         ("GET", "/api/v1/nodes?resourceVersion=999999", None, "", 504),
         ("GET", "/api/v1/nodes?labelSelector=a%00b", None, "", 400),
         ("GET", "/api/v1/nodes?continue=%%%", None, "", 400),
-        ("PATCH", "/api/v1/nodes/g", b"x: [", "application/apply-patch+yaml", 400),
+        ("PATCH", "/api/v1/nodes/g", b"x: [", "application/apply-patch+yaml", 422),
         ("PATCH", "/api/v1/nodes/g?fieldManager=m", b"x: [", "application/apply-patch+yaml", 400),
         ("PATCH", "/api/v1/nodes/g", b"[]", "application/merge-patch+json", 400),
         (
@@ -732,5 +732,40 @@ def test_delete_preconditions(tmp_path: Path) -> None:
         )
         await v1.delete_node("x", body=fresh)
         assert api.store.nodes == {}
+
+    run(body, tmp_path)
+
+
+def test_request_options_are_validated_like_patch_options(tmp_path: Path) -> None:
+    """Apply without fieldManager, force on a merge patch, a fieldManager over 128 bytes: 422
+    on PatchOptions.meta.k8s.io, as ValidatePatchOptions and ValidateFieldManager answer."""
+
+    async def body(api: FakeApiServer, v1: client.CoreV1Api, raw: Raw) -> None:
+        await v1.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="o")))
+        apply, merge = "application/apply-patch+yaml", "application/merge-patch+json"
+        cases = [
+            ("/api/v1/nodes/o", apply, "fieldManager: Required value: is required for apply patch"),
+            (
+                "/api/v1/nodes/o?force=true",
+                merge,
+                "force: Forbidden: may not be specified for non-apply patch",
+            ),
+            (
+                "/api/v1/nodes/o?fieldManager=" + "m" * 129,
+                merge,
+                "fieldManager: Too long: may not be more than 128 bytes",
+            ),
+        ]
+        for path, ctype, detail in cases:
+            code, status = await raw("PATCH", path, json.dumps(node("o")), ctype)
+            assert (code, status["reason"], status["message"]) == (
+                422,
+                "Invalid",
+                f'PatchOptions.meta.k8s.io "" is invalid: {detail}',
+            )
+            assert (status["details"]["group"], status["details"]["kind"]) == (
+                "meta.k8s.io",
+                "PatchOptions",
+            )
 
     run(body, tmp_path)

@@ -22,7 +22,7 @@ from .replies import (
     warn,
 )
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
-from .status import ApiError, bad_request, conflict, unsupported_media
+from .status import ApiError, bad_request, conflict, options_invalid, unsupported_media
 from .store import NODE_FIELDS, WatchEvent, clone, decode_continue, encode_continue
 
 
@@ -95,7 +95,9 @@ class NodeRoutes(RequestContext):
         self._count("create", "nodes")
         body = await self._json_body(request)
         warnings = self._unknown_fields(request, body)
-        node = self.store.create(body, self._manager(request), self._dry_run(request))
+        node = self.store.create(
+            body, self._manager(request, "CreateOptions"), self._dry_run(request)
+        )
         return warn(json_response(node, 201), warnings)
 
     def _inject(self, name: str) -> None:
@@ -116,7 +118,7 @@ class NodeRoutes(RequestContext):
         warnings = self._unknown_fields(request, body)
         self._inject(name)
         node = self.store.update(
-            name, body, self._manager(request), subresource, self._dry_run(request)
+            name, body, self._manager(request, "UpdateOptions"), subresource, self._dry_run(request)
         )
         return warn(json_response(node), warnings)
 
@@ -130,20 +132,36 @@ class NodeRoutes(RequestContext):
         force = flag(request, "force")
         if ctype == "application/apply-patch+yaml":
             if "fieldManager" not in request.query:
-                raise bad_request("fieldManager is required for apply requests")
+                raise options_invalid(
+                    "PatchOptions",
+                    [
+                        (
+                            "FieldValueRequired",
+                            "fieldManager",
+                            "Required value: is required for apply patch",
+                        )
+                    ],
+                )
             config = decode_body(raw, yaml_ok=True)
             self._unknown_fields(request, config, apply=True)
             self._inject(name)
-            manager = self._manager(request)
+            manager = self._manager(request, "PatchOptions")
             return json_response(
                 self.store.apply(name, config, manager, force, subresource, dry_run)
             )
         if force:
-            raise bad_request(
-                "force: Invalid value: true: may not be specified for non-apply patch"
+            raise options_invalid(
+                "PatchOptions",
+                [
+                    (
+                        "FieldValueForbidden",
+                        "force",
+                        "Forbidden: may not be specified for non-apply patch",
+                    )
+                ],
             )
         patch = decode_body(raw, yaml_ok=False)
-        manager = self._manager(request)
+        manager = self._manager(request, "PatchOptions")
         self._inject(name)
         old = clone(self.store.get(name))
         if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
