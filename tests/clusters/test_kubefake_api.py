@@ -230,6 +230,14 @@ def test_list_pagination_and_selectors(tmp_path: Path) -> None:
         assert await names(label_selector="zone in (z0,z1),zone!=z1") == ["n0", "n2"]
         assert await names(field_selector="metadata.name=n3") == ["n3"]
         assert await names(field_selector="metadata.name!=n3", label_selector="zone=z1") == ["n1"]
+        first = await v1.list_node(limit=2)
+        await v1.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="n5")))
+        api.store.compact()  # the list's revision is compacted away
+        code, gone = await raw("GET", f"/api/v1/nodes?limit=2&continue={first.metadata._continue}")
+        assert (code, gone["reason"]) == (410, "Expired")
+        assert gone["message"].startswith(
+            "The provided continue parameter is too old to display a consistent list result."
+        )
         code, bad = await raw("GET", "/api/v1/nodes?fieldSelector=spec.podCIDR%3Dx")
         assert (code, bad["reason"], bad["message"]) == (
             400,

@@ -67,7 +67,18 @@ class NodeRoutes(RequestContext):
         items = self._selected(request)
         cont = request.query.get("continue", "")
         if cont:
-            _rv, after = decode_continue(cont)
+            token_rv, after = decode_continue(cont)
+            if token_rv < self.store.compacted_rv:
+                raise ApiError(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list "
+                    "result. You can start a new list without the continue parameter, or use "
+                    "the continue token in this response to retrieve the remainder of the "
+                    "results. Continuing with the provided token results in an inconsistent "
+                    "list - objects that were created, modified, or deleted between the time "
+                    "the first chunk was returned and now may show up in the list.",
+                )
             items = [n for n in items if n["metadata"]["name"] > after]
         limit = parse_int(request.query.get("limit", "0"), "limit")
         meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
