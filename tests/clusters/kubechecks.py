@@ -330,6 +330,30 @@ def check_client_then_server_side_apply(k: Kubectl) -> None:
         k.run("delete", "node", name, "--wait=false")
 
 
+def check_server_side_apply_takes_over_client_side_values(k: Kubectl) -> None:
+    """`kubectl apply --server-side` (manager `kubectl`) may change, without
+    --force-conflicts, a value an earlier `kubectl apply` set: the API server forgives
+    conflicts on fields in the last-applied-configuration annotation for that manager."""
+    name = node_name("csa2ssa-value")
+    try:
+        _csa(k, name, {"tp.example/x": "1", "tp.example/y": "2"})
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {"tp.example/x": "9", "tp.example/y": "2"}},
+        }
+        k.ok("apply", "--server-side", "-f", "-", stdin=json.dumps(body))
+        assert k.node(name)["metadata"]["labels"] == {"tp.example/x": "9", "tp.example/y": "2"}
+        # another manager gets no such pass
+        body["metadata"]["labels"] = {"tp.example/x": "7"}
+        err = k.fails(
+            "apply", "--server-side", "--field-manager=tp-other", "-f", "-", stdin=json.dumps(body)
+        )
+        assert 'Apply failed with 1 conflict: conflict with "kubectl"' in err
+    finally:
+        k.run("delete", "node", name, "--wait=false")
+
+
 def check_replace_stale(k: Kubectl) -> None:
     """PUT with a stale resourceVersion: 409 Conflict with the API server's message."""
     with made_node(k, "stale") as name:
@@ -433,6 +457,7 @@ KUBECTL_CHECKS = [
     check_server_side_apply,
     check_client_side_apply,
     check_client_then_server_side_apply,
+    check_server_side_apply_takes_over_client_side_values,
     check_replace_stale,
     check_describe_events,
     check_get_watch,

@@ -777,3 +777,43 @@ def test_request_options_are_validated_like_patch_options(tmp_path: Path) -> Non
             )
 
     run(body, tmp_path)
+
+
+def test_kubectl_server_side_apply_upgrades_client_side_apply(tmp_path: Path) -> None:
+    """For the manager `kubectl` only, the API server forgives apply conflicts on fields in the
+    last-applied-configuration annotation and rewrites that annotation to the applied
+    configuration (lastAppliedManager, lastAppliedUpdater)."""
+
+    async def body(api: FakeApiServer, v1: client.CoreV1Api, raw: Raw) -> None:
+        last = json.dumps(node("u", {"a": "1"}))
+        made = node("u", {"a": "1"})
+        made["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": last}
+        code, _ = await raw(
+            "POST", "/api/v1/nodes?fieldManager=kubectl-client-side-apply", json.dumps(made)
+        )
+        assert code == 201
+        apply = "application/apply-patch+yaml"
+        code, status = await raw(
+            "PATCH", "/api/v1/nodes/u?fieldManager=other", json.dumps(node("u", {"a": "2"})), apply
+        )
+        assert (code, status["message"]) == (
+            409,
+            (
+                'Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using v1: '
+                ".metadata.labels.a"
+            ),
+        )
+        code, got = await raw(
+            "PATCH",
+            "/api/v1/nodes/u?fieldManager=kubectl",
+            json.dumps(node("u", {"a": "2"})),
+            apply,
+        )
+        assert code == 200
+        assert got["metadata"]["labels"] == {"a": "2"}
+        rewritten = json.loads(
+            got["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        )
+        assert rewritten == node("u", {"a": "2"})
+
+    run(body, tmp_path)

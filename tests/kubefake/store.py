@@ -399,7 +399,7 @@ class Store:
             if fs.value_at(old, path) == fs.value_at(config, path):
                 continue
             conflicts += [(e, path) for e in others if fs.covers(e.fields, path)]
-        if conflicts and not force:
+        if conflicts and not force and not _forgiven(manager, old, conflicts):
             raise _apply_conflict(conflicts)
         for e, path in conflicts:
             e.fields = _drop(e.fields, {path})
@@ -409,6 +409,8 @@ class Store:
             if not any(fs.covers(e.fields, path) for e in others):
                 fs.remove_at(new, path)
         fs.prune_empty(new)
+        if manager == KUBECTL_MANAGER:
+            _update_last_applied(new, config)
         self._finish(new)
         # fields removed from the object by this apply are owned by nobody now
         changed, removed = fs.changed_fields(old, new)
@@ -544,6 +546,49 @@ def _event_causes(ev: dict[str, Any], namespace: str) -> list[tuple[str, str, st
             ("FieldValueInvalid", "message", 'Invalid value: "": can have at most 1024 characters')
         )
     return causes
+
+
+KUBECTL_MANAGER = "kubectl"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _last_applied(obj: dict[str, Any]) -> dict[str, Any] | None:
+    raw = (obj["metadata"].get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _forgiven(manager: str, old: dict[str, Any], conflicts: list[tuple[Entry, fs.Path]]) -> bool:
+    """The API server's lastAppliedManager: server-side apply by the manager `kubectl` may
+    take over, without force, fields a client-side apply set (those in the live object's
+    last-applied-configuration annotation), so `kubectl apply --server-side` can follow
+    `kubectl apply`."""
+    if manager != KUBECTL_MANAGER:
+        return False
+    last = _last_applied(old)
+    if last is None:
+        return False
+    allowed = fs.fields_of(last)
+    return all(path in allowed for _e, path in conflicts)
+
+
+def _update_last_applied(new: dict[str, Any], config: dict[str, Any]) -> None:
+    """The API server's lastAppliedUpdater: after server-side apply by `kubectl`, an existing
+    last-applied-configuration annotation is rewritten to the applied configuration."""
+    if LAST_APPLIED not in (new["metadata"].get("annotations") or {}):
+        return
+    applied = clone(config)
+    annotations = applied.get("metadata", {}).get("annotations")
+    if isinstance(annotations, dict):
+        annotations.pop(LAST_APPLIED, None)
+        if not annotations:
+            del applied["metadata"]["annotations"]
+    new["metadata"]["annotations"][LAST_APPLIED] = json.dumps(
+        applied, separators=(",", ":"), sort_keys=True
+    )
 
 
 def _reset(old: dict[str, Any], new: dict[str, Any], subresource: str) -> None:
