@@ -368,7 +368,9 @@ def check_replace_stale(k: Kubectl) -> None:
 
 def check_describe_events(k: Kubectl) -> None:
     """`kubectl describe node` lists the node's Events (core/v1, in `default`, involvedObject
-    kind Node, name and uid the node's name, as the kubelet reports them)."""
+    kind Node, name and uid the node's name, as the kubelet reports them; kubectl 1.20 looks
+    them up by uid = name, 1.32 by the node's uid and then by its name); `kubectl get events`
+    shows them in the API server's event table."""
     with made_node(k, "describe") as name:
         now = k.ok("get", "node", name, "-o", "jsonpath={.metadata.creationTimestamp}")
         event = {
@@ -395,6 +397,17 @@ def check_describe_events(k: Kubectl) -> None:
             "trustplane-hub",
             "host is untrusted: pcr.mismatch",
         )
+        # and `kubectl get events` prints the server's event table
+        listed = k.ok(
+            "get", "events", "-n", "default", "--field-selector", f"involvedObject.name={name}"
+        ).splitlines()
+        assert listed[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+        assert listed[1].split(None, 4)[1:] == [
+            "Warning",
+            "TrustLost",
+            f"node/{name}",
+            "host is untrusted: pcr.mismatch",
+        ]
 
 
 def check_get_watch(k: Kubectl) -> None:

@@ -817,3 +817,18 @@ def test_kubectl_server_side_apply_upgrades_client_side_apply(tmp_path: Path) ->
         assert rewritten == node("u", {"a": "2"})
 
     run(body, tmp_path)
+
+
+def test_event_list_pages(tmp_path: Path) -> None:
+    async def body(api: FakeApiServer, v1: client.CoreV1Api, raw: Raw) -> None:
+        for i in range(3):
+            ev = {"metadata": {"name": f"e{i}"}, "involvedObject": {"kind": "Node", "name": "n"}}
+            await raw("POST", "/api/v1/namespaces/default/events", json.dumps(ev))
+        first = await v1.list_event_for_all_namespaces(limit=2)
+        assert [e.metadata.name for e in first.items] == ["e0", "e1"]
+        assert first.metadata.remaining_item_count == 1
+        rest = await v1.list_event_for_all_namespaces(limit=2, _continue=first.metadata._continue)
+        assert [e.metadata.name for e in rest.items] == ["e2"]
+        assert rest.metadata._continue is None
+
+    run(body, tmp_path)
