@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
 from aiohttp import web
@@ -13,17 +11,16 @@ from .context import RequestContext
 from .patches import json_patch, merge_patch, strategic_merge_patch
 from .replies import (
     decode_body,
-    filter_event,
     flag,
     json_response,
     parse_int,
     parse_rv,
-    send_event,
     warn,
 )
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from .status import ApiError, bad_request, conflict, options_invalid, unsupported_media
-from .store import NODE_FIELDS, WatchEvent, clone, decode_continue, encode_continue
+from .store import NODE_FIELDS, clone, decode_continue, encode_continue
+from .watches import WatchRequest, serve_watch
 
 
 class NodeRoutes(RequestContext):
@@ -197,9 +194,9 @@ class NodeRoutes(RequestContext):
         self._count("watch", "nodes")
         reqs = parse_label_selector(request.query.get("labelSelector", ""))
         fsel = parse_field_selector(request.query.get("fieldSelector", ""), NODE_FIELDS)
-        bookmarks = flag(request, "allowWatchBookmarks")
         rv_param = request.query.get("resourceVersion", "")
-        timeout = parse_int(request.query.get("timeoutSeconds", "0"), "timeoutSeconds")
+        if rv_param not in ("", "0"):
+            parse_rv(rv_param)
 
         def matches(obj: dict[str, Any] | None) -> bool:
             return (
@@ -208,99 +205,18 @@ class NodeRoutes(RequestContext):
                 and fields_match(fsel, obj)
             )
 
-        queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
-        self.store.watchers.add(queue)
-        try:
-            backlog: list[tuple[str, dict[str, Any]]] = []
-            expired: ApiError | None = None
-            if rv_param in ("", "0"):
-                backlog = [("ADDED", n) for n in self._selected(request)]
-                last = self.store.rv
-            else:
-                last = parse_rv(rv_param)
-                try:
-                    events = self.store.since(last)
-                except ApiError as err:
-                    expired = err
-                    events = []
-                for ev in events:
-                    shown = filter_event(ev, matches)
-                    if shown:
-                        backlog.append(shown)
-                    last = ev.rv
-            response = web.StreamResponse(headers={"Content-Type": "application/json"})
-            response.enable_chunked_encoding()
-            await response.prepare(request)
-            if expired is not None:
-                await send_event(response, "ERROR", expired.body())
-                return response
-            writer = _WatchWriter(response, request)
-            for kind, obj in backlog:
-                await writer.send(kind, obj)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout if timeout > 0 else None
-            while True:
-                wait = self.bookmark_interval if bookmarks else 3600.0
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
-                        break
-                try:
-                    item = await asyncio.wait_for(queue.get(), wait)
-                except TimeoutError:
-                    if bookmarks and (deadline is None or loop.time() < deadline):
-                        await writer.send(
-                            "BOOKMARK",
-                            {
-                                "kind": "Node",
-                                "apiVersion": "v1",
-                                "metadata": {
-                                    "resourceVersion": str(self.store.rv),
-                                    "creationTimestamp": None,
-                                },
-                            },
-                        )
-                    continue
-                if item is None:
-                    # the server goes down: a graceful stop ends the watch's body cleanly (as
-                    # kube-apiserver's shutdown does); a crash drops the connection mid-stream
-                    if self.abrupt_down and request.transport is not None:
-                        request.transport.abort()
-                        return response
-                    break
-                if item.rv <= last:
-                    continue
-                last = item.rv
-                shown = filter_event(item, matches)
-                if shown:
-                    await writer.send(*shown)
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await response.write_eof()
-            return response
-        except (ConnectionError, asyncio.CancelledError):
-            raise
-        finally:
-            self.store.watchers.discard(queue)
-
-    # ---- events -------------------------------------------------------------------------------
-
-
-class _WatchWriter:
-    """Writes watch events as JSON lines; for kubectl's `get -w` (Accept as=Table) each
-    object becomes a one-row Table, with the column definitions in the first one only."""
-
-    def __init__(self, response: web.StreamResponse, request: web.Request) -> None:
-        self.response = response
-        accept = request.headers.get("Accept", "")
-        self.include = request.query.get("includeObject", "Metadata")
-        self.table = tables.wants_table(accept)
-        self.first = True
-
-    async def send(self, kind: str, obj: dict[str, Any]) -> None:
-        if self.table and kind != "BOOKMARK":
-            table = tables.node_table([obj], obj["metadata"]["resourceVersion"], self.include)
-            if not self.first:
-                table["columnDefinitions"] = None
-            self.first = False
-            obj = table
-        await send_event(self.response, kind, obj)
+        watch = WatchRequest(
+            rv_param,
+            matches,
+            flag(request, "allowWatchBookmarks"),
+            parse_int(request.query.get("timeoutSeconds", "0"), "timeoutSeconds"),
+        )
+        current = self._selected(request) if rv_param in ("", "0") else []
+        return await serve_watch(
+            request,
+            self.store,
+            watch,
+            current,
+            self.bookmark_interval,
+            lambda: self.abrupt_down,
+        )
