@@ -364,25 +364,9 @@ class Store:
         config["metadata"]["name"] = name
         old = self.nodes.get(name)
         if old is None:
-            if subresource:
-                raise not_found("nodes", name)
-            config.pop("status", None)
-            created = self.create(dict(config.items()), manager, dry_run=dry_run)
-            applied = fs.fields_of(config)
-            created["metadata"]["managedFields"] = [
-                Entry(manager, "Apply", "v1", now_rfc3339(), applied).to_json()
-            ]
-            return created
+            return self._apply_create(name, config, manager, subresource, dry_run)
         self._precondition(old, config, name)
-        if subresource == "status":
-            config = {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {"name": name},
-                "status": config.get("status") or {},
-            }
-        else:
-            config.pop("status", None)
+        config = _scoped(config, subresource, name)
         applied = fs.fields_of(config)
         entries = _entries(old)
         me = next(
@@ -394,20 +378,11 @@ class Store:
             None,
         )
         others = [e for e in entries if e is not me]
-        conflicts: list[tuple[Entry, fs.Path]] = []
-        for path in sorted(applied):
-            if fs.value_at(old, path) == fs.value_at(config, path):
-                continue
-            conflicts += [(e, path) for e in others if fs.covers(e.fields, path)]
-        if conflicts and not force and not _forgiven(manager, old, conflicts):
-            raise _apply_conflict(conflicts)
-        for e, path in conflicts:
-            e.fields = _drop(e.fields, {path})
+        _take_over(old, config, applied, others, manager, force)
         new = apply_merge(clone(old), config)
-        previous = me.fields if me else set()
-        for path in previous - applied:
+        for path in (me.fields if me else set()) - applied:
             if not any(fs.covers(e.fields, path) for e in others):
-                fs.remove_at(new, path)
+                fs.remove_at(new, path)  # applied before, left out now, owned by nobody else
         fs.prune_empty(new)
         if manager == KUBECTL_MANAGER:
             _update_last_applied(new, config)
@@ -424,6 +399,19 @@ class Store:
         result.insert(min(index, len(result)), mine.to_json())
         new["metadata"]["managedFields"] = result
         return self._store(old, new, dry_run)
+
+    def _apply_create(
+        self, name: str, config: dict[str, Any], manager: str, subresource: str, dry_run: bool
+    ) -> dict[str, Any]:
+        if subresource:
+            raise not_found("nodes", name)
+        config.pop("status", None)
+        created = self.create(dict(config.items()), manager, dry_run=dry_run)
+        applied = fs.fields_of(config)
+        created["metadata"]["managedFields"] = [
+            Entry(manager, "Apply", "v1", now_rfc3339(), applied).to_json()
+        ]
+        return created
 
     def delete(
         self, name: str, dry_run: bool = False, preconditions: dict[str, str] | None = None
@@ -546,6 +534,40 @@ def _event_causes(ev: dict[str, Any], namespace: str) -> list[tuple[str, str, st
             ("FieldValueInvalid", "message", 'Invalid value: "": can have at most 1024 characters')
         )
     return causes
+
+
+def _scoped(config: dict[str, Any], subresource: str, name: str) -> dict[str, Any]:
+    """The part of an apply configuration the endpoint applies (status, or all but status)."""
+    if subresource == "status":
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name},
+            "status": config.get("status") or {},
+        }
+    config.pop("status", None)
+    return config
+
+
+def _take_over(
+    old: dict[str, Any],
+    config: dict[str, Any],
+    applied: fs.FieldSet,
+    others: list[Entry],
+    manager: str,
+    force: bool,
+) -> None:
+    """Conflicts: fields this apply changes that other managers own. Refused (409) unless
+    forced or forgiven; otherwise the others lose those fields."""
+    conflicts: list[tuple[Entry, fs.Path]] = []
+    for path in sorted(applied):
+        if fs.value_at(old, path) == fs.value_at(config, path):
+            continue  # the same value: shared ownership, no conflict
+        conflicts += [(e, path) for e in others if fs.covers(e.fields, path)]
+    if conflicts and not force and not _forgiven(manager, old, conflicts):
+        raise _apply_conflict(conflicts)
+    for e, path in conflicts:
+        e.fields = _drop(e.fields, {path})
 
 
 KUBECTL_MANAGER = "kubectl"
