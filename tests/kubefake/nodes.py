@@ -13,6 +13,7 @@ from .replies import (
     decode_body,
     flag,
     json_response,
+    method_not_allowed,
     parse_int,
     parse_rv,
     warn,
@@ -24,6 +25,68 @@ from .watches import WatchRequest, serve_watch
 
 
 class NodeRoutes(RequestContext):
+    async def _nodes(
+        self, request: web.Request, rest: list[str], force_watch: bool
+    ) -> web.StreamResponse:
+        """/api/v1/nodes[/NAME[/status]] (`rest` is what follows `nodes`)."""
+        method = request.method
+        if not rest:
+            if method == "GET":
+                if force_watch or flag(request, "watch"):
+                    return await self._watch_nodes(request)
+                return self._list_nodes(request)
+            if method == "POST":
+                return await self._create_node(request)
+        elif len(rest) == 1:
+            name = rest[0]
+            if method == "GET":
+                self._count("get", "nodes")
+                return self._render(request, self.store.get(name))
+            if method == "PUT":
+                return await self._update_node(request, name)
+            if method == "PATCH":
+                return await self._patch_node(request, name)
+            if method == "DELETE":
+                return await self._delete_node(request, name)
+        elif len(rest) == 2 and rest[1] == "status":
+            name = rest[0]
+            if method == "GET":
+                self._count("get", "nodes")
+                return json_response(self.store.get(name))
+            if method == "PUT":
+                return await self._update_node(request, name, "status")
+            if method == "PATCH":
+                return await self._patch_node(request, name, "status")
+        raise method_not_allowed(method)
+
+    async def _delete_node(self, request: web.Request, name: str) -> web.Response:
+        self._count("delete", "nodes")
+        preconditions = await self._delete_preconditions(request)
+        self._inject(name)
+        node = self.store.delete(name, self._dry_run(request), preconditions)
+        return json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": name, "kind": "nodes", "uid": node["metadata"]["uid"]},
+            }
+        )
+
+    async def _delete_preconditions(self, request: web.Request) -> dict[str, str]:
+        """DeleteOptions.preconditions (uid, resourceVersion) from a DELETE's body, if any."""
+        raw = await self._body(request)
+        if not raw.strip():
+            return {}
+        options = decode_body(raw, yaml_ok=False)
+        if not isinstance(options, dict):
+            raise bad_request("the body of a DELETE must be a DeleteOptions object")
+        pre = options.get("preconditions") or {}
+        if not isinstance(pre, dict):
+            raise bad_request("preconditions must be an object")
+        return {k: str(v) for k, v in pre.items() if k in ("uid", "resourceVersion") and v}
+
     def _render(self, request: web.Request, node: dict[str, Any]) -> web.Response:
         if tables.wants_table(request.headers.get("Accept", "")):
             include = request.query.get("includeObject", "Metadata")

@@ -31,16 +31,13 @@ from .nodes import NodeRoutes
 from .pki import Authority
 from .replies import (
     NAMESPACES,
-    decode_body,
     empty_list,
     error_response,
-    flag,
     free_port,
     json_response,
-    method_not_allowed,
     namespace_object,
 )
-from .status import ApiError, bad_request, not_found, unauthorized
+from .status import ApiError, not_found, unauthorized
 from .store import Store
 
 MAX_BODY = 3 * 1024 * 1024
@@ -249,19 +246,6 @@ class FakeApiServer(NodeRoutes, EventRoutes):
                 )
             )
 
-    async def _delete_preconditions(self, request: web.Request) -> dict[str, str]:
-        """DeleteOptions.preconditions (uid, resourceVersion) from a DELETE's body, if any."""
-        raw = await self._body(request)
-        if not raw.strip():
-            return {}
-        options = decode_body(raw, yaml_ok=False)
-        if not isinstance(options, dict):
-            raise bad_request("the body of a DELETE must be a DeleteOptions object")
-        pre = options.get("preconditions") or {}
-        if not isinstance(pre, dict):
-            raise bad_request("preconditions must be an object")
-        return {k: str(v) for k, v in pre.items() if k in ("uid", "resourceVersion") and v}
-
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
         method = request.method
@@ -307,50 +291,7 @@ class FakeApiServer(NodeRoutes, EventRoutes):
     ) -> web.StreamResponse:
         method = request.method
         if rest[:1] == ["nodes"]:
-            if len(rest) == 1:
-                if method == "GET":
-                    if force_watch or flag(request, "watch"):
-                        return await self._watch_nodes(request)
-                    return self._list_nodes(request)
-                if method == "POST":
-                    return await self._create_node(request)
-            elif len(rest) == 2:
-                name = rest[1]
-                if method == "GET":
-                    self._count("get", "nodes")
-                    return self._render(request, self.store.get(name))
-                if method == "PUT":
-                    return await self._update_node(request, name)
-                if method == "PATCH":
-                    return await self._patch_node(request, name)
-                if method == "DELETE":
-                    self._count("delete", "nodes")
-                    preconditions = await self._delete_preconditions(request)
-                    self._inject(name)
-                    node = self.store.delete(name, self._dry_run(request), preconditions)
-                    return json_response(
-                        {
-                            "kind": "Status",
-                            "apiVersion": "v1",
-                            "metadata": {},
-                            "status": "Success",
-                            "details": {
-                                "name": name,
-                                "kind": "nodes",
-                                "uid": node["metadata"]["uid"],
-                            },
-                        }
-                    )
-            elif len(rest) == 3 and rest[2] == "status":
-                name = rest[1]
-                if method == "GET":
-                    self._count("get", "nodes")
-                    return json_response(self.store.get(name))
-                if method == "PUT":
-                    return await self._update_node(request, name, "status")
-                if method == "PATCH":
-                    return await self._patch_node(request, name, "status")
-            raise method_not_allowed(method)
+            return await self._nodes(request, rest[1:], force_watch)
         if rest == ["events"] and method == "GET":
             return self._list_events(request, None)
         if rest[:1] == ["namespaces"] and len(rest) >= 2:
