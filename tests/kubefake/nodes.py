@@ -8,6 +8,7 @@ from aiohttp import web
 
 from . import tables
 from .context import RequestContext
+from .objects import clone
 from .patches import json_patch, merge_patch, strategic_merge_patch
 from .replies import (
     decode_body,
@@ -20,7 +21,7 @@ from .replies import (
 )
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from .status import ApiError, bad_request, conflict, options_invalid, unsupported_media
-from .store import NODE_FIELDS, clone, decode_continue, encode_continue
+from .store import NODE_FIELDS, decode_continue, encode_continue
 from .watches import WatchRequest, serve_watch
 
 
