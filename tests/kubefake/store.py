@@ -223,7 +223,7 @@ class Store:
             new["metadata"][key] = old["metadata"][key]
         if dry_run:
             return new
-        if json.dumps(new, sort_keys=True) == json.dumps(old, sort_keys=True):
+        if new == old:
             return old  # a no-op write keeps the resourceVersion, as the API server does
         new["metadata"]["resourceVersion"] = self._next_rv()
         self.nodes[old["metadata"]["name"]] = new
