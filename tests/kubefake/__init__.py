@@ -43,7 +43,9 @@ only as far as `fieldsets` and `patches` describe it.
 Test hooks: `faults.latency` (seconds added to every request), `faults.fail_next_write(node,
 409)`, `go_down(abrupt=False)` / `come_up()` (connection refused meanwhile, state kept;
 watches end cleanly, or are cut mid-stream when abrupt), `store.compact()`
-(older resourceVersions become 410 Expired), `requests` (a Counter of requests by verb).
+(older resourceVersions become 410 Expired), `requests` (a Counter of requests by verb),
+`resource_requests` (by verb and resource), `request_log` (the last 2,000 requests),
+`issue_token(user)`, `grant(user, rules)`.
 Run it alone with `python -m tests.kubefake --port P --kubeconfig FILE`.
 """
 
