@@ -6,7 +6,10 @@ every few seconds): ``trustplane_hub_cluster_connected{cluster}``,
 ``trustplane_hub_cluster_last_sync_timestamp_seconds{cluster}``. Totals of this process's sync
 (zero in processes that do not hold the lease): ``trustplane_hub_cluster_applies_total``,
 ``..._taint_patches_total``, ``..._conflicts_total`` (409s retried), ``..._events_total``,
-``..._errors_total``, ``..._tags_skipped_total`` (asset tags label syntax cannot hold).
+``..._errors_total``, ``..._tags_skipped_total`` (asset tags label syntax cannot hold). With
+``server.workers`` above 1 the totals are mirrored into prometheus_client's multiprocess
+counters every few seconds (as the webhook totals are), so every worker's ``/metrics`` shows
+the same sums whichever worker holds the lease.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
+from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from hub.clusters.sync import SyncCounters
 from hub.store import ClusterState
@@ -23,9 +27,20 @@ from hub.store import ClusterState
 _P: Final = "trustplane_hub_cluster_"
 
 
+TOTALS: Final = (
+    ("applies", "Server-side applies of node labels"),
+    ("taint_patches", "Node taint updates"),
+    ("conflicts", "Taint updates refused with 409 and retried"),
+    ("events", "Kubernetes Events created"),
+    ("errors", "Failed cluster requests and reconciles"),
+    ("tags_skipped", "Asset tags left out: not valid label syntax"),
+)
+
+
 class ClusterCollector(Collector):
-    def __init__(self, counters: SyncCounters) -> None:
+    def __init__(self, counters: SyncCounters, *, totals: bool = True) -> None:
         self.counters = counters
+        self.totals = totals  # False: the multiprocess counters carry them
         self.states: dict[str, ClusterState] = {}
 
     def collect(self) -> Iterator[Metric]:
@@ -54,13 +69,35 @@ class ClusterCollector(Collector):
             if st.last_sync is not None:
                 gauges["sync"].add_metric([name], st.last_sync)
         yield from gauges.values()
-        c = self.counters
-        for name, value, text in (
-            ("applies", c.applies, "Server-side applies of node labels"),
-            ("taint_patches", c.taint_patches, "Node taint updates"),
-            ("conflicts", c.conflicts, "Taint updates refused with 409 and retried"),
-            ("events", c.events, "Kubernetes Events created"),
-            ("errors", c.errors, "Failed cluster requests and reconciles"),
-            ("tags_skipped", c.tags_skipped, "Asset tags left out: not valid label syntax"),
-        ):
-            yield CounterMetricFamily(_P + name, text, value=value)
+        if self.totals:
+            for name, text in TOTALS:
+                yield CounterMetricFamily(_P + name, text, value=getattr(self.counters, name))
+
+
+class ClusterMetrics:
+    """The collector in ``registry``; in multiprocess mode also the mirrored totals."""
+
+    def __init__(
+        self, counters: SyncCounters, registry: CollectorRegistry, *, multiprocess: bool
+    ) -> None:
+        self.collector = ClusterCollector(counters, totals=not multiprocess)
+        self.registry = registry
+        registry.register(self.collector)
+        self._mirrors = (
+            {name: PromCounter(_P + name, text, registry=None) for name, text in TOTALS}
+            if multiprocess
+            else {}
+        )
+        self._mirrored: dict[str, int] = {}
+
+    def mirror(self) -> None:
+        """Add what this process counted since the last call to the multiprocess counters."""
+        for name, counter in self._mirrors.items():
+            value = getattr(self.collector.counters, name)
+            delta = value - self._mirrored.get(name, 0)
+            if delta > 0:
+                counter.inc(delta)
+                self._mirrored[name] = value
+
+    def close(self) -> None:
+        self.registry.unregister(self.collector)
