@@ -6,7 +6,9 @@ re-read every few seconds, so ``trustplane-hub clusters add/remove`` from anothe
 effect) and hands every verdict change from the verdict bus to each of them. A worker owns its
 cluster: it connects, lists the nodes, reconciles them all, then watches nodes (a node that
 joins is labelled as soon as the watch tells of it; someone removing our taint is repaired at
-once) and repeats the full reconcile every ``clusters.resync_interval`` seconds. A verdict
+once) and repeats the full reconcile every ``clusters.resync_interval`` seconds (over the nodes
+as the watch keeps them, as an informer's resync does; nodes are listed again only on
+connecting and when the watch has to start over). A verdict
 change is handled at once in a task of its own, beside a running full reconcile, with its own
 budget of requests, so a label and taint are in place well within a second. Each cluster has
 its own task and every request a timeout: one cluster down or slow never delays another.
@@ -50,6 +52,7 @@ from hub.clusters.labels import (
     ASSET,
     EVENT_NAMESPACE,
     REPORT_ANNOTATION,
+    TAINT_KEY,
     VALID_UNTIL,
     Desired,
     desired_for,
@@ -59,7 +62,7 @@ from hub.clusters.labels import (
 )
 from hub.clusters.sealing import unseal
 from hub.jws import sign_jws
-from hub.store import Cluster, ClusterState, Host, NodeRecord, Store
+from hub.store import Cluster, ClusterHost, ClusterState, Host, NodeRecord, Store
 
 if TYPE_CHECKING:  # kubernetes_asyncio is imported only when a cluster is synced
     from hub.clusters.client import KubeClient
@@ -84,7 +87,7 @@ class SyncSettings:
     taint_effect: str = "NoExecute"  # NoExecute | NoSchedule | none
     resync_interval: float = 60.0
     request_timeout: float = 10.0
-    reconcile_concurrency: int = 16  # requests in flight for a full reconcile, per cluster
+    reconcile_concurrency: int = 8  # nodes a full reconcile works on at once, per cluster
     verdict_concurrency: int = 32  # requests in flight for verdict changes, per cluster
     holder: str = "trustplane-hub"  # reportingInstance of Events
 
@@ -129,16 +132,41 @@ def _report_payload(annotation: str | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _cluster_host(h: Host) -> ClusterHost:
+    return ClusterHost(
+        h.id, h.state, h.node_name, h.dmi_uuid, h.verdict, h.reasons, dict(h.tags), h.valid_until
+    )
+
+
+def _older(new: dict[str, Any], cached: dict[str, Any]) -> bool:
+    """Whether ``new`` is an older version of the node than ``cached`` (resourceVersions are
+    compared as numbers when both are, as etcd's revisions are; otherwise never older)."""
+    a = str(new.get("metadata", {}).get("resourceVersion") or "")
+    b = str(cached.get("metadata", {}).get("resourceVersion") or "")
+    return a.isdigit() and b.isdigit() and int(a) < int(b)
+
+
+def _ours(node: dict[str, Any]) -> tuple[object, ...]:
+    """What of a node is trustplane's: our labels, annotation and taint."""
+    annotations = node.get("metadata", {}).get("annotations") or {}
+    taints = [t for t in node.get("spec", {}).get("taints") or [] if t.get("key") == TAINT_KEY]
+    return (
+        sorted(our_labels(node).items()),
+        annotations.get(REPORT_ANNOTATION),
+        [(t.get("effect"), t.get("value")) for t in taints],
+    )
+
+
 class HostIndex:
     """Enrolled hosts by the node name they gave at enrolment."""
 
-    def __init__(self, hosts: list[Host]) -> None:
-        self._by_node: dict[str, dict[str, Host]] = {}
+    def __init__(self, hosts: list[ClusterHost]) -> None:
+        self._by_node: dict[str, dict[str, ClusterHost]] = {}
         self._node_of: dict[str, str] = {}
         for host in hosts:
             self.put(host)
 
-    def put(self, host: Host) -> None:
+    def put(self, host: ClusterHost) -> None:
         old = self._node_of.pop(host.id, None)
         if old is not None:
             self._by_node.get(old, {}).pop(host.id, None)
@@ -146,7 +174,7 @@ class HostIndex:
             self._by_node.setdefault(host.node_name, {})[host.id] = host
             self._node_of[host.id] = host.node_name
 
-    def hosts(self, node: str) -> list[Host]:
+    def hosts(self, node: str) -> list[ClusterHost]:
         return list(self._by_node.get(node, {}).values())
 
     def node_of(self, host_id: str) -> str | None:
@@ -239,7 +267,7 @@ class ClusterWorker:
                 if watcher.done():
                     watcher.result()  # raises the watch's failure
                     return  # the watch ended (a 410 Gone): relist
-                await self.full_reconcile()
+                await self.full_reconcile(relist=False)  # the watch keeps the nodes current
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, ClusterError):
@@ -263,8 +291,15 @@ class ClusterWorker:
                 if kind == "DELETED":
                     self._nodes.pop(name, None)
                     continue
+                old = self._nodes.get(name)
+                if old is not None and _older(obj, old):
+                    continue  # our own write's answer is already newer than this event
                 self._nodes[name] = obj
-                if self._needs_work(obj):
+                # a node that joins, or ours changed by someone else (drift): repair at once;
+                # what a verdict change or a resync needs is theirs to do
+                joined = old is None
+                touched = old is not None and _ours(old) != _ours(obj)
+                if (joined or touched) and self._needs_work(obj):
                     self._spawn(self._reconcile_name(name, urgent=True))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -302,16 +337,22 @@ class ClusterWorker:
 
     # --- reconciles ------------------------------------------------------------------------
 
-    async def full_reconcile(self) -> str:
-        """List the nodes and hosts, reconcile every node; returns the list's resourceVersion."""
-        client = self._require_client()
-        items, version = await client.list_nodes(timeout=max(60.0, self._settings.request_timeout))
-        self._nodes = {_node_name(n): n for n in items if _node_name(n)}
+    async def full_reconcile(self, *, relist: bool = True) -> str:
+        """Reconcile every node with the hosts as the store has them now; returns the list's
+        resourceVersion. ``relist``: read the nodes from the API server first (on connecting);
+        otherwise the node cache the watch keeps current is used (a periodic resync)."""
+        version = ""
+        if relist:
+            client = self._require_client()
+            items, version = await client.list_nodes(
+                timeout=max(60.0, self._settings.request_timeout)
+            )
+            self._nodes = {_node_name(n): n for n in items if _node_name(n)}
         for gone in [
             n for n, lock in self._locks.items() if n not in self._nodes and not lock.locked()
         ]:
             del self._locks[gone]  # nodes that left the cluster
-        self._index = HostIndex(await self._store.list_hosts())
+        self._index = HostIndex(await self._store.cluster_hosts())
         self.connected = True
         self._ready.set()  # verdict changes from now on find the fresh index
         # a fixed number of lanes, each taking the next node: the full reconcile holds at most
@@ -351,7 +392,8 @@ class ClusterWorker:
         """A verdict change of ``host_id``: reconcile its node now."""
         if not self._ready.is_set():
             return  # not connected: the full reconcile after connecting covers it
-        host = await self._store.get_host(host_id, with_rules=False)
+        found = await self._store.get_host(host_id, with_rules=False)
+        host = None if found is None else _cluster_host(found)
         old_node = self._index.node_of(host_id)
         if host is not None:
             self._index.put(host)
@@ -378,7 +420,7 @@ class ClusterWorker:
             or self._report_outdated(node, desired)
         )
 
-    def _desired(self, node: dict[str, Any]) -> tuple[Desired, Host | None, str]:
+    def _desired(self, node: dict[str, Any]) -> tuple[Desired, ClusterHost | None, str]:
         """What ``node`` should carry, its host, and the mismatch alert's kind ("" none)."""
         name = _node_name(node)
         hosts = self._index.hosts(name)
@@ -463,7 +505,7 @@ class ClusterWorker:
         client: KubeClient,
         node: dict[str, Any],
         desired: Desired,
-        host: Host | None,
+        host: ClusterHost | None,
         budget: asyncio.Semaphore,
         timeout: float,
     ) -> dict[str, Any]:
@@ -492,7 +534,7 @@ class ClusterWorker:
             self._nodes[name] = node
         return node
 
-    def _trust_report(self, host: Host, node: str, desired: Desired) -> str:
+    def _trust_report(self, host: ClusterHost, node: str, desired: Desired) -> str:
         payload = {
             "host_id": host.id,
             "node_name": node,
@@ -511,7 +553,7 @@ class ClusterWorker:
         self,
         node: dict[str, Any],
         desired: Desired,
-        host: Host | None,
+        host: ClusterHost | None,
         alert_kind: str,
         *,
         urgent: bool,
