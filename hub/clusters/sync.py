@@ -232,6 +232,7 @@ class ClusterWorker:
         """Connect, reconcile, watch; on any failure record it, wait, start over. For ever."""
         delay = RECONNECT_MIN
         while True:
+            done = self.full_reconciles
             try:
                 self._client = await self._connect(self._cluster)
                 try:
@@ -247,6 +248,8 @@ class ClusterWorker:
             except Exception as e:  # the loop boundary: log, record, try again later
                 log.exception("cluster %s: sync failed", self.name)
                 await self._failed(f"internal error: {type(e).__name__}")
+            if self.full_reconciles > done:
+                delay = RECONNECT_MIN  # it worked for a while: start over soon
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX)
 
