@@ -381,7 +381,7 @@ def test_two_clusters_one_down_never_delays_the_other(
     host_a: Agent,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    second = FakeCluster(tmp_path_factory.mktemp("kube-b"), "beta")
+    second = FakeCluster(tmp_path_factory.mktemp("kube-b"), "beta", user="token")
     try:
         node = host_a.names[1]
         assert verdict(host_a, hub) == "trusted"  # (the stale test's sweep made it stale)
@@ -440,3 +440,29 @@ def test_a_deregistered_host_loses_our_labels_and_taint(
 
     current = wait_for("the node cleaned", cleaned)
     assert current["metadata"]["name"] == node
+
+
+def test_a_cluster_reached_through_an_exec_credential_plugin(
+    hub: HubProcess, host_a: Agent, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    third = FakeCluster(tmp_path_factory.mktemp("kube-c"), "gamma", user="exec")
+    try:
+        assert "exec" in third.kubeconfig.read_text()
+        node = host_a.names[1]
+        create_node(third.kubeconfig, node, host_a.names[2])  # (kubectl runs the plugin too)
+        assert verdict(host_a, hub) == "trusted"
+        register(hub, third)
+        wait_for("gamma labelled", lambda: labelled(third.kubeconfig, node, "true"))
+    finally:
+        hub_cli.main(
+            [
+                "clusters",
+                "remove",
+                "gamma",
+                "--config",
+                str(hub.config.state.dir / "absent.toml"),
+                "--state-dir",
+                str(hub.config.state.dir),
+            ]
+        )
+        third.stop()
