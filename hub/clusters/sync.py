@@ -113,8 +113,15 @@ def _node_name(node: dict[str, Any]) -> str:
 
 
 def _system_uuid(node: dict[str, Any]) -> str:
+    """The node's system UUID, lower case; anything but a UUID's characters (the kubelet of a
+    compromised node writes this field) is dropped and the length bounded, since it goes into
+    alert reasons and Events."""
     info = node.get("status", {}).get("nodeInfo") or {}
-    return str(info.get("systemUUID") or "").strip().lower()
+    text = str(info.get("systemUUID") or "").strip().lower()[:64]
+    return "".join(c for c in text if c in _UUID_CHARS)
+
+
+_UUID_CHARS: Final = frozenset("0123456789abcdef-")
 
 
 def _report_payload(annotation: str | None) -> dict[str, Any] | None:

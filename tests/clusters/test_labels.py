@@ -5,6 +5,7 @@ functions and real AES-GCM: no API server involved."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from hub.clusters.labels import (
     taints_with,
 )
 from hub.clusters.sealing import seal, unseal
+from hub.config import ClustersConfig, ConfigError, load_config
 
 P = "trustplane.node-restriction.kubernetes.io/"
 STAMP = "2026-12-04T06:00:00Z"
@@ -128,3 +130,21 @@ def test_sealed_kubeconfig_opens_only_with_its_key_and_cluster_name() -> None:
     with pytest.raises(KubeconfigError):
         unseal(key, "prod", text)
     assert seal(key, "prod", text) != sealed  # a fresh nonce each time
+
+
+def test_taint_effect_and_intervals_are_checked_when_the_config_is_loaded(tmp_path: Path) -> None:
+    config = load_config(tmp_path / "absent.toml", overrides={"clusters": {"taint_effect": "none"}})
+    assert config.clusters.taint_effect == "none"
+    assert load_config(tmp_path / "absent.toml").clusters == ClustersConfig(
+        sync=True, taint_effect="NoExecute", resync_interval=60.0, request_timeout=10.0
+    )
+    for key, value, problem in (
+        ("taint_effect", "PreferNoSchedule", "expected one of NoExecute, NoSchedule, none"),
+        ("resync_interval", 0, "must be greater than 0"),
+        ("request_timeout", "10", "expected a number of seconds"),
+        ("sync", 1, "expected true or false"),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            load_config(tmp_path / "absent.toml", overrides={"clusters": {key: value}})
+        assert f"clusters.{key}" in str(refused.value)
+        assert problem in str(refused.value)
