@@ -330,6 +330,30 @@ def check_client_then_server_side_apply(k: Kubectl) -> None:
         k.run("delete", "node", name, "--wait=false")
 
 
+def check_server_side_apply_takes_over_client_side_values(k: Kubectl) -> None:
+    """`kubectl apply --server-side` (manager `kubectl`) may change, without
+    --force-conflicts, a value an earlier `kubectl apply` set: the API server forgives
+    conflicts on fields in the last-applied-configuration annotation for that manager."""
+    name = node_name("csa2ssa-value")
+    try:
+        _csa(k, name, {"tp.example/x": "1", "tp.example/y": "2"})
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {"tp.example/x": "9", "tp.example/y": "2"}},
+        }
+        k.ok("apply", "--server-side", "-f", "-", stdin=json.dumps(body))
+        assert k.node(name)["metadata"]["labels"] == {"tp.example/x": "9", "tp.example/y": "2"}
+        # another manager gets no such pass
+        body["metadata"]["labels"] = {"tp.example/x": "7"}
+        err = k.fails(
+            "apply", "--server-side", "--field-manager=tp-other", "-f", "-", stdin=json.dumps(body)
+        )
+        assert 'Apply failed with 1 conflict: conflict with "kubectl"' in err
+    finally:
+        k.run("delete", "node", name, "--wait=false")
+
+
 def check_replace_stale(k: Kubectl) -> None:
     """PUT with a stale resourceVersion: 409 Conflict with the API server's message."""
     with made_node(k, "stale") as name:
@@ -344,7 +368,9 @@ def check_replace_stale(k: Kubectl) -> None:
 
 def check_describe_events(k: Kubectl) -> None:
     """`kubectl describe node` lists the node's Events (core/v1, in `default`, involvedObject
-    kind Node, name and uid the node's name, as the kubelet reports them)."""
+    kind Node, name and uid the node's name, as the kubelet reports them; kubectl 1.20 looks
+    them up by uid = name, 1.32 by the node's uid and then by its name); `kubectl get events`
+    shows them in the API server's event table."""
     with made_node(k, "describe") as name:
         now = k.ok("get", "node", name, "-o", "jsonpath={.metadata.creationTimestamp}")
         event = {
@@ -371,6 +397,67 @@ def check_describe_events(k: Kubectl) -> None:
             "trustplane-hub",
             "host is untrusted: pcr.mismatch",
         )
+        # and `kubectl get events` prints the server's event table
+        listed = k.ok(
+            "get", "events", "-n", "default", "--field-selector", f"involvedObject.name={name}"
+        ).splitlines()
+        assert listed[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+        assert listed[1].split(None, 4)[1:] == [
+            "Warning",
+            "TrustLost",
+            f"node/{name}",
+            "host is untrusted: pcr.mismatch",
+        ]
+
+
+def check_get_watch(k: Kubectl) -> None:
+    """`kubectl get node -w --output-watch-events`: the server's Table rows, event by event
+    (ADDED, MODIFIED with the new STATUS, DELETED)."""
+    name = node_name("watch")
+    body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
+    k.ok("create", "-f", "-", stdin=json.dumps(body))
+    args = [
+        "get",
+        "nodes",
+        "-w",
+        "--output-watch-events",
+        "--field-selector",
+        f"metadata.name={name}",
+    ]
+    proc = subprocess.Popen(
+        [KUBECTL, "--kubeconfig", str(k.kubeconfig), "--cache-dir", str(cache_dir()), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    rows: list[list[str]] = []
+    try:
+        assert proc.stdout is not None
+
+        def next_row() -> list[str]:
+            line = proc.stdout.readline() if proc.stdout else ""
+            assert line, proc.stderr.read() if proc.stderr else "kubectl ended"
+            return line.split()
+
+        assert next_row()[:4] == ["EVENT", "NAME", "STATUS", "ROLES"]
+        rows.append(next_row())
+        k.ok("cordon", name)
+        while not rows[-1][2].endswith(",SchedulingDisabled"):
+            rows.append(next_row())
+        k.ok("delete", "node", name, "--wait=false")
+        while rows[-1][0] != "DELETED":
+            rows.append(next_row())
+    finally:
+        proc.kill()
+        proc.wait(timeout=20)
+        k.run("delete", "node", name, "--wait=false")
+    # (a real cluster's node controller may add MODIFIED rows of its own in between)
+    assert rows[0][:2] == ["ADDED", name]
+    assert rows[0][2] in ("Unknown", "NotReady")
+    assert rows[-1][:2] == ["DELETED", name]
+    assert {r[1] for r in rows} == {name}
+    assert {r[0] for r in rows[1:-1]} == {"MODIFIED"}
+    assert rows[-2][2] in ("Unknown,SchedulingDisabled", "NotReady,SchedulingDisabled")
 
 
 KUBECTL_CHECKS = [
@@ -383,8 +470,10 @@ KUBECTL_CHECKS = [
     check_server_side_apply,
     check_client_side_apply,
     check_client_then_server_side_apply,
+    check_server_side_apply_takes_over_client_side_values,
     check_replace_stale,
     check_describe_events,
+    check_get_watch,
 ]
 
 

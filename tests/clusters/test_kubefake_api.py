@@ -230,6 +230,14 @@ def test_list_pagination_and_selectors(tmp_path: Path) -> None:
         assert await names(label_selector="zone in (z0,z1),zone!=z1") == ["n0", "n2"]
         assert await names(field_selector="metadata.name=n3") == ["n3"]
         assert await names(field_selector="metadata.name!=n3", label_selector="zone=z1") == ["n1"]
+        first = await v1.list_node(limit=2)
+        await v1.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="n5")))
+        api.store.compact()  # the list's revision is compacted away
+        code, gone = await raw("GET", f"/api/v1/nodes?limit=2&continue={first.metadata._continue}")
+        assert (code, gone["reason"]) == (410, "Expired")
+        assert gone["message"].startswith(
+            "The provided continue parameter is too old to display a consistent list result."
+        )
         code, bad = await raw("GET", "/api/v1/nodes?fieldSelector=spec.podCIDR%3Dx")
         assert (code, bad["reason"], bad["message"]) == (
             400,
@@ -324,7 +332,7 @@ def test_authentication(tmp_path: Path) -> None:
         ("GET", "/api/v1/nodes?resourceVersion=999999", None, "", 504),
         ("GET", "/api/v1/nodes?labelSelector=a%00b", None, "", 400),
         ("GET", "/api/v1/nodes?continue=%%%", None, "", 400),
-        ("PATCH", "/api/v1/nodes/g", b"x: [", "application/apply-patch+yaml", 400),
+        ("PATCH", "/api/v1/nodes/g", b"x: [", "application/apply-patch+yaml", 422),
         ("PATCH", "/api/v1/nodes/g?fieldManager=m", b"x: [", "application/apply-patch+yaml", 400),
         ("PATCH", "/api/v1/nodes/g", b"[]", "application/merge-patch+json", 400),
         (
@@ -666,9 +674,11 @@ def test_event_validation_is_the_legacy_one(tmp_path: Path) -> None:
     run(body, tmp_path)
 
 
-def test_go_down_ends_open_watches(tmp_path: Path) -> None:
-    """An open watch ends when the server goes down (the client sees the stream close), and
-    a new watch resumes from the last resourceVersion once it is back."""
+@pytest.mark.parametrize("abrupt", [False, True], ids=["graceful", "abrupt"])
+def test_go_down_ends_open_watches(tmp_path: Path, abrupt: bool) -> None:
+    """An open watch ends when the server goes down: its body ends cleanly in a graceful stop,
+    the connection is cut mid-stream in an abrupt one (the client sees a payload error); a new
+    watch resumes from the last resourceVersion once it is back."""
 
     async def body(api: FakeApiServer, v1: client.CoreV1Api, raw: Raw) -> None:
         await v1.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="d")))
@@ -685,9 +695,12 @@ def test_go_down_ends_open_watches(tmp_path: Path) -> None:
         await asyncio.sleep(0.3)
         await v1.patch_node("d", {"metadata": {"labels": {"a": "1"}}})
         await asyncio.sleep(0.3)
-        await api.go_down()
-        with pytest.raises((aiohttp.ClientError, client.ApiException, asyncio.TimeoutError)):
-            async with asyncio.timeout(10):
+        await api.go_down(abrupt=abrupt)
+        async with asyncio.timeout(10):
+            if abrupt:
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await task
+            else:
                 await task
         assert seen == [("MODIFIED", "d")]
         await api.come_up()
@@ -697,5 +710,125 @@ def test_go_down_ends_open_watches(tmp_path: Path) -> None:
         ):
             resumed.append(ev["type"])
         assert resumed == ["MODIFIED"]
+
+    run(body, tmp_path)
+
+
+def test_delete_preconditions(tmp_path: Path) -> None:
+    """DeleteOptions.preconditions: a stale uid or resourceVersion is a 409 Conflict with the
+    API server's "Precondition failed" wording; matching ones delete."""
+
+    async def body(api: FakeApiServer, v1: client.CoreV1Api, raw: Raw) -> None:
+        made = await v1.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="x")))
+        stale = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version="1"))
+        with pytest.raises(client.ApiException) as caught:
+            await v1.delete_node("x", body=stale)
+        status = json.loads(caught.value.body)
+        assert (status["code"], status["reason"], status["message"]) == (
+            409,
+            "Conflict",
+            (
+                'Operation cannot be fulfilled on nodes "x": Precondition failed: '
+                "ResourceVersion in precondition: 1, ResourceVersion in object meta: "
+                f"{made.metadata.resource_version}"
+            ),
+        )
+        fresh = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(
+                uid=made.metadata.uid, resource_version=made.metadata.resource_version
+            )
+        )
+        await v1.delete_node("x", body=fresh)
+        assert api.store.nodes == {}
+
+    run(body, tmp_path)
+
+
+def test_request_options_are_validated_like_patch_options(tmp_path: Path) -> None:
+    """Apply without fieldManager, force on a merge patch, a fieldManager over 128 bytes: 422
+    on PatchOptions.meta.k8s.io, as ValidatePatchOptions and ValidateFieldManager answer."""
+
+    async def body(api: FakeApiServer, v1: client.CoreV1Api, raw: Raw) -> None:
+        await v1.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="o")))
+        apply, merge = "application/apply-patch+yaml", "application/merge-patch+json"
+        cases = [
+            ("/api/v1/nodes/o", apply, "fieldManager: Required value: is required for apply patch"),
+            (
+                "/api/v1/nodes/o?force=true",
+                merge,
+                "force: Forbidden: may not be specified for non-apply patch",
+            ),
+            (
+                "/api/v1/nodes/o?fieldManager=" + "m" * 129,
+                merge,
+                "fieldManager: Too long: may not be more than 128 bytes",
+            ),
+        ]
+        for path, ctype, detail in cases:
+            code, status = await raw("PATCH", path, json.dumps(node("o")), ctype)
+            assert (code, status["reason"], status["message"]) == (
+                422,
+                "Invalid",
+                f'PatchOptions.meta.k8s.io "" is invalid: {detail}',
+            )
+            assert (status["details"]["group"], status["details"]["kind"]) == (
+                "meta.k8s.io",
+                "PatchOptions",
+            )
+
+    run(body, tmp_path)
+
+
+def test_kubectl_server_side_apply_upgrades_client_side_apply(tmp_path: Path) -> None:
+    """For the manager `kubectl` only, the API server forgives apply conflicts on fields in the
+    last-applied-configuration annotation and rewrites that annotation to the applied
+    configuration (lastAppliedManager, lastAppliedUpdater)."""
+
+    async def body(api: FakeApiServer, v1: client.CoreV1Api, raw: Raw) -> None:
+        last = json.dumps(node("u", {"a": "1"}))
+        made = node("u", {"a": "1"})
+        made["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": last}
+        code, _ = await raw(
+            "POST", "/api/v1/nodes?fieldManager=kubectl-client-side-apply", json.dumps(made)
+        )
+        assert code == 201
+        apply = "application/apply-patch+yaml"
+        code, status = await raw(
+            "PATCH", "/api/v1/nodes/u?fieldManager=other", json.dumps(node("u", {"a": "2"})), apply
+        )
+        assert (code, status["message"]) == (
+            409,
+            (
+                'Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using v1: '
+                ".metadata.labels.a"
+            ),
+        )
+        code, got = await raw(
+            "PATCH",
+            "/api/v1/nodes/u?fieldManager=kubectl",
+            json.dumps(node("u", {"a": "2"})),
+            apply,
+        )
+        assert code == 200
+        assert got["metadata"]["labels"] == {"a": "2"}
+        rewritten = json.loads(
+            got["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        )
+        assert rewritten == node("u", {"a": "2"})
+
+    run(body, tmp_path)
+
+
+def test_event_list_pages(tmp_path: Path) -> None:
+    async def body(api: FakeApiServer, v1: client.CoreV1Api, raw: Raw) -> None:
+        for i in range(3):
+            ev = {"metadata": {"name": f"e{i}"}, "involvedObject": {"kind": "Node", "name": "n"}}
+            await raw("POST", "/api/v1/namespaces/default/events", json.dumps(ev))
+        first = await v1.list_event_for_all_namespaces(limit=2)
+        assert [e.metadata.name for e in first.items] == ["e0", "e1"]
+        assert first.metadata.remaining_item_count == 1
+        rest = await v1.list_event_for_all_namespaces(limit=2, _continue=first.metadata._continue)
+        assert [e.metadata.name for e in rest.items] == ["e2"]
+        assert rest.metadata._continue is None
 
     run(body, tmp_path)

@@ -8,9 +8,10 @@ a real API server does (field names, status codes, Status bodies, resourceVersio
   without definitions, in protobuf); no aggregated discovery, no /openapi/v3;
 - nodes: create (the API server's `node.kubernetes.io/not-ready:NoSchedule` taint added),
   get, list (labelSelector, fieldSelector metadata.name / spec.unschedulable, limit and
-  continue, Table output for kubectl), watch (ADDED/MODIFIED/DELETED/BOOKMARK JSON lines,
-  resume from a resourceVersion, ERROR 410 Expired before the kept history), update (PUT, 409
-  on a stale resourceVersion), delete, and PATCH as apply-patch+yaml (server-side apply with
+  continue (410 when compacted), Table output for kubectl), watch (ADDED/MODIFIED/DELETED/
+  BOOKMARK JSON lines, one-row Tables for `kubectl get -w`, resume from a resourceVersion,
+  ERROR 410 Expired before the kept history), update (PUT, 409 on a stale resourceVersion),
+  delete (DeleteOptions preconditions), and PATCH as apply-patch+yaml (server-side apply with
   managedFields ownership, conflicts and removals), merge-patch+json,
   strategic-merge-patch+json and json-patch+json; validation of names, labels, annotations
   and taints (422 Invalid with the API server's causes);
@@ -37,7 +38,8 @@ generation, finalizers and graceful deletion; the watch cache's timing (bookmark
 Server-side apply knows the Node schema only as far as `fieldsets` describes it.
 
 Test hooks: `faults.latency` (seconds added to every request), `faults.fail_next_write(node,
-409)`, `go_down()` / `come_up()` (connection refused meanwhile, state kept), `store.compact()`
+409)`, `go_down(abrupt=False)` / `come_up()` (connection refused meanwhile, state kept;
+watches end cleanly, or are cut mid-stream when abrupt), `store.compact()`
 (older resourceVersions become 410 Expired), `requests` (a Counter of requests by verb).
 Run it alone with `python -m tests.kubefake --port P --kubeconfig FILE`.
 """

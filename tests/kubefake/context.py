@@ -4,6 +4,7 @@ the reading of common request parameters (fieldManager, fieldValidation, dryRun)
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from .replies import decode_body
 from .schema import prune_unknown
-from .status import ApiError, bad_request, unsupported_media
+from .status import bad_request, options_invalid, unsupported_media
 from .store import Store
 
 
@@ -46,6 +47,7 @@ class RequestContext:
     resource_requests: Counter[tuple[str, str]]
     request_log: deque[tuple[str, str, str]]
     bookmark_interval: float
+    abrupt_down: bool
 
     def _count(self, verb: str, resource: str) -> None:
         self.requests[verb] += 1
@@ -66,18 +68,29 @@ class RequestContext:
             raise unsupported_media(ctype)
         return decode_body(raw, yaml_ok=ctype == "application/yaml")
 
-    def _manager(self, request: web.Request) -> str:
+    def _manager(self, request: web.Request, options: str) -> str:
+        """The request's field manager: `fieldManager` (checked as ValidateFieldManager does,
+        422 on `options`, e.g. "PatchOptions"), else the User-Agent's product name."""
         manager = request.query.get("fieldManager")
         if manager is None:
             agent = request.headers.get("User-Agent", "")
-            manager = agent.split("/", 1)[0]
-        if len(manager) > 128 or any(not ch.isprintable() for ch in manager):
-            raise ApiError(
-                422,
-                "Invalid",
-                "fieldManager: Too long: must have at most 128 bytes"
-                if len(manager) > 128
-                else "fieldManager: Invalid value: must only contain printable characters",
+            return agent.split("/", 1)[0][:128]
+        if len(manager) > 128:
+            raise options_invalid(
+                options,
+                [("FieldValueTooLong", "fieldManager", "Too long: may not be more than 128 bytes")],
+            )
+        if any(not ch.isprintable() for ch in manager):
+            shown = json.dumps(manager)
+            raise options_invalid(
+                options,
+                [
+                    (
+                        "FieldValueInvalid",
+                        "fieldManager",
+                        f"Invalid value: {shown}: must only contain printable characters",
+                    )
+                ],
             )
         return manager
 

@@ -7,26 +7,43 @@ from typing import Any
 
 from aiohttp import web
 
+from . import tables
 from .context import RequestContext
 from .replies import NAMESPACES, json_response, method_not_allowed, parse_int
 from .selectors import fields_match, parse_field_selector
 from .status import ApiError, not_found
-from .store import EVENT_FIELDS
+from .store import EVENT_FIELDS, decode_continue, encode_continue
+
+
+def _key(ev: dict[str, Any]) -> str:
+    return f"{ev['metadata']['namespace']}/{ev['metadata']['name']}"
 
 
 class EventRoutes(RequestContext):
     def _list_events(self, request: web.Request, namespace: str | None) -> web.Response:
         self._count("list", "events")
         fsel = parse_field_selector(request.query.get("fieldSelector", ""), EVENT_FIELDS)
-        items = [
-            {k: v for k, v in ev.items() if k not in ("kind", "apiVersion")}
+        chosen = [
+            ev
             for (ns, _name), ev in sorted(self.store.events.items())
             if (namespace is None or ns == namespace) and fields_match(fsel, ev)
         ]
+        cont = request.query.get("continue", "")
+        if cont:
+            _rv, after = decode_continue(cont)
+            chosen = [e for e in chosen if _key(e) > after]
         limit = parse_int(request.query.get("limit", "0"), "limit")
         meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
-        if limit > 0 and len(items) > limit:
-            items = items[:limit]
+        if limit > 0 and len(chosen) > limit:
+            meta["continue"] = encode_continue(self.store.rv, _key(chosen[limit - 1]))
+            meta["remainingItemCount"] = len(chosen) - limit
+            chosen = chosen[:limit]
+        if tables.wants_table(request.headers.get("Accept", "")):
+            include = request.query.get("includeObject", "Metadata")
+            table = tables.event_table(chosen, meta["resourceVersion"], include)
+            table["metadata"] = meta
+            return json_response(table)
+        items = [{k: v for k, v in ev.items() if k not in ("kind", "apiVersion")} for ev in chosen]
         return json_response(
             {"kind": "EventList", "apiVersion": "v1", "metadata": meta, "items": items}
         )

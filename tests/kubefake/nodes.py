@@ -2,31 +2,92 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
 from aiohttp import web
 
 from . import tables
 from .context import RequestContext
+from .objects import clone
 from .patches import json_patch, merge_patch, strategic_merge_patch
 from .replies import (
     decode_body,
-    filter_event,
     flag,
     json_response,
+    method_not_allowed,
     parse_int,
     parse_rv,
-    send_event,
     warn,
 )
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
-from .status import ApiError, bad_request, conflict, unsupported_media
-from .store import NODE_FIELDS, WatchEvent, clone, decode_continue, encode_continue
+from .status import ApiError, bad_request, conflict, options_invalid, unsupported_media
+from .store import NODE_FIELDS, decode_continue, encode_continue
+from .watches import WatchRequest, serve_watch
 
 
 class NodeRoutes(RequestContext):
+    async def _nodes(
+        self, request: web.Request, rest: list[str], force_watch: bool
+    ) -> web.StreamResponse:
+        """/api/v1/nodes[/NAME[/status]] (`rest` is what follows `nodes`)."""
+        method = request.method
+        if not rest:
+            if method == "GET":
+                if force_watch or flag(request, "watch"):
+                    return await self._watch_nodes(request)
+                return self._list_nodes(request)
+            if method == "POST":
+                return await self._create_node(request)
+        elif len(rest) == 1:
+            name = rest[0]
+            if method == "GET":
+                self._count("get", "nodes")
+                return self._render(request, self.store.get(name))
+            if method == "PUT":
+                return await self._update_node(request, name)
+            if method == "PATCH":
+                return await self._patch_node(request, name)
+            if method == "DELETE":
+                return await self._delete_node(request, name)
+        elif len(rest) == 2 and rest[1] == "status":
+            name = rest[0]
+            if method == "GET":
+                self._count("get", "nodes")
+                return json_response(self.store.get(name))
+            if method == "PUT":
+                return await self._update_node(request, name, "status")
+            if method == "PATCH":
+                return await self._patch_node(request, name, "status")
+        raise method_not_allowed(method)
+
+    async def _delete_node(self, request: web.Request, name: str) -> web.Response:
+        self._count("delete", "nodes")
+        preconditions = await self._delete_preconditions(request)
+        self._inject(name)
+        node = self.store.delete(name, self._dry_run(request), preconditions)
+        return json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": name, "kind": "nodes", "uid": node["metadata"]["uid"]},
+            }
+        )
+
+    async def _delete_preconditions(self, request: web.Request) -> dict[str, str]:
+        """DeleteOptions.preconditions (uid, resourceVersion) from a DELETE's body, if any."""
+        raw = await self._body(request)
+        if not raw.strip():
+            return {}
+        options = decode_body(raw, yaml_ok=False)
+        if not isinstance(options, dict):
+            raise bad_request("the body of a DELETE must be a DeleteOptions object")
+        pre = options.get("preconditions") or {}
+        if not isinstance(pre, dict):
+            raise bad_request("preconditions must be an object")
+        return {k: str(v) for k, v in pre.items() if k in ("uid", "resourceVersion") and v}
+
     def _render(self, request: web.Request, node: dict[str, Any]) -> web.Response:
         if tables.wants_table(request.headers.get("Accept", "")):
             include = request.query.get("includeObject", "Metadata")
@@ -67,7 +128,18 @@ class NodeRoutes(RequestContext):
         items = self._selected(request)
         cont = request.query.get("continue", "")
         if cont:
-            _rv, after = decode_continue(cont)
+            token_rv, after = decode_continue(cont)
+            if token_rv < self.store.compacted_rv:
+                raise ApiError(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list "
+                    "result. You can start a new list without the continue parameter, or use "
+                    "the continue token in this response to retrieve the remainder of the "
+                    "results. Continuing with the provided token results in an inconsistent "
+                    "list - objects that were created, modified, or deleted between the time "
+                    "the first chunk was returned and now may show up in the list.",
+                )
             items = [n for n in items if n["metadata"]["name"] > after]
         limit = parse_int(request.query.get("limit", "0"), "limit")
         meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
@@ -95,7 +167,9 @@ class NodeRoutes(RequestContext):
         self._count("create", "nodes")
         body = await self._json_body(request)
         warnings = self._unknown_fields(request, body)
-        node = self.store.create(body, self._manager(request), self._dry_run(request))
+        node = self.store.create(
+            body, self._manager(request, "CreateOptions"), self._dry_run(request)
+        )
         return warn(json_response(node, 201), warnings)
 
     def _inject(self, name: str) -> None:
@@ -116,7 +190,7 @@ class NodeRoutes(RequestContext):
         warnings = self._unknown_fields(request, body)
         self._inject(name)
         node = self.store.update(
-            name, body, self._manager(request), subresource, self._dry_run(request)
+            name, body, self._manager(request, "UpdateOptions"), subresource, self._dry_run(request)
         )
         return warn(json_response(node), warnings)
 
@@ -130,20 +204,36 @@ class NodeRoutes(RequestContext):
         force = flag(request, "force")
         if ctype == "application/apply-patch+yaml":
             if "fieldManager" not in request.query:
-                raise bad_request("fieldManager is required for apply requests")
+                raise options_invalid(
+                    "PatchOptions",
+                    [
+                        (
+                            "FieldValueRequired",
+                            "fieldManager",
+                            "Required value: is required for apply patch",
+                        )
+                    ],
+                )
             config = decode_body(raw, yaml_ok=True)
             self._unknown_fields(request, config, apply=True)
             self._inject(name)
-            manager = self._manager(request)
+            manager = self._manager(request, "PatchOptions")
             return json_response(
                 self.store.apply(name, config, manager, force, subresource, dry_run)
             )
         if force:
-            raise bad_request(
-                "force: Invalid value: true: may not be specified for non-apply patch"
+            raise options_invalid(
+                "PatchOptions",
+                [
+                    (
+                        "FieldValueForbidden",
+                        "force",
+                        "Forbidden: may not be specified for non-apply patch",
+                    )
+                ],
             )
         patch = decode_body(raw, yaml_ok=False)
-        manager = self._manager(request)
+        manager = self._manager(request, "PatchOptions")
         self._inject(name)
         old = clone(self.store.get(name))
         if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
@@ -168,9 +258,9 @@ class NodeRoutes(RequestContext):
         self._count("watch", "nodes")
         reqs = parse_label_selector(request.query.get("labelSelector", ""))
         fsel = parse_field_selector(request.query.get("fieldSelector", ""), NODE_FIELDS)
-        bookmarks = flag(request, "allowWatchBookmarks")
         rv_param = request.query.get("resourceVersion", "")
-        timeout = parse_int(request.query.get("timeoutSeconds", "0"), "timeoutSeconds")
+        if rv_param not in ("", "0"):
+            parse_rv(rv_param)
 
         def matches(obj: dict[str, Any] | None) -> bool:
             return (
@@ -179,77 +269,18 @@ class NodeRoutes(RequestContext):
                 and fields_match(fsel, obj)
             )
 
-        queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
-        self.store.watchers.add(queue)
-        try:
-            backlog: list[tuple[str, dict[str, Any]]] = []
-            expired: ApiError | None = None
-            if rv_param in ("", "0"):
-                backlog = [("ADDED", n) for n in self._selected(request)]
-                last = self.store.rv
-            else:
-                last = parse_rv(rv_param)
-                try:
-                    events = self.store.since(last)
-                except ApiError as err:
-                    expired = err
-                    events = []
-                for ev in events:
-                    shown = filter_event(ev, matches)
-                    if shown:
-                        backlog.append(shown)
-                    last = ev.rv
-            response = web.StreamResponse(headers={"Content-Type": "application/json"})
-            response.enable_chunked_encoding()
-            await response.prepare(request)
-            if expired is not None:
-                await send_event(response, "ERROR", expired.body())
-                return response
-            for kind, obj in backlog:
-                await send_event(response, kind, obj)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout if timeout > 0 else None
-            while True:
-                wait = self.bookmark_interval if bookmarks else 3600.0
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
-                        break
-                try:
-                    item = await asyncio.wait_for(queue.get(), wait)
-                except TimeoutError:
-                    if bookmarks and (deadline is None or loop.time() < deadline):
-                        await send_event(
-                            response,
-                            "BOOKMARK",
-                            {
-                                "kind": "Node",
-                                "apiVersion": "v1",
-                                "metadata": {
-                                    "resourceVersion": str(self.store.rv),
-                                    "creationTimestamp": None,
-                                },
-                            },
-                        )
-                    continue
-                if item is None:
-                    # the server goes down: the connection drops mid-stream, as when an API
-                    # server stops (a clean end of the chunked body is a watch timeout)
-                    if request.transport is not None:
-                        request.transport.abort()
-                    return response
-                if item.rv <= last:
-                    continue
-                last = item.rv
-                shown = filter_event(item, matches)
-                if shown:
-                    await send_event(response, *shown)
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await response.write_eof()
-            return response
-        except (ConnectionError, asyncio.CancelledError):
-            raise
-        finally:
-            self.store.watchers.discard(queue)
-
-    # ---- events -------------------------------------------------------------------------------
+        watch = WatchRequest(
+            rv_param,
+            matches,
+            flag(request, "allowWatchBookmarks"),
+            parse_int(request.query.get("timeoutSeconds", "0"), "timeoutSeconds"),
+        )
+        current = self._selected(request) if rv_param in ("", "0") else []
+        return await serve_watch(
+            request,
+            self.store,
+            watch,
+            current,
+            self.bookmark_interval,
+            lambda: self.abrupt_down,
+        )

@@ -33,10 +33,8 @@ from .replies import (
     NAMESPACES,
     empty_list,
     error_response,
-    flag,
     free_port,
     json_response,
-    method_not_allowed,
     namespace_object,
 )
 from .status import ApiError, not_found, unauthorized
@@ -70,6 +68,7 @@ class FakeApiServer(NodeRoutes, EventRoutes):
         self.verbose = verbose
         self.port = port or free_port()
         self.bookmark_interval = bookmark_interval
+        self.abrupt_down = False
         self.store = Store(history_size=history_size)
         self.faults = Faults()
         self.requests: Counter[str] = Counter()
@@ -135,11 +134,14 @@ class FakeApiServer(NodeRoutes, EventRoutes):
         await site.start()
         self._runner = runner
 
-    async def go_down(self) -> None:
-        """Stop serving: open watches end, new connections are refused, state is kept."""
+    async def go_down(self, abrupt: bool = False) -> None:
+        """Stop serving, keeping the state: new connections are refused; open watches end
+        cleanly as in an API server's graceful shutdown, or with `abrupt` are cut mid-stream
+        as when it crashes or the network fails."""
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        self.abrupt_down = abrupt
         for q in list(self.store.watchers):
             q.put_nowait(None)
         await runner.cleanup()
@@ -289,49 +291,7 @@ class FakeApiServer(NodeRoutes, EventRoutes):
     ) -> web.StreamResponse:
         method = request.method
         if rest[:1] == ["nodes"]:
-            if len(rest) == 1:
-                if method == "GET":
-                    if force_watch or flag(request, "watch"):
-                        return await self._watch_nodes(request)
-                    return self._list_nodes(request)
-                if method == "POST":
-                    return await self._create_node(request)
-            elif len(rest) == 2:
-                name = rest[1]
-                if method == "GET":
-                    self._count("get", "nodes")
-                    return self._render(request, self.store.get(name))
-                if method == "PUT":
-                    return await self._update_node(request, name)
-                if method == "PATCH":
-                    return await self._patch_node(request, name)
-                if method == "DELETE":
-                    self._count("delete", "nodes")
-                    self._inject(name)
-                    node = self.store.delete(name, self._dry_run(request))
-                    return json_response(
-                        {
-                            "kind": "Status",
-                            "apiVersion": "v1",
-                            "metadata": {},
-                            "status": "Success",
-                            "details": {
-                                "name": name,
-                                "kind": "nodes",
-                                "uid": node["metadata"]["uid"],
-                            },
-                        }
-                    )
-            elif len(rest) == 3 and rest[2] == "status":
-                name = rest[1]
-                if method == "GET":
-                    self._count("get", "nodes")
-                    return json_response(self.store.get(name))
-                if method == "PUT":
-                    return await self._update_node(request, name, "status")
-                if method == "PATCH":
-                    return await self._patch_node(request, name, "status")
-            raise method_not_allowed(method)
+            return await self._nodes(request, rest[1:], force_watch)
         if rest == ["events"] and method == "GET":
             return self._list_events(request, None)
         if rest[:1] == ["namespaces"] and len(rest) >= 2:

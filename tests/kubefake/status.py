@@ -98,6 +98,25 @@ def invalid(kind: str, name: str, causes: list[tuple[str, str, str]]) -> ApiErro
     )
 
 
+def options_invalid(kind: str, causes: list[tuple[str, str, str]]) -> ApiError:
+    """422 for bad request options (CreateOptions, UpdateOptions, PatchOptions of meta.k8s.io),
+    as ValidatePatchOptions and ValidateFieldManager word them."""
+    rendered = [f"{field}: {msg}" for _reason, field, msg in causes]
+    joined = rendered[0] if len(rendered) == 1 else "[" + ", ".join(rendered) + "]"
+    return ApiError(
+        422,
+        "Invalid",
+        f'{kind}.meta.k8s.io "" is invalid: {joined}',
+        {
+            "group": "meta.k8s.io",
+            "kind": kind,
+            "causes": [
+                {"reason": reason, "message": msg, "field": field} for reason, field, msg in causes
+            ],
+        },
+    )
+
+
 def expired(message: str) -> ApiError:
     return ApiError(410, "Expired", message)
 

@@ -6,14 +6,13 @@ answers 410 Expired for one older than the history keeps. Writes keep managedFie
 the API server's field manager does (see `fieldsets`): an update makes its manager own the
 fields it changed and takes them from others; a server-side apply owns exactly what it applied,
 conflicts (409) with other owners of a field whose value it changes unless forced, and removes
-fields it applied before and leaves out now when no other manager owns them.
+fields it applied before and leaves out now when no other manager owns them (`ownership`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import json
 import uuid
 from collections import deque
@@ -22,10 +21,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import fieldsets as fs
+from .objects import clone, now_rfc3339
+from .ownership import (
+    KUBECTL_MANAGER,
+    Entry,
+    drop,
+    entries_of,
+    scoped,
+    take_over,
+    update_last_applied,
+)
 from .patches import apply_merge
 from .selectors import FieldGetter
 from .status import ApiError, already_exists, bad_request, conflict, invalid, not_found
-from .validation import dns1123_subdomain_errors, validate_node
+from .validation import event_causes, validate_node
 
 # NodeSystemInfo's fields have no omitempty: a node without a kubelet shows them empty
 NODE_INFO_KEYS = (
@@ -41,15 +50,6 @@ NODE_INFO_KEYS = (
     "architecture",
 )
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
-
-
-def clone(value: Any) -> Any:
-    """A deep copy of JSON data (several times faster than copy.deepcopy)."""
-    return json.loads(json.dumps(value))
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _str(obj: dict[str, Any], *path: str) -> str:
@@ -93,53 +93,6 @@ class WatchEvent:
     type: str  # ADDED, MODIFIED, DELETED
     obj: dict[str, Any]
     old: dict[str, Any] | None = None
-
-
-@dataclass
-class Entry:
-    manager: str
-    operation: str
-    api_version: str
-    time: str
-    fields: fs.FieldSet
-    subresource: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "manager": self.manager,
-            "operation": self.operation,
-            "apiVersion": self.api_version,
-            "time": self.time,
-            "fieldsType": "FieldsV1",
-            "fieldsV1": fs.to_fields_v1(self.fields),
-        }
-        if self.subresource:
-            out["subresource"] = self.subresource
-        return out
-
-
-def _entries(obj: dict[str, Any]) -> list[Entry]:
-    raw = obj.get("metadata", {}).get("managedFields") or []
-    out = []
-    for e in raw if isinstance(raw, list) else []:
-        if not isinstance(e, dict) or (not e.get("manager") and not e.get("fieldsV1")):
-            continue
-        out.append(
-            Entry(
-                str(e.get("manager", "")),
-                str(e.get("operation", "Update")),
-                str(e.get("apiVersion", "v1")),
-                str(e.get("time", now_rfc3339())),
-                fs.from_fields_v1(e.get("fieldsV1")),
-                str(e.get("subresource", "")),
-            )
-        )
-    return out
-
-
-def _drop(fields: fs.FieldSet, paths: fs.FieldSet) -> fs.FieldSet:
-    """`fields` without `paths` nor anything below or above one of them."""
-    return {f for f in fields if not any(fs.covers({p}, f) for p in paths)}
 
 
 @dataclass
@@ -284,11 +237,11 @@ class Store:
         base = old
         if isinstance(sent, list) and sent and sent != old["metadata"].get("managedFields"):
             base = {"metadata": {"managedFields": sent}}  # the client rewrote managedFields
-        entries = _entries(base)
+        entries = entries_of(base)
         changed, removed = fs.changed_fields(old, new)
         gone = changed | removed
         for e in entries:
-            e.fields = _drop(e.fields, gone)
+            e.fields = drop(e.fields, gone)
         mine = next(
             (
                 e
@@ -364,27 +317,11 @@ class Store:
         config["metadata"]["name"] = name
         old = self.nodes.get(name)
         if old is None:
-            if subresource:
-                raise not_found("nodes", name)
-            config.pop("status", None)
-            created = self.create(dict(config.items()), manager, dry_run=dry_run)
-            applied = fs.fields_of(config)
-            created["metadata"]["managedFields"] = [
-                Entry(manager, "Apply", "v1", now_rfc3339(), applied).to_json()
-            ]
-            return created
+            return self._apply_create(name, config, manager, subresource, dry_run)
         self._precondition(old, config, name)
-        if subresource == "status":
-            config = {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {"name": name},
-                "status": config.get("status") or {},
-            }
-        else:
-            config.pop("status", None)
+        config = scoped(config, subresource, name)
         applied = fs.fields_of(config)
-        entries = _entries(old)
+        entries = entries_of(old)
         me = next(
             (
                 e
@@ -394,26 +331,19 @@ class Store:
             None,
         )
         others = [e for e in entries if e is not me]
-        conflicts: list[tuple[Entry, fs.Path]] = []
-        for path in sorted(applied):
-            if fs.value_at(old, path) == fs.value_at(config, path):
-                continue
-            conflicts += [(e, path) for e in others if fs.covers(e.fields, path)]
-        if conflicts and not force:
-            raise _apply_conflict(conflicts)
-        for e, path in conflicts:
-            e.fields = _drop(e.fields, {path})
+        take_over(old, config, applied, others, manager, force)
         new = apply_merge(clone(old), config)
-        previous = me.fields if me else set()
-        for path in previous - applied:
+        for path in (me.fields if me else set()) - applied:
             if not any(fs.covers(e.fields, path) for e in others):
-                fs.remove_at(new, path)
+                fs.remove_at(new, path)  # applied before, left out now, owned by nobody else
         fs.prune_empty(new)
+        if manager == KUBECTL_MANAGER:
+            update_last_applied(new, config)
         self._finish(new)
         # fields removed from the object by this apply are owned by nobody now
         changed, removed = fs.changed_fields(old, new)
         for e in others:
-            e.fields = _drop(e.fields, removed)
+            e.fields = drop(e.fields, removed)
         mine = Entry(manager, "Apply", "v1", now_rfc3339(), applied, subresource)
         if me is not None and me.fields == applied and not changed and not removed:
             mine.time = me.time
@@ -423,8 +353,35 @@ class Store:
         new["metadata"]["managedFields"] = result
         return self._store(old, new, dry_run)
 
-    def delete(self, name: str, dry_run: bool = False) -> dict[str, Any]:
+    def _apply_create(
+        self, name: str, config: dict[str, Any], manager: str, subresource: str, dry_run: bool
+    ) -> dict[str, Any]:
+        if subresource:
+            raise not_found("nodes", name)
+        config.pop("status", None)
+        created = self.create(dict(config.items()), manager, dry_run=dry_run)
+        applied = fs.fields_of(config)
+        created["metadata"]["managedFields"] = [
+            Entry(manager, "Apply", "v1", now_rfc3339(), applied).to_json()
+        ]
+        return created
+
+    def delete(
+        self, name: str, dry_run: bool = False, preconditions: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Delete a node; DeleteOptions preconditions (uid, resourceVersion) must hold (409)."""
         node = self.get(name)
+        meta = node["metadata"]
+        for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+            wanted = (preconditions or {}).get(key)
+            if wanted is not None and wanted != meta[key]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on nodes "{name}": Precondition failed: '
+                    f"{label} in precondition: {wanted}, {label} in object meta: {meta[key]}",
+                    {"name": name, "kind": "nodes"},
+                )
         if dry_run:
             return node
         del self.nodes[name]
@@ -451,7 +408,7 @@ class Store:
                 "the namespace of the provided object does not match the namespace sent on the "
                 "request"
             )
-        causes = _event_causes(ev, namespace)
+        causes = event_causes(ev, namespace)
         if causes:
             raise invalid("Event", str(name or ""), causes)
         assert isinstance(name, str)
@@ -475,63 +432,6 @@ class Store:
         return ev
 
 
-def _event_causes(ev: dict[str, Any], namespace: str) -> list[tuple[str, str, str]]:
-    """core/v1 Event validation as the API server's legacyValidateEvent: only the namespace
-    rule for events without eventTime; the reporting fields too for those with one."""
-    causes: list[tuple[str, str, str]] = []
-    name = ev["metadata"].get("name")
-    if not isinstance(name, str) or not name:
-        return [
-            (
-                "FieldValueRequired",
-                "metadata.name",
-                "Required value: name or generateName is required",
-            )
-        ]
-    causes += [
-        ("FieldValueInvalid", "metadata.name", f"Invalid value: {json.dumps(name)}: {m}")
-        for m in dns1123_subdomain_errors(name)
-    ]
-    involved = ev.get("involvedObject")
-    if not isinstance(involved, dict):
-        involved = {}
-    inv_ns = str(involved.get("namespace") or "")
-    mismatch = (
-        "FieldValueInvalid",
-        "involvedObject.namespace",
-        f"Invalid value: {json.dumps(inv_ns)}: does not match event.namespace",
-    )
-    if not ev.get("eventTime"):
-        if (not inv_ns and namespace not in ("", "default")) or (inv_ns and inv_ns != namespace):
-            causes.append(mismatch)
-        return causes
-    if not inv_ns and namespace not in ("default", "kube-system"):
-        causes.append(mismatch)
-    for key, field_name, limit in (
-        ("reportingComponent", "reportingComponent", 0),
-        ("reportingInstance", "reportingInstance", 128),
-        ("action", "action", 128),
-        ("reason", "reason", 128),
-    ):
-        value = ev.get(key)
-        if not isinstance(value, str) or not value:
-            causes.append(("FieldValueRequired", field_name, "Required value"))
-        elif limit and len(value) > limit:
-            causes.append(
-                (
-                    "FieldValueInvalid",
-                    field_name,
-                    f'Invalid value: "": can have at most {limit} characters',
-                )
-            )
-    message = ev.get("message")
-    if isinstance(message, str) and len(message) > 1024:
-        causes.append(
-            ("FieldValueInvalid", "message", 'Invalid value: "": can have at most 1024 characters')
-        )
-    return causes
-
-
 def _reset(old: dict[str, Any], new: dict[str, Any], subresource: str) -> None:
     """What the node strategies reset: status on the main resource; spec and metadata (but
     resourceVersion and managedFields) through the status subresource."""
@@ -546,38 +446,6 @@ def _reset(old: dict[str, Any], new: dict[str, Any], subresource: str) -> None:
         new["spec"] = clone(old.get("spec"))
     else:
         new["status"] = clone(old.get("status"))
-
-
-def _apply_conflict(conflicts: list[tuple[Entry, fs.Path]]) -> ApiError:
-    def who(e: Entry) -> str:
-        shown = json.dumps(e.manager)
-        if e.subresource:
-            shown += f" with subresource {json.dumps(e.subresource)}"
-        if e.operation == "Update":
-            shown += f" using {e.api_version}"
-        return shown
-
-    causes = [
-        {
-            "reason": "FieldManagerConflict",
-            "message": f"conflict with {who(e)}",
-            "field": fs.render(p),
-        }
-        for e, p in conflicts
-    ]
-    if len(conflicts) == 1:
-        e, p = conflicts[0]
-        message = f"Apply failed with 1 conflict: conflict with {who(e)}: {fs.render(p)}"
-    else:
-        by: dict[str, list[str]] = {}
-        for e, p in conflicts:
-            by.setdefault(who(e), []).append(fs.render(p))
-        lines = []
-        for manager in sorted(by):
-            lines.append(f"conflicts with {manager}")
-            lines += [f"- {p}" for p in by[manager]]
-        message = f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
-    return ApiError(409, "Conflict", message, {"causes": causes})
 
 
 def encode_continue(rv: int, after: str) -> str:

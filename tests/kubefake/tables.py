@@ -116,6 +116,68 @@ def node_table(nodes: list[dict[str, Any]], rv: str, include: str) -> dict[str, 
     }
 
 
+_EVENT_COLUMNS = [
+    ("Last Seen", "string", "", 0),
+    ("Type", "string", "", 0),
+    ("Reason", "string", "", 0),
+    ("Object", "string", "", 0),
+    ("Subobject", "string", "", 1),
+    ("Source", "string", "", 1),
+    ("Message", "string", "", 0),
+    ("First Seen", "string", "", 1),
+    ("Count", "integer", "", 1),
+    ("Name", "string", "name", 1),
+]
+
+
+def _seen(stamp: Any) -> str:
+    return _age(stamp) if isinstance(stamp, str) and stamp else "<unknown>"
+
+
+def event_table(events: list[dict[str, Any]], rv: str, include: str) -> dict[str, Any]:
+    """core/v1 Events as the API server's event printer renders them (`kubectl get events`)."""
+    rows = []
+    for ev in events:
+        involved = ev.get("involvedObject") or {}
+        source = ev.get("source") or {}
+        last = ev.get("lastTimestamp") or ev.get("eventTime") or ""
+        if isinstance(last, str) and "." in last:
+            last = last.split(".")[0] + "Z"
+        first = ev.get("firstTimestamp") or last
+        cells = [
+            _seen(last),
+            ev.get("type", ""),
+            ev.get("reason", ""),
+            f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+            involved.get("fieldPath", ""),
+            ", ".join(v for v in (source.get("component", ""), source.get("host", "")) if v),
+            str(ev.get("message", "")).strip(),
+            _seen(first),
+            int(ev.get("count") or 1),
+            ev["metadata"]["name"],
+        ]
+        row: dict[str, Any] = {"cells": cells}
+        if include == "Object":
+            row["object"] = ev
+        elif include != "None":
+            row["object"] = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": ev["metadata"],
+            }
+        rows.append(row)
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": rv},
+        "columnDefinitions": [
+            {"name": n, "type": t, "format": f, "description": "", "priority": p}
+            for n, t, f, p in _EVENT_COLUMNS
+        ],
+        "rows": rows,
+    }
+
+
 def wants_table(accept: str) -> bool:
     first = accept.split(",", maxsplit=1)[0]
     return "as=Table" in first

@@ -223,3 +223,60 @@ def validate_node(node: dict[str, Any]) -> list[Cause]:
         if unsched is not None and not isinstance(unsched, bool):
             causes.append(_type_error("spec.unschedulable", unsched, "a boolean"))
     return causes
+
+
+def event_causes(ev: dict[str, Any], namespace: str) -> list[tuple[str, str, str]]:
+    """core/v1 Event validation as the API server's legacyValidateEvent: only the namespace
+    rule for events without eventTime; the reporting fields too for those with one."""
+    causes: list[tuple[str, str, str]] = []
+    name = ev["metadata"].get("name")
+    if not isinstance(name, str) or not name:
+        return [
+            (
+                "FieldValueRequired",
+                "metadata.name",
+                "Required value: name or generateName is required",
+            )
+        ]
+    causes += [
+        ("FieldValueInvalid", "metadata.name", f"Invalid value: {json.dumps(name)}: {m}")
+        for m in dns1123_subdomain_errors(name)
+    ]
+    involved = ev.get("involvedObject")
+    if not isinstance(involved, dict):
+        involved = {}
+    inv_ns = str(involved.get("namespace") or "")
+    mismatch = (
+        "FieldValueInvalid",
+        "involvedObject.namespace",
+        f"Invalid value: {json.dumps(inv_ns)}: does not match event.namespace",
+    )
+    if not ev.get("eventTime"):
+        if (not inv_ns and namespace not in ("", "default")) or (inv_ns and inv_ns != namespace):
+            causes.append(mismatch)
+        return causes
+    if not inv_ns and namespace not in ("default", "kube-system"):
+        causes.append(mismatch)
+    for key, field_name, limit in (
+        ("reportingComponent", "reportingComponent", 0),
+        ("reportingInstance", "reportingInstance", 128),
+        ("action", "action", 128),
+        ("reason", "reason", 128),
+    ):
+        value = ev.get(key)
+        if not isinstance(value, str) or not value:
+            causes.append(("FieldValueRequired", field_name, "Required value"))
+        elif limit and len(value) > limit:
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    field_name,
+                    f'Invalid value: "": can have at most {limit} characters',
+                )
+            )
+    message = ev.get("message")
+    if isinstance(message, str) and len(message) > 1024:
+        causes.append(
+            ("FieldValueInvalid", "message", 'Invalid value: "": can have at most 1024 characters')
+        )
+    return causes
