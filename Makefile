@@ -68,6 +68,7 @@ bench: setup
 	$(PY) -m bench.hub --json --hosts 10000
 	$(PY) -m bench.idle_connections --json
 	$(PY) -m bench.agent --json
+	$(PY) -m bench.keys --json
 	$(PY) -m bench.clusters --json --nodes 5000
 
 clean:

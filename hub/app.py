@@ -26,6 +26,7 @@ from hub.bus import SqliteVerdictBus, VerdictBus
 from hub.clusters import install as install_clusters
 from hub.config import ConfigError, HubConfig
 from hub.errors import MAX_BODY, body_limit_middleware, error_middleware
+from hub.keys import install as install_keys
 from hub.pki import PkiError, load_ca_bundle
 from hub.singleton import holder_id, run_singleton
 from hub.state import (
@@ -165,8 +166,8 @@ def create_app(
     attestation.add_routes(app)
     assettags.add_routes(app)
     groups.add_routes(app)
-    install_web(
-        app, metrics_dir=metrics_dir
-    )  # status pages, live updates, alerts, webhooks, metrics, OpenAPI
+    install_keys(app)  # the key broker (after the state's startup above)
+    # status pages, live updates, alerts, webhooks, metrics, OpenAPI
+    install_web(app, metrics_dir=metrics_dir)
     install_clusters(app)  # cluster sync (under a lease), GET /v1/clusters, Clusters page
     return app

@@ -19,11 +19,12 @@ import logging
 from typing import Any, Final
 
 from aiohttp import web
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hub.auth import AGENT_HOST_KEY, agent, principal
+from hub.auth import AGENT_HOST_KEY, agent, enrollment, principal
 from hub.bus import VerdictChange
 from hub.errors import ApiError, read_json
-from hub.jws import sign_jws
+from hub.jws import key_id, sign_jws
 from hub.state import STATE, HubState
 from hub.store import Host, HostEvidence, NonceRefused, SequenceRefused, Transition
 from hub.verification import MissingEventlogs, NonceRejected, Outcome
@@ -103,6 +104,20 @@ async def report(request: web.Request) -> web.Response:
         host = await st.store.get_host(host_id)
     if host is None:
         raise ApiError(403, "host.unknown", "this host is not enrolled")
+    _, result = await verify_and_record(st, host, signed, body)
+    return web.json_response(result)
+
+
+async def verify_and_record(
+    st: HubState, host: Host, signed: Report, body: ReportBody
+) -> tuple[Outcome | None, dict[str, Any]]:
+    """Verify a report from ``host`` (whose id the caller matched to ``body.host_id``) and
+    record its outcome, as ``POST /v1/report`` does; the key release (hub.keys) runs the same.
+
+    Returns the outcome (``None`` when the hub lacks event logs the report names only by
+    digest: nothing was recorded) and the :class:`ReportResult` JSON. Raises :class:`ApiError`
+    (409 for a refused nonce or an old sequence number).
+    """
     now = st.clock()
     flavors = await st.store.flavors_for_host(host)  # its own, then its group's
     try:
@@ -113,27 +128,23 @@ async def report(request: web.Request) -> web.Response:
     if isinstance(outcome, MissingEventlogs):
         current = Outcome(host.verdict, host.reasons)
         until = host.valid_until or now
-        return web.json_response(
-            ReportResult(
-                verdict=host.verdict,
-                reasons=host.reasons,
-                trust_report=trust_report(st, host, current, now, until),
-                valid_until=until,
-                next_report_in=0.0,
-                missing_eventlogs=outcome.names,
-            ).to_json()
-        )
-    return web.json_response(
-        await _conclude(
-            st,
-            host,
-            body.sequence,
-            signed,
-            outcome,
-            now,
-            tag_certificate=await _tag_certificate_to_send(st, host, body),
-            nonce=body.nonce,
-        )
+        return None, ReportResult(
+            verdict=host.verdict,
+            reasons=host.reasons,
+            trust_report=trust_report(st, host, current, now, until),
+            valid_until=until,
+            next_report_in=0.0,
+            missing_eventlogs=outcome.names,
+        ).to_json()
+    return outcome, await _conclude(
+        st,
+        host,
+        body.sequence,
+        signed,
+        outcome,
+        now,
+        tag_certificate=await _tag_certificate_to_send(st, host, body),
+        nonce=body.nonce,
     )
 
 
@@ -233,6 +244,18 @@ async def watch_staleness(st: HubState) -> None:
         await asyncio.sleep(st.config.attestation.stale_check_interval)
 
 
+@enrollment
+async def trust_report_key(request: web.Request) -> web.Response:
+    """The public key that signs trust reports: agents check their own stored report with it
+    (the OCI hook), and anyone may verify a trust report with it (TLS shows it is this hub)."""
+    public = request.app[STATE].keys.jws_key.public_key()
+    pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    return web.json_response(
+        {"type": "trust_report_key", "alg": "ES256", "kid": key_id(public), "public_key": pem}
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/challenge", challenge)
     app.router.add_post("/v1/report", report)
+    app.router.add_get("/v1/trust-report-key", trust_report_key)

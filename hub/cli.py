@@ -15,6 +15,7 @@ Commands::
     trustplane-hub flavor import|list|show|delete|assign ...   (see hub.flavorcli)
     trustplane-hub flavor assign --group GROUP ID...          (a host group's flavors)
     trustplane-hub tags set HOST KEY=VALUE ... | clear HOST | show HOST   (see hub.tagcli)
+    trustplane-hub keys create|list|show|policy set|rotate|retire ...  (see hub.keys.cli)
     trustplane-hub clusters add NAME (--kubeconfig FILE [--context C] | --in-cluster)
     trustplane-hub clusters list | remove NAME                  (see hub.clusters.cli)
     trustplane-hub audit verify
@@ -40,6 +41,7 @@ from hub.auditseal import audit_sealer
 from hub.clusters import cli as clustercli
 from hub.config import DEFAULT_CONFIG_FILE, ConfigError, HubConfig, load_config
 from hub.groups import GroupError, set_host_group
+from hub.keys import cli as keyscli
 from hub.notify import Notifier, watchdog_interval
 from hub.statedir import (
     DB_FILE,
@@ -140,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--none", action="store_true", help="take the host out of its group")
     flavorcli.add_parser(sub, common)
     tagcli.add_parser(sub, common)
+    keyscli.add_parser(sub, common)
     clustercli.add_parser(sub, common)
     audit = sub.add_parser("audit", help="the append-only audit log")
     asub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -375,6 +378,9 @@ async def _dispatch(args: argparse.Namespace, config: HubConfig) -> int:
     if args.command == "tags":
         creds = credentials_directory(os.environ)
         return await _with_store(config, lambda s: tagcli.run(args, s, config.state.dir, creds))
+    if args.command == "keys":
+        creds = credentials_directory(os.environ)
+        return await _with_store(config, lambda s: keyscli.run(args, s, config.state.dir, creds))
     if args.command == "clusters":
         creds = credentials_directory(os.environ)
         return await _with_store(config, lambda s: clustercli.run(args, s, config.state.dir, creds))
@@ -395,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         UsageError,
         flavorcli.FlavorInputError,
         tagcli.TagInputError,
+        keyscli.KeysInputError,
         clustercli.ClusterInputError,
     ) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)
@@ -404,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         OSError,
         flavorcli.FlavorLookupError,
         tagcli.TagLookupError,
+        keyscli.KeysLookupError,
         clustercli.ClusterLookupError,
     ) as e:
         print(f"trustplane-hub: {e}", file=sys.stderr)

@@ -50,6 +50,9 @@ metrics.token                      ``""``                       extra bearer tok
 web.session_ttl                    ``28800``                    seconds a browser login lasts
 audit.checkpoint_every             ``100``                      rows between signed checkpoints
 audit.export_file                  ``""``                       file the checkpoints go to too
+keys.hub_url                       ``""``                       hub URL in key blobs ("" = external)
+keys.secret_ttl                    ``3600``                     seconds a host may cache a secret
+keys.release_rate_per_minute       ``120``                      key challenges+releases/min per host
 clusters.sync                      ``true``                     run the cluster sync (hub.clusters)
 clusters.taint_effect              ``"NoExecute"``              untrusted taint: NoSchedule, none
 clusters.resync_interval           ``60``                       seconds between full reconciles
@@ -168,6 +171,13 @@ class AuditConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KeysConfig:
+    hub_url: str = ""
+    secret_ttl: float = 3600.0
+    release_rate_per_minute: int = 120
+
+
+@dataclass(frozen=True, slots=True)
 class ClustersConfig:
     sync: bool = True
     taint_effect: str = "NoExecute"
@@ -186,6 +196,7 @@ class HubConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
     clusters: ClustersConfig = field(default_factory=ClustersConfig)
 
 
@@ -362,6 +373,11 @@ _CHECKS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
     "metrics": {"token": _check_str},
     "web": {"session_ttl": _check_seconds},
     "audit": {"checkpoint_every": _check_positive_int, "export_file": _check_str},
+    "keys": {
+        "hub_url": _check_str,
+        "secret_ttl": _check_seconds,
+        "release_rate_per_minute": _check_positive_int,
+    },
     "clusters": {
         "sync": _check_bool,
         "taint_effect": _check_taint_effect,

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from hub.auth import enrollment, peer_host_id
 from hub.errors import ApiError, read_json
+from hub.keys import binding_kind
 from hub.pki import (
     PkiError,
     certificate_pem,
@@ -187,7 +188,12 @@ async def enroll(request: web.Request) -> web.Response:
         actor=f"agent:{host_id}",
         action="enroll.request",
         subject=host_id,
-        details={"state": host.state, "ek_verified": ek_verified, "hostname": req.hostname},
+        details={
+            "state": host.state,
+            "ek_verified": ek_verified,
+            "hostname": req.hostname,
+            "binding": binding_kind(request.app, req.binding_public),
+        },
     )
     if conflicts:
         await st.store.audit(

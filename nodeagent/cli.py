@@ -13,6 +13,7 @@ code  meaning
 5     the TPM failed (the message carries the TPM response code)
 6     not enrolled yet: enrollment is pending approval on the hub, or
       ``status`` found no status file (the daemon never ran)
+      (``hook`` exits 0 or 1 only: 1 refuses the container, with one stderr line)
 130   interrupted (Ctrl-C)
 ====  ==========================================================================
 """
@@ -78,12 +79,19 @@ def _parser() -> argparse.ArgumentParser:
         "no state; the AK shows as none before the first run or enroll)",
     )
     info.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_parser(
+        "hook",
+        help="OCI hook (createRuntime): exit 1 with one stderr line unless this host's signed "
+        "trust report verifies, says trusted and is current (OCI state JSON on stdin)",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``trustplane-agent``; returns the exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "hook":
+        return _hook(args.config)
     os.environ.setdefault("TSS2_LOG", "all+NONE")  # TPM errors are reported as TpmError
     try:
         cfg = load_config(args.config)
@@ -101,6 +109,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_HUB if isinstance(e, HubUnavailable | HubRejected) else EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def _hook(config: Path) -> int:
+    """The OCI hook: 0 lets the container start; 1 and one stderr line refuse it."""
+    from nodeagent.hook import check_host, read_oci_state  # noqa: PLC0415
+    from nodeagent.state import StateDir  # noqa: PLC0415
+
+    try:
+        read_oci_state(sys.stdin.buffer)
+        check_host(StateDir(load_config(config).state_dir))
+    except NodeAgentError as e:  # ConfigError and TrustReportRefused alike
+        line = "".join(c if c.isprintable() else " " for c in e.message)[:480]
+        print(f"trustplane: container refused: {line} [{e.reason}]", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 def _err(text: str) -> None:

@@ -108,6 +108,18 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KeysConfig:
+    """``[keys]``: the key service for the ocicrypt key provider (docs/agent-config.md)."""
+
+    socket: Path = Path("/run/trustplane-agent/keys.sock")
+    batch_window: float = 0.02  # a release goes once no unwrap joined for this long (seconds)
+    batch_max_wait: float = 0.25  # ... or this long after the first unwrap of the batch
+    cache: bool = True  # keep released secrets sealed to the TPM (state_dir/keycache)
+    max_connections: int = 64  # unwrap connections served at once; more wait in the backlog
+    request_timeout: float = 60.0  # seconds one socket request may take, the release included
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     """The whole agent configuration (defaults run the local demo as is)."""
 
@@ -118,6 +130,7 @@ class AgentConfig:
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     attestation: AttestationConfig = field(default_factory=AttestationConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
 
 
 # --- value checkers: value -> typed value, raising _Invalid with the problem ------------------
@@ -232,6 +245,15 @@ def _is_ipv4_loopback(host: str) -> bool:
     )
 
 
+def _socket_path(value: object) -> Path:
+    path = _path(value)
+    if not path.is_absolute():
+        raise _Invalid("must be an absolute path")
+    if len(str(path).encode()) > 107:  # sun_path holds 108 bytes with the terminating NUL
+        raise _Invalid("a unix socket path has at most 107 bytes")
+    return path
+
+
 _TABLES: Final[Mapping[str, tuple[type[Any], Mapping[str, Checker]]]] = {
     "hub": (
         HubConfig,
@@ -289,6 +311,17 @@ _TABLES: Final[Mapping[str, tuple[type[Any], Mapping[str, Checker]]]] = {
         {
             "listen": _loopback_listen,
             "textfile": _opt_path,
+        },
+    ),
+    "keys": (
+        KeysConfig,
+        {
+            "socket": _socket_path,
+            "batch_window": _number(0, 1),
+            "batch_max_wait": _number(0, 5),
+            "cache": _bool,
+            "max_connections": _integer(1, 1024),
+            "request_timeout": _number(1, 600),
         },
     ),
 }

@@ -34,9 +34,12 @@ from nodeagent.config import AgentConfig
 from nodeagent.devices import TpmDeviceWatcher, TpmNode, find_tpm_devices
 from nodeagent.errors import NodeAgentError, TpmError
 from nodeagent.hubclient import HubClient, HubRejected, HubUnavailable
+from nodeagent.keys.cache import SealedKeyCache
+from nodeagent.keys.release import KeyReleaser
+from nodeagent.keys.service import KeyService, KeyServiceError
 from nodeagent.metrics import AgentMetrics, start_metrics_server
 from nodeagent.notify import Health, Notifier, run_watchdog, watchdog_interval
-from nodeagent.state import EnrollmentState, StateDir
+from nodeagent.state import EnrollmentState, StateDir, write_atomic
 from nodeagent.tpm_worker import TpmWorker
 from nodeagent.tpmsession import TpmSession
 
@@ -65,6 +68,20 @@ class Backoff:
 
 def _secs(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+
+
+def _jws_kid(token: str) -> str | None:
+    """The ``kid`` of a compact JWS's protected header (unverified: only to notice a new key)."""
+    import base64  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    head = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, TypeError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
 
 
 def jittered(interval: float, jitter: float, rng: random.Random) -> float:
@@ -104,6 +121,13 @@ class Daemon:
         self._renew_now = False
         self._background: set[asyncio.Task[None]] = set()
         self.metrics = AgentMetrics()
+        self.keys: KeyService | None = None  # the key socket for the ocicrypt key provider
+        self._jws_kid: str | None = None
+        # image-key releases (nodeagent.keys.release): the hub client and the attestor are
+        # looked up at each release (made once enrolled, replaced on renewal)
+        self.key_releaser = KeyReleaser(
+            cfg, self.state, self.tpm, self._hub_client, lambda: self.attestor
+        )
 
     # --- events from outside the loop ------------------------------------------------------
 
@@ -155,6 +179,7 @@ class Daemon:
                 metrics_server = await start_metrics_server(self.metrics, host, port)
             except OSError as e:
                 log.warning("cannot serve metrics on %s:%d: %s", host, port, e)
+        keys = await self._start_key_service()
         main = asyncio.create_task(self._loop())
         stopped = asyncio.create_task(self._stop.wait())
         try:
@@ -181,6 +206,8 @@ class Daemon:
                 await self._hub.close()
             if metrics_server is not None:
                 await metrics_server.cleanup()
+            if keys is not None:
+                await keys.close()
             await self.tpm.close()
             self._write_status("stopped")
 
@@ -285,7 +312,10 @@ class Daemon:
             return delay
         self._backoff.reset()
         self.hub_problem = self.tpm_problem = self.agent_problem = ""
-        return self._after_delivery(delivered)
+        delay = self._after_delivery(delivered)
+        if delivered is not None:
+            await self._learn_jws_key(delivered.result.trust_report)
+        return delay
 
     def _after_delivery(self, delivered: Delivered | None) -> float:
         now = time.time()
@@ -297,6 +327,12 @@ class Daemon:
             if asked > 0:
                 self._next_due = min(self._next_due, now + asked)
             result = delivered.result
+            try:  # for the OCI hook (trustplane-agent hook)
+                self.state.save_trust_report(
+                    result.trust_report, result.verdict, result.valid_until
+                )
+            except NodeAgentError as e:
+                log.warning("cannot store the trust report: %s", e.message)
             self.notifier.status(
                 f"attested: {result.verdict} (report {delivered.sequence}); "
                 f"next in {max(0.0, self._next_due - now):.0f}s"
@@ -348,6 +384,65 @@ class Daemon:
         self.enrollment = state
         if state.status != "enrolled":
             raise HubRejected(403, "enroll.pending", "re-enrollment is pending approval")
+
+    # --- keys: the socket for the key provider, the hub's trust-report key -----------------
+
+    async def _start_key_service(self) -> KeyService | None:
+        """Serve ``[keys] socket``; a socket that cannot be served is logged, not fatal."""
+        cache = SealedKeyCache(self.state.key_cache, self.tpm) if self.cfg.keys.cache else None
+        service = KeyService(self.cfg.keys, self._key_releaser, cache, self._key_status)
+        try:
+            await service.start()
+        except KeyServiceError as e:
+            log.warning("key service not available: %s", e.message)
+            return None
+        self.keys = service
+        return service
+
+    def _key_releaser(self) -> KeyReleaser | None:
+        """The releaser once this host is enrolled (the key socket refuses before)."""
+        return self.key_releaser if self.attestor is not None else None
+
+    def _key_status(self) -> dict[str, Any]:
+        last = self.last.result if self.last is not None else None
+        return {
+            "host_id": self.enrollment.host_id if self.enrollment else None,
+            "verdict": last.verdict if last else None,
+            "reasons": list(last.reasons) if last else [],
+            "valid_until": last.valid_until if last else None,
+            "trust_report": last.trust_report if last else None,
+        }
+
+    async def _learn_jws_key(self, token: str) -> None:
+        """Store the hub's trust-report key (``hub-jws.pem``) when we have none or the
+        report names another one; a failure is logged and tried again after the next report."""
+        from nodeagent.trustreport import TrustReportRefused, key_id, load_public_key  # noqa: PLC0415
+
+        kid = _jws_kid(token)
+        path = self.state.hub_jws_key
+        if self._jws_kid is None and path.exists():
+            try:
+                self._jws_kid = key_id(load_public_key(path.read_bytes()))
+            except (OSError, TrustReportRefused):
+                self._jws_kid = None
+        if self._jws_kid is not None and self._jws_kid == kid:
+            return
+        try:
+            served_kid, pem = await self._hub_client().trust_report_key()
+            key = load_public_key(pem)
+        except (HubUnavailable, HubRejected, TrustReportRefused) as e:
+            log.warning("cannot learn the hub's trust-report key: %s", e.message)
+            return
+        if key_id(key) != served_kid:
+            log.warning("the hub's trust-report key does not match its key id")
+            return
+        try:
+            write_atomic(path, pem)
+        except NodeAgentError as e:
+            log.warning("cannot store the hub's trust-report key: %s", e.message)
+            return
+        self._jws_kid = served_kid
+        log.info("stored the hub's trust-report key %s", served_kid)
 
     def _hub_client(self) -> HubClient:
         if self._hub is None:

@@ -4,9 +4,11 @@
 certificate, AK public, host facts, registration token, CSR), answers the hub's MakeCredential
 challenge with ActivateCredential on the TPM and stores what the hub issues (client certificate,
 hub CA) in the state directory. A hub that has not approved the host yet answers ``pending``;
-the caller retries later. Every enrollment (renewals too) sends a new binding key (PolicyPCR
-over the attested selection at the current PCR values) with the AK's Certify of it; its blobs
-are stored (``binding.json``) once the hub has enrolled the host.
+the caller retries later. Every enrollment (renewals too) sends a new binding key with the AK's
+Certify of it; its blobs are stored (``binding.json``) once the hub has enrolled the host. Its
+authPolicy is PolicyAuthorize by the hub's policy-signing key (``GET /v1/enroll/policy-key``), so
+it works in every PCR state the hub approves (docs/protocol.md, "Key release"); a hub without a
+key broker gets the older PolicyPCR key of the PCR values at enrollment.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from nodeagent.evidence import read_host_facts
 from nodeagent.hubclient import HubClient, HubUnavailable
 from nodeagent.state import EnrollmentState, StateDir, StateError, StoredAk, write_atomic
 from nodeagent.tpm_worker import TpmWorker
+from nodeagent.tpmsession import BindingKey
+from trustcore.tpm.authorize import policy_authorize_digest, tpm_name
 from trustcore.wire import ActivateRequest, EnrollRequest, host_id_from_ek
 
 log = logging.getLogger("trustplane.agent.enroll")
@@ -63,6 +67,18 @@ def make_csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
+async def _binding_key(tpm: TpmWorker, hub: HubClient, ek_public: bytes) -> tuple[BindingKey, str]:
+    """A binding key that follows legitimate reboots: authPolicy PolicyAuthorize by the hub's
+    policy-signing key (``rsa2048-authorized``); from a hub without a key broker, the PolicyPCR
+    key of the current PCR values (``rsa2048-pcr``)."""
+    signer = await hub.policy_key()
+    if signer is None:
+        return await tpm.call(lambda s: s.create_binding_key(ek_public)), "rsa2048-pcr"
+    policy = policy_authorize_digest(tpm_name(signer))
+    key = await tpm.call(lambda s: s.create_authorized_binding_key(ek_public, policy))
+    return key, "rsa2048-authorized"
+
+
 async def enroll(
     cfg: AgentConfig, state: StateDir, tpm: TpmWorker, hub: HubClient, *, new_key: bool = False
 ) -> EnrollmentState:
@@ -78,7 +94,7 @@ async def enroll(
     key = ec.generate_private_key(ec.SECP256R1()) if new_key else client_key(state)
     ek = await tpm.call(lambda s: s.endorsement())
     ak_public = await tpm.call(lambda s: s.ak_public)
-    binding = await tpm.call(lambda s: s.create_binding_key(ek.public))
+    binding, kind = await _binding_key(tpm, hub, ek.public)
     _, facts, _ = read_host_facts(cfg.evidence)
     hostname = cfg.hub.hostname or facts.get("hostname") or socket.gethostname()
     request = EnrollRequest(
@@ -117,7 +133,7 @@ async def enroll(
         state.save_enrollment(outcome)
         return outcome
     outcome = EnrollmentState(host_id=host_id, status="enrolled")
-    state.save_binding(StoredAk("rsa2048-pcr", binding.blobs.public, binding.blobs.private))
+    state.save_binding(StoredAk(kind, binding.blobs.public, binding.blobs.private))
     if new_key:  # the key and its certificate are replaced one after the other
         write_atomic(state.client_key, _pem(key))
     state.save_enrollment(

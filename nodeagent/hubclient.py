@@ -10,6 +10,8 @@ Every answer is read with a size cap. What to send and when is the caller's busi
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import ssl
 import time
@@ -28,6 +30,8 @@ from trustcore.wire import (
     EnrollChallenge,
     Enrollment,
     EnrollRequest,
+    KeyReleaseRequest,
+    KeyReleaseResult,
     Report,
     ReportResult,
 )
@@ -154,6 +158,32 @@ class HubClient:
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError, AttributeError) as e:
             raise HubUnavailable(f"GET {url}: {type(e).__name__}: {e}") from None
 
+    async def trust_report_key(self) -> tuple[str, bytes]:
+        """``GET /v1/trust-report-key``: the hub's key id and PEM public key that sign trust
+        reports. Raises :class:`HubUnavailable`, :class:`HubRejected`."""
+        url = self._cfg.url + "/v1/trust-report-key"
+        try:
+            async with self._get_session().get(url) as resp:
+                raw = await self._read_capped(resp)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as e:
+            raise HubUnavailable(f"GET {url}: {type(e).__name__}: {e}") from None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise HubUnavailable(f"GET {url}: answer {status} is not JSON") from None
+        if status >= 500 or status == 429:
+            raise HubUnavailable(f"GET {url}: hub answered {status}: {_error_text(value)}")
+        if status >= 400:
+            code, message = _error_fields(value)
+            raise HubRejected(status, code, message)
+        kid, pem = (
+            (value.get("kid"), value.get("public_key")) if isinstance(value, dict) else (0, 0)
+        )
+        if not isinstance(kid, str) or not isinstance(pem, str) or len(pem) > 4096:
+            raise HubUnavailable(f"GET {url}: malformed answer")
+        return kid, pem.encode("ascii", "replace")
+
     async def enroll(self, request: EnrollRequest) -> EnrollChallenge:
         """Raises :class:`HubUnavailable`, :class:`HubRejected`."""
         return await self._post("/v1/enroll", request.to_json(), EnrollChallenge.from_json)
@@ -169,6 +199,32 @@ class HubClient:
     async def report(self, report: Report) -> ReportResult:
         """Raises :class:`HubUnavailable`, :class:`HubRejected`."""
         return await self._post("/v1/report", report.to_json(), ReportResult.from_json)
+
+    async def key_challenge(self) -> Challenge:
+        """A nonce for a key release. Raises :class:`HubUnavailable`, :class:`HubRejected`."""
+        return await self._post("/v1/keys/challenge", {}, Challenge.from_json)
+
+    async def release_keys(self, request: KeyReleaseRequest) -> KeyReleaseResult:
+        """Raises :class:`HubUnavailable`, :class:`HubRejected`."""
+        return await self._post("/v1/keys/release", request.to_json(), KeyReleaseResult.from_json)
+
+    async def policy_key(self) -> bytes | None:
+        """The hub's policy-signing key (TPMT_PUBLIC) for PolicyAuthorize binding keys, or
+        ``None`` from a hub without a key broker. Raises :class:`HubUnavailable`."""
+        url = self._cfg.url + "/v1/enroll/policy-key"
+        try:
+            async with self._get_session().get(url) as resp:
+                raw = await self._read_capped(resp)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as e:
+            raise HubUnavailable(f"GET {url}: {type(e).__name__}: {e}") from None
+        if status == 404:
+            return None
+        try:
+            value = json.loads(raw)
+            return base64.b64decode(value["public"], validate=True)
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise HubUnavailable(f"GET {url}: answer {status} is not a policy key") from None
 
 
 def _error_fields(value: object) -> tuple[str, str]:

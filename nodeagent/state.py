@@ -12,6 +12,10 @@ fsync of the directory):
 - ``binding.json``: the TPM binding key's blobs (PolicyPCR-only RSA decryption key) sent at
   enrollment; ``tag-certificate.der``: the hub's asset-tag certificate whose SHA-384 the agent
   wrote into the TPM's asset-tag NV index.
+- ``trust-report.json``: the hub's last signed trust report for this host (JWS, verdict,
+  ``valid_until``), rewritten after every acknowledged report; ``hub-jws.pem``: the hub's JWS
+  public key that signs them (both read by ``trustplane-agent hook``);
+- ``keycache/``: released layer secrets sealed to the TPM (``nodeagent.keys.cache``).
 
 This module knows file formats and durability; it does not talk to the TPM or the hub.
 """
@@ -283,6 +287,36 @@ class StateDir:
 
     def save_tag_certificate(self, der: bytes) -> None:
         write_atomic(self.tag_certificate, der)
+
+    # --- the signed trust report and the hub's key (the OCI hook) ----------------------------
+
+    @property
+    def trust_report_file(self) -> Path:
+        return self.root / "trust-report.json"
+
+    def save_trust_report(self, trust_report: str, verdict: str, valid_until: float) -> None:
+        self._save(
+            "trust-report.json",
+            {"trust_report": trust_report, "verdict": verdict, "valid_until": valid_until},
+        )
+
+    def load_trust_report(self) -> str | None:
+        """The last trust report's JWS, or None when the agent has none yet."""
+        raw = self._load("trust-report.json")
+        if raw is None:
+            return None
+        token = raw.get("trust_report")
+        if not isinstance(token, str):
+            raise StateError(f"{self.trust_report_file} is damaged")
+        return token
+
+    @property
+    def hub_jws_key(self) -> Path:
+        return self.root / "hub-jws.pem"
+
+    @property
+    def key_cache(self) -> Path:
+        return self.root / "keycache"
 
     # --- status ----------------------------------------------------------------------------
 

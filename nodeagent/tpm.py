@@ -58,6 +58,7 @@ from tpm2_pytss import (
     TPMT_RSA_DECRYPT,
     TPMT_RSA_SCHEME,
     TPMT_SIG_SCHEME,
+    TPMT_SIGNATURE,
     TPMT_SYM_DEF,
     TPMT_SYM_DEF_OBJECT,
     TPMU_ASYM_SCHEME,
@@ -69,7 +70,7 @@ from tpm2_pytss import (
 from tpm2_pytss.utils import NoSuchIndex, NVReadEK, create_ek_template
 
 from nodeagent.errors import TpmError
-from trustcore.algorithms import HASH_ALGORITHMS
+from trustcore.algorithms import HASH_ALGORITHMS, TPM_ALG_SHA256, digest
 from trustcore.errors import ParseError
 from trustcore.tpm.constants import (
     TPM_PT_FIRMWARE_VERSION_1,
@@ -705,6 +706,81 @@ class TpmDevice:
                 ESYS_TR(key.handle), ciphertext, _OAEP_SHA256, b"", session1=session
             )
             return bytes(clear)
+
+    def rsa_decrypt_authorized(
+        self,
+        key: LoadedKey,
+        selection: PcrSelection,
+        ciphertext: bytes,
+        *,
+        signing_key: bytes,
+        approved_policy: bytes,
+        signature: bytes,
+        policy_ref: bytes = b"",
+    ) -> bytes:
+        """RSA_Decrypt (OAEP, SHA-256) with a binding ``key`` whose authPolicy is
+        PolicyAuthorize by ``signing_key`` (a TPMT_PUBLIC): TPM2_LoadExternal of the signer's
+        public key (owner hierarchy, so the ticket is not a NULL ticket), TPM2_VerifySignature
+        of ``signature`` over ``SHA-256(approved_policy || policy_ref)``, then a policy session
+        with PolicyPCR(``selection``) at the current PCRs and PolicyAuthorize.
+
+        Raises :class:`TpmError`: TPM_RC_SIGNATURE for a bad signature, TPM_RC_VALUE (in
+        PolicyAuthorize) when the PCRs' PolicyPCR digest is not ``approved_policy``,
+        TPM_RC_POLICY_FAIL when the signer is not the one the key names.
+        """
+        (result,) = self.rsa_decrypt_authorized_many(
+            key,
+            selection,
+            [ciphertext],
+            signing_key=signing_key,
+            approved_policy=approved_policy,
+            signature=signature,
+            policy_ref=policy_ref,
+        )
+        if isinstance(result, TpmError):
+            raise result
+        return result
+
+    def rsa_decrypt_authorized_many(
+        self,
+        key: LoadedKey,
+        selection: PcrSelection,
+        ciphertexts: list[bytes],
+        *,
+        signing_key: bytes,
+        approved_policy: bytes,
+        signature: bytes,
+        policy_ref: bytes = b"",
+    ) -> list[bytes | TpmError]:
+        """:meth:`rsa_decrypt_authorized` for several ciphertexts: the signature is verified
+        once (the ticket serves every session), each decryption has its own policy session.
+        A failing decryption is a :class:`TpmError` at its place; a signature the TPM refuses
+        raises :class:`TpmError`."""
+        with _tpm("rsa_decrypt_authorized"):
+            public, _ = TPM2B_PUBLIC.unmarshal(len(signing_key).to_bytes(2, "big") + signing_key)
+            sig, _ = TPMT_SIGNATURE.unmarshal(signature)
+            signer = self._ectx.load_external(public, None, ESYS_TR.OWNER)
+            try:
+                a_hash = digest(TPM_ALG_SHA256, approved_policy + policy_ref)
+                ticket = self._ectx.verify_signature(signer, a_hash, sig)
+                signer_name = self._ectx.tr_get_name(signer)
+            finally:
+                with contextlib.suppress(TSS2_Exception):
+                    self._ectx.flush_context(signer)
+        out: list[bytes | TpmError] = []
+        for ciphertext in ciphertexts:
+            try:
+                with _tpm("rsa_decrypt_authorized"), self._pcr_session(selection) as session:
+                    self._ectx.policy_authorize(
+                        session, approved_policy, signer_name, ticket, policy_ref
+                    )
+                    clear = self._ectx.rsa_decrypt(
+                        ESYS_TR(key.handle), ciphertext, _OAEP_SHA256, b"", session1=session
+                    )
+                    out.append(bytes(clear))
+            except TpmError as e:
+                out.append(e)
+        return out
 
     def seal(self, policy_digest: bytes, secret: bytes) -> ObjectBlobs:
         """Seal ``secret`` (1 to 128 bytes) under the owner SRK to ``policy_digest`` (from

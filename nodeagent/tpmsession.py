@@ -41,7 +41,7 @@ from trustcore.assettag import (
 from trustcore.tpm.constants import TPMA_NV_WRITTEN
 from trustcore.tpm.pcrs import PcrSelection
 from trustcore.tpm.public import NvPublic, parse_nv_public
-from trustcore.wire import binding_qualifying_data
+from trustcore.wire import ReleaseAuthorization, binding_qualifying_data
 
 log = logging.getLogger("trustplane.agent.tpm")
 
@@ -191,6 +191,44 @@ class TpmSession:
             with contextlib.suppress(TpmError):
                 self._device.flush(key)
 
+    def create_authorized_binding_key(
+        self, ek_public: bytes, authorize_policy: bytes
+    ) -> BindingKey:
+        """A new binding key whose authPolicy is ``authorize_policy`` (PolicyAuthorize by the
+        hub's policy-signing key, :func:`trustcore.tpm.authorize.policy_authorize_digest`),
+        certified by the AK like :meth:`create_binding_key`. The key is not left loaded."""
+        key, blobs = self._device.create_binding_key(authorize_policy)
+        try:
+            certify = self._device.certify(
+                self.ak, key, binding_qualifying_data(ek_public, self.ak.public)
+            )
+        finally:
+            with contextlib.suppress(TpmError):
+                self._device.flush(key)
+        return BindingKey(key.public, blobs, certify)
+
+    def decrypt_authorized(
+        self, blobs: ObjectBlobs, ciphertexts: list[bytes], authorization: ReleaseAuthorization
+    ) -> list[bytes | TpmError]:
+        """RSA-OAEP decryption of each ciphertext with a PolicyAuthorize binding key, using the
+        hub's signed approval of the current PCR state (the TPM refuses in any state the hub
+        did not approve). The key is loaded and the approval verified once; a decryption the
+        TPM refuses is a :class:`TpmError` at its place."""
+        key = self._device.load_object(blobs)
+        try:
+            return self._device.rsa_decrypt_authorized_many(
+                key,
+                self.selection(),
+                ciphertexts,
+                signing_key=authorization.signing_key,
+                approved_policy=authorization.approved_policy,
+                signature=authorization.signature,
+                policy_ref=authorization.policy_ref,
+            )
+        finally:
+            with contextlib.suppress(TpmError):
+                self._device.flush(key)
+
     def write_asset_tag(self, digest: bytes) -> None:
         """Write ``digest`` (SHA-384 of the tag certificate) into the asset-tag NV index,
         defining it first (again, when it exists with attributes the hub would refuse)."""
@@ -217,6 +255,23 @@ class TpmSession:
         return self._device.nv_certify(
             self.ak, ASSET_TAG_NV_INDEX, qualifying_data, size=ASSET_TAG_NV_SIZE
         )
+
+    # --- the sealed key cache (nodeagent.keys.cache) ---------------------------------------------
+
+    def pcr_policy(self) -> bytes:
+        """The PolicyPCR digest of this session's selection at the PCRs' current values."""
+        return self._device.pcr_policy(self.selection())
+
+    def seal_to_current_pcrs(self, secret: bytes) -> tuple[ObjectBlobs, bytes]:
+        """Seal ``secret`` (1 to 128 bytes) to PolicyPCR over this session's selection at the
+        current values; returns the blobs to store and the policy digest they need."""
+        policy = self.pcr_policy()
+        return self._device.seal(policy, secret), policy
+
+    def unseal(self, blobs: ObjectBlobs) -> bytes:
+        """Unseal what :meth:`seal_to_current_pcrs` sealed; raises :class:`TpmError` with rc
+        TPM_RC_POLICY_FAIL (0x99d) once the selected PCRs hold other values."""
+        return self._device.unseal(blobs, self.selection())
 
     def close(self) -> None:
         """Flush the AK and close the TPM context (errors of a TPM that is gone are ignored)."""

@@ -54,7 +54,7 @@ def test_every_agent_config_key_is_documented_in_its_table() -> None:
     accepted = {"": set(agent_config._TOP)} | {
         table: set(checks) for table, (_, checks) in agent_config._TABLES.items()
     }
-    assert set(accepted) == {"", "hub", "tpm", "evidence", "attestation", "metrics"}
+    assert set(accepted) == {"", "hub", "tpm", "evidence", "attestation", "metrics", "keys"}
     for table, text in agent_sections().items():
         documented = table_keys(text)
         assert accepted[table] - documented == set(), f"[{table}] keys missing from the doc"
@@ -98,8 +98,8 @@ def test_the_walk_finds_the_commands() -> None:
         "trustplane-agent tpm info",
         "trustplane-agent evidence",
     } <= names
-    assert len(HUB_COMMANDS) == 22
-    assert len(AGENT_COMMANDS) == 5
+    assert len(HUB_COMMANDS) == 28
+    assert len(AGENT_COMMANDS) == 6
 
 
 @pytest.mark.parametrize(("path", "options"), HUB_COMMANDS + AGENT_COMMANDS, ids=" ".join)

@@ -1,7 +1,8 @@
-"""The ``trustplane`` command: event-log analysis and the demo.
+"""The ``trustplane`` command: event-log analysis, encrypted images and the demo.
 
 ``trustplane eventlog show|replay|txt-heap FILE`` reads a file and hands the bytes to
-:mod:`trustcore.eventlog`; ``trustplane demo`` runs the local demo (:mod:`trustplane.demo`).
+:mod:`trustcore.eventlog`; ``trustplane image check|encrypt|decrypt`` is
+:mod:`trustplane.imagecli`; ``trustplane demo`` runs the local demo (:mod:`trustplane.demo`).
 This is the only place where errors become exit codes: 0 success,
 1 runtime failure, 2 bad input or usage, always with one line on stderr saying why.
 """
@@ -29,6 +30,8 @@ from trustcore.eventlog import (
     read_txt_eventlog_from_image,
     replay_eventlog,
 )
+from trustplane.errors import TrustplaneError
+from trustplane.imagecli import add_image_commands
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -222,6 +225,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         eventlogs=default_eventlogs_dir(),
         step_timeout=args.timeout,
         kubeconfig=args.kubeconfig,
+        skopeo=args.skopeo,
     )
     return run_demo(options)
 
@@ -232,7 +236,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trustplane",
-        description="Analyse TPM event logs (UEFI, legacy SHA-1, Intel TXT) and run the demo.",
+        description="Analyse TPM event logs (UEFI, legacy SHA-1, Intel TXT), check, encrypt and "
+        "decrypt OCI images, and run the demo.",
         epilog="Exit codes: 0 success, 1 runtime failure, 2 bad input or usage.",
     )
     parser.add_argument("--version", action="version", version=f"trustplane {__version__}")
@@ -262,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     heap.add_argument("--json", action="store_true", help="print JSON")
     heap.set_defaults(handler=cmd_txt_heap)
 
+    add_image_commands(commands)
+
     demo = commands.add_parser(
         "demo",
         help="run a hub and three TPM-attested hosts on 127.0.0.1; one reboots into a change",
@@ -276,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--json",
         action="store_true",
-        help='print one JSON line: {"hosts": [{"name", "verdict", "reasons"}], "alerts": N}',
+        help='print one JSON line: {"hosts": [{"name", "verdict", "reasons"}], "alerts": N, '
+        '"images": {"encrypted_by", "image", "hosts": {NAME: {"decrypted", "reason"}}}}',
     )
     demo.add_argument(
         "--timeout",
@@ -290,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="register this cluster and map host-1..3 to its nodes of the same names",
+    )
+    demo.add_argument(
+        "--skopeo",
+        metavar="PATH",
+        help="encrypt and decrypt the demo image with this skopeo (>= 1.11, key providers) "
+        "instead of trustplane image",
     )
     demo.set_defaults(handler=cmd_demo)
     return parser
@@ -306,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{args.file}: " if isinstance(e, TrustcoreError) and "file" in args else ""
         sys.stderr.write(f"trustplane: {where}{_one_line(text)}\n")
         return EXIT_BAD_INPUT
+    except TrustplaneError as e:
+        sys.stderr.write(f"trustplane: {_one_line(e.message)}\n")
+        return EXIT_FAILURE
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_OK

@@ -11,10 +11,16 @@ The scenario: the hosts enroll and attest; flavors are imported from host-1's ve
 the flavors; then host-3 "reboots" into a kernel update (its agent stops, its swtpm restarts with
 reset PCRs and is booted from ``test-update.bin``, the agent starts again and attests at once),
 turns untrusted with the flavor reason ids and the first differing event in words, and the hub
-raises an alert. Progress goes to stderr. Interactive mode then prints the status page URL and
+raises an alert. Then the encrypted-image step (:mod:`trustplane.demoimages`): key policy
+``region-eu``, host-1 and host-2 tagged ``region=EU`` and host-2 retagged ``region=US``, a
+demo-made image encrypted and pushed to a docker-registry on 127.0.0.1, decrypted by host-1,
+refused to host-2 (``release.assettag_mismatch``) and host-3 (``release.host_untrusted``).
+Progress goes to stderr. Interactive mode then prints the status page URL and
 the admin token and runs until Ctrl-C or SIGTERM; ``--once --json`` prints one JSON line
-``{"hosts": [{"name", "verdict", "reasons", "explanation"}], "alerts": N}`` (``reasons``
-are reason ids, ``explanation`` one sentence for a person) and exits 0. Any failed or timed-out
+``{"hosts": [{"name", "verdict", "reasons", "explanation"}], "alerts": N, "images":
+{"encrypted_by", "image", "hosts": {"host-1": {"decrypted": true}, "host-2": {"decrypted":
+false, "reason", "message"}, ...}}}`` (``reasons`` are reason ids, ``explanation`` one sentence
+for a person) and exits 0. Any failed or timed-out
 step (every wait is bounded) exits 1 with one line on stderr. Every process the demo starts is
 stopped and the working directory removed on every way out.
 
@@ -42,6 +48,7 @@ from types import FrameType
 from typing import Any, Final, TypeVar
 
 from trustcore.errors import TrustcoreError
+from trustplane.demoimages import ImageOptions, ImageStep, ImageStepFailure, keys_socket
 from trustplane.swtpm import Swtpm, SwtpmFactory, SwtpmUnavailable, die_with_parent, free_port
 from trustplane.tpmboot import boot_from_eventlog
 
@@ -75,6 +82,7 @@ class DemoOptions:
     eventlogs: Path = Path()
     step_timeout: float = 60.0
     kubeconfig: Path | None = None  # register this cluster (host-N -> node host-N)
+    skopeo: str | None = None
 
 
 class Progress:
@@ -357,7 +365,8 @@ class HostRun:
             f'[evidence]\nuefi_log = "{self.uefi_log}"\ntxt = false\n'
             f'dmi_uuid = "{self.dir / "product_uuid"}"\nboot_id = "{self.dir / "boot_id"}"\n\n'
             f"[attestation]\ninterval = {REPORT_INTERVAL}\nbackoff_initial = 0.2\n"
-            "backoff_max = 2\n"
+            "backoff_max = 2\n\n"
+            f'[keys]\nsocket = "{keys_socket(self.dir)}"\n'
         )
 
     def boot(self, log: Path) -> int:
@@ -588,7 +597,11 @@ def scenario(
         d = _detail(hub, ids[host.name])
         summary.append(summarise(host.name, d))
     alerts = len(hub.get("/v1/alerts")["alerts"])
-    result = {"hosts": summary, "alerts": alerts}
+    try:
+        images = ImageStep(work, hub, hosts, ImageOptions(options.skopeo, timeout), say).run(ids)
+    except ImageStepFailure as e:
+        raise DemoFailure(str(e)) from None
+    result = {"hosts": summary, "alerts": alerts, "images": images}
     if not options.once:
         interact(hub, ids[bad.name], say)
     return result
@@ -644,6 +657,9 @@ def run_demo(options: DemoOptions) -> int:
                     f"{host['name']}\t{host['verdict']}\t{reasons}\t{host['explanation']}\n"
                 )
             sys.stdout.write(f"alerts\t{result['alerts']}\n")
+            for name, outcome in result["images"]["hosts"].items():
+                what = "decrypted" if outcome["decrypted"] else f"refused\t{outcome['reason']}"
+                sys.stdout.write(f"image\t{name}\t{what}\n")
         code = 0
     except Interrupted as e:
         say(f"{e}: stopping")

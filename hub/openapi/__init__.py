@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.auth import role
+from hub.openapi.keys import key_paths, key_schemas
 from hub.openapi.parts import _responses, schemas
 from hub.openapi.paths import _agent_paths, _api_paths, _page_paths
 
@@ -32,9 +33,9 @@ def build_openapi(version: str = "0") -> dict[str, Any]:
             "description": "Attestation of hosts, trust verdicts, alerts. Errors are always "
             '`{"error": {"code": "<stable id>", "message": "..."}}`.',
         },
-        "paths": {**_agent_paths(), **_api_paths(), **_page_paths()},
+        "paths": {**_agent_paths(), **_api_paths(), **key_paths(), **_page_paths()},
         "components": {
-            "schemas": schemas(),
+            "schemas": {**schemas(), **key_schemas()},
             "responses": _responses(),
             "securitySchemes": {
                 "bearer": {

@@ -70,6 +70,26 @@ def _agent_paths() -> dict[str, Any]:
                 body=_json_body(_ref("Report")),
             )
         },
+        "/v1/trust-report-key": {
+            "get": _op(
+                "The ES256 public key that signs trust reports (the agent's OCI hook checks it)",
+                "agent",
+                NONE,
+                _json(
+                    _obj(
+                        {
+                            "type": {"const": "trust_report_key"},
+                            "alg": {"const": "ES256"},
+                            "kid": _STR,
+                            "public_key": _STR,
+                        },
+                        ["type", "alg", "kid", "public_key"],
+                    ),
+                    "the key (PEM SubjectPublicKeyInfo) and its id",
+                ),
+                errors=(),
+            )
+        },
         # --- asset tags (hub.assettags) ---
         "/v1/tags": {
             "post": _op(

@@ -41,6 +41,7 @@ from hub.store.enrollments import MAX_OPEN_CHALLENGES_PER_HOST, EnrollmentStore,
 from hub.store.eventlogs import EventlogsStore
 from hub.store.flavors import FlavorDocuments, FlavorsStore, StoredFlavor
 from hub.store.hosts import Host, HostFacts, HostGroup, HostKeys, HostsStore
+from hub.store.keys import KeyEvent, KeyPolicy, KeysStore, KeyVersion
 from hub.store.leases import LeasesStore
 from hub.store.nonces import NonceRefused
 from hub.store.postgres import is_postgres_url
@@ -72,6 +73,7 @@ class Store(
     LeasesStore,
     VerdictChangesStore,
     WebSessionsStore,
+    KeysStore,
     ClustersStore,
     StoreBackend,
 ):
@@ -96,6 +98,9 @@ __all__ = [
     "HostFacts",
     "HostGroup",
     "HostKeys",
+    "KeyEvent",
+    "KeyPolicy",
+    "KeyVersion",
     "NodeRecord",
     "NonceRefused",
     "PendingEnrollment",

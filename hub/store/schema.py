@@ -215,6 +215,33 @@ def _migration_10(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_11(db: sqlite_utils.Database) -> None:
+    """The key broker (hub.store.keys): transfer policies, key versions (material encrypted
+    under the master key), per-host release outcomes, the issue times of release nonces."""
+    db.execute(
+        "CREATE TABLE key_policies (name TEXT PRIMARY KEY, predicate TEXT NOT NULL, "
+        "max_age REAL NOT NULL, created REAL NOT NULL, updated REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE key_versions (id TEXT PRIMARY KEY, "
+        "policy TEXT NOT NULL REFERENCES key_policies(name), version INTEGER NOT NULL, "
+        "created REAL NOT NULL, retired REAL, material BLOB NOT NULL, "
+        "releases INTEGER NOT NULL DEFAULT 0, refusals INTEGER NOT NULL DEFAULT 0, "
+        "last_use REAL, UNIQUE (policy, version))"
+    )
+    db.execute(
+        "CREATE TABLE key_events (id INTEGER PRIMARY KEY, at REAL NOT NULL, "
+        "host_id TEXT NOT NULL, key_id TEXT, ok INTEGER NOT NULL, reason TEXT NOT NULL, "
+        "message TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX key_events_host ON key_events(host_id, id)")
+    db.execute(
+        "CREATE TABLE key_nonces (nonce BLOB PRIMARY KEY, host_id TEXT NOT NULL, "
+        "issued REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX key_nonces_issued ON key_nonces(issued)")
+
+
 def _migration_12(db: sqlite_utils.Database) -> None:
     """Registered clusters, their sync state, what was announced per node (hub.store.clusters)."""
     db.execute(
@@ -276,8 +303,9 @@ MIGRATIONS: Final[tuple[Callable[[sqlite_utils.Database], None], ...]] = (
     _migration_8,
     _migration_9,
     _migration_10,
+    _migration_11,
     _migration_12,
-    _migration_13,  # 11: keys (another branch)
+    _migration_13,
     _migration_14,
     _migration_15,
 )

@@ -220,6 +220,7 @@ async def host_page(request: web.Request) -> web.Response:
                 for v in reversed(verdicts)
             ],
             "alerts": alerts,
+            "key_refusals": await store.list_key_events(host.id, refusals_only=True),
         },
     )
 

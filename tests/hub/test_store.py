@@ -47,6 +47,7 @@ MIGRATION_LIST = [
     (8, "_migration_8"),
     (9, "_migration_9"),
     (10, "_migration_10"),
+    (11, "_migration_11"),
     (12, "_migration_12"),
     (13, "_migration_13"),
     (14, "_migration_14"),

@@ -64,7 +64,7 @@ def test_both_backends_make_the_same_tables_and_migrations(
         pg_tables.setdefault(table, []).append(column)
     assert pg_tables == sqlite_tables
     assert pg_migrations == sqlite_migrations
-    assert len(pg_tables) == 21
+    assert len(pg_tables) == 28
 
 
 APPENDER = """

@@ -105,8 +105,15 @@ def routes(hub: HubProcess) -> list[tuple[str, str]]:
 
 
 PUBLIC = {("GET", "/health"), ("GET", "/login"), ("POST", "/login")}
-AGENT = {("POST", "/v1/challenge"), ("POST", "/v1/report"), ("POST", "/v1/tags")}
-ENROLL = {("POST", "/v1/enroll"), ("POST", "/v1/enroll/activate")}
+AGENT = {
+    ("POST", "/v1/challenge"),
+    ("POST", "/v1/report"),
+    ("POST", "/v1/tags"),
+    ("POST", "/v1/keys/challenge"),
+    ("POST", "/v1/keys/release"),
+}
+# enrollment routes, and the hub's public policy-signing key agents read before enrolling
+ENROLL = {("POST", "/v1/enroll"), ("POST", "/v1/enroll/activate"), ("GET", "/v1/enroll/policy-key")}
 
 
 def test_every_route_without_credentials_is_refused(hub: HubProcess) -> None:

@@ -9,10 +9,12 @@ import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from hub.assettags import set_host_tags
 from hub.jws import verify_jws
+from hub.keys.routes import BROKER
 from nodeagent.state import StateDir
 from nodeagent.tpm import ObjectBlobs, TpmDevice
 from tests.nodeagent.conftest import LoopbackHub, RunningDaemon, agent_config, wait_for
@@ -20,6 +22,8 @@ from trustcore.algorithms import TPM_ALG_SHA256
 from trustcore.assettag import ASSET_TAG_NV_INDEX, ASSET_TAG_NV_SIZE
 from trustcore.binding import check_binding_key
 from trustcore.tpm import PcrSelection, parse_public
+from trustcore.tpm.authorize import authorize_message, ecdsa_signature
+from trustcore.tpm.policy import policy_pcr_digest
 from trustplane.swtpm import Swtpm
 
 TAGS = {"region": "EU", "rack": "7"}
@@ -38,7 +42,8 @@ def test_binding_key_enrolled_and_asset_tags_end_to_end(
     host = hub.call(hub.state.store.list_hosts())[0]
     assert host.verdict == "trusted"
 
-    # the binding key the hub stored is a PolicyPCR decryption key this TPM can use
+    # the binding key the hub stored is a decryption key this TPM can use, PolicyAuthorize by
+    # the hub's policy key: with the hub's signed approval of the current PCR state
     keys = hub.call(hub.state.store.get_host_keys(host.id))
     assert keys is not None
     assert keys.binding_public is not None
@@ -52,10 +57,24 @@ def test_binding_key_enrolled_and_asset_tags_end_to_end(
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
     wrapped = public.encrypt(b"image key wrapped by the hub", oaep)
     selection = PcrSelection.of({TPM_ALG_SHA256: range(8)})  # the agent's default selection
+    signer = hub.app[BROKER].signer
+    assert stored.algorithm == "rsa2048-authorized"
+    assert binding.auth_policy == signer.authorize_policy
     with TpmDevice(booted_tpm.tcti) as device:
+        approved = policy_pcr_digest(selection, device.pcr_read(selection), TPM_ALG_SHA256)
+        der_signature = signer.key.sign(
+            authorize_message(approved), ec.ECDSA(Prehashed(hashes.SHA256()))
+        )
         key = device.load_object(ObjectBlobs(stored.private, stored.public))
         try:
-            clear = device.rsa_decrypt_with_binding_key(key, selection, wrapped)
+            clear = device.rsa_decrypt_authorized(
+                key,
+                selection,
+                wrapped,
+                signing_key=signer.public,
+                approved_policy=approved,
+                signature=ecdsa_signature(der_signature),
+            )
         finally:
             device.flush(key)
     assert clear == b"image key wrapped by the hub"

@@ -10,6 +10,7 @@ own config loaders to keep units and configs naming the same paths.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import stat
@@ -19,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from hub.config import load_config as load_hub_config
+from nodeagent.config import KeysConfig
 from nodeagent.config import load_config as load_agent_config
+from nodeagent.keys.providerconfig import ProviderConfig, load_provider_config
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SYSTEMD = REPO / "systemd"
@@ -134,8 +137,10 @@ def test_agent_unit_settings() -> None:
     assert "Service.ProcSubset" not in s  # the agent reads /proc/sys/kernel/random/boot_id
     assert (s["Service.StateDirectory"], s["Service.RuntimeDirectory"]) == (
         ["trustplane"],
-        ["trustplane"],
+        ["trustplane-agent"],
     )
+    # the key socket's default directory is the unit's runtime directory
+    assert KeysConfig().socket.parent == Path("/run") / s["Service.RuntimeDirectory"][0]
 
 
 def test_txt_dropin_adds_only_dev_mem_and_raw_io() -> None:
@@ -218,10 +223,68 @@ def test_tmpfiles_creates_the_directories_with_their_modes(sysroot: Path) -> Non
     agent_uid, hub_uid = int(users["trustplane"][2]), int(users["trustplane-hub"][2])
     want = {
         "var/lib/trustplane": (0o700, agent_uid),
-        "run/trustplane": (0o750, agent_uid),
+        "run/trustplane-agent": (0o750, agent_uid),
         "var/lib/trustplane-hub": (0o700, hub_uid),
     }
     for path, (mode, uid) in want.items():
         st = (sysroot / path).stat()
         assert stat.S_ISDIR(st.st_mode), path
         assert (oct(stat.S_IMODE(st.st_mode)), st.st_uid, st.st_gid) == (oct(mode), uid, uid), path
+
+
+# --- encrypted images: the provider's files, the cri-o drop-in, the OCI hook ------------------
+
+
+def test_ocicrypt_config_names_the_installed_provider() -> None:
+    conf = json.loads((SYSTEMD / "trustplane-ocicrypt.conf").read_text())
+    assert conf == {
+        "key-providers": {
+            "trustplane": {"cmd": {"path": "/usr/bin/trustplane-keyprovider", "args": []}}
+        }
+    }
+    scripts = (REPO / "setup.cfg").read_text()
+    assert "trustplane-keyprovider = nodeagent.keys.provider:main" in scripts
+    spec = (REPO / "rpm" / "trustplane.spec").read_text()
+    assert (
+        "systemd/trustplane-ocicrypt.conf %{buildroot}%{_sysconfdir}/trustplane/ocicrypt.conf"
+        in spec
+    )
+
+
+def test_crio_dropin_points_cri_o_at_the_ocicrypt_config() -> None:
+    assert unit_settings(SYSTEMD / "crio-trustplane.conf") == {
+        "Service.Environment": ["OCICRYPT_KEYPROVIDER_CONFIG=/etc/trustplane/ocicrypt.conf"]
+    }
+
+
+def test_packaged_provider_config_loads_and_matches_the_agents_socket() -> None:
+    cfg = load_provider_config({"TRUSTPLANE_KEYPROVIDER_CONFIG": str(SYSTEMD / "keyprovider.toml")})
+    assert cfg == ProviderConfig()
+    assert cfg.socket == str(KeysConfig().socket)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "runs"),
+    [
+        ({"trustplane.io/require-trusted": "true"}, True),
+        ({"trustplane.io/require-trusted": "false"}, False),
+        ({"trustplane.io/require-trusted": "true-ish"}, False),
+        ({"trustplane.io/require-trustedX": "true"}, False),
+        ({"trustplaneXio/require-trusted": "true"}, False),
+        ({"io.kubernetes.pod.name": "x"}, False),
+    ],
+)
+def test_oci_hook_runs_for_the_annotation_only(annotations: dict[str, str], runs: bool) -> None:
+    hook = json.loads((SYSTEMD / "trustplane-require-trusted.json").read_text())
+    assert hook["version"] == "1.0.0"
+    assert hook["stages"] == ["createRuntime"]
+    assert hook["hook"]["path"] == "/usr/bin/trustplane-agent"
+    assert hook["hook"]["args"] == ["trustplane-agent", "hook"]
+    # oci-hooks(5): every key and value of when.annotations is a regular expression, and the
+    # hook runs when some annotation matches a key and its value matches that key's value
+    matched = any(
+        re.search(key_re, key) and re.search(value_re, value)
+        for key_re, value_re in hook["when"]["annotations"].items()
+        for key, value in annotations.items()
+    )
+    assert matched == runs

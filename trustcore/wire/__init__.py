@@ -12,7 +12,8 @@ bytes as a string; the quote's qualifying data is ``SHA-256(nonce || SHA-256(bod
 
 This package does no I/O; transport (HTTP paths, TLS) belongs to the agent and the hub. Its
 modules: :mod:`~trustcore.wire.fields` (limits, :class:`WireError`, field codecs, PCR maps),
-:mod:`~trustcore.wire.enrollment` and :mod:`~trustcore.wire.attestation` (the messages).
+:mod:`~trustcore.wire.enrollment`, :mod:`~trustcore.wire.attestation` and
+:mod:`~trustcore.wire.keys` (the messages).
 """
 
 from __future__ import annotations
@@ -53,9 +54,17 @@ from trustcore.wire.fields import (
     encode_pcr_values,
     host_id_from_ek,
 )
+from trustcore.wire.keys import (
+    MAX_ANNOTATIONS,
+    KeyReleaseRequest,
+    KeyReleaseResult,
+    ReleaseAuthorization,
+    ReleasedKey,
+)
 
 __all__ = [
     "HANDLE_SIZE",
+    "MAX_ANNOTATIONS",
     "MAX_BODY_BYTES",
     "MAX_CERT_BYTES",
     "MAX_EVENTLOG_BYTES",
@@ -71,7 +80,11 @@ __all__ = [
     "EnrollRequest",
     "Enrollment",
     "EventLogEvidence",
+    "KeyReleaseRequest",
+    "KeyReleaseResult",
     "MissingEvidence",
+    "ReleaseAuthorization",
+    "ReleasedKey",
     "Report",
     "ReportBody",
     "ReportResult",
