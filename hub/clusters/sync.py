@@ -394,7 +394,9 @@ class ClusterWorker:
         self.last_error = None
         if errors:
             self.counters.errors += len(errors)
-            self.last_error = f"{len(errors)} nodes failed; first: {errors[0]}"
+            self.last_error = (
+                f"{len(errors)} nodes failed; first: {errors[0] or type(errors[0]).__name__}"
+            )
         await self._save_state()
         return version
 

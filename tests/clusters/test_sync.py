@@ -408,6 +408,21 @@ def test_two_clusters_one_down_never_delays_the_other(
         assert verdict(host_a, hub) == "trusted"
         wait_for("alpha trusted", lambda: labelled(cluster.kubeconfig, node, "true"))
         wait_for("beta trusted", lambda: labelled(second.kubeconfig, node, "true"))
+        # slow: every answer of beta takes longer than clusters.request_timeout (3 s)
+        second.loop.call_soon_threadsafe(setattr, second.api.faults, "latency", 5.0)
+        errors = hub.app[CLUSTER_SYNC].counters.errors
+        assert verdict(host_a, hub, tamper=True) == "untrusted"
+        wait_for(
+            "alpha follows beside a slow beta", lambda: labelled(cluster.kubeconfig, node, "false")
+        )
+        wait_for(
+            "beta's timeout counted",
+            lambda: True if hub.app[CLUSTER_SYNC].counters.errors > errors else None,
+        )
+        second.loop.call_soon_threadsafe(setattr, second.api.faults, "latency", 0.0)
+        wait_for("beta converges after", lambda: labelled(second.kubeconfig, node, "false"), 60)
+        assert verdict(host_a, hub) == "trusted"
+        wait_for("alpha trusted again", lambda: labelled(cluster.kubeconfig, node, "true"))
     finally:
         hub_cli.main(
             [
