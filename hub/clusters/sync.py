@@ -73,6 +73,7 @@ MISMATCH_ALERT: Final = "cluster.node_uuid_mismatch"
 AMBIGUOUS_ALERT: Final = "cluster.node_ambiguous"
 CONFLICT_RETRIES: Final = 5
 CLUSTER_LIST_INTERVAL: Final = 3.0  # seconds between re-reads of the registered clusters
+RETRY_INTERVAL: Final = 2.0  # seconds before a node whose reconcile failed is tried again
 RECONNECT_MIN: Final = 1.0
 RECONNECT_MAX: Final = 30.0
 ACTIVE_STATES: Final = frozenset({"enrolled"})
@@ -227,6 +228,7 @@ class ClusterWorker:
         self._urgent_active = 0
         self._urgent_idle = asyncio.Event()
         self._urgent_idle.set()
+        self._retry: set[str] = set()  # nodes whose last reconcile failed
         self.connected = False
         self.last_sync: float | None = None
         self.last_error: str | None = None
@@ -271,19 +273,31 @@ class ClusterWorker:
         self._records = await self._store.cluster_nodes(self.name)
         version = await self.full_reconcile()
         watcher = asyncio.create_task(self._watch(version), name=f"cluster-watch-{self.name}")
+        retrier = asyncio.create_task(self._retry_failed(), name=f"cluster-retry-{self.name}")
         try:
             while True:
-                await asyncio.sleep(self._settings.resync_interval)
+                # the next resync, or at once when the watch fails or ends
+                await asyncio.wait({watcher}, timeout=self._settings.resync_interval)
                 if watcher.done():
                     watcher.result()  # raises the watch's failure
                     return  # the watch ended (a 410 Gone): relist
                 await self.full_reconcile(relist=False)  # the watch keeps the nodes current
         finally:
+            retrier.cancel()
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, ClusterError):
                 await watcher
             for task in list(self._tasks):
                 task.cancel()
+
+    async def _retry_failed(self) -> None:
+        """Reconcile again, every :data:`RETRY_INTERVAL` seconds, the nodes whose last
+        reconcile failed (a timeout, a refusal): a verdict change is never lost to one error."""
+        while True:
+            await asyncio.sleep(RETRY_INTERVAL)
+            names, self._retry = self._retry, set()
+            for name in names:
+                self._spawn(self._reconcile_name(name, urgent=True))
 
     async def _watch(self, version: str) -> None:
         client = self._require_client()
@@ -485,6 +499,9 @@ class ClusterWorker:
                 node = self._nodes.get(name)
                 if node is not None:
                     await self.reconcile_node(node, urgent=urgent)
+        except (ClusterError, TimeoutError):
+            self._retry.add(name)  # tried again in RETRY_INTERVAL seconds, until it works
+            raise
         finally:
             if urgent:
                 self._urgent_active -= 1
@@ -670,6 +687,7 @@ class ClusterSync:
         self.workers: dict[str, ClusterWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        self._seen: dict[str, tuple[object, ...]] | None = None
 
     async def _connect_stored(self, cluster: Cluster) -> KubeClient:
         try:
@@ -692,8 +710,9 @@ class ClusterSync:
             while True:
                 try:
                     await self._refresh()
+                    await self._hosts_changed()
                 except Exception:  # the loop boundary: the database may be briefly away
-                    log.exception("cannot read the registered clusters")
+                    log.exception("cannot read the registered clusters or hosts")
                 await asyncio.sleep(CLUSTER_LIST_INTERVAL)
         finally:
             for task in [*self._tasks.values(), *self._pending]:
@@ -703,6 +722,24 @@ class ClusterSync:
                     await task
             self._tasks.clear()
             self.workers.clear()
+
+    async def _hosts_changed(self) -> None:
+        """Hand every host whose mapping-relevant facts changed since the last look (revoked,
+        re-approved, re-enrolled with other names, new tags; a verdict change this process
+        missed) to the workers, as a verdict change is. The report validity is left out: it
+        moves with every report and is refreshed by the full reconciles."""
+        seen: dict[str, tuple[object, ...]] = {
+            h.id: (h.state, h.node_name, h.dmi_uuid, h.verdict, h.reasons, sorted(h.tags.items()))
+            for h in await self._store.cluster_hosts()
+        }
+        before, self._seen = self._seen, seen
+        if before is None:
+            return  # the workers' first full reconciles read them all
+        changed = [i for i, facts in seen.items() if before.get(i) != facts]
+        changed += [i for i in before if i not in seen]
+        now = self._clock()
+        for host_id in changed:
+            self.verdict_changed(host_id, now)
 
     async def _refresh(self) -> None:
         clusters = {c.name: c for c in await self._store.list_clusters()}
