@@ -3,15 +3,18 @@
 :class:`ClusterSync` runs in the one hub process that holds the ``cluster-sync`` lease
 (:mod:`hub.singleton`). It keeps a :class:`ClusterWorker` per registered cluster (the list is
 re-read every few seconds, so ``trustplane-hub clusters add/remove`` from another process takes
-effect) and hands every verdict change from the verdict bus to each of them. A worker owns its
-cluster: it connects, lists the nodes, reconciles them all, then watches nodes (a node that
-joins is labelled as soon as the watch tells of it; someone removing our taint is repaired at
-once) and repeats the full reconcile every ``clusters.resync_interval`` seconds (over the nodes
-as the watch keeps them, as an informer's resync does; nodes are listed again only on
-connecting and when the watch has to start over). A verdict
-change is handled at once in a task of its own, beside a running full reconcile, with its own
-budget of requests, so a label and taint are in place well within a second. Each cluster has
-its own task and every request a timeout: one cluster down or slow never delays another.
+effect) and hands every verdict change from the verdict bus to each of them, as well as every
+host whose facts changed otherwise (revoked, new tags; the hosts are looked at every few
+seconds). A worker owns its cluster: it connects, lists the nodes, reconciles them all, then
+watches nodes: a node that joins is labelled as soon as the watch tells of it, and a change
+someone else makes to our labels, annotation or taint is repaired at once. Every
+``clusters.resync_interval`` seconds it reconciles all nodes again (over the nodes as the watch
+keeps them, as an informer's resync does; nodes are listed again only on connecting and when
+the watch has to start over). A verdict change is handled at once in a task of its own, beside
+a running full reconcile, whose lanes start no new node while such urgent work is in flight, so
+a label and taint are in place well within a second. A node whose reconcile failed is tried
+again every few seconds. Each cluster has its own task and every request a timeout: one
+cluster down or slow never delays another.
 
 Reconciling one node (:meth:`ClusterWorker.reconcile_node`):
 
@@ -29,7 +32,7 @@ Reconciling one node (:meth:`ClusterWorker.reconcile_node`):
    restarted hub does not repeat it.
 
 A node no enrolled host maps to (a revoked host's, a removed one's) loses our labels,
-annotation and taint at the next full reconcile.
+annotation and taint.
 """
 
 from __future__ import annotations
