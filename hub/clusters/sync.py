@@ -40,9 +40,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
-import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -147,6 +147,12 @@ def _cluster_host(h: Host) -> ClusterHost:
     return ClusterHost(
         h.id, h.state, h.node_name, h.dmi_uuid, h.verdict, h.reasons, dict(h.tags), h.valid_until
     )
+
+
+def _event_id(meta: dict[str, Any], reason: str) -> str:
+    """16 hex digits naming an Event: the node's uid and resourceVersion and the reason."""
+    key = f"{meta.get('uid', '')}|{meta.get('resourceVersion', '')}|{reason}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _older(new: dict[str, Any], cached: dict[str, Any]) -> bool:
@@ -640,7 +646,10 @@ class ClusterWorker:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{name}.trustplane.{uuid.uuid4().hex[:16]}",
+                # the same for a retry of this announcement (the node unchanged since our write
+                # and the same reason), so a POST that timed out after it was stored makes
+                # no second Event: the retry answers 409 AlreadyExists
+                "name": f"{name}.trustplane.{_event_id(meta, reason)}",
                 "namespace": EVENT_NAMESPACE,
             },
             "involvedObject": {
@@ -660,8 +669,13 @@ class ClusterWorker:
             "count": 1,
         }
         client = self._require_client()
-        async with self._urgent:
-            await asyncio.wait_for(client.create_event(event), self._settings.request_timeout)
+        try:
+            async with self._urgent:
+                await asyncio.wait_for(client.create_event(event), self._settings.request_timeout)
+        except ApiServerError as e:
+            if e.status != 409:
+                raise
+            return  # created by an earlier try whose answer was lost
         self.counters.events += 1
 
 
