@@ -26,6 +26,8 @@ a real API server does (field names, status codes, Status bodies, resourceVersio
   rules a test grants a user (`grant(user, rules)`, 403 Forbidden as the RBAC authorizer).
 
 It does NOT model: etcd or any persistence (state lives in memory and dies with the process);
+controllers (no node lifecycle controller: no Ready condition, no unreachable or unschedulable
+taints after a cordon, no event expiry);
 other resources and API groups (pods and namespaces are read-only stand-ins); admission
 webhooks, ValidatingAdmissionPolicy and every admission plugin except the not-ready taint on
 node creation; authorization beyond the ClusterRole rules a test grants a user (no Roles,
@@ -34,13 +36,16 @@ aggregated discovery and OpenAPI schemas (unknown fields are found against a lis
 fields, not a schema); consistent snapshots for paginated lists (a continue token lists the
 current state after its last name); create-permission checks of an apply that creates;
 generation, finalizers and graceful deletion; the watch cache's timing (bookmarks come every
-`bookmark_interval`, a minute on a real server); priority and fairness, audit, rate limits.
-Server-side apply knows the Node schema only as far as `fieldsets` describes it.
+`bookmark_interval`, a minute on a real server); priority and fairness, audit, rate limits;
+HTTP/2 (HTTP/1.1 only). The strategic merge patch and server-side apply know the Node schema
+only as far as `fieldsets` and `patches` describe it.
 
 Test hooks: `faults.latency` (seconds added to every request), `faults.fail_next_write(node,
 409)`, `go_down(abrupt=False)` / `come_up()` (connection refused meanwhile, state kept;
 watches end cleanly, or are cut mid-stream when abrupt), `store.compact()`
-(older resourceVersions become 410 Expired), `requests` (a Counter of requests by verb).
+(older resourceVersions become 410 Expired), `requests` (a Counter of requests by verb),
+`resource_requests` (by verb and resource), `request_log` (the last 2,000 requests),
+`issue_token(user)`, `grant(user, rules)`.
 Run it alone with `python -m tests.kubefake --port P --kubeconfig FILE`.
 """
 

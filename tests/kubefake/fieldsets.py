@@ -57,7 +57,12 @@ def is_list_granular(names: tuple[str, ...]) -> bool:
 
 def fields_of(obj: dict[str, Any]) -> FieldSet:
     """The leaf paths that `obj` (an applied configuration or a whole object) sets."""
-    out: FieldSet = set()
+    return set(leaves_of(obj))
+
+
+def leaves_of(obj: dict[str, Any]) -> dict[Path, Any]:
+    """Each leaf path `obj` sets, with its value (a keyed-list item's `.`: the item)."""
+    out: dict[Path, Any] = {}
     for key, value in obj.items():
         if key in _IGNORED_TOP:
             continue
@@ -71,7 +76,7 @@ def fields_of(obj: dict[str, Any]) -> FieldSet:
     return out
 
 
-def _walk(path: Path, names: tuple[str, ...], value: Any, out: FieldSet) -> None:
+def _walk(path: Path, names: tuple[str, ...], value: Any, out: dict[Path, Any]) -> None:
     if isinstance(value, dict) and not value:
         return  # an empty object sets no field
     if isinstance(value, dict):
@@ -83,14 +88,14 @@ def _walk(path: Path, names: tuple[str, ...], value: Any, out: FieldSet) -> None
             if elem is None:
                 continue
             if names in _SETS:
-                out.add((*path, elem))
+                out[(*path, elem)] = item
                 continue
-            out.add((*path, elem, "."))
+            out[(*path, elem, ".")] = item
             if isinstance(item, dict):
                 for key, sub in item.items():
                     _walk((*path, elem, f"f:{key}"), (*names, "[]", key), sub, out)
     else:
-        out.add(path)
+        out[path] = value
 
 
 def to_fields_v1(fields: FieldSet) -> dict[str, Any]:
@@ -178,10 +183,11 @@ def prune_empty(obj: dict[str, Any], keep: tuple[str, ...] = ("metadata",)) -> N
 
 def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> tuple[FieldSet, FieldSet]:
     """(fields set or changed in `new`, fields present in `old` and gone in `new`)."""
-    old_fields = fields_of(old)
-    new_fields = fields_of(new)
-    changed = {p for p in new_fields if value_at(old, p) != value_at(new, p)}
-    removed = old_fields - new_fields
+    before = leaves_of(old)
+    after = leaves_of(new)
+    missing = object()
+    changed = {p for p, v in after.items() if before.get(p, missing) != v}
+    removed = set(before) - set(after)
     return changed, removed
 
 

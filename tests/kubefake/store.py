@@ -32,6 +32,7 @@ from .ownership import (
     update_last_applied,
 )
 from .patches import apply_merge
+from .schema import decode_errors
 from .selectors import FieldGetter
 from .status import ApiError, already_exists, bad_request, conflict, invalid, not_found
 from .validation import event_causes, validate_node
@@ -150,11 +151,12 @@ class Store:
                 if body.get("apiVersion", "v1") != "v1"
                 else f'Node in version "v1" cannot be handled as a {body.get("kind")}'
             )
+        problem = decode_errors(body)
+        if problem is not None:
+            raise bad_request(f'Node in version "v1" cannot be handled as a Node: {problem}')
         meta = body.get("metadata")
         if meta is None:
             body["metadata"] = meta = {}
-        if not isinstance(meta, dict):
-            raise bad_request("metadata must be an object")
         if name is not None and meta.get("name") not in (None, name):
             raise bad_request(
                 f"the name of the object ({meta.get('name')}) does not match the name on the URL "
@@ -223,7 +225,7 @@ class Store:
             new["metadata"][key] = old["metadata"][key]
         if dry_run:
             return new
-        if json.dumps(new, sort_keys=True) == json.dumps(old, sort_keys=True):
+        if new == old:
             return old  # a no-op write keeps the resourceVersion, as the API server does
         new["metadata"]["resourceVersion"] = self._next_rv()
         self.nodes[old["metadata"]["name"]] = new
