@@ -6,7 +6,9 @@ every few seconds): ``trustplane_hub_cluster_connected{cluster}``,
 ``trustplane_hub_cluster_last_sync_timestamp_seconds{cluster}``. Totals of this process's sync
 (zero in processes that do not hold the lease): ``trustplane_hub_cluster_applies_total``,
 ``..._taint_patches_total``, ``..._conflicts_total`` (409s retried), ``..._events_total``,
-``..._errors_total``, ``..._tags_skipped_total`` (asset tags label syntax cannot hold). With
+``..._errors_total``, ``..._tags_skipped_total`` (asset tags label syntax cannot hold), and
+the histogram ``trustplane_hub_cluster_verdict_to_label_seconds`` (each verdict change until
+its node's labels and taint are written, per cluster). With
 ``server.workers`` above 1 the totals are mirrored into prometheus_client's multiprocess
 counters every few seconds (as the webhook totals are), so every worker's ``/metrics`` shows
 the same sums whichever worker holds the lease.
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram as PromHistogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -27,6 +30,7 @@ from hub.store import ClusterState
 _P: Final = "trustplane_hub_cluster_"
 
 
+DELAY_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 TOTALS: Final = (
     ("applies", "Server-side applies of node labels"),
     ("taint_patches", "Node taint updates"),
@@ -89,6 +93,13 @@ class ClusterMetrics:
             else {}
         )
         self._mirrored: dict[str, int] = {}
+        self.delay = PromHistogram(
+            _P + "verdict_to_label_seconds",
+            "From a verdict change to its node's labels and taint written",
+            buckets=DELAY_BUCKETS,
+            registry=None if multiprocess else registry,
+        )
+        counters.observe_delay = self.delay.observe
 
     def mirror(self) -> None:
         """Add what this process counted since the last call to the multiprocess counters."""
@@ -101,3 +112,5 @@ class ClusterMetrics:
 
     def close(self) -> None:
         self.registry.unregister(self.collector)
+        if not self._mirrors:
+            self.registry.unregister(self.delay)

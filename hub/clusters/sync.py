@@ -44,7 +44,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -96,9 +96,14 @@ class SyncSettings:
     holder: str = "trustplane-hub"  # reportingInstance of Events
 
 
+def _ignore(_seconds: float) -> None:
+    return None
+
+
 @dataclass(slots=True)
 class SyncCounters:
-    """Totals since start (this process), exposed as metrics."""
+    """Totals since start (this process), exposed as metrics; ``observe_delay`` takes the
+    seconds from each verdict change to its node written (a histogram, :mod:`.metrics`)."""
 
     applies: int = 0
     taint_patches: int = 0
@@ -106,6 +111,7 @@ class SyncCounters:
     events: int = 0
     errors: int = 0
     tags_skipped: int = 0
+    observe_delay: Callable[[float], None] = field(default=_ignore)
 
 
 def rfc3339(at: float) -> str:
@@ -445,6 +451,7 @@ class ClusterWorker:
                     return  # this cluster has no such node
                 raise
         await self._reconcile_name(node, urgent=True)
+        self.counters.observe_delay(max(0.0, self._clock() - at))
 
     def _needs_work(self, node: dict[str, Any]) -> bool:
         """Whether a node as the watch shows it differs from what it should carry."""

@@ -374,6 +374,14 @@ def test_api_page_and_metrics_show_the_cluster_never_its_kubeconfig(
     events = sum(len(node_events(cluster.kubeconfig, h.names[1])) for h in (host_a, host_b, host_c))
     assert events >= 2
     assert f"trustplane_hub_cluster_events_total {float(events)}" in text
+    # (the hub's clock stands still in these tests: every delay is observed as 0 s)
+    [count] = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("trustplane_hub_cluster_verdict_to_label_seconds_count")
+    ]
+    assert count >= 8  # the verdict changes of host_a, host_b and host_c so far
+    assert f'trustplane_hub_cluster_verdict_to_label_seconds_bucket{{le="0.01"}} {count}' in text
 
 
 def _metrics(hub: HubProcess, token: str) -> str:
