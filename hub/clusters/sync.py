@@ -286,6 +286,7 @@ class ClusterWorker:
 
     async def _serve(self) -> None:
         self._records = await self._store.cluster_nodes(self.name)
+        self._retry.clear()  # the full reconcile goes over every node
         version = await self.full_reconcile()
         watcher = asyncio.create_task(self._watch(version), name=f"cluster-watch-{self.name}")
         retrier = asyncio.create_task(self._retry_failed(), name=f"cluster-retry-{self.name}")
