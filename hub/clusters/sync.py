@@ -190,12 +190,15 @@ class HostIndex:
             self.put(host)
 
     def put(self, host: ClusterHost) -> None:
-        old = self._node_of.pop(host.id, None)
-        if old is not None:
-            self._by_node.get(old, {}).pop(host.id, None)
+        self.remove(host.id)
         if host.state in ACTIVE_STATES and host.node_name:
             self._by_node.setdefault(host.node_name, {})[host.id] = host
             self._node_of[host.id] = host.node_name
+
+    def remove(self, host_id: str) -> None:
+        old = self._node_of.pop(host_id, None)
+        if old is not None:
+            self._by_node.get(old, {}).pop(host_id, None)
 
     def hosts(self, node: str) -> list[ClusterHost]:
         return list(self._by_node.get(node, {}).values())
@@ -439,7 +442,11 @@ class ClusterWorker:
         old_node = self._index.node_of(host_id)
         if host is not None:
             self._index.put(host)
+        else:
+            self._index.remove(host_id)
         node = host.node_name if host is not None else old_node
+        if old_node is not None and old_node != node and old_node in self._nodes:
+            await self._reconcile_name(old_node, urgent=True)  # the node it named before
         if node is None:
             return
         if node not in self._nodes:
