@@ -222,3 +222,16 @@ def test_node_mapping_by_name_and_attested_uuid() -> None:
     # a kubelet-written systemUUID is reduced to UUID characters before it reaches reasons
     desired, _, _ = worker._desired(_node("n1", "X\n" * 20 + "ab-\u00e9"))
     assert desired.reasons[0] == "node_uuid:ab-"
+
+
+def test_host_index_follows_a_host_to_another_node_and_away() -> None:
+    index = HostIndex([_host("a" * 64, "n1", None)])
+    assert [h.id for h in index.hosts("n1")] == ["a" * 64]
+    index.put(_host("a" * 64, "n2", None))  # enrolled again under another node name
+    assert (index.hosts("n1"), [h.id for h in index.hosts("n2")]) == ([], ["a" * 64])
+    assert index.node_of("a" * 64) == "n2"
+    index.put(ClusterHost("a" * 64, "revoked", "n2", None, "trusted", (), {}, None))
+    assert (index.hosts("n2"), index.node_of("a" * 64)) == ([], None)
+    index.put(_host("a" * 64, "n2", None))
+    index.remove("a" * 64)
+    assert (index.hosts("n2"), index.node_of("a" * 64)) == ([], None)
