@@ -11,7 +11,8 @@
    runs, through kubernetes_asyncio) lists the N nodes and reconciles them all: a server-side
    apply of the labels and signed trust report per node.
 3. Verdict to label while a full reconcile runs: every host's report validity moves (so the
-   next full reconcile re-applies every node), a full reconcile starts, and meanwhile
+   next full reconcile re-applies every node), a periodic full reconcile starts (over the
+   nodes the watch keeps current, as the hub's does), and meanwhile
    ``--changes`` verdict changes (every ``--interval`` seconds, alternating untrusted/trusted on
    random hosts) are handed to the worker as the verdict bus does; each is timed from the store
    write to the node's labels and taint being written (``verdict_to_label_p50_ms``, ``p99_ms``).
@@ -180,7 +181,7 @@ async def changes_during_reconcile(  # noqa: PLR0917
     node runs; each change's seconds from store write to node written, and the reconcile's."""
     await store.execute_raw("UPDATE hosts SET valid_until = ?", [now + 1200])
     start = time.perf_counter()
-    full = asyncio.create_task(worker.full_reconcile())
+    full = asyncio.create_task(worker.full_reconcile(relist=False))  # as the periodic one
     await asyncio.sleep(args.interval)
     delays: list[float] = []
     told: list[float] = []
@@ -197,6 +198,8 @@ async def changes_during_reconcile(  # noqa: PLR0917
         await worker.host_changed(host_id, time.time())
         told.append(time.perf_counter() - t0)  # the Event too
         delays.append(client.written[nodes[host_id]] - t0)
+        if os.environ.get("BENCH_TRACE"):
+            say(f"change at {t0 - start:.2f}s took {delays[-1] * 1000:.0f} ms")
 
     for i in range(args.changes):
         if full.done():

@@ -24,7 +24,7 @@ from aiohttp import web
 from hub.alerts import ALERT_FEED, AlertNotice
 from hub.bus import VerdictChange
 from hub.clusters import routes
-from hub.clusters.metrics import ClusterCollector
+from hub.clusters.metrics import ClusterMetrics
 from hub.clusters.sync import ClusterSync, SyncSettings
 from hub.metrics import METRICS
 from hub.singleton import holder_id, run_singleton
@@ -87,21 +87,25 @@ async def _cluster_sync(app: web.Application) -> AsyncIterator[None]:
         alert=alert,
     )
     app[CLUSTER_SYNC] = sync
-    collector = ClusterCollector(sync.counters)
-    metrics = app.get(METRICS)
-    if metrics is not None:
-        collector.counters_here = metrics.multiprocess_dir is None
-        metrics.registry.register(collector)
+    hub_metrics = app.get(METRICS)
+    metrics = (
+        None
+        if hub_metrics is None
+        else ClusterMetrics(
+            sync.counters,
+            hub_metrics.registry,
+            multiprocess=hub_metrics.multiprocess_dir is not None,
+        )
+    )
 
     async def refresh() -> None:
         while True:
             try:
-                collector.states = await st.store.cluster_states()
+                if metrics is not None:
+                    metrics.collector.states = await st.store.cluster_states()
+                    metrics.mirror()
             except Exception:  # the loop boundary: metrics only
                 log.exception("cannot read the clusters' state")
-            if metrics is not None and not collector.counters_here:
-                for name, value, text in collector.totals():
-                    metrics.mirror_counter(name, text, value)
             await asyncio.sleep(STATE_REFRESH)
 
     leading = asyncio.Event()
@@ -133,7 +137,7 @@ async def _cluster_sync(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         if metrics is not None:
-            metrics.registry.unregister(collector)
+            metrics.close()
 
 
 def install(app: web.Application) -> None:

@@ -35,6 +35,7 @@ from hub.clusters.labels import EVENT_NAMESPACE, FIELD_MANAGER
 MAX_LINE: Final = 8 * 1024 * 1024  # one watch event (etcd's own limit is 1.5 MiB per object)
 MAX_BODY: Final = 512 * 1024 * 1024  # one answer (a list of many nodes)
 POOL: Final = 64  # parallel connections per cluster
+BIG: Final = 256 * 1024  # answers decoded off the event loop
 _TEMP_DIR: str | None = None
 
 
@@ -149,7 +150,9 @@ class KubeClient:
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             raise ApiServerError(0, f"reading the answer failed: {type(e).__name__}") from None
         try:
-            doc = json.loads(data)
+            # a large answer (a page of a node list) is decoded on a thread: the event loop
+            # keeps serving verdict changes meanwhile
+            doc = await asyncio.to_thread(json.loads, data) if len(data) > BIG else json.loads(data)
         except ValueError:
             raise ApiServerError(response.status, "answer is not JSON") from None
         if not isinstance(doc, dict):

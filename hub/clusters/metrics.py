@@ -6,9 +6,12 @@ every few seconds): ``trustplane_hub_cluster_connected{cluster}``,
 ``trustplane_hub_cluster_last_sync_timestamp_seconds{cluster}``. Totals of this process's sync
 (zero in processes that do not hold the lease): ``trustplane_hub_cluster_applies_total``,
 ``..._taint_patches_total``, ``..._conflicts_total`` (409s retried), ``..._events_total``,
-``..._errors_total``, ``..._tags_skipped_total`` (asset tags label syntax cannot hold). With
-several workers (``server.workers``) those totals are mirrored into counters summed over the
-workers, so whichever worker Prometheus reaches shows the lease holder's counts.
+``..._errors_total``, ``..._tags_skipped_total`` (asset tags label syntax cannot hold), and
+the histogram ``trustplane_hub_cluster_verdict_to_label_seconds`` (each verdict change until
+its node's labels and taint are written, per cluster). With
+``server.workers`` above 1 the totals are mirrored into prometheus_client's multiprocess
+counters every few seconds (as the webhook totals are), so every worker's ``/metrics`` shows
+the same sums whichever worker holds the lease.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram as PromHistogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from hub.clusters.sync import SyncCounters
 from hub.store import ClusterState
@@ -25,28 +30,22 @@ from hub.store import ClusterState
 _P: Final = "trustplane_hub_cluster_"
 
 
-class ClusterCollector(Collector):
-    def __init__(self, counters: SyncCounters) -> None:
-        self.counters = counters
-        self.states: dict[str, ClusterState] = {}
-        # False with several workers: the totals are mirrored into summed counters instead
-        # (hub.metrics.HubMetrics.mirror_counter), else each worker would show its own
-        self.counters_here = True
+DELAY_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+TOTALS: Final = (
+    ("applies", "Server-side applies of node labels"),
+    ("taint_patches", "Node taint updates"),
+    ("conflicts", "Taint updates refused with 409 and retried"),
+    ("events", "Kubernetes Events created"),
+    ("errors", "Failed cluster requests and reconciles"),
+    ("tags_skipped", "Asset tags left out: not valid label syntax"),
+)
 
-    def totals(self) -> list[tuple[str, int, str]]:
-        """(metric name, this process's total, help) of the sync's counters."""
-        c = self.counters
-        return [
-            (_P + name, value, text)
-            for name, value, text in (
-                ("applies", c.applies, "Server-side applies of node labels"),
-                ("taint_patches", c.taint_patches, "Node taint updates"),
-                ("conflicts", c.conflicts, "Taint updates refused with 409 and retried"),
-                ("events", c.events, "Kubernetes Events created"),
-                ("errors", c.errors, "Failed cluster requests and reconciles"),
-                ("tags_skipped", c.tags_skipped, "Asset tags left out: not valid label syntax"),
-            )
-        ]
+
+class ClusterCollector(Collector):
+    def __init__(self, counters: SyncCounters, *, totals: bool = True) -> None:
+        self.counters = counters
+        self.totals = totals  # False: the multiprocess counters carry them
+        self.states: dict[str, ClusterState] = {}
 
     def collect(self) -> Iterator[Metric]:
         gauges = {
@@ -74,6 +73,44 @@ class ClusterCollector(Collector):
             if st.last_sync is not None:
                 gauges["sync"].add_metric([name], st.last_sync)
         yield from gauges.values()
-        if self.counters_here:
-            for name, value, text in self.totals():
-                yield CounterMetricFamily(name, text, value=value)
+        if self.totals:
+            for name, text in TOTALS:
+                yield CounterMetricFamily(_P + name, text, value=getattr(self.counters, name))
+
+
+class ClusterMetrics:
+    """The collector in ``registry``; in multiprocess mode also the mirrored totals."""
+
+    def __init__(
+        self, counters: SyncCounters, registry: CollectorRegistry, *, multiprocess: bool
+    ) -> None:
+        self.collector = ClusterCollector(counters, totals=not multiprocess)
+        self.registry = registry
+        registry.register(self.collector)
+        self._mirrors = (
+            {name: PromCounter(_P + name, text, registry=None) for name, text in TOTALS}
+            if multiprocess
+            else {}
+        )
+        self._mirrored: dict[str, int] = {}
+        self.delay = PromHistogram(
+            _P + "verdict_to_label_seconds",
+            "From a verdict change to its node's labels and taint written",
+            buckets=DELAY_BUCKETS,
+            registry=None if multiprocess else registry,
+        )
+        counters.observe_delay = self.delay.observe
+
+    def mirror(self) -> None:
+        """Add what this process counted since the last call to the multiprocess counters."""
+        for name, counter in self._mirrors.items():
+            value = getattr(self.collector.counters, name)
+            delta = value - self._mirrored.get(name, 0)
+            if delta > 0:
+                counter.inc(delta)
+                self._mirrored[name] = value
+
+    def close(self) -> None:
+        self.registry.unregister(self.collector)
+        if not self._mirrors:
+            self.registry.unregister(self.delay)

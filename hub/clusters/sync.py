@@ -3,13 +3,18 @@
 :class:`ClusterSync` runs in the one hub process that holds the ``cluster-sync`` lease
 (:mod:`hub.singleton`). It keeps a :class:`ClusterWorker` per registered cluster (the list is
 re-read every few seconds, so ``trustplane-hub clusters add/remove`` from another process takes
-effect) and hands every verdict change from the verdict bus to each of them. A worker owns its
-cluster: it connects, lists the nodes, reconciles them all, then watches nodes (a node that
-joins is labelled as soon as the watch tells of it; someone removing our taint is repaired at
-once) and repeats the full reconcile every ``clusters.resync_interval`` seconds. A verdict
-change is handled at once in a task of its own, beside a running full reconcile, with its own
-budget of requests, so a label and taint are in place well within a second. Each cluster has
-its own task and every request a timeout: one cluster down or slow never delays another.
+effect) and hands every verdict change from the verdict bus to each of them, as well as every
+host whose facts changed otherwise (revoked, new tags; the hosts are looked at every few
+seconds). A worker owns its cluster: it connects, lists the nodes, reconciles them all, then
+watches nodes: a node that joins is labelled as soon as the watch tells of it, and a change
+someone else makes to our labels, annotation or taint is repaired at once. Every
+``clusters.resync_interval`` seconds it reconciles all nodes again (over the nodes as the watch
+keeps them, as an informer's resync does; nodes are listed again only on connecting and when
+the watch has to start over). A verdict change is handled at once in a task of its own, beside
+a running full reconcile, whose lanes start no new node while such urgent work is in flight, so
+a label and taint are in place well within a second. A node whose reconcile failed is tried
+again every few seconds. Each cluster has its own task and every request a timeout: one
+cluster down or slow never delays another.
 
 Reconciling one node (:meth:`ClusterWorker.reconcile_node`):
 
@@ -27,7 +32,7 @@ Reconciling one node (:meth:`ClusterWorker.reconcile_node`):
    restarted hub does not repeat it.
 
 A node no enrolled host maps to (a revoked host's, a removed one's) loses our labels,
-annotation and taint at the next full reconcile.
+annotation and taint.
 """
 
 from __future__ import annotations
@@ -35,11 +40,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
-import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -50,6 +55,7 @@ from hub.clusters.labels import (
     ASSET,
     EVENT_NAMESPACE,
     REPORT_ANNOTATION,
+    TAINT_KEY,
     VALID_UNTIL,
     Desired,
     desired_for,
@@ -59,7 +65,7 @@ from hub.clusters.labels import (
 )
 from hub.clusters.sealing import unseal
 from hub.jws import sign_jws
-from hub.store import Cluster, ClusterState, Host, NodeRecord, Store
+from hub.store import Cluster, ClusterHost, ClusterState, Host, NodeRecord, Store
 
 if TYPE_CHECKING:  # kubernetes_asyncio is imported only when a cluster is synced
     from hub.clusters.client import KubeClient
@@ -70,6 +76,7 @@ MISMATCH_ALERT: Final = "cluster.node_uuid_mismatch"
 AMBIGUOUS_ALERT: Final = "cluster.node_ambiguous"
 CONFLICT_RETRIES: Final = 5
 CLUSTER_LIST_INTERVAL: Final = 3.0  # seconds between re-reads of the registered clusters
+RETRY_INTERVAL: Final = 2.0  # seconds before a node whose reconcile failed is tried again
 RECONNECT_MIN: Final = 1.0
 RECONNECT_MAX: Final = 30.0
 ACTIVE_STATES: Final = frozenset({"enrolled"})
@@ -84,14 +91,19 @@ class SyncSettings:
     taint_effect: str = "NoExecute"  # NoExecute | NoSchedule | none
     resync_interval: float = 60.0
     request_timeout: float = 10.0
-    reconcile_concurrency: int = 16  # requests in flight for a full reconcile, per cluster
+    reconcile_concurrency: int = 8  # nodes a full reconcile works on at once, per cluster
     verdict_concurrency: int = 32  # requests in flight for verdict changes, per cluster
     holder: str = "trustplane-hub"  # reportingInstance of Events
 
 
+def _ignore(_seconds: float) -> None:
+    return None
+
+
 @dataclass(slots=True)
 class SyncCounters:
-    """Totals since start (this process), exposed as metrics."""
+    """Totals since start (this process), exposed as metrics; ``observe_delay`` takes the
+    seconds from each verdict change to its node written (a histogram, :mod:`.metrics`)."""
 
     applies: int = 0
     taint_patches: int = 0
@@ -99,6 +111,7 @@ class SyncCounters:
     events: int = 0
     errors: int = 0
     tags_skipped: int = 0
+    observe_delay: Callable[[float], None] = field(default=_ignore)
 
 
 def rfc3339(at: float) -> str:
@@ -110,8 +123,15 @@ def _node_name(node: dict[str, Any]) -> str:
 
 
 def _system_uuid(node: dict[str, Any]) -> str:
+    """The node's system UUID, lower case; anything but a UUID's characters (the kubelet of a
+    compromised node writes this field) is dropped and the length bounded, since it goes into
+    alert reasons and Events."""
     info = node.get("status", {}).get("nodeInfo") or {}
-    return str(info.get("systemUUID") or "").strip().lower()
+    text = str(info.get("systemUUID") or "").strip().lower()[:64]
+    return "".join(c for c in text if c in _UUID_CHARS)
+
+
+_UUID_CHARS: Final = frozenset("0123456789abcdef-")
 
 
 def _report_payload(annotation: str | None) -> dict[str, Any] | None:
@@ -129,24 +149,58 @@ def _report_payload(annotation: str | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _cluster_host(h: Host) -> ClusterHost:
+    return ClusterHost(
+        h.id, h.state, h.node_name, h.dmi_uuid, h.verdict, h.reasons, dict(h.tags), h.valid_until
+    )
+
+
+def _event_id(meta: dict[str, Any], reason: str) -> str:
+    """16 hex digits naming an Event: the node's uid and resourceVersion and the reason."""
+    key = f"{meta.get('uid', '')}|{meta.get('resourceVersion', '')}|{reason}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _older(new: dict[str, Any], cached: dict[str, Any]) -> bool:
+    """Whether ``new`` is an older version of the node than ``cached`` (resourceVersions are
+    compared as numbers when both are, as etcd's revisions are; otherwise never older)."""
+    a = str(new.get("metadata", {}).get("resourceVersion") or "")
+    b = str(cached.get("metadata", {}).get("resourceVersion") or "")
+    return a.isdigit() and b.isdigit() and int(a) < int(b)
+
+
+def _ours(node: dict[str, Any]) -> tuple[object, ...]:
+    """What of a node is trustplane's: our labels, annotation and taint."""
+    annotations = node.get("metadata", {}).get("annotations") or {}
+    taints = [t for t in node.get("spec", {}).get("taints") or [] if t.get("key") == TAINT_KEY]
+    return (
+        sorted(our_labels(node).items()),
+        annotations.get(REPORT_ANNOTATION),
+        [(t.get("effect"), t.get("value")) for t in taints],
+    )
+
+
 class HostIndex:
     """Enrolled hosts by the node name they gave at enrolment."""
 
-    def __init__(self, hosts: list[Host]) -> None:
-        self._by_node: dict[str, dict[str, Host]] = {}
+    def __init__(self, hosts: list[ClusterHost]) -> None:
+        self._by_node: dict[str, dict[str, ClusterHost]] = {}
         self._node_of: dict[str, str] = {}
         for host in hosts:
             self.put(host)
 
-    def put(self, host: Host) -> None:
-        old = self._node_of.pop(host.id, None)
-        if old is not None:
-            self._by_node.get(old, {}).pop(host.id, None)
+    def put(self, host: ClusterHost) -> None:
+        self.remove(host.id)
         if host.state in ACTIVE_STATES and host.node_name:
             self._by_node.setdefault(host.node_name, {})[host.id] = host
             self._node_of[host.id] = host.node_name
 
-    def hosts(self, node: str) -> list[Host]:
+    def remove(self, host_id: str) -> None:
+        old = self._node_of.pop(host_id, None)
+        if old is not None:
+            self._by_node.get(old, {}).pop(host_id, None)
+
+    def hosts(self, node: str) -> list[ClusterHost]:
         return list(self._by_node.get(node, {}).values())
 
     def node_of(self, host_id: str) -> str | None:
@@ -192,6 +246,7 @@ class ClusterWorker:
         self._urgent_active = 0
         self._urgent_idle = asyncio.Event()
         self._urgent_idle.set()
+        self._retry: set[str] = set()  # nodes whose last reconcile failed
         self.connected = False
         self.last_sync: float | None = None
         self.last_error: str | None = None
@@ -204,6 +259,7 @@ class ClusterWorker:
         """Connect, reconcile, watch; on any failure record it, wait, start over. For ever."""
         delay = RECONNECT_MIN
         while True:
+            done = self.full_reconciles
             try:
                 self._client = await self._connect(self._cluster)
                 try:
@@ -219,6 +275,8 @@ class ClusterWorker:
             except Exception as e:  # the loop boundary: log, record, try again later
                 log.exception("cluster %s: sync failed", self.name)
                 await self._failed(f"internal error: {type(e).__name__}")
+            if self.full_reconciles > done:
+                delay = RECONNECT_MIN  # it worked for a while: start over soon
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX)
 
@@ -231,21 +289,34 @@ class ClusterWorker:
 
     async def _serve(self) -> None:
         self._records = await self._store.cluster_nodes(self.name)
+        self._retry.clear()  # the full reconcile goes over every node
         version = await self.full_reconcile()
         watcher = asyncio.create_task(self._watch(version), name=f"cluster-watch-{self.name}")
+        retrier = asyncio.create_task(self._retry_failed(), name=f"cluster-retry-{self.name}")
         try:
             while True:
-                await asyncio.sleep(self._settings.resync_interval)
+                # the next resync, or at once when the watch fails or ends
+                await asyncio.wait({watcher}, timeout=self._settings.resync_interval)
                 if watcher.done():
                     watcher.result()  # raises the watch's failure
                     return  # the watch ended (a 410 Gone): relist
-                await self.full_reconcile()
+                await self.full_reconcile(relist=False)  # the watch keeps the nodes current
         finally:
+            retrier.cancel()
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, ClusterError):
                 await watcher
             for task in list(self._tasks):
                 task.cancel()
+
+    async def _retry_failed(self) -> None:
+        """Reconcile again, every :data:`RETRY_INTERVAL` seconds, the nodes whose last
+        reconcile failed (a timeout, a refusal): a verdict change is never lost to one error."""
+        while True:
+            await asyncio.sleep(RETRY_INTERVAL)
+            names, self._retry = self._retry, set()
+            for name in names:
+                self._spawn(self._reconcile_name(name, urgent=True))
 
     async def _watch(self, version: str) -> None:
         client = self._require_client()
@@ -263,8 +334,15 @@ class ClusterWorker:
                 if kind == "DELETED":
                     self._nodes.pop(name, None)
                     continue
+                old = self._nodes.get(name)
+                if old is not None and _older(obj, old):
+                    continue  # our own write's answer is already newer than this event
                 self._nodes[name] = obj
-                if self._needs_work(obj):
+                # a node that joins, or ours changed by someone else (drift): repair at once;
+                # what a verdict change or a resync needs is theirs to do
+                joined = old is None
+                touched = old is not None and _ours(old) != _ours(obj)
+                if (joined or touched) and self._needs_work(obj):
                     self._spawn(self._reconcile_name(name, urgent=True))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -302,16 +380,22 @@ class ClusterWorker:
 
     # --- reconciles ------------------------------------------------------------------------
 
-    async def full_reconcile(self) -> str:
-        """List the nodes and hosts, reconcile every node; returns the list's resourceVersion."""
-        client = self._require_client()
-        items, version = await client.list_nodes(timeout=max(60.0, self._settings.request_timeout))
-        self._nodes = {_node_name(n): n for n in items if _node_name(n)}
+    async def full_reconcile(self, *, relist: bool = True) -> str:
+        """Reconcile every node with the hosts as the store has them now; returns the list's
+        resourceVersion. ``relist``: read the nodes from the API server first (on connecting);
+        otherwise the node cache the watch keeps current is used (a periodic resync)."""
+        version = ""
+        if relist:
+            client = self._require_client()
+            items, version = await client.list_nodes(
+                timeout=max(60.0, self._settings.request_timeout)
+            )
+            self._nodes = {_node_name(n): n for n in items if _node_name(n)}
         for gone in [
             n for n, lock in self._locks.items() if n not in self._nodes and not lock.locked()
         ]:
             del self._locks[gone]  # nodes that left the cluster
-        self._index = HostIndex(await self._store.list_hosts())
+        self._index = HostIndex(await self._store.cluster_hosts())
         self.connected = True
         self._ready.set()  # verdict changes from now on find the fresh index
         # a fixed number of lanes, each taking the next node: the full reconcile holds at most
@@ -343,7 +427,9 @@ class ClusterWorker:
         self.last_error = None
         if errors:
             self.counters.errors += len(errors)
-            self.last_error = f"{len(errors)} nodes failed; first: {errors[0]}"
+            self.last_error = (
+                f"{len(errors)} nodes failed; first: {errors[0] or type(errors[0]).__name__}"
+            )
         await self._save_state()
         return version
 
@@ -351,11 +437,16 @@ class ClusterWorker:
         """A verdict change of ``host_id``: reconcile its node now."""
         if not self._ready.is_set():
             return  # not connected: the full reconcile after connecting covers it
-        host = await self._store.get_host(host_id, with_rules=False)
+        found = await self._store.get_host(host_id, with_rules=False)
+        host = None if found is None else _cluster_host(found)
         old_node = self._index.node_of(host_id)
         if host is not None:
             self._index.put(host)
+        else:
+            self._index.remove(host_id)
         node = host.node_name if host is not None else old_node
+        if old_node is not None and old_node != node and old_node in self._nodes:
+            await self._reconcile_name(old_node, urgent=True)  # the node it named before
         if node is None:
             return
         if node not in self._nodes:
@@ -368,6 +459,7 @@ class ClusterWorker:
                     return  # this cluster has no such node
                 raise
         await self._reconcile_name(node, urgent=True)
+        self.counters.observe_delay(max(0.0, self._clock() - at))
 
     def _needs_work(self, node: dict[str, Any]) -> bool:
         """Whether a node as the watch shows it differs from what it should carry."""
@@ -378,7 +470,7 @@ class ClusterWorker:
             or self._report_outdated(node, desired)
         )
 
-    def _desired(self, node: dict[str, Any]) -> tuple[Desired, Host | None, str]:
+    def _desired(self, node: dict[str, Any]) -> tuple[Desired, ClusterHost | None, str]:
         """What ``node`` should carry, its host, and the mismatch alert's kind ("" none)."""
         name = _node_name(node)
         hosts = self._index.hosts(name)
@@ -431,6 +523,9 @@ class ClusterWorker:
                 node = self._nodes.get(name)
                 if node is not None:
                     await self.reconcile_node(node, urgent=urgent)
+        except (ClusterError, TimeoutError):
+            self._retry.add(name)  # tried again in RETRY_INTERVAL seconds, until it works
+            raise
         finally:
             if urgent:
                 self._urgent_active -= 1
@@ -463,7 +558,7 @@ class ClusterWorker:
         client: KubeClient,
         node: dict[str, Any],
         desired: Desired,
-        host: Host | None,
+        host: ClusterHost | None,
         budget: asyncio.Semaphore,
         timeout: float,
     ) -> dict[str, Any]:
@@ -492,7 +587,7 @@ class ClusterWorker:
             self._nodes[name] = node
         return node
 
-    def _trust_report(self, host: Host, node: str, desired: Desired) -> str:
+    def _trust_report(self, host: ClusterHost, node: str, desired: Desired) -> str:
         payload = {
             "host_id": host.id,
             "node_name": node,
@@ -511,7 +606,7 @@ class ClusterWorker:
         self,
         node: dict[str, Any],
         desired: Desired,
-        host: Host | None,
+        host: ClusterHost | None,
         alert_kind: str,
         *,
         urgent: bool,
@@ -566,7 +661,10 @@ class ClusterWorker:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{name}.trustplane.{uuid.uuid4().hex[:16]}",
+                # the same for a retry of this announcement (the node unchanged since our write
+                # and the same reason), so a POST that timed out after it was stored makes
+                # no second Event: the retry answers 409 AlreadyExists
+                "name": f"{name}.trustplane.{_event_id(meta, reason)}",
                 "namespace": EVENT_NAMESPACE,
             },
             "involvedObject": {
@@ -586,8 +684,13 @@ class ClusterWorker:
             "count": 1,
         }
         client = self._require_client()
-        async with self._urgent:
-            await asyncio.wait_for(client.create_event(event), self._settings.request_timeout)
+        try:
+            async with self._urgent:
+                await asyncio.wait_for(client.create_event(event), self._settings.request_timeout)
+        except ApiServerError as e:
+            if e.status != 409:
+                raise
+            return  # created by an earlier try whose answer was lost
         self.counters.events += 1
 
 
@@ -616,6 +719,7 @@ class ClusterSync:
         self.workers: dict[str, ClusterWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        self._seen: dict[str, tuple[object, ...]] | None = None
 
     async def _connect_stored(self, cluster: Cluster) -> KubeClient:
         try:
@@ -638,8 +742,9 @@ class ClusterSync:
             while True:
                 try:
                     await self._refresh()
+                    await self._hosts_changed()
                 except Exception:  # the loop boundary: the database may be briefly away
-                    log.exception("cannot read the registered clusters")
+                    log.exception("cannot read the registered clusters or hosts")
                 await asyncio.sleep(CLUSTER_LIST_INTERVAL)
         finally:
             for task in [*self._tasks.values(), *self._pending]:
@@ -649,6 +754,24 @@ class ClusterSync:
                     await task
             self._tasks.clear()
             self.workers.clear()
+
+    async def _hosts_changed(self) -> None:
+        """Hand every host whose mapping-relevant facts changed since the last look (revoked,
+        re-approved, re-enrolled with other names, new tags; a verdict change this process
+        missed) to the workers, as a verdict change is. The report validity is left out: it
+        moves with every report and is refreshed by the full reconciles."""
+        seen: dict[str, tuple[object, ...]] = {
+            h.id: (h.state, h.node_name, h.dmi_uuid, h.verdict, h.reasons, sorted(h.tags.items()))
+            for h in await self._store.cluster_hosts()
+        }
+        before, self._seen = self._seen, seen
+        if before is None:
+            return  # the workers' first full reconciles read them all
+        changed = [i for i, facts in seen.items() if before.get(i) != facts]
+        changed += [i for i in before if i not in seen]
+        now = self._clock()
+        for host_id in changed:
+            self.verdict_changed(host_id, now)
 
     async def _refresh(self) -> None:
         clusters = {c.name: c for c in await self._store.list_clusters()}

@@ -36,7 +36,7 @@ from hub.store.alerts import Alert, AlertsStore
 from hub.store.assettags import AssetTagsStore
 from hub.store.audit import GENESIS_HASH, AuditCheck, AuditHeadError, AuditStore, audit_row_hash
 from hub.store.backend import AUDIT_HEAD_SUFFIX, StoreBackend
-from hub.store.clusters import Cluster, ClustersStore, ClusterState, NodeRecord
+from hub.store.clusters import Cluster, ClusterHost, ClustersStore, ClusterState, NodeRecord
 from hub.store.connection import UnstorableText
 from hub.store.enrollments import MAX_OPEN_CHALLENGES_PER_HOST, EnrollmentStore, PendingEnrollment
 from hub.store.eventlogs import EventlogsStore
@@ -95,6 +95,7 @@ __all__ = [
     "AuditCheck",
     "AuditHeadError",
     "Cluster",
+    "ClusterHost",
     "ClusterState",
     "FlavorDocuments",
     "Host",

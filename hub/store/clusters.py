@@ -12,6 +12,7 @@ repeats Events nor raises the same alert twice.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from hub.store.backend import StoreBackend
@@ -42,6 +43,20 @@ class NodeRecord:
 
     announced: str  # trust state last announced by an Event (or recorded silently): "" none
     mismatch: str  # "" or the alert reason that is open for this node (one alert per node)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterHost:
+    """What the sync needs of a host (read without its rule results, the largest column)."""
+
+    id: str
+    state: str
+    node_name: str | None
+    dmi_uuid: str | None
+    verdict: str
+    reasons: tuple[str, ...]
+    tags: dict[str, str]
+    valid_until: float | None
 
 
 MAX_ERROR_CHARS = 500
@@ -83,6 +98,30 @@ class ClustersStore(StoreBackend):
                 "SELECT name, kubeconfig, context, added FROM clusters ORDER BY name"
             ).fetchall()
             return [Cluster(r[0], None if r[1] is None else bytes(r[1]), r[2], r[3]) for r in rows]
+
+        return await self._run(run)
+
+    async def cluster_hosts(self) -> list[ClusterHost]:
+        """Every host that names a node, with what the sync needs of it."""
+
+        def run() -> list[ClusterHost]:
+            rows = self.db.execute(
+                "SELECT id, state, node_name, dmi_uuid, verdict, reasons, tags, valid_until "
+                "FROM hosts WHERE node_name IS NOT NULL ORDER BY id"
+            ).fetchall()
+            return [
+                ClusterHost(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    tuple(json.loads(r[5] or "[]")),
+                    json.loads(r[6] or "{}"),
+                    r[7],
+                )
+                for r in rows
+            ]
 
         return await self._run(run)
 

@@ -33,7 +33,9 @@ def ahead_clock() -> FakeClock:
 class FakeCluster:
     """A :class:`FakeApiServer` (a fake, see tests/kubefake) served from a private loop thread."""
 
-    def __init__(self, workdir: Path, name: str) -> None:
+    def __init__(self, workdir: Path, name: str, user: str = "cert") -> None:
+        """``user``: how the kubeconfig authenticates: ``cert`` (client certificate), ``token``
+        (bearer token) or ``exec`` (an exec credential plugin, a script printing the token)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.loop = asyncio.new_event_loop()
@@ -41,7 +43,26 @@ class FakeCluster:
         self.thread.start()
         self.api = FakeApiServer(bookmark_interval=0.5)
         self.call(self.api.__aenter__())
-        self.kubeconfig = self.api.write_kubeconfig(workdir / f"{name}.kubeconfig")
+        path = workdir / f"{name}.kubeconfig"
+        self.kubeconfig = self.api.write_kubeconfig(path, user="token" if user == "exec" else user)
+        if user == "exec":
+            plugin = workdir / f"{name}-credential"
+            credential = {
+                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                "kind": "ExecCredential",
+                "status": {"token": self.api.issue_token("admin")},
+            }
+            plugin.write_text(f"#!/bin/sh\necho '{json.dumps(credential)}'\n")
+            plugin.chmod(0o700)
+            config = json.loads(path.read_text())
+            config["users"][0]["user"] = {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": str(plugin),
+                    "interactiveMode": "Never",
+                }
+            }
+            path.write_text(json.dumps(config))
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)

@@ -50,6 +50,7 @@ def test_restarted_hub_converges_without_duplicate_events(
     state_dir = str(config.state.dir)
     agents = running_agent(first, swtpm_factory, tmp / "agent", enroll="full", unique=True)
     agent = next(agents)
+    running = [first]
     try:
         node = agent.names[1]
         create_node(cluster.kubeconfig, node, agent.names[2])
@@ -63,6 +64,7 @@ def test_restarted_hub_converges_without_duplicate_events(
         assert verdict(agent, first, tamper=True) == "untrusted"
         wait_for("TrustLost", lambda: node_events(cluster.kubeconfig, node) or None)
         first.stop()
+        running.remove(first)
 
         second = HubProcess(config, clock)
         try:
@@ -90,6 +92,8 @@ def test_restarted_hub_converges_without_duplicate_events(
             second.stop()
     finally:
         agents.close()
+        for hub in running:
+            hub.stop()
 
 
 def test_only_the_lease_holder_syncs_and_another_hub_takes_over(
