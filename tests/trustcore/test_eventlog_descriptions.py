@@ -385,3 +385,27 @@ def test_decodable_kinds_never_fall_back_to_raw_in_the_shared_logs() -> None:
             if event.type_name in DECODED_KINDS:
                 assert not event.description.startswith("raw:"), (path.name, event.index)
                 assert "undecodable" not in event.description, (path.name, event.index)
+
+
+def test_a_certificate_with_an_unknown_version_is_no_subject() -> None:
+    """cryptography raises InvalidVersion (not a ValueError) for a version field of 3 (v4):
+    the description falls back instead of raising (found by the event-log fuzz test)."""
+    from trustcore.eventlog.descriptions import _certificate_subject  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "db")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+        .not_valid_after(datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC))
+        .sign(key, hashes.SHA256())
+    )
+    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+    assert _certificate_subject(bytes(der)) == "CN=db"
+    version = der.find(bytes([0xA0, 0x03, 0x02, 0x01, 0x02]))  # [0] EXPLICIT INTEGER 2 (v3)
+    der[version + 4] = 3
+    assert _certificate_subject(bytes(der)) is None

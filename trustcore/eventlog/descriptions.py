@@ -249,7 +249,7 @@ def _certificate_subject(der: bytes) -> str | None:
         warnings.simplefilter("ignore")  # cryptography warns about odd but parseable names
         try:
             return x509.load_der_x509_certificate(der).subject.rfc4514_string()
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
             return None
 
 
