@@ -37,7 +37,7 @@ from hub.store.assettags import AssetTagsStore
 from hub.store.audit import GENESIS_HASH, AuditCheck, AuditHeadError, AuditStore, audit_row_hash
 from hub.store.backend import AUDIT_HEAD_SUFFIX, StoreBackend
 from hub.store.clusters import Cluster, ClusterHost, ClustersStore, ClusterState, NodeRecord
-from hub.store.connection import UnstorableText
+from hub.store.connection import UnstorableText, is_postgres_url
 from hub.store.enrollments import MAX_OPEN_CHALLENGES_PER_HOST, EnrollmentStore, PendingEnrollment
 from hub.store.eventlogs import EventlogsStore
 from hub.store.flavors import FlavorDocuments, FlavorsStore, StoredFlavor
@@ -46,7 +46,6 @@ from hub.store.keys import KeyEvent, KeyPolicy, KeysStore, KeyVersion
 from hub.store.leases import LeasesStore
 from hub.store.nonces import NonceRefused
 from hub.store.notifications import NotificationListener
-from hub.store.postgres import is_postgres_url
 from hub.store.reports import (
     HostEvidence,
     Recorded,

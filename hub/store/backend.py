@@ -26,8 +26,7 @@ from typing import Any, Final, ParamSpec, Self, TypeVar
 
 from hub.auditseal import AuditSealer
 from hub.cache import LruCache
-from hub.store.connection import Connection, Cursor
-from hub.store.postgres import PostgresConnection, is_postgres_url
+from hub.store.connection import Connection, Cursor, is_postgres_url
 from hub.store.schema import MIGRATIONS
 from hub.store.sqlite import SqliteConnection
 
@@ -119,13 +118,16 @@ class StoreBackend:
         return store
 
     def _open_sync(self) -> None:
-        db: Connection = (
-            PostgresConnection(self._path)
-            if self.dialect == "postgresql"
-            else SqliteConnection(self._path)
-        )
+        db: Connection
+        if self.dialect == "postgresql":
+            # psycopg only when asked for: a hub on SQLite (the RPM's default) runs without it
+            from hub.store.postgres import PostgresConnection  # noqa: PLC0415
+
+            db = PostgresConnection(self._path)
+        else:
+            db = SqliteConnection(self._path)
         try:
-            self.schema_version = db.migrate(self._migrations)  # type: ignore[attr-defined]
+            self.schema_version = db.migrate(self._migrations)
             # every hosts column but rule_results (the largest; overflow pages), as migrated
             names = ", ".join(f'"{c}"' for c in db.columns("hosts") if c != "rule_results")
             self._host_light_sql = f"SELECT {names} FROM hosts WHERE id = ?"  # noqa: S608

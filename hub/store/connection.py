@@ -13,9 +13,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 Params = Sequence[Any] | None
+
+URL_SCHEMES: Final = ("postgresql://", "postgres://")
+CONNECT_TIMEOUT: Final = 10  # seconds to reach a PostgreSQL server
+
+
+def is_postgres_url(target: str) -> bool:
+    """Whether the store target names a PostgreSQL database (else a SQLite file)."""
+    return target.startswith(URL_SCHEMES)
 
 
 class UnstorableText(ValueError):

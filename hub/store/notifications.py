@@ -18,10 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Final
 
-import psycopg
-from psycopg import sql
-
-from hub.store.postgres import CONNECT_TIMEOUT
+from hub.store.connection import CONNECT_TIMEOUT
 
 log = logging.getLogger("trustplane.hub.store")
 
@@ -40,6 +37,9 @@ class NotificationListener:
     async def payloads(self) -> AsyncIterator[str | None]:
         """Each notification's payload, and ``None`` whenever listening (re)starts; runs until
         cancelled."""
+        import psycopg  # noqa: PLC0415 - only a hub on PostgreSQL needs the driver
+        from psycopg import sql  # noqa: PLC0415
+
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(

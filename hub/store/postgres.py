@@ -17,21 +17,21 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from hub.store.connection import Connection, Cursor, Params, check_text
+from hub.store.connection import (
+    CONNECT_TIMEOUT,
+    Connection,
+    Cursor,
+    Params,
+    check_text,
+)
 from hub.store.pgschema import migrate
 
-URL_SCHEMES: Final = ("postgresql://", "postgres://")
-CONNECT_TIMEOUT: Final = 10  # seconds to reach the server
 _translated: dict[str, str] = {}
-
-
-def is_postgres_url(target: str) -> bool:
-    return target.startswith(URL_SCHEMES)
 
 
 def translate(sql: str) -> str:

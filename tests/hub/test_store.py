@@ -7,6 +7,8 @@ import asyncio
 import hashlib
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -490,3 +492,24 @@ def test_two_connections_appending_at_once_keep_the_chain_and_its_head(store_tar
         await second.close()
 
     run(go())
+
+
+def test_a_hub_on_sqlite_needs_no_postgresql_driver(tmp_path: Path) -> None:
+    """The hub RPM does not require psycopg (PostgreSQL is optional): with the driver made
+    unimportable, the hub's modules import and a SQLite store opens."""
+    code = (
+        "import sys, asyncio\n"
+        "sys.modules['psycopg'] = None\n"  # any import of it now raises ImportError
+        "import hub.app, hub.cli, hub.bus\n"
+        "from hub.store import Store\n"
+        "async def go():\n"
+        f"    s = await Store.open({str(tmp_path / 'hub.db')!r})\n"
+        "    print(s.schema_version)\n"
+        "    await s.close()\n"
+        "asyncio.run(go())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == MIGRATION_LIST[-1][0]
