@@ -71,6 +71,8 @@ bench: setup
 	$(PY) -m bench.idle_connections --json
 	$(PY) -m bench.agent --json
 	$(PY) -m bench.keys --json
+	$(PY) -m bench.images --json
+	$(PY) -m bench.store_report --json
 	$(PY) -m bench.clusters --json --nodes 5000
 
 clean:
