@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.hub.harness import FakeClock
+from tests.clusters.kubechecks import kubectl_minor
 from tests.kubefake import FakeApiServer
 
 T = TypeVar("T")
-KUBECTL = "/usr/bin/kubectl"
+KUBECTL = "kubectl"  # from PATH, as tests/clusters/kubechecks.py
 P = "trustplane.node-restriction.kubernetes.io/"
 TAINT = "trustplane.io/untrusted"
 
@@ -132,7 +133,8 @@ def create_node(
 
 
 def node_json(kubeconfig: Path, name: str, *, managed_fields: bool = False) -> dict[str, Any]:
-    extra = ["--show-managed-fields"] if managed_fields else []
+    # kubectl 1.21 began hiding managedFields (and added the flag to show them)
+    extra = ["--show-managed-fields"] if managed_fields and kubectl_minor() >= 21 else []
     out: dict[str, Any] = json.loads(kubectl(kubeconfig, "get", "node", name, "-o", "json", *extra))
     return out
 
