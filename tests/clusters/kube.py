@@ -13,8 +13,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.hub.harness import FakeClock
 from tests.clusters.kubechecks import kubectl_minor
+from tests.hub.harness import FakeClock
 from tests.kubefake import FakeApiServer
 
 T = TypeVar("T")
