@@ -24,8 +24,9 @@ from aiohttp import web
 from hub.alerts import ALERT_FEED, AlertNotice
 from hub.bus import VerdictChange
 from hub.clusters import routes
+from hub.clusters.fleet import ClusterSync
 from hub.clusters.metrics import ClusterMetrics
-from hub.clusters.sync import ClusterSync, SyncSettings
+from hub.clusters.sync import SyncSettings
 from hub.metrics import METRICS
 from hub.singleton import holder_id, run_singleton
 from hub.state import CLOCK, EVENTS, STATE

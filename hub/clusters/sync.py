@@ -1,7 +1,8 @@
 """The cluster sync: every enrolled host's trust, reconciled into each registered cluster.
 
-:class:`ClusterSync` runs in the one hub process that holds the ``cluster-sync`` lease
-(:mod:`hub.singleton`). It keeps a :class:`ClusterWorker` per registered cluster (the list is
+:class:`~hub.clusters.fleet.ClusterSync` runs in the one hub process that holds the
+``cluster-sync`` lease (:mod:`hub.singleton`). It keeps a :class:`ClusterWorker` (this module)
+per registered cluster (the list is
 re-read every few seconds, so ``trustplane-hub clusters add/remove`` from another process takes
 effect) and hands every verdict change from the verdict bus to each of them, as well as every
 host whose facts changed otherwise (revoked, new tags; the hosts are looked at every few
@@ -38,14 +39,10 @@ annotation and taint.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -55,7 +52,6 @@ from hub.clusters.labels import (
     ASSET,
     EVENT_NAMESPACE,
     REPORT_ANNOTATION,
-    TAINT_KEY,
     VALID_UNTIL,
     Desired,
     desired_for,
@@ -63,9 +59,19 @@ from hub.clusters.labels import (
     our_labels,
     taints_with,
 )
-from hub.clusters.sealing import unseal
+from hub.clusters.nodeview import (
+    HostIndex,
+    cluster_host_of,
+    event_id_for,
+    is_older,
+    node_name_of,
+    report_payload_of,
+    rfc3339,
+    system_uuid_of,
+    trustplane_fields,
+)
 from hub.jws import sign_jws
-from hub.store import Cluster, ClusterHost, ClusterState, Host, NodeRecord, Store
+from hub.store import Cluster, ClusterHost, ClusterState, NodeRecord, Store
 
 if TYPE_CHECKING:  # kubernetes_asyncio is imported only when a cluster is synced
     from hub.clusters.client import KubeClient
@@ -79,7 +85,6 @@ CLUSTER_LIST_INTERVAL: Final = 3.0  # seconds between re-reads of the registered
 RETRY_INTERVAL: Final = 2.0  # seconds before a node whose reconcile failed is tried again
 RECONNECT_MIN: Final = 1.0
 RECONNECT_MAX: Final = 30.0
-ACTIVE_STATES: Final = frozenset({"enrolled"})
 
 Clock = Callable[[], float]
 Connect = Callable[[Cluster], Coroutine[Any, Any, "KubeClient"]]
@@ -112,99 +117,6 @@ class SyncCounters:
     errors: int = 0
     tags_skipped: int = 0
     observe_delay: Callable[[float], None] = field(default=_ignore)
-
-
-def rfc3339(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _node_name(node: dict[str, Any]) -> str:
-    return str(node.get("metadata", {}).get("name") or "")
-
-
-def _system_uuid(node: dict[str, Any]) -> str:
-    """The node's system UUID, lower case; anything but a UUID's characters (the kubelet of a
-    compromised node writes this field) is dropped and the length bounded, since it goes into
-    alert reasons and Events."""
-    info = node.get("status", {}).get("nodeInfo") or {}
-    text = str(info.get("systemUUID") or "").strip().lower()[:64]
-    return "".join(c for c in text if c in _UUID_CHARS)
-
-
-_UUID_CHARS: Final = frozenset("0123456789abcdef-")
-
-
-def _report_payload(annotation: str | None) -> dict[str, Any] | None:
-    """The payload of the trust report a node carries (its signature is the hub's: checked by
-    consumers, not here)."""
-    if not annotation:
-        return None
-    parts = annotation.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _cluster_host(h: Host) -> ClusterHost:
-    return ClusterHost(
-        h.id, h.state, h.node_name, h.dmi_uuid, h.verdict, h.reasons, dict(h.tags), h.valid_until
-    )
-
-
-def _event_id(meta: dict[str, Any], reason: str) -> str:
-    """16 hex digits naming an Event: the node's uid and resourceVersion and the reason."""
-    key = f"{meta.get('uid', '')}|{meta.get('resourceVersion', '')}|{reason}"
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _older(new: dict[str, Any], cached: dict[str, Any]) -> bool:
-    """Whether ``new`` is an older version of the node than ``cached`` (resourceVersions are
-    compared as numbers when both are, as etcd's revisions are; otherwise never older)."""
-    a = str(new.get("metadata", {}).get("resourceVersion") or "")
-    b = str(cached.get("metadata", {}).get("resourceVersion") or "")
-    return a.isdigit() and b.isdigit() and int(a) < int(b)
-
-
-def _ours(node: dict[str, Any]) -> tuple[object, ...]:
-    """What of a node is trustplane's: our labels, annotation and taint."""
-    annotations = node.get("metadata", {}).get("annotations") or {}
-    taints = [t for t in node.get("spec", {}).get("taints") or [] if t.get("key") == TAINT_KEY]
-    return (
-        sorted(our_labels(node).items()),
-        annotations.get(REPORT_ANNOTATION),
-        [(t.get("effect"), t.get("value")) for t in taints],
-    )
-
-
-class HostIndex:
-    """Enrolled hosts by the node name they gave at enrolment."""
-
-    def __init__(self, hosts: list[ClusterHost]) -> None:
-        self._by_node: dict[str, dict[str, ClusterHost]] = {}
-        self._node_of: dict[str, str] = {}
-        for host in hosts:
-            self.put(host)
-
-    def put(self, host: ClusterHost) -> None:
-        self.remove(host.id)
-        if host.state in ACTIVE_STATES and host.node_name:
-            self._by_node.setdefault(host.node_name, {})[host.id] = host
-            self._node_of[host.id] = host.node_name
-
-    def remove(self, host_id: str) -> None:
-        old = self._node_of.pop(host_id, None)
-        if old is not None:
-            self._by_node.get(old, {}).pop(host_id, None)
-
-    def hosts(self, node: str) -> list[ClusterHost]:
-        return list(self._by_node.get(node, {}).values())
-
-    def node_of(self, host_id: str) -> str | None:
-        return self._node_of.get(host_id)
 
 
 class ClusterWorker:
@@ -330,18 +242,18 @@ class ClusterWorker:
                 version = str(meta.get("resourceVersion") or version)
                 if kind == "BOOKMARK":
                     continue
-                name = _node_name(obj)
+                name = node_name_of(obj)
                 if kind == "DELETED":
                     self._nodes.pop(name, None)
                     continue
                 old = self._nodes.get(name)
-                if old is not None and _older(obj, old):
+                if old is not None and is_older(obj, old):
                     continue  # our own write's answer is already newer than this event
                 self._nodes[name] = obj
                 # a node that joins, or ours changed by someone else (drift): repair at once;
                 # what a verdict change or a resync needs is theirs to do
                 joined = old is None
-                touched = old is not None and _ours(old) != _ours(obj)
+                touched = old is not None and trustplane_fields(old) != trustplane_fields(obj)
                 if (joined or touched) and self._needs_work(obj):
                     self._spawn(self._reconcile_name(name, urgent=True))
 
@@ -390,7 +302,7 @@ class ClusterWorker:
             items, version = await client.list_nodes(
                 timeout=max(60.0, self._settings.request_timeout)
             )
-            self._nodes = {_node_name(n): n for n in items if _node_name(n)}
+            self._nodes = {node_name_of(n): n for n in items if node_name_of(n)}
         for gone in [
             n for n, lock in self._locks.items() if n not in self._nodes and not lock.locked()
         ]:
@@ -420,7 +332,7 @@ class ClusterWorker:
             for name, n in self._nodes.items()
             if (hosts := self._index.hosts(name))
             and len(hosts) == 1
-            and _system_uuid(n) == (hosts[0].dmi_uuid or "").strip().lower()
+            and system_uuid_of(n) == (hosts[0].dmi_uuid or "").strip().lower()
         )
         self.last_sync = self._clock()
         self.full_reconciles += 1
@@ -438,7 +350,7 @@ class ClusterWorker:
         if not self._ready.is_set():
             return  # not connected: the full reconcile after connecting covers it
         found = await self._store.get_host(host_id, with_rules=False)
-        host = None if found is None else _cluster_host(found)
+        host = None if found is None else cluster_host_of(found)
         old_node = self._index.node_of(host_id)
         if host is not None:
             self._index.put(host)
@@ -472,7 +384,7 @@ class ClusterWorker:
 
     def _desired(self, node: dict[str, Any]) -> tuple[Desired, ClusterHost | None, str]:
         """What ``node`` should carry, its host, and the mismatch alert's kind ("" none)."""
-        name = _node_name(node)
+        name = node_name_of(node)
         hosts = self._index.hosts(name)
         if not hosts:
             return desired_for(None, (), {}, None), None, ""
@@ -481,7 +393,7 @@ class ClusterWorker:
             return desired_for("untrusted", ids, {}, None, mismatch=True), hosts[0], AMBIGUOUS_ALERT
         host = hosts[0]
         attested = (host.dmi_uuid or "").strip().lower()
-        seen = _system_uuid(node)
+        seen = system_uuid_of(node)
         if not attested or seen != attested:
             reasons = (f"node_uuid:{seen or 'none'}", f"attested_uuid:{attested or 'none'}")
             return (
@@ -502,7 +414,7 @@ class ClusterWorker:
 
     def _report_outdated(self, node: dict[str, Any], desired: Desired) -> bool:
         annotations = node.get("metadata", {}).get("annotations") or {}
-        payload = _report_payload(annotations.get(REPORT_ANNOTATION))
+        payload = report_payload_of(annotations.get(REPORT_ANNOTATION))
         if desired.state in {"none", "mismatch"}:
             return REPORT_ANNOTATION in annotations
         if payload is None:
@@ -535,7 +447,7 @@ class ClusterWorker:
     async def reconcile_node(self, node: dict[str, Any], *, urgent: bool) -> None:
         """Bring one node to what its host's trust says (see the module docstring); a 409 (the
         node changed under us) is retried with a fresh read, up to :data:`CONFLICT_RETRIES`."""
-        name = _node_name(node)
+        name = node_name_of(node)
         budget = self._urgent if urgent else self._full
         timeout = self._settings.request_timeout
         client = self._require_client()
@@ -564,7 +476,7 @@ class ClusterWorker:
     ) -> dict[str, Any]:
         """Labels and annotation by server-side apply, then the taints guarded by the node's
         resourceVersion; returns the node as the last write left it."""
-        name = _node_name(node)
+        name = node_name_of(node)
         if our_labels(node) != desired.labels or self._report_outdated(node, desired):
             annotations = {}
             if host is not None and desired.state not in {"none", "mismatch"}:
@@ -612,7 +524,7 @@ class ClusterWorker:
         urgent: bool,
     ) -> None:
         """The Event for a trust change, the mismatch alert, and their record in the store."""
-        name = _node_name(node)
+        name = node_name_of(node)
         record = self._records.get(name, NodeRecord("", ""))
         now = self._clock()
         mismatch = record.mismatch
@@ -643,7 +555,7 @@ class ClusterWorker:
     async def _event(
         self, node: dict[str, Any], reason: str, kind: str, desired: Desired, now: float
     ) -> None:
-        name = _node_name(node)
+        name = node_name_of(node)
         meta = node.get("metadata") or {}
         why = ", ".join(desired.reasons) or "no reason given"
         lost = (
@@ -664,7 +576,7 @@ class ClusterWorker:
                 # the same for a retry of this announcement (the node unchanged since our write
                 # and the same reason), so a POST that timed out after it was stored makes
                 # no second Event: the retry answers 409 AlreadyExists
-                "name": f"{name}.trustplane.{_event_id(meta, reason)}",
+                "name": f"{name}.trustplane.{event_id_for(meta, reason)}",
                 "namespace": EVENT_NAMESPACE,
             },
             "involvedObject": {
@@ -692,121 +604,3 @@ class ClusterWorker:
                 raise
             return  # created by an earlier try whose answer was lost
         self.counters.events += 1
-
-
-class ClusterSync:
-    """Every registered cluster's worker, fed by verdict changes (see the module docstring)."""
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        master_key: bytes,
-        jws_key: ec.EllipticCurvePrivateKey,
-        settings: SyncSettings,
-        clock: Clock,
-        alert: AlertHook,
-        connect: Connect | None = None,
-    ) -> None:
-        self._store = store
-        self._master_key = master_key
-        self._jws_key = jws_key
-        self._settings = settings
-        self._clock = clock
-        self._alert = alert
-        self._connect = connect or self._connect_stored
-        self.counters = SyncCounters()
-        self.workers: dict[str, ClusterWorker] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._pending: set[asyncio.Task[None]] = set()
-        self._seen: dict[str, tuple[object, ...]] | None = None
-
-    async def _connect_stored(self, cluster: Cluster) -> KubeClient:
-        try:
-            from hub.clusters.client import KubeClient  # noqa: PLC0415 - optional dependency
-        except ImportError:
-            raise ClusterError(
-                "kubernetes_asyncio is not installed (python3-kubernetes-asyncio)",
-                "cluster.client_missing",
-            ) from None
-        kubeconfig = (
-            None
-            if cluster.sealed_kubeconfig is None
-            else unseal(self._master_key, cluster.name, cluster.sealed_kubeconfig)
-        )
-        return await KubeClient.connect(kubeconfig, cluster.context)
-
-    async def run(self) -> None:
-        """Keep one worker per registered cluster; runs until cancelled."""
-        try:
-            while True:
-                try:
-                    await self._refresh()
-                    await self._hosts_changed()
-                except Exception:  # the loop boundary: the database may be briefly away
-                    log.exception("cannot read the registered clusters or hosts")
-                await asyncio.sleep(CLUSTER_LIST_INTERVAL)
-        finally:
-            for task in [*self._tasks.values(), *self._pending]:
-                task.cancel()
-            for task in [*self._tasks.values(), *self._pending]:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            self._tasks.clear()
-            self.workers.clear()
-
-    async def _hosts_changed(self) -> None:
-        """Hand every host whose mapping-relevant facts changed since the last look (revoked,
-        re-approved, re-enrolled with other names, new tags; a verdict change this process
-        missed) to the workers, as a verdict change is. The report validity is left out: it
-        moves with every report and is refreshed by the full reconciles."""
-        seen: dict[str, tuple[object, ...]] = {
-            h.id: (h.state, h.node_name, h.dmi_uuid, h.verdict, h.reasons, sorted(h.tags.items()))
-            for h in await self._store.cluster_hosts()
-        }
-        before, self._seen = self._seen, seen
-        if before is None:
-            return  # the workers' first full reconciles read them all
-        changed = [i for i, facts in seen.items() if before.get(i) != facts]
-        changed += [i for i in before if i not in seen]
-        now = self._clock()
-        for host_id in changed:
-            self.verdict_changed(host_id, now)
-
-    async def _refresh(self) -> None:
-        clusters = {c.name: c for c in await self._store.list_clusters()}
-        for name in [n for n in self._tasks if n not in clusters]:
-            self._tasks.pop(name).cancel()
-            self.workers.pop(name, None)
-        for name, cluster in clusters.items():
-            if name in self._tasks:
-                continue
-            worker = ClusterWorker(
-                cluster,
-                store=self._store,
-                connect=self._connect,
-                settings=self._settings,
-                clock=self._clock,
-                jws_key=self._jws_key,
-                alert=self._alert,
-                counters=self.counters,
-            )
-            self.workers[name] = worker
-            self._tasks[name] = asyncio.create_task(worker.run(), name=f"cluster-{name}")
-
-    def verdict_changed(self, host_id: str, at: float) -> None:
-        """Hand a verdict change to every cluster's worker (never waits)."""
-        for worker in list(self.workers.values()):
-            task = asyncio.create_task(self._host_changed(worker, host_id, at))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-
-    async def _host_changed(self, worker: ClusterWorker, host_id: str, at: float) -> None:
-        try:
-            await worker.host_changed(host_id, at)
-        except ClusterError as e:
-            self.counters.errors += 1
-            log.warning("cluster %s: host %s: %s", worker.name, host_id, e)
-        except TimeoutError:
-            self.counters.errors += 1
-            log.warning("cluster %s: host %s: timed out", worker.name, host_id)

@@ -18,8 +18,9 @@ from hub.clusters.labels import (
     event_for,
     taints_with,
 )
+from hub.clusters.nodeview import HostIndex
 from hub.clusters.sealing import seal, unseal
-from hub.clusters.sync import ClusterWorker, HostIndex, SyncCounters, SyncSettings
+from hub.clusters.sync import ClusterWorker, SyncCounters, SyncSettings
 from hub.config import ClustersConfig, ConfigError, load_config
 from hub.store import Cluster, ClusterHost
 
