@@ -44,7 +44,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from hub.clusters.client import KubeClient
-from hub.clusters.sync import ClusterWorker, SyncCounters, SyncSettings
+from hub.clusters.settings import SyncCounters, SyncSettings
+from hub.clusters.sync import ClusterWorker
 from hub.store import Cluster, Store
 
 REPO = Path(__file__).resolve().parent.parent

@@ -26,7 +26,7 @@ from hub.bus import VerdictChange
 from hub.clusters import routes
 from hub.clusters.fleet import ClusterSync
 from hub.clusters.metrics import ClusterMetrics
-from hub.clusters.sync import SyncSettings
+from hub.clusters.settings import SyncSettings
 from hub.metrics import METRICS
 from hub.singleton import holder_id, run_singleton
 from hub.state import CLOCK, EVENTS, STATE

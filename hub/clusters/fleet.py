@@ -18,15 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from hub.clusters.errors import ClusterError
 from hub.clusters.sealing import unseal
-from hub.clusters.sync import (
-    CLUSTER_LIST_INTERVAL,
-    AlertHook,
-    Clock,
-    ClusterWorker,
-    Connect,
-    SyncCounters,
-    SyncSettings,
-)
+from hub.clusters.settings import SyncCounters, SyncSettings
+from hub.clusters.sync import CLUSTER_LIST_INTERVAL, AlertHook, Clock, ClusterWorker, Connect
 from hub.store import Cluster, Store
 
 if TYPE_CHECKING:  # kubernetes_asyncio is imported only when a cluster is synced

@@ -24,7 +24,7 @@ from prometheus_client import Histogram as PromHistogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from hub.clusters.sync import SyncCounters
+from hub.clusters.settings import SyncCounters
 from hub.store import ClusterState
 
 _P: Final = "trustplane_hub_cluster_"

@@ -42,7 +42,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -70,6 +69,7 @@ from hub.clusters.nodeview import (
     system_uuid_of,
     trustplane_fields,
 )
+from hub.clusters.settings import SyncCounters, SyncSettings
 from hub.jws import sign_jws
 from hub.store import Cluster, ClusterHost, ClusterState, NodeRecord, Store
 
@@ -89,34 +89,6 @@ RECONNECT_MAX: Final = 30.0
 Clock = Callable[[], float]
 Connect = Callable[[Cluster], Coroutine[Any, Any, "KubeClient"]]
 AlertHook = Callable[[str, str, tuple[str, ...], float], Coroutine[Any, Any, None]]
-
-
-@dataclass(frozen=True, slots=True)
-class SyncSettings:
-    taint_effect: str = "NoExecute"  # NoExecute | NoSchedule | none
-    resync_interval: float = 60.0
-    request_timeout: float = 10.0
-    reconcile_concurrency: int = 8  # nodes a full reconcile works on at once, per cluster
-    verdict_concurrency: int = 32  # requests in flight for verdict changes, per cluster
-    holder: str = "trustplane-hub"  # reportingInstance of Events
-
-
-def _ignore(_seconds: float) -> None:
-    return None
-
-
-@dataclass(slots=True)
-class SyncCounters:
-    """Totals since start (this process), exposed as metrics; ``observe_delay`` takes the
-    seconds from each verdict change to its node written (a histogram, :mod:`.metrics`)."""
-
-    applies: int = 0
-    taint_patches: int = 0
-    conflicts: int = 0
-    events: int = 0
-    errors: int = 0
-    tags_skipped: int = 0
-    observe_delay: Callable[[float], None] = field(default=_ignore)
 
 
 class ClusterWorker:

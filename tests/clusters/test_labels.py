@@ -20,7 +20,8 @@ from hub.clusters.labels import (
 )
 from hub.clusters.nodeview import HostIndex
 from hub.clusters.sealing import seal, unseal
-from hub.clusters.sync import ClusterWorker, SyncCounters, SyncSettings
+from hub.clusters.settings import SyncCounters, SyncSettings
+from hub.clusters.sync import ClusterWorker
 from hub.config import ClustersConfig, ConfigError, load_config
 from hub.store import Cluster, ClusterHost
 
