@@ -212,11 +212,23 @@ def _private_tmp_binds() -> list[str]:
     ]
 
 
+def _let_services_traverse(*paths: Path) -> None:
+    """The units run as their own users, which must reach the checkout's scripts: a checkout
+    made in ``mktemp -d`` (mode 0700) would deny them. Add search permission (x, never read)
+    for others on each directory from ``/`` down to every path, where it lacks it."""
+    for path in paths:
+        for d in (*reversed(path.parents), path):
+            mode = d.stat().st_mode
+            if not mode & 0o001:
+                d.chmod(mode & 0o7777 | 0o001)
+
+
 def _python_binds(tmp: Path) -> tuple[str, list[str], list[tuple[Path, str]]]:
     """(interpreter path inside, extra unit lines, binds) for running the venv's scripts."""
     assert not any(p.is_relative_to(h) for p in (REPO, VENV) for h in HIDDEN_BY_PROTECT_HOME), (
         f"the units' ProtectHome=yes hides {REPO} and {VENV}: use a checkout outside /home"
     )
+    _let_services_traverse(REPO, VENV)
     binds = [(REPO, str(REPO))]
     if not VENV.is_relative_to(REPO):
         binds.append((VENV, str(VENV)))
