@@ -337,8 +337,7 @@ class Daemon:
             result = delivered.result
             if result.verdict != "trusted" and self.keys is not None and self.keys.cache:
                 # keys released while trusted are not kept past the hub's word that we are not
-                self.keys.cache.clear()
-                log.info("key cache emptied: the hub's verdict is %s", result.verdict)
+                self.keys.cache.invalidate(f"the hub's verdict is {result.verdict}")
             try:  # for the OCI hook (trustplane-agent hook)
                 self.state.save_trust_report(
                     result.trust_report, result.verdict, result.valid_until

@@ -164,7 +164,7 @@ class SealedKeyCache:
         if self._key is not None:
             if await self._current_policy() == self._key.policy:
                 return self._key
-            self._invalidate("the PCRs changed since the cache key was unsealed")
+            self.invalidate("the PCRs changed since the cache key was unsealed")
             return None
         raw = self._read_json(self.root / _SEALED_KEY)
         if raw is None:
@@ -180,7 +180,7 @@ class SealedKeyCache:
             key = await self._tpm.call(lambda s: s.unseal(blobs))
         except TpmError as e:
             if is_policy_fail(e.rc):
-                self._invalidate("the TPM refuses to unseal the cache key: the PCRs changed")
+                self.invalidate("the TPM refuses to unseal the cache key: the PCRs changed")
             else:
                 log.warning("cannot unseal the key cache: %s", e.describe())
             return None
@@ -190,7 +190,12 @@ class SealedKeyCache:
         self._key = _CacheKey(key, policy, hashlib.sha256(blobs.public).hexdigest()[:32])
         return self._key
 
-    def _invalidate(self, why: str) -> None:
+    def invalidate(self, why: str) -> None:
+        """Empty the cache because what it holds may no longer be used (the PCRs changed, or
+        the hub's verdict is no longer trusted); counted in :attr:`invalidations` when there
+        was something to empty, whichever of those noticed first."""
+        if self._key is None and not self._entries() and not (self.root / _SEALED_KEY).exists():
+            return
         self.invalidations += 1
         log.info("key cache emptied: %s", why)
         self.clear()
